@@ -1,0 +1,1 @@
+"""actors: an async actor runtime on trio (placeholder while the runtime is written)."""
