@@ -1,0 +1,576 @@
+"""The Docker runtime: aiodocker driven from trio through `AsyncioBridge`.
+
+Each public method is one bridge round trip: the trio side calls one small asyncio
+coroutine (`_a_*`) that makes the aiodocker calls it needs, so the bridge cost is paid
+once per operation, not once per HTTP request. aiodocker errors are translated here, at
+the boundary, into the `RuntimeFailure` family with a reason a user can act on.
+
+What the containers get, and why:
+
+- resource limits: `NanoCpus` (cpus x 1e9) and `Memory` (bytes; `MemorySwap` set to the
+  same value so the limit is the limit, not limit + swap);
+- ports published on 127.0.0.1 only, at host ports chosen by the node's
+  `PortAllocator` (or the fixed `host:` port), so nothing is exposed beyond the machine
+  unless an operator puts a proxy in front;
+- Helios labels (`io.helios.node`, `.job`, `.task`, `.version`, `.ports`, `.managed`) so
+  a restarted node can find and adopt its containers;
+- the job's log driver (json-file by default; fluentd, gelf, syslog with options);
+- restart policy "no": restarts belong to the job actor (with backoff and reporting),
+  not to dockerd behind its back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import aiodocker
+import trio
+from aiodocker.exceptions import DockerError
+
+from helios.node.runtime.aio_bridge import AsyncioBridge, BridgeClosed
+from helios.node.runtime.base import (
+    LABEL_NODE,
+    LABEL_PORTS,
+    ContainerConflict,
+    ContainerNotFound,
+    ContainerNotRunning,
+    ContainerSpec,
+    ContainerStartFailed,
+    ContainerState,
+    ExecResult,
+    ExecTimeout,
+    ImageNotFound,
+    InvalidImageName,
+    InvalidSpec,
+    LogsUnavailable,
+    PortConflict,
+    RegistryAuth,
+    RegistryAuthFailed,
+    RegistryUnreachable,
+    Runtime,
+    RuntimeFailure,
+    RuntimeUnavailable,
+    helios_labels,
+    port_env,
+)
+from helios.node.runtime.ports import PortAllocator
+
+#: Exec output kept for a health check reason (the rest is read and dropped).
+EXEC_OUTPUT_LIMIT = 64 * 1024
+
+# A practical subset of Docker's reference grammar: enough to refuse obvious garbage
+# (spaces, upper case repository, empty parts) before asking the daemon. The daemon
+# remains the judge for everything else (its 400 also maps to InvalidImageName).
+_IMAGE_RE = re.compile(
+    r"^(?:(?P<registry>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?"
+    r"(?P<repo>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[a-z0-9]+:[a-fA-F0-9]{32,}))?$"
+)
+
+
+def check_image_name(image: str) -> None:
+    """Raise `InvalidImageName` unless `image` looks like a Docker image reference."""
+    if not image or not _IMAGE_RE.match(image):
+        raise InvalidImageName(
+            f"image name {image!r} is not a valid Docker image reference "
+            "(expected [registry/]repository[:tag][@digest], repository in lower case)")
+
+
+def _registry_host(image: str) -> str | None:
+    """The registry part of a reference, or None for Docker Hub short names."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def _parse_time(value: str | None) -> float | None:
+    """Docker's RFC 3339 (nanoseconds, 'Z') to Unix seconds; its zero time to None."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", value)
+    if not m:
+        return None
+    base, frac, tz = m.groups()
+    dt = datetime.fromisoformat(base + ("+00:00" if tz == "Z" else tz))
+    return dt.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
+def _pull_failure(image: str, err: DockerError) -> RuntimeFailure:
+    """Translate a pull error into the failure a user can act on."""
+    msg = err.message if isinstance(err.message, str) else str(err.message)
+    low = msg.lower()
+    if err.status == 900:
+        return RuntimeUnavailable(f"Docker daemon unreachable while pulling {image}: {msg}")
+    if "invalid reference format" in low or err.status == 400:
+        return InvalidImageName(f"image name {image!r} is invalid: {msg}")
+    if ("unauthorized" in low or "authentication required" in low
+            or "no basic auth credentials" in low or "incorrect username or password" in low):
+        return RegistryAuthFailed(
+            f"registry refused access to {image} (wrong or missing credentials): {msg}")
+    if ("manifest unknown" in low or "not found" in low or "pull access denied" in low
+            or err.status == 404):
+        return ImageNotFound(f"image {image} was not found in its registry: {msg}")
+    if any(s in low for s in ("connection refused", "no such host", "i/o timeout",
+                              "dial tcp", "timeout", "network is unreachable",
+                              "connection reset", "tls:", "server gave http response")):
+        host = _registry_host(image) or "docker.io"
+        return RegistryUnreachable(f"registry {host} is unreachable while pulling {image}: {msg}")
+    return RuntimeFailure(f"pulling {image} failed: {msg}")
+
+
+def _common_failure(err: DockerError, cid: str, doing: str) -> RuntimeFailure:
+    """Errors any container call can hit: daemon gone, unknown container."""
+    if err.status == 900:
+        return RuntimeUnavailable(f"Docker daemon unreachable while {doing}: {err.message}")
+    if err.status == 404:
+        return ContainerNotFound(f"container {cid} does not exist")
+    return RuntimeFailure(f"Docker refused {doing} for {cid}: {err.message}")
+
+
+class DockerRuntime(Runtime):
+    """Runs each task as a Docker container. `async with DockerRuntime(node, ...) as rt`.
+
+    `url` is the Docker endpoint (default: DOCKER_HOST or /var/run/docker.sock).
+    `ports` is the node's allocator; one is made for 21000-21999 when not given.
+    """
+
+    kind: ClassVar[str] = "docker"
+
+    def __init__(self, node: str, *, ports: PortAllocator | None = None,
+                 url: str | None = None, bind_host: str = "127.0.0.1") -> None:
+        super().__init__(node)
+        self.ports = ports if ports is not None else PortAllocator(host=bind_host)
+        self.bind_host = bind_host
+        self._url = url
+        self._bridge = AsyncioBridge(name=f"helios-docker-{node}")
+        self._docker: aiodocker.Docker | None = None
+        self._owners: dict[str, str] = {}  # container id -> port owner (container name)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Start the bridge and make the aiodocker client on its loop (no daemon call)."""
+        await self._bridge.open()
+
+        async def make() -> aiodocker.Docker:
+            return aiodocker.Docker(url=self._url)
+
+        self._docker = await self._bridge.run(make)
+
+    async def aclose(self) -> None:
+        """Close the client and the bridge. Containers are left running on purpose."""
+        if self._docker is not None:
+            docker, self._docker = self._docker, None
+            with trio.CancelScope(shield=True), contextlib.suppress(BridgeClosed, DockerError):
+                await self._bridge.run(docker.close)
+        await self._bridge.aclose()
+
+    @property
+    def bridge(self) -> AsyncioBridge:
+        """The bridge (exposed for the benchmark and for tests)."""
+        return self._bridge
+
+    def _client(self) -> aiodocker.Docker:
+        if self._docker is None:
+            raise RuntimeUnavailable("the Docker runtime is not open")
+        return self._docker
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await self._bridge.run(fn, *args)
+        except BridgeClosed as e:
+            raise RuntimeUnavailable(f"the Docker runtime is closed: {e}") from e
+
+    async def ping(self) -> str:
+        """Check the daemon answers; returns its version. Raises `RuntimeUnavailable`."""
+        docker = self._client()
+
+        async def call() -> str:
+            info = await docker.version()
+            return str(info.get("Version", "?"))
+
+        try:
+            return await self._run(call)
+        except DockerError as e:
+            raise RuntimeUnavailable(f"Docker daemon unreachable: {e.message}") from e
+
+    # ------------------------------------------------------------------ images
+
+    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+        """Pull `image` (default tag latest), with X-Registry-Auth when `auth` is given."""
+        check_image_name(image)
+        docker = self._client()
+        ref = image
+        auth_obj: dict[str, Any] | None = None
+        if auth is not None:
+            host = auth.server or _registry_host(image)
+            if _registry_host(image) is None:
+                ref = "docker.io/" + image  # aiodocker wants the registry host in the name
+            auth_obj = {"username": auth.username, "password": auth.password}
+            if host:
+                auth_obj["serveraddress"] = host
+
+        async def call() -> None:
+            await docker.images.pull(ref, auth=auth_obj)
+
+        try:
+            await self._run(call)
+        except DockerError as e:
+            raise _pull_failure(image, e) from None
+
+    async def has_image(self, image: str) -> bool:
+        """True when the image is present locally (a node may skip a pull then)."""
+        docker = self._client()
+
+        async def call() -> bool:
+            try:
+                await docker.images.inspect(image)
+            except DockerError as e:
+                if e.status == 404:
+                    return False
+                raise
+            return True
+
+        try:
+            return await self._run(call)
+        except DockerError as e:
+            raise _common_failure(e, image, "inspecting an image") from None
+
+    # ------------------------------------------------------------------ containers
+
+    def _config(self, spec: ContainerSpec, host_ports: Mapping[str, int]) -> dict[str, Any]:
+        """The Docker Engine API create body for `spec` (pure, tested on its own)."""
+        container_ports = {n: p.container for n, p in spec.ports.items()}
+        env = dict(port_env(container_ports, host_ports))
+        env.update(spec.env)
+        exposed: dict[str, dict[str, Any]] = {}
+        bindings: dict[str, list[dict[str, str]]] = {}
+        for name, p in spec.ports.items():
+            key = f"{p.container}/{p.protocol}"
+            exposed[key] = {}
+            bindings.setdefault(key, []).append(
+                {"HostIp": self.bind_host, "HostPort": str(host_ports[name])})
+        host_config: dict[str, Any] = {
+            "PortBindings": bindings,
+            "RestartPolicy": {"Name": "no"},
+            "LogConfig": {"Type": spec.log.driver,
+                          "Config": {k: str(v) for k, v in spec.log.options.items()}},
+        }
+        if spec.cpus is not None:
+            host_config["NanoCpus"] = int(spec.cpus * 1e9)
+        if spec.memory is not None:
+            host_config["Memory"] = int(spec.memory)
+            host_config["MemorySwap"] = int(spec.memory)
+        config: dict[str, Any] = {
+            "Image": spec.image,
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Labels": helios_labels(self.node, spec, container_ports),
+            "ExposedPorts": exposed,
+            "HostConfig": host_config,
+        }
+        if spec.command:
+            config["Cmd"] = list(spec.command)
+        if spec.entrypoint is not None:
+            config["Entrypoint"] = list(spec.entrypoint)
+        if spec.workdir:
+            config["WorkingDir"] = spec.workdir
+        return config
+
+    async def create(self, spec: ContainerSpec) -> str:
+        """Create the container with ports allocated; ports are freed again on failure."""
+        spec.validate()
+        check_image_name(spec.image)
+        docker = self._client()
+        host_ports = self.ports.allocate(spec.name, {n: p.host for n, p in spec.ports.items()})
+        config = self._config(spec, host_ports)
+
+        async def call() -> str:
+            container = await docker.containers.create(config, name=spec.name)
+            return container.id
+
+        try:
+            cid: str = await self._run(call)
+        except BaseException as e:
+            self.ports.release(spec.name)
+            if isinstance(e, DockerError):
+                msg = e.message
+                if e.status == 404 and "image" in str(msg).lower():
+                    raise ImageNotFound(
+                        f"image {spec.image} is not present on this node (pull it first)"
+                    ) from None
+                if e.status == 409:
+                    raise ContainerConflict(
+                        f"a container named {spec.name} already exists") from None
+                if e.status == 400:
+                    raise InvalidSpec(f"Docker refused the container spec: {msg}") from None
+                raise _common_failure(e, spec.name, "creating a container") from None
+            raise
+        self._owners[cid] = spec.name
+        return cid
+
+    async def start(self, cid: str) -> None:
+        """Start; a port clash at bind time becomes `PortConflict`."""
+        docker = self._client()
+
+        async def call() -> None:
+            await docker.containers.container(cid).start()
+
+        try:
+            await self._run(call)
+        except DockerError as e:
+            low = str(e.message).lower()
+            if "port is already allocated" in low or "address already in use" in low:
+                raise PortConflict(f"container {cid[:12]} could not bind its host port: "
+                                   f"{e.message}") from None
+            if e.status in (404, 900):
+                raise _common_failure(e, cid, "starting") from None
+            raise ContainerStartFailed(f"container failed to start: {e.message}") from None
+
+    async def stop(self, cid: str, grace: float) -> None:
+        """docker stop: SIGTERM (or the image's StopSignal), SIGKILL after ceil(grace) s."""
+        docker = self._client()
+        t = max(0, math.ceil(grace))
+
+        async def call() -> None:
+            await docker.containers.container(cid).stop(t=t)
+
+        try:
+            await self._run(call)
+        except DockerError as e:
+            raise _common_failure(e, cid, "stopping") from None
+
+    async def kill(self, cid: str, signal: str = "SIGKILL") -> None:
+        """Send a signal now (a job actor's last resort)."""
+        docker = self._client()
+
+        async def call() -> None:
+            await docker.containers.container(cid).kill(signal=signal)
+
+        try:
+            await self._run(call)
+        except DockerError as e:
+            if e.status == 409:  # not running: nothing to kill
+                return
+            raise _common_failure(e, cid, "killing") from None
+
+    async def remove(self, cid: str) -> None:
+        """Force-remove (with anonymous volumes); already gone is fine. Frees its ports."""
+        docker = self._client()
+        owner = self._owners.pop(cid, None)
+
+        async def call() -> str | None:
+            container = docker.containers.container(cid)
+            name: str | None = None
+            if owner is None:
+                try:
+                    info = await container.show()
+                    name = str(info.get("Name", "")).lstrip("/") or None
+                except DockerError as e:
+                    if e.status != 404:
+                        raise
+                    return None
+            try:
+                await container.delete(force=True, v=True)
+            except DockerError as e:
+                # 404: already gone; 409: removal already in progress.
+                if e.status not in (404, 409):
+                    raise
+            return name
+
+        try:
+            name = await self._run(call)
+        except DockerError as e:
+            if owner is not None:
+                self._owners[cid] = owner
+            raise _common_failure(e, cid, "removing") from None
+        if owner or name:
+            self.ports.release(owner or name or "")
+
+    def _state(self, info: Mapping[str, Any]) -> ContainerState:
+        """A `ContainerState` from `docker inspect` output (pure)."""
+        st = info.get("State") or {}
+        config = info.get("Config") or {}
+        labels = dict(config.get("Labels") or {})
+        try:
+            names = {int(v): k for k, v in json.loads(labels.get(LABEL_PORTS, "{}")).items()}
+        except (ValueError, AttributeError):
+            names = {}
+        bound: dict[str, int] = {}
+        for key, binds in ((info.get("NetworkSettings") or {}).get("Ports") or {}).items():
+            port = int(key.split("/")[0])
+            for b in binds or []:
+                if b.get("HostPort") and port in names:
+                    bound[names[port]] = int(b["HostPort"])
+                    break
+        running = bool(st.get("Running"))
+        status = str(st.get("Status", "unknown"))
+        return ContainerState(
+            id=str(info.get("Id", "")),
+            name=str(info.get("Name", "")).lstrip("/"),
+            status=status,
+            running=running,
+            exit_code=None if running or status == "created" else int(st.get("ExitCode", 0)),
+            started_at=_parse_time(st.get("StartedAt")),
+            finished_at=_parse_time(st.get("FinishedAt")),
+            error=str(st.get("Error") or ""),
+            oom_killed=bool(st.get("OOMKilled")),
+            ports=bound,
+            labels=labels,
+            image=str(config.get("Image", "")),
+            pid=int(st["Pid"]) if st.get("Pid") else None,
+        )
+
+    async def inspect_raw(self, cid: str) -> dict[str, Any]:
+        """The full `docker inspect` document (for tests and debugging)."""
+        docker = self._client()
+
+        async def call() -> dict[str, Any]:
+            return await docker.containers.container(cid).show()
+
+        try:
+            return await self._run(call)
+        except DockerError as e:
+            raise _common_failure(e, cid, "inspecting") from None
+
+    async def inspect(self, cid: str) -> ContainerState:
+        return self._state(await self.inspect_raw(cid))
+
+    async def wait(self, cid: str) -> int:
+        """Long-poll until exit; cancelling the trio caller cancels the request."""
+        docker = self._client()
+
+        async def call() -> int:
+            result = await docker.containers.container(cid).wait()
+            return int(result.get("StatusCode", -1))
+
+        try:
+            return await self._run(call)
+        except DockerError as e:
+            raise _common_failure(e, cid, "waiting") from None
+
+    async def list(self, labels: Mapping[str, str] | None = None) -> list[ContainerState]:
+        """This node's containers (running or not) carrying all `labels`."""
+        docker = self._client()
+        wanted = {LABEL_NODE: self.node, **(labels or {})}
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in wanted.items()]})
+
+        async def call() -> list[dict[str, Any]]:
+            found = await docker.containers.list(all=True, filters=filters)
+            infos = []
+            for c in found:
+                try:
+                    infos.append(await c.show())
+                except DockerError as e:
+                    if e.status != 404:  # removed between list and inspect
+                        raise
+            return infos
+
+        try:
+            infos = await self._run(call)
+        except DockerError as e:
+            raise _common_failure(e, "(list)", "listing containers") from None
+        return [self._state(i) for i in infos]
+
+    async def adopt(self, cid: str) -> ContainerState:
+        """Own a container found after a restart: its bound (or configured) host ports."""
+        info = await self.inspect_raw(cid)
+        state = self._state(info)
+        ports = set(state.ports.values())
+        host_config = info.get("HostConfig") or {}
+        for binds in (host_config.get("PortBindings") or {}).values():
+            for b in binds or []:
+                if b.get("HostPort"):
+                    ports.add(int(b["HostPort"]))
+        for port in sorted(ports):
+            self.ports.reserve(state.name, port)
+        self._owners[state.id] = state.name
+        return state
+
+    # ------------------------------------------------------------------ logs, exec
+
+    async def logs(self, cid: str, *, follow: bool = False,
+                   tail: int | None = None) -> AsyncIterator[str]:
+        """Lines from the daemon's local log store (json-file, local, or the 20.10+ cache).
+
+        stdout and stderr are interleaved as Docker returns them.
+        """
+        docker = self._client()
+        params: dict[str, Any] = {"tail": "all" if tail is None else str(tail)}
+        buf = ""
+        try:
+            if not follow:
+                async def call() -> list[str]:
+                    return await docker.containers.container(cid).log(
+                        stdout=True, stderr=True, **params)
+
+                chunks = await self._run(call)
+                text = "".join(chunks)
+                lines = text.split("\n")
+                if lines and lines[-1] == "":
+                    lines.pop()
+                for line in lines:
+                    yield line
+                return
+
+            def make() -> AsyncIterator[str]:
+                return docker.containers.container(cid).log(
+                    stdout=True, stderr=True, follow=True, **params)
+
+            async for chunk in self._bridge.iterate(make):
+                buf += chunk
+                *complete, buf = buf.split("\n")
+                for line in complete:
+                    yield line
+            if buf:
+                yield buf
+        except DockerError as e:
+            if e.status == 501 or "does not support reading" in str(e.message):
+                raise LogsUnavailable(
+                    f"the log driver of {cid[:12]} does not keep logs on the node: "
+                    f"{e.message}") from None
+            raise _common_failure(e, cid, "reading logs") from None
+
+    async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
+        """Run argv in the container, capture up to EXEC_OUTPUT_LIMIT bytes of output.
+
+        On timeout the exec'd process is left to the container (the Engine API has no
+        way to kill one exec); the caller gets `ExecTimeout`.
+        """
+        docker = self._client()
+        cmd = list(argv)
+        if not cmd:
+            raise InvalidSpec("exec needs a command")
+
+        async def call() -> tuple[int, bytes]:
+            ex = await docker.containers.container(cid).exec(cmd, stdout=True, stderr=True)
+            out = bytearray()
+            async with ex.start(detach=False) as stream:
+                for _ in range(1_000_000):  # bounded; the caller's timeout bounds time
+                    msg = await stream.read_out()
+                    if msg is None:
+                        break
+                    if len(out) < EXEC_OUTPUT_LIMIT:
+                        out += msg.data[: EXEC_OUTPUT_LIMIT - len(out)]
+            info = await ex.inspect()
+            code = info.get("ExitCode")
+            return (-1 if code is None else int(code)), bytes(out)
+
+        with trio.move_on_after(timeout) as scope:
+            try:
+                code, out = await self._run(call)
+            except DockerError as e:
+                if e.status == 409:
+                    raise ContainerNotRunning(
+                        f"container {cid[:12]} is not running, cannot exec") from None
+                raise _common_failure(e, cid, "exec") from None
+        if scope.cancelled_caught:
+            raise ExecTimeout(f"command {cmd} did not finish within {timeout:g}s")
+        return ExecResult(exit_code=code, output=out.decode("utf-8", "replace"))
