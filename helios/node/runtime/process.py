@@ -1,0 +1,363 @@
+"""The `process` runtime: each task is a local process group (like Nomad's raw_exec).
+
+For a machine without a Docker daemon (`helios solo` on a laptop). The image, limits and
+log driver are ignored; the command runs as the node's user. It is never a stand-in for
+Docker in the Docker tests.
+
+State lives on disk so a restarted node can adopt what still runs:
+
+    <state_dir>/<id>/record.json   spec essentials, pid, process start time, ports
+    <state_dir>/<id>/output.log    stdout and stderr (appended across restarts)
+    <state_dir>/<id>/exit_code     written by the wrapper when the command ends
+
+The command runs under a tiny `/bin/sh` wrapper that records its exit code in
+`exit_code`, so the exit code is known even when the process ended while no node was its
+parent (after a node restart). The wrapper catches (not ignores) TERM and INT: a caught
+signal is reset to its default in the child at exec, so the command itself sees signals
+normally, while the wrapper survives to write the code. Every signal goes to the whole
+process group (the task started its own session), so children of the command stop too.
+
+A pid alone is not an identity (pids are reused): the record keeps the kernel start time
+of the process (/proc/<pid>/stat field 22), and a pid only counts as our task when both
+match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import trio
+
+from helios.node.runtime.base import (
+    LABEL_NODE,
+    ContainerConflict,
+    ContainerNotFound,
+    ContainerNotRunning,
+    ContainerSpec,
+    ContainerStartFailed,
+    ContainerState,
+    ExecResult,
+    ExecTimeout,
+    InvalidSpec,
+    RegistryAuth,
+    Runtime,
+    helios_labels,
+    port_env,
+)
+from helios.node.runtime.ports import PortAllocator
+
+#: The wrapper: run "$@", keep its exit status in $HELIOS_EXIT_FILE, exit with it.
+_WRAPPER = (
+    'trap ":" TERM INT HUP; '
+    '"$@"; rc=$?; '
+    'echo "$rc" > "$HELIOS_EXIT_FILE.tmp" && mv "$HELIOS_EXIT_FILE.tmp" "$HELIOS_EXIT_FILE"; '
+    'exit "$rc"'
+)
+#: How often stop/wait/follow look again at a process that is not our child.
+POLL_INTERVAL = 0.05
+EXEC_OUTPUT_LIMIT = 64 * 1024
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    """Kernel start time of `pid` in clock ticks since boot, None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    # fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class ProcessRuntime(Runtime):
+    """Runs tasks as local process groups, with records in `state_dir` for adoption."""
+
+    kind: ClassVar[str] = "process"
+
+    def __init__(self, node: str, state_dir: str | os.PathLike[str], *,
+                 ports: PortAllocator | None = None, shell: str = "/bin/sh") -> None:
+        super().__init__(node)
+        self.state_dir = Path(state_dir)
+        self.ports = ports if ports is not None else PortAllocator()
+        self.shell = shell
+        self._children: dict[str, trio.Process] = {}
+
+    async def open(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    async def aclose(self) -> None:
+        """Forget our child handles; the processes keep running (adoption finds them)."""
+        self._children.clear()
+
+    # ------------------------------------------------------------------ records
+
+    def _dir(self, cid: str) -> Path:
+        if not cid or "/" in cid or cid.startswith("."):
+            raise ContainerNotFound(f"process task {cid!r} does not exist")
+        return self.state_dir / cid
+
+    def _load(self, cid: str) -> dict[str, Any]:
+        try:
+            return json.loads((self._dir(cid) / "record.json").read_text())
+        except (OSError, ValueError):
+            raise ContainerNotFound(f"process task {cid} does not exist") from None
+
+    def _save(self, cid: str, rec: Mapping[str, Any]) -> None:
+        path = self._dir(cid) / "record.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec))
+        os.replace(tmp, path)
+
+    def _alive(self, rec: Mapping[str, Any]) -> bool:
+        """Is the recorded pid still our process (same kernel start time)?"""
+        pid, ticks = rec.get("pid"), rec.get("start_ticks")
+        if not pid:
+            return False
+        child = self._children.get(rec["id"])
+        if child is not None and child.poll() is not None:
+            return False
+        return ticks is not None and _proc_start_ticks(pid) == ticks
+
+    def _exit_code(self, rec: Mapping[str, Any]) -> int | None:
+        child = self._children.get(rec["id"])
+        if child is not None and child.returncode is not None:
+            rc = child.returncode
+            return 128 - rc if rc < 0 else rc  # killed by signal n: 128+n, as Docker
+        try:
+            return int((self._dir(rec["id"]) / "exit_code").read_text().strip())
+        except (OSError, ValueError):
+            pass
+        return 137 if rec.get("killed") else None
+
+    def _state(self, rec: Mapping[str, Any]) -> ContainerState:
+        running = self._alive(rec)
+        if not rec.get("pid"):
+            status = "created"
+        elif running:
+            status = "running"
+        else:
+            status = "exited"
+        code = None if status != "exited" else self._exit_code(rec)
+        finished = rec.get("finished_at")
+        if status == "exited" and finished is None:
+            with contextlib.suppress(OSError):
+                finished = (self._dir(rec["id"]) / "exit_code").stat().st_mtime
+        error = rec.get("error", "")
+        if status == "exited" and code is None and not error:
+            error = "exit status unknown (the process ended while no node watched it)"
+        return ContainerState(
+            id=rec["id"], name=rec["name"], status=status, running=running,
+            exit_code=code, started_at=rec.get("started_at"),
+            finished_at=finished if status == "exited" else None, error=error,
+            oom_killed=False,
+            ports=dict(rec.get("host_ports", {})) if running else {},
+            labels=dict(rec.get("labels", {})), image=rec.get("image", ""),
+            pid=rec.get("pid") if running else None,
+        )
+
+    # ------------------------------------------------------------------ interface
+
+    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+        """Nothing to fetch: the process runtime ignores images."""
+
+    async def create(self, spec: ContainerSpec) -> str:
+        spec.validate()
+        if not spec.command:
+            raise InvalidSpec("the process runtime needs a command (it ignores the image)")
+        cid = spec.name
+        d = self._dir(cid)
+        try:
+            d.mkdir(parents=True)
+        except FileExistsError:
+            raise ContainerConflict(f"a process task named {cid} already exists") from None
+        try:
+            host_ports = self.ports.allocate(cid, {n: p.host for n, p in spec.ports.items()})
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        # A process binds the host port itself: "where to listen" is the host port.
+        env = port_env(dict(host_ports), host_ports)
+        env.update(spec.env)
+        rec = {
+            "id": cid, "name": spec.name, "image": spec.image,
+            "command": list(spec.command), "env": env, "workdir": spec.workdir,
+            "labels": helios_labels(self.node, spec,
+                                    {n: p.container for n, p in spec.ports.items()}),
+            "host_ports": host_ports, "pid": None, "start_ticks": None,
+            "started_at": None, "finished_at": None, "killed": False, "error": "",
+        }
+        self._save(cid, rec)
+        return cid
+
+    def _env(self, rec: Mapping[str, Any]) -> dict[str, str]:
+        base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TZ") if k in os.environ}
+        base.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        base.update(rec.get("env", {}))
+        return base
+
+    async def start(self, cid: str) -> None:
+        rec = self._load(cid)
+        if self._alive(rec):
+            return
+        d = self._dir(cid)
+        with contextlib.suppress(FileNotFoundError):
+            (d / "exit_code").unlink()
+        env = self._env(rec)
+        env["HELIOS_EXIT_FILE"] = str(d / "exit_code")
+        workdir = rec.get("workdir") or str(d)
+        with open(d / "output.log", "ab") as out:
+            try:
+                proc = await trio.lowlevel.open_process(
+                    [self.shell, "-c", _WRAPPER, "helios-task", *rec["command"]],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    env=env, cwd=workdir, start_new_session=True)
+            except OSError as e:
+                raise ContainerStartFailed(f"could not start {rec['command'][0]}: {e}") from None
+        self._children[cid] = proc
+        rec.update(pid=proc.pid, start_ticks=_proc_start_ticks(proc.pid),
+                   started_at=time.time(), finished_at=None, killed=False, error="")
+        self._save(cid, rec)
+
+    def _signal(self, rec: Mapping[str, Any], sig: int) -> None:
+        """Signal the task's process group (its own session, so pgid == pid)."""
+        if self._alive(rec):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(rec["pid"], sig)
+
+    async def _wait_gone(self, rec: Mapping[str, Any], timeout: float) -> bool:
+        """Wait up to `timeout` s for the task to end; True if it did."""
+        child = self._children.get(rec["id"])
+        with trio.move_on_after(timeout):
+            if child is not None:
+                await child.wait()
+            else:
+                for _ in range(int(timeout / POLL_INTERVAL) + 1):
+                    if not self._alive(rec):
+                        break
+                    await trio.sleep(POLL_INTERVAL)
+        return not self._alive(rec)
+
+    async def stop(self, cid: str, grace: float) -> None:
+        rec = self._load(cid)
+        if not self._alive(rec):
+            return
+        self._signal(rec, signal.SIGTERM)
+        if not await self._wait_gone(rec, grace):
+            self._signal(rec, signal.SIGKILL)
+            rec["killed"] = True
+            await self._wait_gone(rec, 5.0)
+        rec["finished_at"] = time.time()
+        self._save(cid, rec)
+
+    async def remove(self, cid: str) -> None:
+        try:
+            rec = self._load(cid)
+        except ContainerNotFound:
+            self.ports.release(cid)
+            return
+        if self._alive(rec):
+            self._signal(rec, signal.SIGKILL)
+            await self._wait_gone(rec, 5.0)
+        self._children.pop(cid, None)
+        self.ports.release(cid)
+        await trio.to_thread.run_sync(shutil.rmtree, self._dir(cid), True)
+
+    async def inspect(self, cid: str) -> ContainerState:
+        return self._state(self._load(cid))
+
+    async def wait(self, cid: str) -> int:
+        """Until the task ends (cancellable); -1 when its exit code cannot be known."""
+        rec = self._load(cid)
+        child = self._children.get(cid)
+        if child is not None:
+            await child.wait()
+        else:
+            while self._alive(rec):  # not our child: poll; the caller's scope bounds it
+                await trio.sleep(POLL_INTERVAL)
+        code = self._exit_code(rec)
+        return -1 if code is None else code
+
+    async def list(self, labels: Mapping[str, str] | None = None) -> list[ContainerState]:
+        wanted = {LABEL_NODE: self.node, **(labels or {})}
+        found = []
+        for d in sorted(self.state_dir.iterdir()) if self.state_dir.is_dir() else []:
+            try:
+                rec = self._load(d.name)
+            except ContainerNotFound:
+                continue
+            have = rec.get("labels", {})
+            if all(have.get(k) == v for k, v in wanted.items()):
+                found.append(self._state(rec))
+        return found
+
+    async def adopt(self, cid: str) -> ContainerState:
+        rec = self._load(cid)
+        for port in rec.get("host_ports", {}).values():
+            self.ports.reserve(cid, int(port))
+        return self._state(rec)
+
+    async def logs(self, cid: str, *, follow: bool = False,
+                   tail: int | None = None) -> AsyncIterator[str]:
+        """Lines of output.log; `follow` polls for more until the task has ended."""
+        rec = self._load(cid)
+        path = self._dir(cid) / "output.log"
+        if not path.exists():
+            return
+        async with await trio.open_file(path, "rb") as f:
+            data = await f.read()
+            lines = data.split(b"\n")
+            rest = lines.pop()  # partial last line (b"" when the file ends with \n)
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+            if not follow:
+                if rest:
+                    yield rest.decode("utf-8", "replace")
+                return
+            buf = rest
+            while True:  # ends when the task ends; the consumer's scope bounds it
+                alive = self._alive(rec)
+                chunk = await f.read()
+                if chunk:
+                    buf += chunk
+                    *complete, buf = buf.split(b"\n")
+                    for line in complete:
+                        yield line.decode("utf-8", "replace")
+                elif not alive:
+                    break
+                else:
+                    await trio.sleep(POLL_INTERVAL)
+            if buf:
+                yield buf.decode("utf-8", "replace")
+
+    async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
+        """Run argv on the host with the task's environment and working directory."""
+        rec = self._load(cid)
+        if not self._alive(rec):
+            raise ContainerNotRunning(f"process task {cid} is not running, cannot exec")
+        if not argv:
+            raise InvalidSpec("exec needs a command")
+        with trio.move_on_after(timeout) as scope:
+            try:
+                done = await trio.run_process(
+                    list(argv), stdin=b"", capture_stdout=True, stderr=subprocess.STDOUT,
+                    check=False, env=self._env(rec), cwd=rec.get("workdir") or self._dir(cid))
+            except OSError as e:
+                return ExecResult(exit_code=127, output=f"cannot run {argv[0]}: {e}")
+        if scope.cancelled_caught:
+            raise ExecTimeout(f"command {list(argv)} did not finish within {timeout:g}s")
+        return ExecResult(exit_code=done.returncode,
+                          output=done.stdout[:EXEC_OUTPUT_LIMIT].decode("utf-8", "replace"))
