@@ -1,0 +1,460 @@
+"""`ActorSystem`: one per process; the registry, spawn, lookup, monitors and the listener.
+
+The system owns a trio nursery. Top-level actors run in it; an actor's children run in the
+actor's own nursery, so closing the system stops everything it started, each level in
+reverse start order. Remote traffic goes through one `Connection` per peer system.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from . import _wire as wire
+from ._actor import Actor, Cell, Down
+from ._codec import make_encoder, make_ext_hook
+from ._errors import ActorNotFound, AskTimeout, ConnectionLost, UnknownHandler
+from ._mailbox import Slot
+from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef, split_url
+from ._transport import Connection
+
+log = logging.getLogger("actors")
+
+
+@dataclass
+class TLSConfig:
+    """TLS for every connection of a system: both contexts, usually mutual (client certs)."""
+
+    server_context: ssl.SSLContext
+    client_context: ssl.SSLContext
+    server_hostname: str | None = None
+
+
+def tls_config(certfile: str, keyfile: str, cafile: str,
+               server_hostname: str | None = None) -> TLSConfig:
+    """Mutual TLS from one certificate/key pair and the CA that signed every peer's."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=cafile)
+    server.load_cert_chain(certfile, keyfile)
+    server.verify_mode = ssl.CERT_REQUIRED
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    client.load_cert_chain(certfile, keyfile)
+    if server_hostname is None:
+        client.check_hostname = False
+    return TLSConfig(server, client, server_hostname)
+
+
+@dataclass
+class SystemConfig:
+    secret: bytes | None = None
+    tls: TLSConfig | None = None
+    max_frame: int = wire.DEFAULT_MAX_FRAME
+    send_queue: int = 4096          # frames waiting per connection before senders wait
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0  # a peer silent this long is declared lost
+    handshake_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Monitor:
+    """A monitor placed from outside any actor: `await mon.wait()` returns the `Down`."""
+
+    def __init__(self, system: ActorSystem, ref: ActorRef) -> None:
+        self.system = system
+        self.ref = ref
+        self.id = 0
+        self.down: Down | None = None
+        self._slot = Slot()
+
+    def _deliver(self, down: Down) -> None:
+        self.down = down
+        self._slot.set(down)
+
+    async def wait(self, timeout: float | None = None) -> Down:
+        if timeout is None:
+            return await self._slot.wait()
+        with trio.fail_after(timeout):
+            return await self._slot.wait()
+
+    async def cancel(self) -> None:
+        await self.system._demonitor(self.id)
+
+
+class ActorSystem:
+    """Registry and router of the actors of one process. Create it with `open_system`."""
+
+    def __init__(self, name: str, config: SystemConfig) -> None:
+        self.name = name
+        self.config = config
+        self.url = f"actor://{name}-{uuid.uuid4().hex[:8]}"  # replaced when listening
+        self._registry: dict[str, Cell] = {}
+        self._top: dict[Cell, None] = {}
+        self._conns: dict[str, Connection] = {}
+        self._dialing: dict[str, trio.Event] = {}
+        self._dial_errors: dict[str, str] = {}
+        self._monitors: dict[int, Any] = {}
+        self._mon_ids = itertools.count(1)
+        self._names = itertools.count(1)
+        self._nursery: trio.Nursery | None = None
+        self._closing = False
+        self._encoder = make_encoder(ActorRef)
+        self._ext_hook = make_ext_hook(self.ref)
+
+    # -- public ---------------------------------------------------------------------------
+    def ref(self, name_or_url: str) -> ActorRef:
+        """A ref to `name` here, or to any actor URL; nothing is checked (see `lookup`)."""
+        if "://" in name_or_url:
+            system_url, name = split_url(name_or_url)
+            return ActorRef(self, system_url, name)
+        return ActorRef(self, self.url, name_or_url)
+
+    async def spawn(self, cls: type[Actor], *args: Any, name: str | None = None,
+                    **kwargs: Any) -> ActorRef:
+        """Start a top-level actor; returns once its `on_start` has run."""
+        return await self._spawn(cls, args, kwargs, name, parent=None)
+
+    async def lookup(self, url: str, timeout: float = DEFAULT_ASK_TIMEOUT) -> ActorRef:
+        """A ref to an actor that exists now; raises ActorNotFound or ConnectionLost."""
+        ref = self.ref(url)
+        if ref.system_url == self.url:
+            if ref.name not in self._registry:
+                raise ActorNotFound(f"no actor {ref.name!r} on {self.url}")
+            return ref
+        conn = await self._connection(ref.system_url)
+        slot = Slot()
+        req = conn.next_id()
+        conn.pending[req] = slot
+        try:
+            await conn.send(wire.Lookup(id=req, to=ref.name))
+            with trio.move_on_after(timeout):
+                await slot.wait()
+                return ref
+            raise AskTimeout(f"lookup of {url} timed out after {timeout}s")
+        finally:
+            conn.pending.pop(req, None)
+
+    async def monitor(self, ref: ActorRef) -> Monitor:
+        """Watch `ref` from outside any actor (scripts, tests)."""
+        mon = Monitor(self, ref)
+        mon.id = await self._monitor(ref, mon._deliver)
+        return mon
+
+    def registered(self) -> list[str]:
+        """Names of the actors running here, in no particular order."""
+        return list(self._registry)
+
+    async def aclose(self) -> None:
+        """Stop every actor (reverse start order), then every connection and the listener."""
+        if self._closing:
+            return
+        self._closing = True
+        for cell in reversed(list(self._top)):
+            await cell.shutdown("shutdown")
+        for conn in list(self._conns.values()):
+            conn.close("system shutting down")
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # -- spawning -------------------------------------------------------------------------
+    async def _spawn(self, cls: type[Actor], args: tuple[Any, ...], kwargs: dict[str, Any],
+                     name: str | None, parent: Cell | None) -> ActorRef:
+        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+            raise TypeError(f"spawn needs an Actor subclass, got {cls!r}")
+        if self._closing:
+            raise RuntimeError(f"actor system {self.name!r} is closing")
+        if name is None:
+            name = f"{cls.__name__.lower()}-{next(self._names)}"
+        elif not isinstance(name, str) or not name or name.startswith("$"):
+            raise ValueError(f"invalid actor name {name!r}")
+        if name in self._registry:
+            raise ValueError(f"an actor named {name!r} already runs in system {self.name!r}")
+        actor = cls(*args, **kwargs)
+        cell = Cell(self, actor, name, parent)
+        self._registry[name] = cell
+        if parent is None:
+            self._top[cell] = None
+            nursery = self._nursery
+        else:
+            parent.children[cell] = None
+            nursery = parent.nursery
+        assert nursery is not None
+        await nursery.start(cell.run)
+        if cell.start_error is not None:
+            raise cell.start_error
+        return ActorRef(self, self.url, name)
+
+    def _unregister(self, cell: Cell) -> None:
+        if self._registry.get(cell.name) is cell:
+            del self._registry[cell.name]
+        self._top.pop(cell, None)
+
+    # -- sending --------------------------------------------------------------------------
+    async def _tell(self, ref: ActorRef, method: str, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> None:
+        if ref.system_url == self.url:
+            cell = self._registry.get(ref.name)
+            if cell is not None:
+                cell.mailbox.put((method, args, kwargs, None))
+            else:
+                log.debug("tell %s to absent actor %s dropped", method, ref.name)
+            return
+        conn = await self._connection(ref.system_url)
+        await conn.send(wire.Tell(to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
+
+    async def _ask(self, ref: ActorRef, method: str, args: tuple[Any, ...],
+                   kwargs: dict[str, Any], timeout: float | None) -> Any:
+        slot = Slot()
+        if ref.system_url == self.url:
+            cell = self._registry.get(ref.name)
+            if cell is None:
+                raise ActorNotFound(f"no actor {ref.name!r} on {self.url}")
+            if method not in cell.actor._handlers:
+                raise UnknownHandler(f"{type(cell.actor).__name__} has no handler {method!r}")
+            cell.mailbox.put((method, args, kwargs, slot))
+            if timeout is None:
+                return await slot.wait()
+            with trio.move_on_after(timeout):
+                return await slot.wait()
+            raise AskTimeout(f"{ref.name}.{method} did not answer within {timeout}s")
+        conn = await self._connection(ref.system_url)
+        req = conn.next_id()
+        conn.pending[req] = slot
+        try:
+            await conn.send(wire.Ask(id=req, to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
+            if timeout is None:
+                return await slot.wait()
+            with trio.move_on_after(timeout):
+                return await slot.wait()
+            raise AskTimeout(f"{ref.url} {method} did not answer within {timeout}s")
+        finally:
+            conn.pending.pop(req, None)
+
+    async def _stop(self, ref: ActorRef, kill: bool, timeout: float | None) -> None:
+        if ref.system_url == self.url:
+            cell = self._registry.get(ref.name)
+            if cell is None:
+                raise ActorNotFound(f"no actor {ref.name!r} on {self.url}")
+            with trio.move_on_after(timeout if timeout is not None else float("inf")):
+                if kill:
+                    cell.kill()
+                    await cell.wait_done()
+                else:
+                    slot = Slot()
+                    cell.mailbox.put(("$stop", None, None, slot))
+                    await slot.wait()
+                return
+            raise AskTimeout(f"{ref.name} did not stop within {timeout}s")
+        conn = await self._connection(ref.system_url)
+        req = conn.next_id()
+        slot = Slot()
+        conn.pending[req] = slot
+        try:
+            await conn.send(wire.Stop(id=req, to=ref.name, kill=kill))
+            with trio.move_on_after(timeout if timeout is not None else float("inf")):
+                await slot.wait()
+                return
+            raise AskTimeout(f"{ref.url} did not stop within {timeout}s")
+        finally:
+            conn.pending.pop(req, None)
+
+    # -- receiving from connections -------------------------------------------------------
+    def _deliver_remote_tell(self, msg: wire.Tell) -> None:
+        cell = self._registry.get(msg.to)
+        if cell is not None:
+            cell.mailbox.put((msg.m, msg.a, msg.kw, None))
+        else:
+            log.debug("remote tell %s to absent actor %s dropped", msg.m, msg.to)
+
+    def _deliver_remote_ask(self, msg: wire.Ask, reply: Any) -> None:
+        cell = self._registry.get(msg.to)
+        if cell is None:
+            reply.set(error=ActorNotFound(f"no actor {msg.to!r} on {self.url}"))
+        elif msg.m not in cell.actor._handlers:
+            reply.set(error=UnknownHandler(f"{type(cell.actor).__name__} has no handler {msg.m!r}"))
+        else:
+            cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
+
+    def _remote_stop(self, msg: wire.Stop, reply: Any) -> None:
+        cell = self._registry.get(msg.to)
+        if cell is None:
+            reply.set(error=ActorNotFound(f"no actor {msg.to!r} on {self.url}"))
+        elif msg.kill:
+            cell.on_done(lambda: reply.set(None))
+            cell.kill()
+        else:
+            cell.mailbox.put(("$stop", None, None, reply))
+
+    # -- monitors -------------------------------------------------------------------------
+    async def _monitor(self, ref: ActorRef, deliver: Callable[[Down], None]) -> int:
+        mon_id = next(self._mon_ids)
+        if ref.system_url == self.url:
+            cell = self._registry.get(ref.name)
+            if cell is None or cell.finished:
+                deliver(Down(ref, "noproc", f"no actor {ref.name!r} on {self.url}"))
+                return mon_id
+            self._monitors[mon_id] = cell
+
+            def fire(down: Down) -> None:
+                self._monitors.pop(mon_id, None)
+                deliver(down)
+
+            cell.monitors[mon_id] = fire
+            return mon_id
+        try:
+            conn = await self._connection(ref.system_url)
+        except ConnectionLost as e:
+            deliver(Down(ref, "noconnection", str(e)))
+            return mon_id
+        self._monitors[mon_id] = conn
+        conn.monitors_out[mon_id] = (deliver, ref, mon_id)
+        conn.send_control(wire.Monitor(id=mon_id, to=ref.name))
+        return mon_id
+
+    async def _demonitor(self, mon_id: int) -> None:
+        target = self._monitors.pop(mon_id, None)
+        if isinstance(target, Cell):
+            target.monitors.pop(mon_id, None)
+        elif (isinstance(target, Connection)
+              and target.monitors_out.pop(mon_id, None) is not None):
+            target.send_control(wire.Demonitor(id=mon_id))
+
+    def _remote_monitor(self, conn: Connection, msg: wire.Monitor) -> None:
+        cell = self._registry.get(msg.to)
+        if cell is None or cell.finished:
+            conn.send_control(wire.Down(id=msg.id, reason="noproc",
+                                        detail=f"no actor {msg.to!r} on {self.url}"))
+            return
+        mon_id = msg.id
+
+        def fire(down: Down) -> None:
+            conn.monitors_in.pop(mon_id, None)
+            conn.send_control(wire.Down(id=mon_id, reason=down.reason, detail=down.detail))
+
+        cell.monitors[(conn, mon_id)] = fire
+        conn.monitors_in[mon_id] = cell
+
+    def _fire_down(self, entry: tuple[Any, Any, int], reason: str, detail: str) -> None:
+        deliver, ref, mon_id = entry
+        self._monitors.pop(mon_id, None)
+        try:
+            deliver(Down(ref, reason, detail))
+        except Exception:
+            log.exception("delivering Down of %s failed", ref)
+
+    # -- connections ----------------------------------------------------------------------
+    async def _connection(self, system_url: str) -> Connection:
+        conn = self._conns.get(system_url)
+        if conn is not None and not conn.closed:
+            return conn
+        pending = self._dialing.get(system_url)
+        if pending is not None:
+            await pending.wait()
+            conn = self._conns.get(system_url)
+            if conn is not None and not conn.closed:
+                return conn
+            raise ConnectionLost(self._dial_errors.get(system_url, f"cannot reach {system_url}"))
+        event = self._dialing[system_url] = trio.Event()
+        try:
+            return await self._dial(system_url)
+        except ConnectionLost as e:
+            self._dial_errors[system_url] = str(e)
+            raise
+        finally:
+            del self._dialing[system_url]
+            event.set()
+
+    async def _dial(self, system_url: str) -> Connection:
+        scheme, _, authority = system_url.partition("://")
+        if scheme != "tcp":
+            raise ConnectionLost(f"no connection to {system_url} (it does not listen)")
+        host, _, port_text = authority.rpartition(":")
+        host = host.strip("[]")
+        if self._closing or self._nursery is None:
+            raise ConnectionLost(f"actor system {self.name!r} is closing")
+        try:
+            with trio.fail_after(self.config.connect_timeout):
+                stream = await trio.open_tcp_stream(host, int(port_text))
+        except (OSError, ValueError, trio.TooSlowError) as e:
+            why = str(e) or type(e).__name__
+            raise ConnectionLost(f"cannot connect to {system_url}: {why}") from None
+        conn = Connection(self, stream, authority, dial_url=system_url)
+        await self._nursery.start(conn.run)
+        return conn
+
+    def _register_connection(self, conn: Connection) -> None:
+        keys = {conn.dial_url, conn.peer_url} - {None}
+        for key in keys:
+            existing = self._conns.get(key)  # type: ignore[arg-type]
+            if existing is None or existing.closed or key == conn.dial_url:
+                self._conns[key] = conn  # type: ignore[index]
+
+    def _drop_connection(self, conn: Connection) -> None:
+        for key in [k for k, c in self._conns.items() if c is conn]:
+            del self._conns[key]
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        try:
+            peer = stream.socket.getpeername()
+            label = f"{peer[0]}:{peer[1]}"
+        except OSError:
+            label = "?"
+        await Connection(self, stream, label).run()
+
+    async def _listen(self, listen: str, advertise: str | None) -> None:
+        host, _, port_text = listen.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ValueError(f"listen address must be HOST:PORT, got {listen!r}") from None
+        assert self._nursery is not None
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()
+        adv_host = advertise or host
+        if adv_host in ("0.0.0.0", "::"):
+            adv_host = "127.0.0.1"
+        if ":" in adv_host:
+            adv_host = f"[{adv_host}]"
+        self.url = f"tcp://{adv_host}:{bound[1]}"
+        await self._nursery.start(trio.serve_listeners, self._serve, listeners)
+
+
+@asynccontextmanager
+async def open_system(name: str | None = None, listen: str | None = None, *,
+                      secret: bytes | str | None = None, tls: TLSConfig | None = None,
+                      advertise: str | None = None, **options: Any
+                      ) -> AsyncIterator[ActorSystem]:
+    """Run an actor system for the duration of the `async with` block.
+
+    `listen="127.0.0.1:0"` accepts connections from other systems (port 0: any free port;
+    `system.url` tells which); without it the system can still reach others, and they can
+    answer it, but not dial it. `secret` (or the ACTORS_SECRET environment variable) turns
+    on mutual HMAC authentication; `tls` (see `tls_config`) encrypts. Other options are
+    `SystemConfig` fields: max_frame, send_queue, heartbeat_interval, heartbeat_timeout,
+    handshake_timeout, connect_timeout.
+    """
+    if secret is None:
+        secret = os.environ.get("ACTORS_SECRET") or None
+    if isinstance(secret, str):
+        secret = secret.encode()
+    config = SystemConfig(secret=secret, tls=tls, **options)
+    system = ActorSystem(name or f"system-{os.getpid()}", config)
+    async with trio.open_nursery() as nursery:
+        system._nursery = nursery
+        try:
+            if listen:
+                await system._listen(listen, advertise)
+            yield system
+        finally:
+            with trio.CancelScope(shield=True):
+                await system.aclose()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,388 @@
+"""The TCP transport: one connection per pair of systems, moving frames and nothing else.
+
+Each connection runs three tasks in its own nursery:
+  reader     receive_some -> FrameReader -> MessageDecoder -> dispatch (never blocks)
+  writer     the only task that writes: drains the outbox and coalesces frames into one
+             send_all (64 concurrent asks: ~30,000 round trips/s this way vs ~7,600/s with
+             a lock around send_all, measured on this machine kind)
+  heartbeat  sends a ping when idle, closes the connection when the peer has been silent
+The outbox is bounded: senders wait when it is full (backpressure) instead of growing memory.
+Replies and control frames bypass the bound, since the reader that produces them must never
+wait. Whatever goes wrong on one connection closes that connection only, with a logged reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from . import _wire as wire
+from ._errors import (
+    ActorNotFound,
+    BadArguments,
+    ConnectionLost,
+    MessageTooLarge,
+    ProtocolError,
+    RemoteError,
+    UnknownHandler,
+)
+from ._mailbox import Slot
+
+if TYPE_CHECKING:
+    from ._system import ActorSystem
+
+log = logging.getLogger("actors.transport")
+
+READ_SIZE = 256 * 1024
+MAX_BATCH_BYTES = 256 * 1024
+
+
+class Outbox:
+    """Bounded queue of encoded frames with one consumer (the writer task)."""
+
+    __slots__ = ("_blocked", "_writer", "closed", "items", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.items: deque[bytes] = deque()
+        self.limit = limit
+        self.closed = False
+        self._writer: trio.lowlevel.Task | None = None
+        self._blocked = trio.lowlevel.ParkingLot()
+
+    def force(self, frame: bytes) -> None:
+        """Queue regardless of the bound (replies, control frames)."""
+        if self.closed:
+            return
+        self.items.append(frame)
+        self._wake_writer()
+
+    async def put(self, frame: bytes) -> None:
+        while len(self.items) >= self.limit and not self.closed:
+            await self._blocked.park()
+        if self.closed:
+            raise ConnectionLost("connection closed")
+        self.items.append(frame)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        writer = self._writer
+        if writer is not None:
+            self._writer = None
+            trio.lowlevel.reschedule(writer)
+
+    async def take(self) -> bytes:
+        """Everything queued (up to MAX_BATCH_BYTES), joined into one write."""
+        items = self.items
+        if not items:
+            self._writer = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                self._writer = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        batch = []
+        size = 0
+        while items and size < MAX_BATCH_BYTES:
+            frame = items.popleft()
+            batch.append(frame)
+            size += len(frame)
+        if self._blocked:
+            self._blocked.unpark(count=max(1, self.limit - len(items)))
+        return b"".join(batch)
+
+    def close(self) -> None:
+        self.closed = True
+        self.items.clear()
+        self._blocked.unpark_all()
+
+
+class RemoteReply:
+    """Where an actor's answer goes when the asker is in another process."""
+
+    __slots__ = ("conn", "id")
+
+    def __init__(self, conn: Connection, req_id: int) -> None:
+        self.conn = conn
+        self.id = req_id
+
+    def set(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.conn.send_reply(self.id, value, error)
+
+
+class Connection:
+    """One authenticated link to a peer system."""
+
+    def __init__(self, system: ActorSystem, stream: trio.abc.Stream, label: str,
+                 dial_url: str | None = None) -> None:
+        self.system = system
+        self.stream = stream
+        self.label = label  # for log lines: the address we dialled or that connected
+        self.dial_url = dial_url
+        self.peer_url: str | None = dial_url
+        self.peer_name = "?"
+        cfg = system.config
+        self.outbox = Outbox(cfg.send_queue)
+        self.pending: dict[int, Slot] = {}
+        self.monitors_out: dict[int, tuple[Any, Any]] = {}   # id -> (deliver, ref)
+        self.monitors_in: dict[int, Any] = {}                # id -> watched cell
+        self._next_id = 0
+        self.closed = False
+        self._finalized = False
+        self.close_reason = ""
+        self._scope: trio.CancelScope | None = None
+        now = trio.current_time()
+        self.last_recv = now
+        self.last_sent = now
+        self._reader = wire.FrameReader(cfg.max_frame)
+        self._decoder = wire.MessageDecoder(system._ext_hook)
+
+    # -- sending --------------------------------------------------------------------------
+    def next_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def encode(self, msg: wire.Message) -> bytes:
+        body = self.system._encoder.encode(msg)
+        if len(body) > self.system.config.max_frame:
+            raise MessageTooLarge(
+                f"message of {len(body)} bytes exceeds the frame limit of "
+                f"{self.system.config.max_frame}")
+        return wire.encode_frame(body)
+
+    async def send(self, msg: wire.Message) -> None:
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.label} closed: {self.close_reason}")
+        await self.outbox.put(self.encode(msg))
+
+    def send_control(self, msg: wire.Message) -> None:
+        if not self.closed:
+            self.outbox.force(self.encode(msg))
+
+    def send_reply(self, req_id: int, value: Any, error: BaseException | None) -> None:
+        if self.closed:
+            return
+        if error is None:
+            try:
+                frame = self.encode(wire.Reply(id=req_id, v=value))
+            except (TypeError, ValueError, MessageTooLarge) as e:
+                error = RemoteError(type(e).__name__, f"reply cannot be sent: {e}")
+            else:
+                self.outbox.force(frame)
+                return
+        self.outbox.force(self.encode(_error_reply(req_id, error)))
+
+    # -- running --------------------------------------------------------------------------
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Handshake, then read/write/heartbeat until closed. Owns the stream."""
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                try:
+                    leftover = await self._handshake()
+                except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
+                        OSError, trio.TooSlowError, ssl.SSLError) as e:
+                    reason = _reason(e)
+                    log.warning("handshake with %s failed: %s", self.label, reason)
+                    self._mark_closed(reason)
+                    if self.dial_url is not None:
+                        raise ConnectionLost(f"cannot connect to {self.label}: {reason}") from None
+                    return
+                self.system._register_connection(self)
+                task_status.started()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop)
+                    nursery.start_soon(self._heartbeat_loop)
+                    for msg in leftover:
+                        self._dispatch(msg)
+                    await self._read_loop()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as e:
+            self.close(_reason(e))
+        except ProtocolError as e:
+            log.warning("closing connection with %s (%s): %s", self.label, self.peer_name, e)
+            await self._say_goodbye(str(e))
+            self.close(str(e))
+        finally:
+            self.close(self.close_reason or "connection ended")
+            await trio.aclose_forcefully(self.stream)
+
+    async def _say_goodbye(self, reason: str) -> None:
+        with trio.move_on_after(0.2) as scope:
+            scope.shield = True
+            with contextlib.suppress(Exception):
+                await self.stream.send_all(self.encode(wire.Close(reason=reason[:500])))
+
+    async def _handshake(self) -> list[wire.Message]:
+        sys_ = self.system
+        if sys_.config.tls is not None:
+            tls = sys_.config.tls
+            if self.dial_url is None:
+                self.stream = trio.SSLStream(self.stream, tls.server_context, server_side=True)
+            else:
+                self.stream = trio.SSLStream(self.stream, tls.client_context,
+                                             server_hostname=tls.server_hostname)
+        hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret)
+        with trio.fail_after(sys_.config.handshake_timeout):
+            if sys_.config.tls is not None:
+                await self.stream.do_handshake()  # type: ignore[attr-defined]
+            await self.stream.send_all(b"".join(self.encode(m) for m in hs.start()))
+            while not hs.done:
+                data = await self.stream.receive_some(READ_SIZE)
+                if not data:
+                    raise ProtocolError("peer closed the connection during the handshake")
+                msgs = [self._decoder.decode(b) for b in self._reader.feed(data)]
+                while msgs and not hs.done:
+                    msg = msgs.pop(0)
+                    if isinstance(msg, wire.Close):
+                        raise ProtocolError(f"peer refused the connection: {msg.reason}")
+                    out = hs.receive(msg)
+                    if out:
+                        await self.stream.send_all(b"".join(self.encode(m) for m in out))
+        assert hs.peer is not None
+        self.peer_name = hs.peer.sys
+        self.peer_url = hs.peer.url
+        self.last_recv = trio.current_time()
+        return msgs
+
+    async def _read_loop(self) -> None:
+        stream = self.stream
+        feed = self._reader.feed
+        decode = self._decoder.decode
+        dispatch = self._dispatch
+        while True:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                self.close("peer closed the connection")
+                return
+            self.last_recv = trio.current_time()
+            for body in feed(data):
+                dispatch(decode(body))
+
+    async def _write_loop(self) -> None:
+        outbox = self.outbox
+        stream = self.stream
+        try:
+            while True:
+                data = await outbox.take()
+                await stream.send_all(data)
+                self.last_sent = trio.current_time()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as e:
+            self.close(_reason(e))
+
+    async def _heartbeat_loop(self) -> None:
+        cfg = self.system.config
+        ping = self.encode(wire.Ping())
+        while True:
+            await trio.sleep(cfg.heartbeat_interval)
+            now = trio.current_time()
+            if now - self.last_recv > cfg.heartbeat_timeout:
+                log.warning("closing connection with %s (%s): peer silent for %.1fs",
+                            self.label, self.peer_name, now - self.last_recv)
+                self.close(f"peer silent for {cfg.heartbeat_timeout}s")
+                return
+            if now - self.last_sent >= cfg.heartbeat_interval and not self.outbox.items:
+                self.outbox.force(ping)
+
+    # -- receiving ------------------------------------------------------------------------
+    def _dispatch(self, msg: wire.Message) -> None:
+        sys_ = self.system
+        if type(msg) is wire.Tell:
+            sys_._deliver_remote_tell(msg)
+        elif type(msg) is wire.Ask:
+            sys_._deliver_remote_ask(msg, RemoteReply(self, msg.id))
+        elif type(msg) is wire.Reply:
+            slot = self.pending.pop(msg.id, None)
+            if slot is not None:
+                if msg.e:
+                    slot.set(error=_rebuild_error(msg))
+                else:
+                    slot.set(msg.v)
+        elif type(msg) is wire.Ping:
+            pass
+        elif type(msg) is wire.Stop:
+            sys_._remote_stop(msg, RemoteReply(self, msg.id))
+        elif type(msg) is wire.Lookup:
+            if msg.to in sys_._registry:
+                self.send_reply(msg.id, True, None)
+            else:
+                self.send_reply(msg.id, None, ActorNotFound(f"no actor {msg.to!r} on {sys_.url}"))
+        elif type(msg) is wire.Monitor:
+            sys_._remote_monitor(self, msg)
+        elif type(msg) is wire.Demonitor:
+            cell = self.monitors_in.pop(msg.id, None)
+            if cell is not None:
+                cell.monitors.pop((self, msg.id), None)
+        elif type(msg) is wire.Down:
+            entry = self.monitors_out.pop(msg.id, None)
+            if entry is not None:
+                sys_._fire_down(entry, msg.reason, msg.detail)
+        elif type(msg) is wire.Close:
+            log.info("peer %s closed the connection: %s", self.peer_name, msg.reason)
+            self.close(f"peer closed the connection: {msg.reason}")
+        else:  # Hello/Auth after the handshake
+            raise ProtocolError(f"unexpected {type(msg).__name__.lower()} after the handshake")
+
+    # -- closing --------------------------------------------------------------------------
+    def _mark_closed(self, reason: str) -> None:
+        self.closed = True
+        self.close_reason = reason
+        self.outbox.close()
+
+    def close(self, reason: str) -> None:
+        """Idempotent. Fails what waits on this connection and fires its monitors."""
+        if not self.closed:
+            log.debug("connection with %s (%s) closed: %s", self.label, self.peer_name, reason)
+            self._mark_closed(reason)
+        if self._scope is not None:
+            self._scope.cancel()
+        if self._finalized:
+            return
+        self._finalized = True
+        self.system._drop_connection(self)
+        lost = ConnectionLost(f"connection to {self.peer_name} ({self.label}) lost: {reason}")
+        pending, self.pending = self.pending, {}
+        for slot in pending.values():
+            slot.set(error=lost)
+        monitors_out, self.monitors_out = self.monitors_out, {}
+        for entry in monitors_out.values():
+            self.system._fire_down(entry, "noconnection", reason)
+        monitors_in, self.monitors_in = self.monitors_in, {}
+        for mon_id, cell in monitors_in.items():
+            cell.monitors.pop((self, mon_id), None)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, trio.TooSlowError):
+        return "handshake timed out"
+    text = str(e) or type(e).__name__
+    if isinstance(e, (trio.BrokenResourceError, OSError)) and e.__cause__ is not None:
+        text = f"{text}: {e.__cause__}"
+    return text
+
+
+def _error_reply(req_id: int, error: BaseException) -> wire.Reply:
+    if isinstance(error, UnknownHandler):
+        return wire.Reply(id=req_id, e=wire.E_UNKNOWN_HANDLER, msg=error.message)
+    if isinstance(error, BadArguments):
+        return wire.Reply(id=req_id, e=wire.E_BAD_ARGS, msg=error.message)
+    if isinstance(error, RemoteError):
+        return wire.Reply(id=req_id, e=wire.E_REMOTE, t=error.type_name, msg=error.message,
+                          tb=error.traceback)
+    if isinstance(error, ActorNotFound):
+        return wire.Reply(id=req_id, e=wire.E_NOT_FOUND, msg=str(error))
+    return wire.Reply(id=req_id, e=wire.E_REMOTE, t=type(error).__name__, msg=str(error))
+
+
+def _rebuild_error(msg: wire.Reply) -> BaseException:
+    if msg.e == wire.E_NOT_FOUND:
+        return ActorNotFound(msg.msg)
+    if msg.e == wire.E_UNKNOWN_HANDLER:
+        return UnknownHandler(msg.msg)
+    if msg.e == wire.E_BAD_ARGS:
+        return BadArguments(msg.msg)
+    return RemoteError(msg.t or "Exception", msg.msg, msg.tb)

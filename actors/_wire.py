@@ -1,0 +1,249 @@
+"""The wire protocol, sans I/O: framing, message kinds, handshake.
+
+Nothing here touches a socket (see STYLE.md, h11). The transport feeds received bytes to a
+`FrameReader`, turns each frame body into a typed message with `MessageDecoder`, and drives a
+`Handshake` state machine; it writes what `encode_frame` returns. That keeps every rule of the
+protocol testable, and fuzzable, on bytes alone.
+
+Frame: a 4-byte big-endian length, then that many bytes holding one msgpack map. The map's
+`k` field names the message kind. A frame longer than the limit, a body that does not decode
+or does not fit its kind, or an unknown kind raises `ProtocolError`: the transport closes that
+one connection and logs the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ._errors import AuthenticationFailed, ProtocolError
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+HEADER_SIZE = _HEADER.size
+_AUTH_LABEL = b"actors-auth-v1\x00"
+
+
+class _Msg(msgspec.Struct, tag_field="k", omit_defaults=True):
+    """Base of every frame body: a msgpack map whose `k` is the kind."""
+
+
+class Hello(_Msg, tag="hello"):
+    """First frame on each side: who I am and how to reach me back."""
+
+    v: int
+    sys: str
+    url: str
+    nonce: bytes
+    auth: bool = False
+
+
+class Auth(_Msg, tag="auth"):
+    """Proof of the shared secret: HMAC over both nonces and the sender's name."""
+
+    mac: bytes
+
+
+class Tell(_Msg, tag="t"):
+    to: str
+    m: str
+    a: list[Any] = []
+    kw: dict[str, Any] = {}
+
+
+class Ask(_Msg, tag="a"):
+    id: int
+    to: str
+    m: str
+    a: list[Any] = []
+    kw: dict[str, Any] = {}
+
+
+class Reply(_Msg, tag="r"):
+    """Answer to Ask, Stop or Lookup. `e` is empty on success, else an error code."""
+
+    id: int
+    v: Any = None
+    e: str = ""
+    t: str = ""
+    msg: str = ""
+    tb: str = ""
+
+
+class Stop(_Msg, tag="s"):
+    """Stop (normal exit) or kill (abnormal, reason 'killed') a named actor; replied when done."""
+
+    id: int
+    to: str
+    kill: bool = False
+
+
+class Lookup(_Msg, tag="l"):
+    id: int
+    to: str
+
+
+class Monitor(_Msg, tag="m"):
+    """Watch actor `to`; a Down with the same id follows when it ends (at once if absent)."""
+
+    id: int
+    to: str
+
+
+class Demonitor(_Msg, tag="dm"):
+    id: int
+
+
+class Down(_Msg, tag="d"):
+    id: int
+    reason: str
+    detail: str = ""
+
+
+class Ping(_Msg, tag="p"):
+    """Heartbeat: any frame proves liveness; this one is sent when nothing else was."""
+
+
+class Close(_Msg, tag="x"):
+    """A courteous goodbye with the reason, before the sender closes the stream."""
+
+    reason: str
+
+
+Message = (Hello | Auth | Tell | Ask | Reply | Stop | Lookup | Monitor | Demonitor | Down
+           | Ping | Close)
+
+# Error codes carried in Reply.e.
+E_NOT_FOUND = "not_found"
+E_UNKNOWN_HANDLER = "unknown_handler"
+E_BAD_ARGS = "bad_args"
+E_REMOTE = "remote"
+
+
+def encode_frame(body: bytes) -> bytes:
+    """Prefix a msgpack body with its length."""
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Streaming splitter of length-prefixed frames.
+
+    Feed it whatever the socket returned; it hands back complete bodies and keeps the rest.
+    A header announcing more than `max_frame` bytes is refused at once, before the body is
+    buffered, so a hostile length cannot make us allocate.
+    """
+
+    __slots__ = ("_buf", "max_frame")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        unpack = _HEADER.unpack_from
+        while end - pos >= HEADER_SIZE:
+            (size,) = unpack(buf, pos)
+            if size > self.max_frame:
+                raise ProtocolError(f"frame of {size} bytes exceeds the limit of {self.max_frame}")
+            if end - pos - HEADER_SIZE < size:
+                break
+            start = pos + HEADER_SIZE
+            out.append(bytes(buf[start:start + size]))
+            pos = start + size
+        if pos:
+            del buf[:pos]
+        return out
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+class MessageDecoder:
+    """Turns frame bodies into typed, validated messages.
+
+    `make_ref` rebuilds ActorRefs found in arguments; validation (field names and types,
+    known kinds) happens inside msgspec's decoder in the same pass.
+    """
+
+    def __init__(self, ext_hook: Callable[[int, memoryview], Any] | None = None) -> None:
+        self._decoder = msgspec.msgpack.Decoder(Message, ext_hook=ext_hook)
+
+    def decode(self, body: bytes) -> Message:
+        try:
+            return self._decoder.decode(body)
+        except msgspec.ValidationError as e:
+            raise ProtocolError(f"invalid message: {e}") from None
+        except msgspec.DecodeError as e:
+            raise ProtocolError(f"undecodable frame: {e}") from None
+        except (ValueError, TypeError, OverflowError) as e:  # defensive: never crash on bytes
+            raise ProtocolError(f"undecodable frame: {e}") from None
+
+
+def _mac(secret: bytes, nonce_a: bytes, nonce_b: bytes, name: str) -> bytes:
+    data = _AUTH_LABEL + nonce_a + nonce_b + name.encode()
+    return hmac.new(secret, data, hashlib.sha256).digest()
+
+
+class Handshake:
+    """Both sides send Hello; with a secret, both then prove it over the other's nonce.
+
+    Mutual challenge-response: my MAC covers the peer's fresh nonce, so a recorded exchange
+    cannot be replayed, and it covers my name, so a MAC cannot be reflected back to me.
+    Call `start()` for the frames to send first, then `receive(msg)` for each message until
+    `done`; each call returns the messages to send in answer.
+    """
+
+    def __init__(self, name: str, url: str, secret: bytes | None, nonce: bytes | None = None):
+        self.name = name
+        self.url = url
+        self.secret = secret
+        self.nonce = nonce if nonce is not None else os.urandom(16)
+        self.peer: Hello | None = None
+        self.done = False
+
+    def start(self) -> list[Message]:
+        return [Hello(v=PROTOCOL_VERSION, sys=self.name, url=self.url, nonce=self.nonce,
+                      auth=self.secret is not None)]
+
+    def receive(self, msg: Message) -> list[Message]:
+        if self.done:
+            raise ProtocolError("handshake already complete")
+        if self.peer is None:
+            if not isinstance(msg, Hello):
+                raise ProtocolError(f"expected hello, got {type(msg).__name__.lower()}")
+            if msg.v != PROTOCOL_VERSION:
+                raise ProtocolError(f"peer speaks protocol {msg.v}, this side {PROTOCOL_VERSION}")
+            if len(msg.nonce) < 16:
+                raise ProtocolError("hello nonce too short")
+            self.peer = msg
+            if self.secret is None:
+                if msg.auth:
+                    raise AuthenticationFailed(
+                        f"peer {msg.sys!r} requires a cluster secret; none is set here")
+                self.done = True
+                return []
+            if not msg.auth:
+                raise AuthenticationFailed(f"peer {msg.sys!r} offers no authentication")
+            return [Auth(mac=_mac(self.secret, msg.nonce, self.nonce, self.name))]
+        if not isinstance(msg, Auth):
+            raise ProtocolError(f"expected auth, got {type(msg).__name__.lower()}")
+        assert self.secret is not None
+        expected = _mac(self.secret, self.nonce, self.peer.nonce, self.peer.sys)
+        if not hmac.compare_digest(expected, msg.mac):
+            raise AuthenticationFailed(
+                f"peer {self.peer.sys!r} failed authentication (wrong secret)")
+        self.done = True
+        return []
