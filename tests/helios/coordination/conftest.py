@@ -10,7 +10,14 @@ import pytest
 import trio
 from kazoo.client import KazooClient
 
-from helios.coordination import EmbeddedStore, Store, ZooKeeperStore, open_embedded, open_zookeeper
+from helios.coordination import (
+    ConnectionState,
+    EmbeddedStore,
+    Store,
+    ZooKeeperStore,
+    open_embedded,
+    open_zookeeper,
+)
 
 SESSION_TIMEOUT = 1.5
 
@@ -42,6 +49,12 @@ class Backend:
             return
         assert isinstance(store, ZooKeeperStore)
         await trio.to_thread.run_sync(_expire_zk_session, self.hosts, store.client.client_id)
+
+    async def wait_connected(self, store: Store) -> None:
+        """Until `store` has a live session again (bounded by the caller's deadline)."""
+        async for state in store.connection_events():
+            if state == ConnectionState.CONNECTED:
+                return
 
     async def write_raw(self, store: Store, path: str, data: bytes) -> None:
         """Bytes that are not Helios JSON, as a foreign writer would leave them."""
