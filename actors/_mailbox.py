@@ -57,10 +57,12 @@ class Slot:
     times out leaves the slot, and a late reply is simply dropped.
     """
 
-    __slots__ = ("_task", "done", "error", "value")
+    __slots__ = ("_task", "done", "error", "timer_key", "value", "what")
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "") -> None:
         self._task: trio.lowlevel.Task | None = None
+        self.what = what  # for the AskTimeout message
+        self.timer_key = 0
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None

@@ -25,7 +25,8 @@ from ._codec import make_encoder, make_ext_hook
 from ._errors import ActorNotFound, AskTimeout, ConnectionLost, UnknownHandler
 from ._mailbox import Slot
 from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef, split_url
-from ._transport import Connection
+from ._timer import Timer
+from ._transport import Connection, RemoteReply
 
 log = logging.getLogger("actors")
 
@@ -106,6 +107,7 @@ class ActorSystem:
         self._names = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self._timer = Timer()
         self._encoder = make_encoder(ActorRef)
         self._ext_hook = make_ext_hook(self.ref)
 
@@ -212,31 +214,34 @@ class ActorSystem:
 
     async def _ask(self, ref: ActorRef, method: str, args: tuple[Any, ...],
                    kwargs: dict[str, Any], timeout: float | None) -> Any:
-        slot = Slot()
         if ref.system_url == self.url:
             cell = self._registry.get(ref.name)
             if cell is None:
                 raise ActorNotFound(f"no actor {ref.name!r} on {self.url}")
             if method not in cell.actor._handlers:
                 raise UnknownHandler(f"{type(cell.actor).__name__} has no handler {method!r}")
+            slot = Slot(f"{ref.name}.{method} did not answer within {timeout}s")
             cell.mailbox.put((method, args, kwargs, slot))
-            if timeout is None:
-                return await slot.wait()
-            with trio.move_on_after(timeout):
-                return await slot.wait()
-            raise AskTimeout(f"{ref.name}.{method} did not answer within {timeout}s")
+            return await self._wait(slot, timeout)
         conn = await self._connection(ref.system_url)
+        slot = Slot(f"{ref.url} {method} did not answer within {timeout}s")
         req = conn.next_id()
         conn.pending[req] = slot
         try:
-            await conn.send(wire.Ask(id=req, to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
-            if timeout is None:
-                return await slot.wait()
-            with trio.move_on_after(timeout):
-                return await slot.wait()
-            raise AskTimeout(f"{ref.url} {method} did not answer within {timeout}s")
+            await conn.send(wire.Ask(id=req, to=ref.name, m=method, a=args, kw=kwargs),  # type: ignore[arg-type]
+                            direct=True)
+            return await self._wait(slot, timeout)
         finally:
             conn.pending.pop(req, None)
+
+    async def _wait(self, slot: Slot, timeout: float | None) -> Any:
+        if timeout is None:
+            return await slot.wait()
+        self._timer.add(slot, timeout)
+        try:
+            return await slot.wait()
+        finally:
+            self._timer.discard(slot)
 
     async def _stop(self, ref: ActorRef, kill: bool, timeout: float | None) -> None:
         if ref.system_url == self.url:
@@ -274,8 +279,9 @@ class ActorSystem:
         else:
             log.debug("remote tell %s to absent actor %s dropped", msg.m, msg.to)
 
-    def _deliver_remote_ask(self, msg: wire.Ask, reply: Any) -> None:
+    def _deliver_remote_ask(self, conn: Connection, msg: wire.Ask) -> None:
         cell = self._registry.get(msg.to)
+        reply = RemoteReply(conn, msg.id, cell.mailbox.queue if cell is not None else ())
         if cell is None:
             reply.set(error=ActorNotFound(f"no actor {msg.to!r} on {self.url}"))
         elif msg.m not in cell.actor._handlers:
@@ -450,6 +456,7 @@ async def open_system(name: str | None = None, listen: str | None = None, *,
     system = ActorSystem(name or f"system-{os.getpid()}", config)
     async with trio.open_nursery() as nursery:
         system._nursery = nursery
+        nursery.start_soon(system._timer.run)
         try:
             if listen:
                 await system._listen(listen, advertise)
