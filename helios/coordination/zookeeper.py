@@ -265,23 +265,34 @@ class ZooKeeperStore(Store):
         raise NoNode(paths.parent(path))
 
     async def _make_parents(self, path: str) -> None:
-        """Create every missing ancestor of `path` (and the root), each with its ACL."""
-        chain: list[str] = []
+        """Create the missing ancestors of `path` (up to and including the root), each
+        with its own ACL. Existing ones are found with `exists`, which needs no
+        permission, so a node never tries to create a directory it may not touch."""
+        root_parts = [x for x in self.root.split("/") if x]
+        chain: list[tuple[str, str | None]] = []   # (absolute, relative or None)
         p = paths.parent(path)
         while p != "/":
-            chain.append(p)
+            chain.append((self._abs(p), p))
             p = paths.parent(p)
-        root_parts = [x for x in self.root.split("/") if x]
-        absolute = [("/" + "/".join(root_parts[:i]), None) for i in range(1, len(root_parts) + 1)]
-        rel = [(self._abs(c), c) for c in reversed(chain)]
-        for full, rel_path in absolute + rel:
-            acl = self._acl(rel_path if rel_path is not None else "/")
+        chain += [("/" + "/".join(root_parts[:i]), None)
+                  for i in range(len(root_parts), 0, -1)]
+        missing: list[tuple[str, str | None]] = []
+        for full, rel in chain:                     # deepest first, stop at the first found
+
+            def check(full: str = full) -> Any:
+                return self.client.exists_async(full)
+
+            if await self._call("exists", rel or full, check) is not None:
+                break
+            missing.append((full, rel))
+        for full, rel in reversed(missing):
+            acl = self._acl(rel if rel is not None else "/")
 
             def start(full: str = full, acl: Any = acl) -> Any:
                 return self.client.create_async(full, b"", acl=acl)
 
             with contextlib.suppress(NodeExists):
-                await self._call("create", rel_path or full, start)
+                await self._call("create", rel or full, start)
 
     async def set(self, path: str, value: Any, version: int = -1) -> int:
         data = codec.encode(path, value)
