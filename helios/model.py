@@ -1,0 +1,230 @@
+"""The plain records the conductor, the nodes and the CLI exchange and store.
+
+Each is a frozen dataclass with ``to_dict``/``from_dict`` producing only msgpack- and
+JSON-friendly values (str, int, float, bool, None, list, dict), because the same records
+cross the actor wire, sit in ZooKeeper and are printed by ``--json``. ``from_dict`` ignores
+keys it does not know, so a newer writer does not break an older reader during an upgrade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from helios.spec import JobSpec
+
+__all__ = [
+    "ACTIVE_STATES",
+    "FINISHED_STATES",
+    "TASK_STATES",
+    "Assignment",
+    "JobRecord",
+    "NodeInfo",
+    "Task",
+    "TaskStatus",
+]
+
+TASK_STATES = ("pending", "pulling", "starting", "healthchecking", "running", "stopping",
+               "stopped", "exited", "failed", "lost")
+# Reported by a node: the container is gone and holds no resources.
+FINISHED_STATES = frozenset({"stopped", "exited", "failed"})
+ACTIVE_STATES = frozenset(TASK_STATES) - FINISHED_STATES - {"lost"}
+NODE_STATUSES = ("up", "down")
+DESIRED = ("run", "stop")
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A machine as the conductor sees it: capacity, labels, and whether its session lives.
+
+    ``down_since`` (epoch seconds) is set while ``status`` is down; the reconciler moves the
+    node's tasks only once it has been down longer than the failover grace.
+    """
+
+    name: str
+    address: str = ""
+    cpus: float = 1.0
+    memory: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    status: str = "up"
+    down_since: float | None = None
+    runtime: str = "docker"
+
+    def __post_init__(self) -> None:
+        if self.status not in NODE_STATUSES:
+            raise ValueError(f"node status {self.status!r} is not up or down")
+
+    @property
+    def up(self) -> bool:
+        return self.status == "up"
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.status, self.down_since))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address, "cpus": self.cpus,
+                "memory": self.memory, "labels": dict(self.labels), "status": self.status,
+                "down_since": self.down_since, "runtime": self.runtime}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeInfo:
+        d = _known(cls, data)
+        d["labels"] = dict(d.get("labels") or {})
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Desired state of one task: which node runs it, for which job version, and whether
+    it should run or stop. The conductor writes it; the node obeys it.
+
+    ``ports`` holds only fixed host ports (name -> port) the scheduler reserved; a port
+    without ``host:`` in the job file is picked by the node. ``index`` is the task's slot
+    in its job (0..count-1): replacements keep the slot, scaling down removes the highest.
+    ``fingerprint`` is the job spec's fingerprint the task was built from; ``spec`` is
+    that spec, so a node can run the task from its own disk while the conductor is away.
+    """
+
+    id: str
+    job: str
+    version: int
+    node: str
+    index: int = 0
+    cpus: float = 0.0
+    memory: int = 0
+    ports: Mapping[str, int] = field(default_factory=dict)
+    desired: str = "run"
+    fingerprint: str = ""
+    created: float = 0.0
+    spec: JobSpec | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.desired not in DESIRED:
+            raise ValueError(f"desired state {self.desired!r} is not run or stop")
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.node, self.version, self.desired))
+
+    def replace(self, **changes: Any) -> Assignment:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"id": self.id, "job": self.job, "version": self.version, "node": self.node,
+             "index": self.index, "cpus": self.cpus, "memory": self.memory,
+             "ports": dict(self.ports), "desired": self.desired,
+             "fingerprint": self.fingerprint, "created": self.created}
+        if self.spec is not None:
+            d["spec"] = self.spec.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Assignment:
+        d = _known(cls, data)
+        d["ports"] = dict(d.get("ports") or {})
+        if d.get("spec") is not None:
+            d["spec"] = JobSpec.from_dict(d["spec"])
+        return cls(**d)
+
+
+Task = Assignment  # the name the CLI and docs use for "one placed copy of a job"
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """Last state a node reported for one task (CONTRACT.md task states).
+
+    ``healthy`` is None when the job has no health check. Timestamps are epoch seconds:
+    ``since`` is when ``state`` was entered, ``started``/``finished`` bound the container's
+    life, ``updated`` is the report time.
+    """
+
+    id: str
+    node: str
+    job: str = ""
+    state: str = "pending"
+    healthy: bool | None = None
+    container: str | None = None
+    ports: Mapping[str, int] = field(default_factory=dict)
+    exit_code: int | None = None
+    reason: str = ""
+    since: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    updated: float = 0.0
+    restarts: int = 0
+
+    def __post_init__(self) -> None:
+        if self.state not in TASK_STATES:
+            raise ValueError(f"task state {self.state!r} is not one of {TASK_STATES}")
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.node, self.state, self.healthy))
+
+    @property
+    def finished_state(self) -> bool:
+        """The container is gone: its resources are free again."""
+        return self.state in FINISHED_STATES
+
+    def replace(self, **changes: Any) -> TaskStatus:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "node": self.node, "job": self.job, "state": self.state,
+                "healthy": self.healthy, "container": self.container,
+                "ports": dict(self.ports), "exit_code": self.exit_code, "reason": self.reason,
+                "since": self.since, "started": self.started, "finished": self.finished,
+                "updated": self.updated, "restarts": self.restarts}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskStatus:
+        d = _known(cls, data)
+        d["ports"] = dict(d.get("ports") or {})
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as stored: its spec plus what the conductor tracks about it.
+
+    ``version`` grows on every change of the spec. ``stopped`` is ``helios job stop``
+    (tasks stop, the job stays defined). ``parent`` names the cron or parameterized job a
+    run was made from. ``failed_version`` marks a version whose rollout failed, so the
+    reconciler stops advancing it; ``previous`` is the last version that rolled out
+    fully, which an automatic rollback restores.
+    """
+
+    spec: JobSpec
+    version: int = 1
+    stopped: bool = False
+    parent: str | None = None
+    failed_version: int | None = None
+    previous: JobSpec | None = field(default=None, compare=False)
+    created: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def replace(self, **changes: Any) -> JobRecord:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "version": self.version, "stopped": self.stopped,
+                "parent": self.parent, "failed_version": self.failed_version,
+                "previous": self.previous.to_dict() if self.previous else None,
+                "created": self.created}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
+        d = _known(cls, data)
+        d["spec"] = JobSpec.from_dict(d["spec"])
+        if d.get("previous") is not None:
+            d["previous"] = JobSpec.from_dict(d["previous"])
+        return cls(**d)
