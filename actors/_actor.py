@@ -126,7 +126,8 @@ class Actor:
     async def monitor(self, ref: ActorRef) -> int:
         """Watch `ref`; its `Down` arrives through `on_down`. Returns an id for `demonitor`."""
         cell = self._cell
-        return await cell.system._monitor(ref, lambda down: cell.mailbox.put(("$down", down)))
+        return await cell.system._monitor(
+            ref, lambda down: cell.mailbox.put(("$down", down, None, None)))
 
     async def demonitor(self, monitor_id: int) -> None:
         await self._cell.system._demonitor(monitor_id)
@@ -134,7 +135,8 @@ class Actor:
     async def link(self, ref: ActorRef) -> int:
         """Die with `ref`: an abnormal exit of `ref` ends this actor too (reason `error`)."""
         cell = self._cell
-        return await cell.system._monitor(ref, lambda down: cell.mailbox.put(("$link", down)))
+        return await cell.system._monitor(
+            ref, lambda down: cell.mailbox.put(("$link", down, None, None)))
 
     def exit(self, reason: str = "normal", detail: str = "") -> None:
         """End this actor after the current message, with `reason`."""
@@ -254,6 +256,11 @@ class Cell:
                     raise
                 except Exception as e:
                     _fail(reply, e)
+                    raise
+                except BaseException:  # killed or shut down mid-handler
+                    if reply is not None:
+                        reply.set(error=ActorNotFound(
+                            f"actor {self.name!r} ended while handling {method!r}"))
                     raise
             if reply is not None:
                 reply.set(result)

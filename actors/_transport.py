@@ -224,7 +224,11 @@ class Connection:
 
     # -- running --------------------------------------------------------------------------
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Handshake, then read/write/heartbeat until closed. Owns the stream."""
+        """Handshake, then read/write/heartbeat until closed. Owns the stream.
+
+        Each of the three tasks turns its own failure into `close(reason)`, so nothing
+        escapes the connection's nursery: one broken peer never disturbs the system.
+        """
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
@@ -234,6 +238,8 @@ class Connection:
                         OSError, trio.TooSlowError, ssl.SSLError) as e:
                     reason = _reason(e)
                     log.warning("handshake with %s failed: %s", self.label, reason)
+                    if isinstance(e, ProtocolError):
+                        await self._say_goodbye(reason)
                     self._mark_closed(reason)
                     if self.dial_url is not None:
                         raise ConnectionLost(f"cannot connect to {self.label}: {reason}") from None
@@ -243,18 +249,25 @@ class Connection:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop)
                     nursery.start_soon(self._heartbeat_loop)
-                    for msg in leftover:
-                        self._dispatch(msg)
-                    await self._read_loop()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as e:
-            self.close(_reason(e))
+                    await self._guarded_read(leftover)
+        finally:
+            self.close(self.close_reason or "connection ended")
+            await trio.aclose_forcefully(self.stream)
+
+    async def _guarded_read(self, leftover: list[wire.Message]) -> None:
+        try:
+            for msg in leftover:
+                self._dispatch(msg)
+            await self._read_loop()
         except ProtocolError as e:
             log.warning("closing connection with %s (%s): %s", self.label, self.peer_name, e)
             await self._say_goodbye(str(e))
             self.close(str(e))
-        finally:
-            self.close(self.close_reason or "connection ended")
-            await trio.aclose_forcefully(self.stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as e:
+            self.close(_reason(e))
+        except Exception as e:  # a bug of ours: lose this connection, not the system
+            log.exception("internal error on connection with %s", self.label)
+            self.close(f"internal error: {e}")
 
     async def _say_goodbye(self, reason: str) -> None:
         with trio.move_on_after(0.2) as scope:

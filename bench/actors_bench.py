@@ -23,7 +23,7 @@ import trio
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import actors  # noqa: E402
+import actors
 
 HDR = struct.Struct(">I")
 ENC = msgspec.msgpack.Encoder()
@@ -379,7 +379,8 @@ def main() -> None:
         (f"idle actor memory, {n_mem:,} actors (bytes)", mem_a, mem_t,
          "baseline: bare trio task on its own memory channel", "< 8 KiB"),
     ]
-    print(f"actors benchmark ({'quick' if args.quick else 'full'}), python {sys.version.split()[0]}, "
+    mode = "quick" if args.quick else "full"
+    print(f"actors benchmark ({mode}), python {sys.version.split()[0]}, "
           f"trio {trio.__version__}, {os.cpu_count()} cpus")
     print(f"{'figure':44} {'actors':>12} {'baseline':>12} {'ratio':>7}  target; notes")
     for name, val, base, note, target in rows:
