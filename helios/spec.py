@@ -32,6 +32,7 @@ from helios.units import UnitError, format_duration, parse_duration, parse_size
 
 __all__ = [
     "KINDS",
+    "PAYLOAD_ENV",
     "FrozenMap",
     "HealthCheck",
     "JobSpec",
@@ -255,6 +256,7 @@ class JobSpec:
     payload: str | None = None
     log: LogConfig = field(default_factory=LogConfig)
     registry_auth: RegistryAuth | None = None
+    _fp: str | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     # ---- storage
 
@@ -295,11 +297,15 @@ class JobSpec:
         Left out on purpose: count, spread, restart, update, grace and the cron/dispatch
         settings, which the conductor or node apply without replacing a running container.
         """
+        if self._fp is not None:
+            return self._fp
         d = self.to_dict()
         keep = ("kind", "image", "command", "env", "resources", "ports", "constraints",
                 "health", "log", "registry_auth")
         canon = json.dumps({k: d.get(k) for k in keep}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+        fp = hashlib.sha256(canon.encode()).hexdigest()[:16]
+        object.__setattr__(self, "_fp", fp)  # frozen: cache the hash, it is pure
+        return fp
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with some fields changed (not re-validated: for code, not for users)."""
@@ -313,14 +319,22 @@ class JobSpec:
                 f"{r.memory // MIB} MiB, {what})")
 
 
-def run_spec(parent: JobSpec, run_id: str, env: Mapping[str, str] | None = None) -> JobSpec:
+PAYLOAD_ENV = "HELIOS_PAYLOAD"
+
+
+def run_spec(parent: JobSpec, run_id: str, payload: str | None = None,
+             env: Mapping[str, str] | None = None) -> JobSpec:
     """The batch job one cron tick or one dispatch of ``parent`` runs as.
 
     Why: the reconciler knows how to run batch jobs; a cron or parameterized job is only a
     template, and each firing becomes a child batch job named ``<parent>-<run_id>``
-    (like Nomad's periodic and dispatched children). ``env`` adds e.g. the payload.
+    (like Nomad's periodic and dispatched children). A dispatch ``payload`` (text, e.g.
+    JSON) reaches the task as the ``HELIOS_PAYLOAD`` environment variable; ``env`` adds
+    more variables.
     """
     merged = dict(parent.env) | dict(env or {})
+    if payload is not None:
+        merged[PAYLOAD_ENV] = payload
     return dataclasses.replace(
         parent, name=f"{parent.name}-{run_id}", kind="batch", env=FrozenMap(merged),
         schedule=None, timezone=None, overlap=None, catch_up=None, payload=None)

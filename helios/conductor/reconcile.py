@@ -1,0 +1,270 @@
+"""The reconciler: desired jobs + actual cluster -> a Plan. Pure and level-triggered.
+
+Like a Kubernetes controller (and Nomad's ``reconcile.go``), it does not react to events:
+it compares what should be (job specs, counts) with what is (assignments, task statuses,
+node membership) and returns the changes that close the gap. Running it again after its
+plan is applied returns a plan without changes, so a missed or repeated trigger, or a
+conductor failover in the middle of anything, is harmless.
+
+What it decides, per job:
+
+- **service**: keep ``count`` slots filled with one live task each; stop the tasks of slots
+  above ``count`` (scaling down removes the highest slots, which are the newest); replace
+  tasks that ended; roll to a new fingerprint in batches (``rollout.py``); move tasks of
+  a new version whose container needs no change in place.
+- **batch** (and the runs of cron and parameterized jobs, which the conductor creates as
+  batch jobs, see ``spec.run_spec``): a slot that finished (exited or failed after the
+  node's retries) is done and never re-run; unfinished tasks are replaced when their
+  node is lost or when the job's fingerprint changes.
+- **nodes**: a node down longer than ``failover_grace`` loses its tasks (service tasks and
+  unfinished batch tasks are marked lost and placed elsewhere); a node down for less
+  keeps them, so a quick daemon restart moves nothing. A node that comes back finds its
+  copies marked stop, and a copy it reports without any assignment (an orphan) is stopped.
+- **garbage**: an assignment marked stop whose task has finished is forgotten.
+
+New task ids are ``<job>-<4 hex>`` derived from (job, version, slot, attempt), so the same
+input always gives the same plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from helios.conductor.plan import (
+    InPlace,
+    Lost,
+    Pending,
+    Placement,
+    Plan,
+    Remove,
+    RolloutStep,
+    Stop,
+)
+from helios.conductor.rollout import plan_service
+from helios.conductor.scheduler import Cluster, Request
+from helios.model import FINISHED_STATES, Assignment, JobRecord, NodeInfo, TaskStatus
+from helios.units import format_duration
+
+__all__ = ["reconcile"]
+
+
+@dataclass
+class _Want:
+    """A task the plan wants placed: for slot ``index`` of ``job``."""
+
+    job: JobRecord
+    index: int
+    reason: str
+    replaces: Assignment | None = None  # rollout surge: stop this one first if no room
+
+
+def _new_id(job: str, version: int, index: int, taken: set[str]) -> str:
+    n = 0
+    while True:
+        digest = hashlib.sha1(f"{job}/{version}/{index}/{n}".encode()).hexdigest()
+        width = 4 if n < 64 else 8  # a crowded job gets longer ids rather than a loop
+        tid = f"{job}-{digest[:width]}"
+        if tid not in taken:
+            taken.add(tid)
+            return tid
+        n += 1
+
+
+def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
+              nodes: Mapping[str, NodeInfo] | Iterable[NodeInfo],
+              assignments: Mapping[str, Assignment] | Iterable[Assignment],
+              statuses: Mapping[str, TaskStatus] | Iterable[TaskStatus],
+              now: float, failover_grace: float = 2.0) -> Plan:
+    """Compute the plan that moves the cluster toward the jobs' desired state."""
+    job_map = {j.name: j for j in (jobs.values() if isinstance(jobs, Mapping) else jobs)}
+    node_map = {n.name: n for n in (nodes.values() if isinstance(nodes, Mapping) else nodes)}
+    assigns = sorted(assignments.values() if isinstance(assignments, Mapping)
+                     else assignments, key=lambda a: a.id)
+    status_map = {s.id: s for s in (statuses.values() if isinstance(statuses, Mapping)
+                                    else statuses)}
+    plan = Plan()
+    taken = {a.id for a in assigns} | set(status_map)
+
+    def node_gone(name: str) -> str | None:
+        """Why tasks on ``name`` count as lost, or None while they may come back."""
+        node = node_map.get(name)
+        if node is None:
+            return f"node {name} is no longer known"
+        if node.up:
+            return None
+        since = node.down_since if node.down_since is not None else now
+        if now - since >= failover_grace:
+            return (f"node {name} down for {format_duration(now - since)} "
+                    f"(failover grace {format_duration(failover_grace)})")
+        return None
+
+    def status_of(a: Assignment) -> TaskStatus | None:
+        st = status_map.get(a.id)
+        return st if st is not None and st.node == a.node else None
+
+    def finished(a: Assignment) -> bool:
+        st = status_of(a)
+        return st is not None and st.state in FINISHED_STATES
+
+    # ---- assignments already marked stop: forget them once their task is over
+    by_job: dict[str, list[Assignment]] = {}
+    for a in assigns:
+        if a.desired == "stop":
+            st = status_of(a)
+            node = node_map.get(a.node)
+            if node is None:
+                plan.remove.append(Remove(a.id, a.job, a.node, f"node {a.node} is gone"))
+            elif st is not None and st.state in FINISHED_STATES:
+                plan.remove.append(Remove(a.id, a.job, a.node, st.state))
+            elif st is None and node.up:
+                plan.remove.append(Remove(a.id, a.job, a.node, "never reported"))
+        else:
+            by_job.setdefault(a.job, []).append(a)
+
+    # ---- copies a node reports that no assignment there owns (e.g. a node returned)
+    owned = {(a.id, a.node) for a in assigns}
+    for st in sorted(status_map.values(), key=lambda s: s.id):
+        if (st.id, st.node) in owned:
+            continue
+        node = node_map.get(st.node)
+        if st.state in FINISHED_STATES or st.state == "lost" or node is None:
+            plan.remove.append(Remove(st.id, st.job, st.node, f"orphan status ({st.state})"))
+        elif node.up:
+            plan.stop.append(Stop(st.id, st.job, st.node, "orphan: no assignment owns it"))
+
+    wants: list[_Want] = []
+    stopping: set[str] = set()
+
+    def stop(a: Assignment, reason: str) -> None:
+        if a.id not in stopping:
+            stopping.add(a.id)
+            plan.stop.append(Stop(a.id, a.job, a.node, reason))
+
+    for name in sorted(set(by_job) | set(job_map)):
+        tasks = by_job.get(name, [])
+        job = job_map.get(name)
+        if job is None or job.stopped or job.spec.kind in ("cron", "parameterized"):
+            why = ("job removed" if job is None else "job stopped" if job.stopped
+                   else f"a {job.spec.kind} job runs as separate batch runs")
+            for a in tasks:
+                if not finished(a):
+                    stop(a, why)
+            continue
+        spec = job.spec
+        fp = spec.fingerprint()
+        batch = spec.kind == "batch"
+        live: dict[int, list[Assignment]] = {}
+        dead: dict[int, list[tuple[Assignment, TaskStatus | None]]] = {}
+        done: set[int] = set()
+        for a in tasks:
+            st = status_of(a)
+            is_done = batch and st is not None and st.state in ("exited", "failed")
+            if is_done:
+                done.add(a.index)
+                continue
+            gone = node_gone(a.node)
+            if gone is not None:
+                plan.lost.append(Lost(a.id, a.job, a.node, gone))
+                dead.setdefault(a.index, []).append((a, st))
+            elif st is not None and st.state in FINISHED_STATES:
+                stop(a, f"{st.state}" + (f": {st.reason}" if st.reason else ""))
+                dead.setdefault(a.index, []).append((a, st))
+            else:
+                live.setdefault(a.index, []).append(a)
+
+        # slots above count: scale down (highest slots are the newest)
+        for i in sorted(live):
+            if i >= spec.count:
+                for a in live.pop(i):
+                    stop(a, f"count is {spec.count}")
+
+        def healthy(a: Assignment, _spec=spec) -> bool:
+            st = status_of(a)
+            return (st is not None and st.state == "running"
+                    and (_spec.health is None or st.healthy is True))
+
+        keep: list[Assignment] = []
+        if batch:
+            for i in range(spec.count):
+                tasks_i = sorted(live.get(i, []), key=lambda t: (t.created, t.id))
+                if i in done:
+                    for a in tasks_i:
+                        stop(a, f"slot {i} already finished")
+                    continue
+                current = [t for t in tasks_i if t.fingerprint == fp]
+                for a in tasks_i:
+                    if a.fingerprint != fp:
+                        stop(a, f"job changed (v{job.version})")
+                for a in current[1:]:
+                    stop(a, f"duplicate in slot {i}")
+                if current:
+                    keep.append(current[0])
+                else:
+                    wants.append(_Want(job, i, "replacing a lost task" if i in dead
+                                       else "missing"))
+        else:
+            decision = plan_service(job, live, dead, healthy, now)
+            for a, why in decision.stops:
+                stop(a, why)
+            plan.rollout.extend(decision.steps)
+            if decision.failure is not None:
+                plan.failures.append(decision.failure)
+            for i, why in decision.fills:
+                wants.append(_Want(job, i, "replacing a lost or ended task" if i in dead
+                                   else why))
+            for i, old in decision.surges:
+                wants.append(_Want(job, i, f"rolling update from {old.id}", replaces=old))
+            keep = [a for ts in live.values() for a in ts
+                    if a.fingerprint == fp and a.id not in stopping]
+        for a in sorted(keep, key=lambda t: t.id):
+            if a.version != job.version and a.id not in stopping:
+                plan.update.append(InPlace(a.id, a.job, a.node, job.version))
+
+    _place(plan, wants, node_map, assigns, status_map, taken, now)
+    plan.stop.sort(key=lambda s: (s.job, s.task))
+    plan.lost.sort(key=lambda s: (s.job, s.task))
+    plan.remove.sort(key=lambda s: (s.job, s.task))
+    return plan
+
+
+def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
+           assigns: list[Assignment], status_map: Mapping[str, TaskStatus],
+           taken: set[str], now: float) -> None:
+    """Schedule the wanted tasks; fall back to stop-first for surges that do not fit."""
+    if not wants:
+        return
+
+    def occupies(a: Assignment) -> bool:
+        st = status_map.get(a.id)
+        return not (st is not None and st.node == a.node and st.state in FINISHED_STATES)
+
+    cluster = Cluster(node_map.values(), [a for a in assigns if occupies(a)])
+    # Restore missing slots before starting surge copies for rollouts.
+    ordered = sorted(wants, key=lambda w: (w.replaces is not None, w.job.name, w.index))
+    for w in ordered:
+        spec = w.job.spec
+        tid = _new_id(spec.name, w.job.version, w.index, taken)
+        node = cluster.place(Request.for_spec(tid, spec))
+        if node is None:
+            taken.discard(tid)
+            if w.replaces is not None:
+                old = w.replaces
+                plan.stop.append(Stop(old.id, old.job, old.node,
+                                      "rolling update: no room to start the new task first"))
+                plan.rollout.append(RolloutStep(spec.name, w.job.version, w.index, old.id,
+                                                None, "stop-first"))
+            else:
+                plan.pending.append(Pending(spec.name, w.index,
+                                            cluster.explain(Request.for_spec(tid, spec))))
+            continue
+        task = Assignment(
+            id=tid, job=spec.name, version=w.job.version, node=node, index=w.index,
+            cpus=spec.resources.cpus, memory=spec.resources.memory,
+            ports={k: p.host for k, p in spec.ports.items() if p.host},
+            desired="run", fingerprint=spec.fingerprint(), created=now, spec=spec)
+        plan.place.append(Placement(task, w.reason))
+        if w.replaces is not None:
+            plan.rollout.append(RolloutStep(spec.name, w.job.version, w.index,
+                                            w.replaces.id, tid, "start"))
