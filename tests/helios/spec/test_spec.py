@@ -38,7 +38,7 @@ grace: 3s                                 # after deregistering an endpoint, wai
 schedule: "*/5 * * * *"                   # cron kind only
 log: {driver: fluentd, options: {fluentd-address: 127.0.0.1:24224}}
 registry_auth: {username: u, password: p} # for private registries
-"""
+"""  # noqa: E501
 SCHEDULE_LINE = 'schedule: "*/5 * * * *"                   # cron kind only\n'
 
 
