@@ -1,0 +1,91 @@
+"""How Helios's processes talk: actor names, message handlers, and where to find whom.
+
+This is the contract between the conductor, the node daemons and the CLI, all of which
+are actor systems (see `actors`). Records travel as the `to_dict()` of `helios.model`
+classes. Keep this file the single place that names a handler another process calls.
+
+Node daemon (`helios node`): actor `node` in the daemon's system.
+  assign(epoch, generation, assignments) -> {"epoch", "generation", "accepted"}
+      `assignments` is the COMPLETE desired set for this node (Assignment dicts, each with
+      its "spec"); the node reconciles its containers to it (level-triggered). An epoch
+      older than the newest the node has seen is refused: RemoteError(type_name
+      "StaleEpoch"). Within one epoch, a generation older than the newest is ignored.
+  statuses() -> [TaskStatus dict, ...]      every task the node knows, with its last state
+  info() -> NodeInfo dict + {"cpus_free", "memory_free", "tasks"}
+  logs(task_id, since=None, tail=None) -> {"lines": [str, ...], "cursor": float | None}
+      `cursor` goes back as `since` to continue (the CLI's --follow polls with it).
+
+Conductor (`helios conductor`): actor `conductor` in the conductor's system.
+  Called by nodes:
+    task_events(node, events)      TaskStatus dicts, oldest first; nodes buffer them while
+                                   no conductor is reachable and replay them in order
+  Called by the CLI (names follow CONTRACT.md section 2):
+    job_run(spec) -> {"name", "version", "changed"}      spec: the job file as a dict
+    job_ls() -> [{"name", "kind", "count", "running", "version", "status"}]
+    job_status(name) -> CONTRACT.md `job status --json` shape
+    job_stop(name) / job_rm(name) -> {"name", ...}
+    job_history(name) -> [event dict, ...] newest last
+    job_logs(name, task=None, since=None, tail=None) -> {"lines", "cursor"}
+    job_dispatch(name, payload=None, idempotency_key=None) -> {"job", "run", "created"}
+    nodes() -> CONTRACT.md `nodes --json` shape
+    endpoints(name) -> CONTRACT.md `endpoints --json` shape
+    leader() -> {"leader": bool, "name", "url", "epoch"}
+  A standby conductor answers the CLI handlers with RemoteError(type_name "NotLeader",
+  message = the leader's actor URL, or "" when no leader is known); clients retry there.
+
+Where to find the leader: the leader writes LEADER_PATH (fenced by its epoch) with
+{"name", "url", "epoch"}; clients with `--zk` read it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import actors
+
+NODE_ACTOR = "node"
+CONDUCTOR_ACTOR = "conductor"
+LEADER_PATH = "/conductors/leader"
+DEFAULT_CONDUCTOR = "127.0.0.1:7070"
+
+#: environment variables that secure the actor network between Helios processes
+ENV_SECRET = "HELIOS_CLUSTER_SECRET"
+ENV_TLS_CERT = "HELIOS_TLS_CERT"
+ENV_TLS_KEY = "HELIOS_TLS_KEY"
+ENV_TLS_CA = "HELIOS_TLS_CA"
+
+
+class StaleEpoch(Exception):
+    """An instruction from a conductor whose leadership epoch is older than one seen."""
+
+
+class NotLeader(Exception):
+    """This conductor is a standby; the message is the leader's URL ("" if unknown)."""
+
+
+def network_options(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`actors.open_system` options that secure the Helios network, from the environment.
+
+    HELIOS_CLUSTER_SECRET turns on mutual HMAC authentication of every connection;
+    HELIOS_TLS_CERT/KEY/CA turn on mutual TLS. Secrets never come from the command line,
+    where `ps` would show them.
+    """
+    env = dict(os.environ if env is None else env)
+    opts: dict[str, Any] = {}
+    if env.get(ENV_SECRET):
+        opts["secret"] = env[ENV_SECRET]
+    cert, key, ca = env.get(ENV_TLS_CERT), env.get(ENV_TLS_KEY), env.get(ENV_TLS_CA)
+    if cert and key and ca:
+        opts["tls"] = actors.tls_config(cert, key, ca)
+    elif cert or key or ca:
+        raise ValueError(f"set all of {ENV_TLS_CERT}, {ENV_TLS_KEY} and {ENV_TLS_CA} for TLS")
+    return opts
+
+
+def conductor_url(address: str) -> str:
+    """`host:port` (or a full URL) -> the conductor actor's URL."""
+    if "://" in address:
+        return address if address.rstrip("/").endswith(f"/{CONDUCTOR_ACTOR}") else \
+            f"{address.rstrip('/')}/{CONDUCTOR_ACTOR}"
+    return f"tcp://{address}/{CONDUCTOR_ACTOR}"
