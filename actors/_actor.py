@@ -138,6 +138,34 @@ class Actor:
         return await cell.system._monitor(
             ref, lambda down: cell.mailbox.put(("$link", down, None, None)))
 
+    def start_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` as a background task of this actor (a timer, a watch loop).
+
+        It shares the actor's state with the handlers, interleaving only at awaits. It is
+        cancelled when the actor ends; if it raises, the actor crashes (reason `error`)
+        and its supervisor decides what happens next.
+        """
+        cell = self._cell
+        scope = trio.CancelScope()
+        if cell.background is None:
+            cell.background = set()
+        cell.background.add(scope)
+
+        async def runner() -> None:
+            try:
+                with scope:
+                    await fn(*args)
+            except Exception as e:
+                log.error("actor %s: background task %s failed: %s", cell.name,
+                          getattr(fn, "__name__", fn), _describe(e), exc_info=True)
+                cell.crash(_describe(e))
+            finally:
+                if cell.background is not None:
+                    cell.background.discard(scope)
+
+        assert cell.nursery is not None
+        cell.nursery.start_soon(runner)
+
     def exit(self, reason: str = "normal", detail: str = "") -> None:
         """End this actor after the current message, with `reason`."""
         raise _Exit(reason, detail)
@@ -146,9 +174,9 @@ class Actor:
 class Cell:
     """The runtime side of one actor instance: mailbox, task, children, monitors."""
 
-    __slots__ = ("_done", "actor", "children", "exit_detail", "exit_reason", "finished",
-                 "forced_reason", "mailbox", "monitors", "name", "nursery", "parent", "scope",
-                 "start_error", "system")
+    __slots__ = ("_done", "actor", "background", "children", "exit_detail", "exit_reason",
+                 "finished", "forced_detail", "forced_reason", "mailbox", "monitors", "name",
+                 "nursery", "parent", "scope", "start_error", "system")
 
     def __init__(self, system: ActorSystem, actor: Actor, name: str, parent: Cell | None):
         self.system = system
@@ -163,6 +191,8 @@ class Cell:
         self.exit_reason: str | None = None
         self.exit_detail = ""
         self.forced_reason: str | None = None
+        self.forced_detail = ""
+        self.background: set[trio.CancelScope] | None = None
         self.start_error: BaseException | None = None
         self.finished = False
         self._done: trio.Event | None = None
@@ -195,6 +225,10 @@ class Cell:
                             log.error("actor %s crashed: %s", self.name, detail, exc_info=True)
                 if scope.cancelled_caught:
                     reason = self.forced_reason or "shutdown"
+                    detail = self.forced_detail
+                if self.background:
+                    for task_scope in list(self.background):
+                        task_scope.cancel()
                 self.exit_reason, self.exit_detail = reason, detail
                 await self._stop_children()
                 if started:
@@ -300,6 +334,13 @@ class Cell:
         if self.scope is not None:
             self.scope.cancel()
         await self.wait_done()
+
+    def crash(self, detail: str) -> None:
+        """End abnormally from outside the loop (a failed background task)."""
+        if not self.finished and self.scope is not None and self.forced_reason is None:
+            self.forced_reason = "error"
+            self.forced_detail = detail
+            self.scope.cancel()
 
     def kill(self) -> None:
         """Abnormal, immediate end: the supervisor sees reason `killed`."""

@@ -239,3 +239,37 @@ async def test_many_actors_all_answer() -> None:
             for i, r in enumerate(refs):
                 nursery.start_soon(ask, i, r)
         assert results == {i: i + 1 for i in range(500)}
+
+
+async def test_background_task_runs_until_the_actor_ends_and_its_failure_crashes_it() -> None:
+    ticks: list[int] = []
+
+    class Ticker(actors.Actor):
+        async def on_start(self) -> None:
+            self.start_soon(self.tick)
+
+        async def tick(self) -> None:
+            for i in range(1000):
+                ticks.append(i)
+                await trio.sleep(0.01)
+
+        @actors.handler
+        async def fail_later(self) -> None:
+            async def bad() -> None:
+                raise OSError("disk on fire")
+            self.start_soon(bad)
+
+    async with actors.open_system() as system:
+        ref = await system.spawn(Ticker, name="ticker")
+        await trio.sleep(0.05)
+        await ref.stop()
+        seen = len(ticks)
+        assert seen >= 1
+        await trio.sleep(0.05)
+        assert len(ticks) == seen  # cancelled with its actor
+
+        ref = await system.spawn(Ticker, name="ticker2")
+        mon = await system.monitor(ref)
+        await ref.ask("fail_later")
+        down = await mon.wait(timeout=5)
+        assert down.reason == "error" and "disk on fire" in down.detail
