@@ -17,6 +17,7 @@ connection loss, it raises `Unavailable` rather than waiting for a quorum foreve
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -37,6 +38,7 @@ from kazoo.exceptions import (
     SessionExpiredError,
     ZookeeperError,
 )
+from kazoo.handlers.threading import AsyncResult, SequentialThreadingHandler
 from kazoo.protocol.states import ZnodeStat
 
 from helios.coordination import codec, paths
@@ -74,6 +76,39 @@ log = logging.getLogger(__name__)
 DEFAULT_ROOT = "/helios"
 
 
+class _InlineWakeResult(AsyncResult):
+    """An AsyncResult that runs callbacks marked `inline` on the thread that sets the
+    result (kazoo's connection thread) instead of queueing them for kazoo's completion
+    thread. Our only inline callback is `TrioToken.run_sync_soon`, which never blocks,
+    so this saves one thread hop per call without risking kazoo's connection thread."""
+
+    def _do_callbacks(self) -> None:
+        for callback in self._callbacks:
+            if getattr(callback, "inline", False) or not self._handler.running:
+                callback(self)
+            else:
+                self._handler.completion_queue.put(functools.partial(callback, self))
+
+
+class _Handler(SequentialThreadingHandler):
+    """kazoo's default threading handler, with `_InlineWakeResult` results."""
+
+    def async_result(self) -> AsyncResult:
+        return _InlineWakeResult(self)
+
+
+class _PendingCall:
+    """One kazoo call a trio task is parked on."""
+
+    __slots__ = ("deadline", "task", "timed_out", "waiting")
+
+    def __init__(self, task: trio.lowlevel.Task, deadline: float) -> None:
+        self.task = task
+        self.deadline = deadline
+        self.waiting = True
+        self.timed_out = False
+
+
 class ZooKeeperStore(Store):
     """A `Store` on a ZooKeeper ensemble. Open with `await open_zookeeper(...)`."""
 
@@ -89,22 +124,25 @@ class ZooKeeperStore(Store):
         self.client = KazooClient(
             hosts=hosts, timeout=session_timeout, client_id=client_id, auth_data=auth,
             connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 2, "max_delay": 1.0},
-            command_retry={"max_tries": 0},
+            command_retry={"max_tries": 0}, handler=_Handler(),
         )
         self._token: trio.lowlevel.TrioToken | None = None
         self._states = StateBroadcast(ConnectionState.SUSPENDED)
         self._flags: set[WakeFlag] = set()
         self._closed = False
         self._session_id = 0
+        self._pending: set[_PendingCall] = set()
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def _start(self, connect_timeout: float) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self.client.add_listener(self._listener)
+        trio.lowlevel.spawn_system_task(self._watchdog, name=f"zk-watchdog {self.hosts}")
         try:
             await trio.to_thread.run_sync(self.client.start, connect_timeout)
         except Exception as e:
+            self._closed = True
             await trio.to_thread.run_sync(self._stop_client)
             raise Unavailable(f"cannot connect to ZooKeeper at {self.hosts} "
                               f"within {connect_timeout}s: {e!r}") from None
@@ -177,24 +215,46 @@ class ZooKeeperStore(Store):
     # -- the call bridge ----------------------------------------------------------
 
     async def _call(self, what: str, path: str, start: Callable[[], Any]) -> Any:
-        """Start a kazoo async call and wait for its result without blocking trio."""
+        """Start a kazoo async call and park this trio task until its result arrives.
+
+        The result callback runs on kazoo's connection thread and only schedules the
+        task's wake-up through the trio token. This is the hot path of the layer, so it
+        uses trio's low-level park/reschedule instead of an Event and a cancel scope per
+        call; the per-call deadline is enforced by the store's `_watchdog` task."""
         self._check_open()
         token = self._token
         assert token is not None
-        done = trio.Event()
+        call = _PendingCall(trio.lowlevel.current_task(),
+                            trio.current_time() + self.op_timeout)
+
+        def resume() -> None:
+            if call.waiting:
+                call.waiting = False
+                trio.lowlevel.reschedule(call.task)
 
         def wake(_: Any) -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(done.set)
+            try:
+                token.run_sync_soon(resume)
+            except trio.RunFinishedError:
+                pass
 
+        wake.inline = True  # type: ignore[attr-defined]
         try:
             result = start()
         except KazooException as e:
             raise self._map(e, what, path) from None
         result.rawlink(wake)
-        with trio.move_on_after(self.op_timeout):
-            await done.wait()
-        if not done.is_set():
+        self._pending.add(call)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            call.waiting = False
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        try:
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        finally:
+            self._pending.discard(call)
+        if call.timed_out:
             result.unlink(wake)
             raise Unavailable(f"ZooKeeper did not answer {what} {path} within "
                               f"{self.op_timeout}s (outcome unknown)")
@@ -202,6 +262,18 @@ class ZooKeeperStore(Store):
             return result.get(block=False)
         except KazooException as e:
             raise self._map(e, what, path) from None
+
+    async def _watchdog(self) -> None:
+        """Fail calls past their deadline (kazoo queues requests made while it is
+        disconnected and would otherwise hold them until it reconnects)."""
+        while not self._closed:
+            await trio.sleep(min(0.25, self.op_timeout / 4))
+            now = trio.current_time()
+            for call in list(self._pending):
+                if call.waiting and call.deadline <= now:
+                    call.waiting = False
+                    call.timed_out = True
+                    trio.lowlevel.reschedule(call.task)
 
     def _map(self, e: Exception, what: str, path: str, version: int = -1) -> Exception:
         if isinstance(e, NoNodeError):
