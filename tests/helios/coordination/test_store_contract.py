@@ -230,3 +230,36 @@ async def test_put_upserts(store: Store) -> None:
     assert await store.put("/cron/x", {"t": 1}) == 0
     assert await store.put("/cron/x", {"t": 2}) == 1
     assert (await store.get("/cron/x")).value == {"t": 2}
+
+
+async def test_watch_survives_session_loss(backend: Backend) -> None:
+    watcher, writer = await backend.open(), await backend.open()
+    await writer.create("/jobs/web", {"v": 0})
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            send, recv = trio.open_memory_channel(100)
+
+            async def watch() -> None:
+                async for entry in watcher.watch_data("/jobs/web"):
+                    await send.send(entry)
+
+            nursery.start_soon(watch)
+            assert (await recv.receive()).value == {"v": 0}
+            await backend.expire(watcher)              # its server-side watches are gone
+            await backend.wait_connected(watcher)
+            await writer.set("/jobs/web", {"v": 1})
+            while (await recv.receive()).value != {"v": 1}:
+                pass                                  # re-armed on the new session
+            await writer.set("/jobs/web", {"v": 2})
+            assert (await recv.receive()).value == {"v": 2}
+            nursery.cancel_scope.cancel()
+
+
+def test_paths_refuse_escapes() -> None:
+    assert paths.status("n1", "web-1") == "/status/n1/web-1"
+    assert paths.normalize("jobs//web/") == "/jobs/web"
+    for bad in ("..", "a/b", "", "-x" * 200):
+        with pytest.raises(ValueError):
+            paths.job(bad)
+    with pytest.raises(ValueError):
+        paths.normalize("/jobs/../x")

@@ -118,9 +118,27 @@ async def test_server_stopped_and_restarted_under_a_client(tmp_path: Path) -> No
                     await wait_state(store, ConnectionState.CONNECTED)
                     await retry(lambda: store.set("/jobs/web", {"v": 2}), "set")
                     assert (await store.get("/jobs/web")).value == {"v": 2}
+                    assert (await store.get("/jobs/web")).value == {"v": 2}
                     # present again, whether the session survived or was replaced
                     while not await retry(lambda: store.exists(paths.node_up("n1")), "up"):
                         await trio.sleep(0.1)
+    finally:
+        server.stop()
+
+
+async def test_leader_steps_down_when_zookeeper_is_unreachable(tmp_path: Path) -> None:
+    """kazoo only learns of session expiry after reconnecting: a leader cut off from
+    ZooKeeper must drop leadership by itself, before its session could expire."""
+    server = start_zookeeper(tmp_path / "zk")
+    try:
+        store = await open_zookeeper(server.hosts, "/helios", session_timeout=2.0,
+                                     op_timeout=1.0)
+        async with store:
+            with trio.fail_after(WAIT):
+                async with store.leadership("c1") as term:
+                    await trio.to_thread.run_sync(server.kill)
+                    await term.lost.wait()        # no server: nothing else can tell it
+                    assert store.state != ConnectionState.CONNECTED
     finally:
         server.stop()
 
