@@ -255,7 +255,17 @@ class EmbeddedStore(Store):
 
     def _track_flag(self, flag: WakeFlag) -> Callable[[], None]:
         self._flags.add(flag)
-        return lambda: self._flags.discard(flag)
+
+        def untrack() -> None:
+            # a watch that ends un-fired must not stay armed in the hub forever
+            self._flags.discard(flag)
+            for table in (self._hub.data_watches, self._hub.child_watches):
+                for key in [k for k, flags in table.items() if flag in flags]:
+                    table[key].discard(flag)
+                    if not table[key]:
+                        del table[key]
+
+        return untrack
 
     def _abs(self, path: str) -> str:
         return full_path(self.root, path)

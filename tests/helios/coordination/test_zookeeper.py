@@ -246,3 +246,11 @@ async def test_acls_confine_a_node_to_its_own_subtrees(zk_hosts: str, zk_root: s
             await s.aclose()
         await conductor.delete("/", recursive=True)      # ACLs keep the fixture out
         await conductor.aclose()
+
+
+async def test_zk_store_fixture_gives_an_open_store(zk_store: object, zk_root: str) -> None:
+    from helios.coordination import ZooKeeperStore
+
+    assert isinstance(zk_store, ZooKeeperStore) and zk_store.root == zk_root
+    await zk_store.create("/jobs/web", {"ok": True})
+    assert await zk_store.children("/jobs") == ["web"]
