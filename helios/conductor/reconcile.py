@@ -43,7 +43,7 @@ from helios.conductor.plan import (
     Stop,
 )
 from helios.conductor.rollout import plan_service
-from helios.conductor.scheduler import Cluster, Request
+from helios.conductor.scheduler import Cluster, Request, cpu_is_scarcer
 from helios.model import FINISHED_STATES, Assignment, JobRecord, NodeInfo, TaskStatus
 from helios.units import format_duration
 
@@ -151,6 +151,8 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
             for a in tasks:
                 if not finished(a):
                     stop(a, why)
+                elif job is None:
+                    plan.remove.append(Remove(a.id, a.job, a.node, why))
             continue
         spec = job.spec
         fp = spec.fingerprint()
@@ -165,11 +167,18 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                 done.add(a.index)
                 continue
             gone = node_gone(a.node)
-            if gone is not None:
+            if gone is not None and a.node not in node_map:
+                # Nothing left to tell that node: forget the task, replace it.
+                plan.remove.append(Remove(a.id, a.job, a.node, gone))
+                dead.setdefault(a.index, []).append((a, st))
+            elif gone is not None:
                 plan.lost.append(Lost(a.id, a.job, a.node, gone))
                 dead.setdefault(a.index, []).append((a, st))
             elif st is not None and st.state in FINISHED_STATES:
-                stop(a, f"{st.state}" + (f": {st.reason}" if st.reason else ""))
+                # The container is already gone: forget it (the conductor's history keeps
+                # the event) and let the slot be filled again.
+                plan.remove.append(Remove(a.id, a.job, a.node, f"{st.state}" + (
+                    f": {st.reason}" if st.reason else "")))
                 dead.setdefault(a.index, []).append((a, st))
             else:
                 live.setdefault(a.index, []).append(a)
@@ -240,13 +249,17 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
         st = status_map.get(a.id)
         return not (st is not None and st.node == a.node and st.state in FINISHED_STATES)
 
-    cluster = Cluster(node_map.values(), [a for a in assigns if occupies(a)])
     # Restore missing slots before starting surge copies for rollouts.
     ordered = sorted(wants, key=lambda w: (w.replaces is not None, w.job.name, w.index))
-    for w in ordered:
+    ids = [_new_id(w.job.spec.name, w.job.version, w.index, taken) for w in ordered]
+    requests = [Request.for_spec(tid, w.job.spec) for tid, w in zip(ids, ordered, strict=True)]
+    occupying = [a for a in assigns if occupies(a)]
+    nodes = list(node_map.values())
+    cluster = Cluster(nodes, occupying,
+                      cpu_first=cpu_is_scarcer(nodes, requests, occupying))
+    for tid, req, w in zip(ids, requests, ordered, strict=True):
         spec = w.job.spec
-        tid = _new_id(spec.name, w.job.version, w.index, taken)
-        node = cluster.place(Request.for_spec(tid, spec))
+        node = cluster.place(req)
         if node is None:
             taken.discard(tid)
             if w.replaces is not None:
@@ -255,9 +268,11 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
                                       "rolling update: no room to start the new task first"))
                 plan.rollout.append(RolloutStep(spec.name, w.job.version, w.index, old.id,
                                                 None, "stop-first"))
-            else:
                 plan.pending.append(Pending(spec.name, w.index,
-                                            cluster.explain(Request.for_spec(tid, spec))))
+                                            f"waiting for {old.id} to stop (no room to "
+                                            "start the new task first)"))
+            else:
+                plan.pending.append(Pending(spec.name, w.index, cluster.explain(req)))
             continue
         task = Assignment(
             id=tid, job=spec.name, version=w.job.version, node=node, index=w.index,

@@ -74,8 +74,8 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
                 out.steps.append(RolloutStep(spec.name, version, i, o.id, keeper.id, "done"))
             continue
         if keeper is not None:
+            inflight += 1  # a new task not yet healthy: part of the current batch
             if old:
-                inflight += 1
                 out.steps.append(RolloutStep(spec.name, version, i, old[0].id, keeper.id,
                                              "wait"))
                 waited = now - keeper.created

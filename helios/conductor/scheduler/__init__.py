@@ -22,7 +22,7 @@ from helios.conductor.scheduler.feasible import (
 from helios.conductor.scheduler.rank import Pool
 from helios.model import NodeInfo
 
-__all__ = ["Allocation", "Cluster", "Placements", "Request", "place"]
+__all__ = ["Allocation", "Cluster", "Placements", "Request", "cpu_is_scarcer", "place"]
 
 
 @dataclass

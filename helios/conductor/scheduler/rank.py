@@ -23,9 +23,9 @@ __all__ = ["CANDIDATES", "Pool"]
 
 # Feasible used nodes compared on both resources before choosing; the memory order finds
 # them, this breaks ties in favour of the node whose CPU is also tightest.
-CANDIDATES = 4
+CANDIDATES = 2
 # After the first feasible node, how many more entries to look at for better ones.
-WINDOW = 24
+WINDOW = 8
 
 
 SECONDARY_WEIGHT = 2.0
