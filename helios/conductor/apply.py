@@ -1,0 +1,209 @@
+"""Making the desired state durable: diff the leader's cache against what the store holds,
+and write the difference in fenced transactions.
+
+Why a diff and not one write per plan item: the conductor changes its cache from three
+sources (plans, task reports, CLI writes) and this one function turns any mix of them
+into the fewest operations. Why transactions: kazoo costs ~1 ms per call and a multi-op
+transaction is ~20x cheaper per op; why fenced: every write carries a check of the
+leadership epoch, so a deposed leader that wakes up changes nothing (`StaleEpoch`).
+
+A chunk that fails for a reason other than the epoch (the cache and the store disagree,
+e.g. a znode someone else deleted) is retried op by op with upsert semantics, so one bad
+path never blocks the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from helios.conductor.plan import ClusterState
+from helios.coordination import paths
+from helios.coordination.election import Term
+from helios.coordination.errors import (
+    NodeExists,
+    NoNode,
+    NotEmpty,
+    StaleEpoch,
+    TransactionFailed,
+)
+from helios.coordination.store import Create, Delete, Op, Set
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Persisted", "Writer", "chunks", "diff_ops"]
+
+#: at most this many ops, or this many encoded bytes, per transaction (ZooKeeper's
+#: jute.maxbuffer is 1 MiB for the whole request)
+MAX_OPS = 200
+MAX_BYTES = 600_000
+
+
+@dataclass
+class Persisted:
+    """What this leader knows the store holds: the state it last wrote or read, and the
+    directories that exist."""
+
+    state: ClusterState = field(default_factory=ClusterState)
+    dirs: set[str] = field(default_factory=set)
+
+
+def _ensure_dir(ops: list[Op], dirs: set[str], path: str) -> None:
+    if path not in dirs:
+        ops.append(Create(path))
+        dirs.add(path)
+
+
+def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str]) -> list[Op]:
+    """The writes that turn `old` (in the store) into `new`. Adds created directories to
+    `dirs`. Identity is checked first: the cache replaces records only when they change,
+    so an unchanged cluster costs one pass of pointer comparisons."""
+    ops: list[Op] = []
+    for name, rec in new.jobs.items():
+        prev = old.jobs.get(name)
+        if prev is rec:
+            continue
+        if prev is None:
+            ops.append(Create(paths.job(name), rec.to_dict()))
+        elif prev != rec or prev.spec != rec.spec or prev.previous != rec.previous:
+            ops.append(Set(paths.job(name), rec.to_dict()))
+    for name in old.jobs.keys() - new.jobs.keys():
+        ops.append(Delete(paths.job(name)))
+
+    for tid, a in new.assignments.items():
+        prev = old.assignments.get(tid)
+        if prev is a:
+            continue
+        if prev is not None and prev.node != a.node:
+            ops.append(Delete(paths.assignment(prev.node, tid)))
+            prev = None
+        if prev is None:
+            _ensure_dir(ops, dirs, paths.assignments(a.node))
+            ops.append(Create(paths.assignment(a.node, tid), a.to_dict()))
+        elif prev != a or prev.spec != a.spec or prev.ports != a.ports:
+            ops.append(Set(paths.assignment(a.node, tid), a.to_dict()))
+    for tid in old.assignments.keys() - new.assignments.keys():
+        prev = old.assignments[tid]
+        ops.append(Delete(paths.assignment(prev.node, tid)))
+
+    for tid, st in new.statuses.items():
+        prev_st = old.statuses.get(tid)
+        if prev_st is st:
+            continue
+        if prev_st is not None and prev_st.node != st.node:
+            ops.append(Delete(paths.status(prev_st.node, tid)))
+            prev_st = None
+        if prev_st is None:
+            _ensure_dir(ops, dirs, paths.statuses(st.node))
+            ops.append(Create(paths.status(st.node, tid), st.to_dict()))
+        elif prev_st.to_dict() != st.to_dict():
+            ops.append(Set(paths.status(st.node, tid), st.to_dict()))
+    for tid in old.statuses.keys() - new.statuses.keys():
+        prev_st = old.statuses[tid]
+        ops.append(Delete(paths.status(prev_st.node, tid)))
+    return ops
+
+
+def _size(op: Op) -> int:
+    value = getattr(op, "value", None)
+    return len(op.path) + 64 + (len(json.dumps(value, separators=(",", ":")))
+                                if value is not None else 0)
+
+
+def chunks(ops: Sequence[Op], max_ops: int = MAX_OPS,
+           max_bytes: int = MAX_BYTES) -> list[list[Op]]:
+    """Split `ops` into transactions under ZooKeeper's request size, keeping order (a
+    directory's Create always precedes its children's)."""
+    out: list[list[Op]] = []
+    cur: list[Op] = []
+    size = 0
+    for op in ops:
+        n = _size(op)
+        if cur and (len(cur) >= max_ops or size + n > max_bytes):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(op)
+        size += n
+    if cur:
+        out.append(cur)
+    return out
+
+
+class Writer:
+    """Writes the leader's cache to the store under its term."""
+
+    def __init__(self, term: Term, persisted: Persisted) -> None:
+        self.term = term
+        self.persisted = persisted
+        self.writes = 0  # ops written, for logs and tests
+
+    async def flush(self, state: ClusterState, extra: Sequence[Op] = ()) -> int:
+        """Write what changed since the last flush (plus `extra` ops, e.g. history),
+        then remember `state` as persisted. Raises `StaleEpoch` once deposed."""
+        target = state.copy()  # the cache may change while the writes are in flight
+        ops = diff_ops(self.persisted.state, target, self.persisted.dirs)
+        ops.extend(extra)
+        if not ops:
+            return 0
+        await self.write(ops)
+        self.persisted.state = target
+        return len(ops)
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        """Fenced, chunked; a failing chunk falls back to one op at a time."""
+        for chunk in chunks(ops):
+            try:
+                await self.term.transaction(chunk)
+            except TransactionFailed as e:
+                log.info("transaction of %d ops failed at %s (%s); writing one by one",
+                         len(chunk), getattr(e.op, "path", "?"), e.cause)
+                for op in chunk:
+                    await self._one(op)
+            self.writes += len(chunk)
+
+    async def _one(self, op: Op) -> None:
+        """Upsert semantics: a Create that exists becomes a Set, a Set or Delete of a
+        missing path is done or moot; missing parents are created."""
+        try:
+            await self.term.transaction([op])
+            return
+        except StaleEpoch:
+            raise
+        except TransactionFailed as e:
+            cause: Any = e.cause
+        if isinstance(op, Create) and isinstance(cause, NodeExists):
+            if op.sequential:
+                raise cause
+            await self.term.transaction([Set(op.path, op.value)])
+        elif isinstance(op, Set) and isinstance(cause, NoNode):
+            await self._create_with_parents(op.path, op.value)
+        elif isinstance(op, Create) and isinstance(cause, NoNode):
+            await self._create_with_parents(op.path, op.value, op.sequential)
+        elif isinstance(op, Delete) and isinstance(cause, NoNode):
+            return
+        elif isinstance(op, Delete) and isinstance(cause, NotEmpty):
+            log.warning("cannot delete %s: it has children", op.path)
+        else:
+            log.warning("write of %s failed: %s", op.path, cause)
+
+    async def _create_with_parents(self, path: str, value: Any,
+                                   sequential: bool = False) -> None:
+        ops: list[Op] = []
+        parts = path.strip("/").split("/")
+        store = self.term.store
+        for i in range(1, len(parts)):
+            parent = "/" + "/".join(parts[:i])
+            if parent not in self.persisted.dirs and not await store.exists(parent):
+                ops.append(Create(parent))
+            self.persisted.dirs.add(parent)
+        ops.append(Create(path, value, sequential=sequential))
+        try:
+            await self.term.transaction(ops)
+        except TransactionFailed as e:
+            if isinstance(e.cause, NodeExists) and not sequential:
+                await self.term.transaction([Set(path, value)])
+            else:
+                raise

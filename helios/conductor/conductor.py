@@ -1,0 +1,709 @@
+"""The conductor: contends for leadership, and while it leads, closes the gap between the
+jobs and the cluster.
+
+Pieces, each with one job:
+
+- `Conductor` holds the logic. Its `run()` contends forever (`coordination.lead`); on
+  winning a term it checks the cluster id, writes `LEADER_PATH` (fenced), loads a snapshot
+  (`state.load_snapshot`) and then reconciles on every relevant change and on a timer:
+  `reconcile()` (pure) -> `plan.apply` on the cache -> `apply.Writer.flush` (fenced,
+  batched) -> push each affected node its complete set (`assign(epoch, generation, ...)`).
+  The moment the term is lost, `lead()` cancels all of it; a new term starts from the
+  store alone. Nothing here trusts memory across terms.
+- `CoreActor` runs `Conductor.run` as its background task (`Actor.start_soon`).
+- `ConductorActor` (registered as `protocol.CONDUCTOR_ACTOR`) answers nodes and the CLI.
+  Raising in an actor handler ends the actor (let it crash), and answering a client with
+  `NotLeader` or `JobNotFound` *is* raising; so the front holds no state and runs under a
+  supervisor that restarts it at once, while the core and its term live on in `CoreActor`.
+
+Level-triggered: every trigger only wakes the reconcile loop, which looks at the whole
+state; a missed or repeated trigger changes nothing. Task reports are also re-read from the
+nodes (`statuses()`) at takeover, when a node comes back and periodically, so a report
+lost on the way is repaired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+import actors
+from helios import protocol
+from helios.conductor import views
+from helios.conductor.apply import Persisted, Writer
+from helios.conductor.errors import (
+    EXPECTED,
+    JobNotFound,
+    NodeUnreachable,
+    NotLeader,
+    TaskNotFound,
+)
+from helios.conductor.history import History, event, read_history
+from helios.conductor.plan import ClusterState, Pending, Plan
+from helios.conductor.plan import apply as apply_plan
+from helios.conductor.reconcile import reconcile
+from helios.conductor.state import load_snapshot, node_from_record, node_url
+from helios.coordination import paths
+from helios.coordination.election import Term, lead
+from helios.coordination.errors import (
+    ClusterIdMismatch,
+    CoordinationError,
+    CorruptValue,
+    StaleEpoch,
+    Unavailable,
+)
+from helios.coordination.guard import init_cluster
+from helios.coordination.store import Create, Set, Store
+from helios.model import JobRecord, TaskStatus
+from helios.spec import JobSpec, run_spec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Conductor", "ConductorActor", "CoreActor", "QuietExpectedErrors", "conductor_tree"]
+
+#: how long a CLI request waits for a fresh leader to finish loading its snapshot
+READY_WAIT = 10.0
+#: longest pause between two reconciliations when nothing happens
+RECONCILE_INTERVAL = 2.0
+#: bounded wait for a node's answer to `assign` / `statuses`
+NODE_TIMEOUT = 10.0
+#: re-read every node's task reports this often (repairs reports lost on the way)
+STATUS_REFRESH = 15.0
+
+
+@dataclass
+class Leadership:
+    """Everything one leadership term owns; dropped whole when the term ends."""
+
+    term: Term
+    state: ClusterState
+    writer: Writer
+    history: History
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    wake: trio.Event = field(default_factory=trio.Event)
+    ready: trio.Event = field(default_factory=trio.Event)
+    pending: list[Pending] = field(default_factory=list)
+    generation: itertools.count = field(default_factory=lambda: itertools.count(1))
+    push_flags: dict[str, trio.Event] = field(default_factory=dict)
+    want_statuses: set[str] = field(default_factory=set)
+    records: dict[str, Any] = field(default_factory=dict)
+    presence: dict[str, Any] = field(default_factory=dict)
+    nursery: trio.Nursery | None = None
+    reconciles: int = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.term.epoch
+
+    def poke(self) -> None:
+        self.wake.set()
+
+
+class Conductor:
+    """The conductor's logic; see the module docstring. One per conductor process."""
+
+    def __init__(self, store: Store, system: actors.ActorSystem, *, name: str,
+                 failover_grace: float = 2.0, session_timeout: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.system = system
+        self.name = name
+        self.failover_grace = float(failover_grace)
+        self.session_timeout = float(session_timeout)
+        self.clock = clock
+        self.cluster_id: str | None = None
+        self.leader_info: dict[str, Any] | None = None
+        self.lead: Leadership | None = None
+        self.terms = 0
+
+    @property
+    def url(self) -> str:
+        return f"{self.system.url}/{protocol.CONDUCTOR_ACTOR}"
+
+    # ------------------------------------------------------------------ contending
+    async def run(self) -> None:
+        """Contend for leadership forever; lead whenever elected."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_leader)
+            while True:
+                if self.cluster_id is None:
+                    # before contending: the election itself writes under the root
+                    try:
+                        self.cluster_id = await init_cluster(self.store)
+                    except (ClusterIdMismatch, Unavailable) as e:
+                        log.error("%s; retrying in 5s", e)
+                        await trio.sleep(5)
+                        continue
+                await lead(self.store, self.name, self._lead)
+                await trio.sleep(0.2)
+
+    async def _watch_leader(self) -> None:
+        """Know the leader (for standbys' NotLeader answers)."""
+        while True:
+            try:
+                async for entry in self.store.watch_data(protocol.LEADER_PATH):
+                    value = entry.value if entry is not None else None
+                    self.leader_info = value if isinstance(value, dict) else None
+            except CorruptValue as e:
+                log.warning("%s", e)
+                await trio.sleep(1)
+            except CoordinationError as e:
+                log.info("leader watch paused: %s", e)
+                await trio.sleep(1)
+
+    async def _lead(self, term: Term) -> None:
+        """One term: set up, then reconcile until cancelled (term lost)."""
+        self.terms += 1
+        try:
+            self.cluster_id = await init_cluster(self.store, self.cluster_id)
+            info = {"name": self.name, "url": self.url, "epoch": term.epoch}
+            op = (Set(protocol.LEADER_PATH, info)
+                  if await self.store.exists(protocol.LEADER_PATH)
+                  else Create(protocol.LEADER_PATH, info))
+            await term.transaction([op])
+            self.leader_info = info
+            started = time.monotonic()
+            snap = await load_snapshot(self.store, self.clock())
+            L = Leadership(term=term, state=snap.state,
+                           writer=Writer(term, Persisted(snap.state.copy(), set(snap.dirs))),
+                           history=History(self.store))
+            log.info("%s leads (epoch %d): %d jobs, %d nodes, %d tasks loaded in %.0f ms",
+                     self.name, term.epoch, len(snap.state.jobs), len(snap.state.nodes),
+                     len(snap.state.assignments), (time.monotonic() - started) * 1000)
+            self.lead = L
+            async with trio.open_nursery() as nursery:
+                L.nursery = nursery
+                nursery.start_soon(self._watch_nodes, L)
+                nursery.start_soon(self._reconcile_loop, L)
+                nursery.start_soon(self._status_refresh_loop, L)
+                for name, node in L.state.nodes.items():
+                    if node.up:
+                        self._sync_node(L, name)
+                L.ready.set()
+                L.poke()
+                await trio.sleep_forever()
+        except StaleEpoch:
+            log.warning("%s: a newer leader exists (epoch %d is stale); standing down",
+                        self.name, term.epoch)
+        except ClusterIdMismatch as e:
+            log.error("%s; refusing to lead here, retrying in 5s", e)
+            await trio.sleep(5)
+        finally:
+            self.lead = None
+
+    # ------------------------------------------------------------------ nodes
+    async def _watch_nodes(self, L: Leadership) -> None:
+        """Follow every node's record and presence; a change wakes the reconciler."""
+        async with trio.open_nursery() as nursery:
+            watched: dict[str, trio.CancelScope] = {}
+            async for names in self.store.watch_children(paths.NODES):
+                for name in names:
+                    if name not in watched:
+                        scope = trio.CancelScope()
+                        watched[name] = scope
+                        nursery.start_soon(self._watch_node, L, name, scope)
+                for name in set(watched) - set(names):
+                    watched.pop(name).cancel()
+                    if L.state.nodes.pop(name, None) is not None:
+                        L.poke()
+
+    async def _watch_node(self, L: Leadership, name: str, scope: trio.CancelScope) -> None:
+        async def record() -> None:
+            async for entry in self.store.watch_data(paths.node(name)):
+                L.records[name] = entry.value if entry is not None else None
+                self._node_changed(L, name, record_changed=True)
+
+        async def up() -> None:
+            async for entry in self.store.watch_data(paths.node_up(name)):
+                L.presence[name] = entry.value if entry is not None else None
+                self._node_changed(L, name, record_changed=False)
+
+        with scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(record)
+                    nursery.start_soon(up)
+            except CorruptValue as e:
+                log.warning("node %s: %s", name, e)
+
+    def _node_changed(self, L: Leadership, name: str, *, record_changed: bool) -> None:
+        old = L.state.nodes.get(name)
+        if name in L.presence:
+            is_up = L.presence[name] is not None
+        else:  # presence not watched yet: keep what the snapshot said
+            is_up = old.up if old is not None else False
+        record = L.records.get(name, old.to_dict() if old is not None else None)
+        if record is None:
+            return
+        now = self.clock()
+        down_since = None
+        if not is_up:
+            down_since = old.down_since if (old is not None and not old.up
+                                            and old.down_since is not None) else now
+        try:
+            node = node_from_record(name, record, is_up, down_since)
+        except Exception as e:
+            log.warning("node %s has a bad record: %s", name, e)
+            return
+        L.state.nodes[name] = node
+        if old is None or old.up != node.up or old.address != node.address \
+                or old.cpus != node.cpus or old.memory != node.memory \
+                or dict(old.labels) != dict(node.labels):
+            log.info("node %s is %s%s", name, node.status,
+                     f" ({node.address})" if node.up else "")
+            L.poke()
+        if node.up and (old is None or not old.up or record_changed
+                        or old.address != node.address):
+            self._sync_node(L, name)
+
+    def _sync_node(self, L: Leadership, name: str) -> None:
+        """Push the node its set and re-read its reports (it is new, back, or restarted)."""
+        L.want_statuses.add(name)
+        self._push(L, name)
+
+    def _push(self, L: Leadership, name: str) -> None:
+        flag = L.push_flags.get(name)
+        if flag is None:
+            flag = L.push_flags[name] = trio.Event()
+            assert L.nursery is not None
+            L.nursery.start_soon(self._push_loop, L, name)
+        flag.set()
+
+    async def _push_loop(self, L: Leadership, name: str) -> None:
+        """Send `name` its complete assignment set whenever it changed; retry while the
+        node is up but unreachable (it also reads the store itself when it starts)."""
+        backoff = 0.2
+        while True:
+            await L.push_flags[name].wait()
+            L.push_flags[name] = trio.Event()
+            node = L.state.nodes.get(name)
+            if node is None or not node.up or not node.address:
+                continue
+            tasks = [a.to_dict() for a in L.state.assignments.values() if a.node == name]
+            generation = next(L.generation)
+            ref = self.system.ref(node_url(node.address))
+            try:
+                await ref.ask("assign", L.epoch, generation, tasks, timeout=NODE_TIMEOUT)
+                backoff = 0.2
+                if name in L.want_statuses:
+                    L.want_statuses.discard(name)
+                    reports = await ref.ask("statuses", timeout=NODE_TIMEOUT)
+                    self._merge_reports(L, name, reports or [])
+            except actors.RemoteError as e:
+                if e.type_name == "StaleEpoch":
+                    log.warning("node %s refused epoch %d: a newer leader exists", name,
+                                L.epoch)
+                    L.term.lost.set()
+                    return
+                log.warning("node %s refused its assignments: %s", name, e)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                L.push_flags[name].set()
+            except actors.ActorError as e:
+                log.info("node %s unreachable (%s); retrying in %.1fs", name, e, backoff)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                L.push_flags[name].set()
+
+    async def _status_refresh_loop(self, L: Leadership) -> None:
+        while True:
+            await trio.sleep(max(STATUS_REFRESH, len(L.state.nodes) / 50))
+            for name, node in list(L.state.nodes.items()):
+                if node.up:
+                    self._sync_node(L, name)
+
+    # ------------------------------------------------------------------ reports
+    def _merge_reports(self, L: Leadership, node: str, reports: list[Any]) -> int:
+        """Fold a node's task reports into the cache; returns how many changed."""
+        changed = 0
+        for raw in reports:
+            if not isinstance(raw, dict):
+                continue
+            data = dict(raw)
+            data["node"] = node
+            if not data.get("job"):
+                a = L.state.assignments.get(str(data.get("id")))
+                data["job"] = a.job if a is not None else ""
+            try:
+                st = TaskStatus.from_dict(data)
+            except Exception as e:
+                log.warning("node %s sent a bad task report %r: %s", node, raw, e)
+                continue
+            prev = L.state.statuses.get(st.id)
+            if prev is not None and prev.node == node:
+                if st.updated and prev.updated and st.updated < prev.updated:
+                    continue  # a replayed report older than what we know
+                if prev.to_dict() == st.to_dict():
+                    continue
+            L.state.statuses[st.id] = st
+            changed += 1
+            if prev is None or prev.state != st.state or prev.node != node \
+                    or prev.healthy != st.healthy:
+                L.history.add(event(st.job or "?", st.id, node, st.state, st.reason,
+                                    at=st.since or st.updated or None,
+                                    exit_code=st.exit_code, healthy=st.healthy))
+        if changed:
+            L.poke()
+        return changed
+
+    # ------------------------------------------------------------------ reconciling
+    async def _reconcile_loop(self, L: Leadership) -> None:
+        while True:
+            with trio.move_on_after(self._next_timeout(L)):
+                await L.wake.wait()
+            await trio.sleep(0.005)  # coalesce a burst of triggers into one pass
+            L.wake = trio.Event()
+            async with L.lock:
+                await self._step(L)
+
+    def _next_timeout(self, L: Leadership) -> float:
+        """Wake in time for the earliest failover grace to run out."""
+        timeout = RECONCILE_INTERVAL
+        now = self.clock()
+        for n in L.state.nodes.values():
+            if not n.up and n.down_since is not None:
+                left = n.down_since + self.failover_grace - now
+                if left >= 0:
+                    timeout = min(timeout, left + 0.02)
+        return max(timeout, 0.02)
+
+    async def _step(self, L: Leadership) -> Plan:
+        """One reconciliation: plan, apply to the cache, write, push. Repeats (bounded)
+        while a plan has changes, so a cascade settles within one trigger."""
+        plan = Plan()
+        for _ in range(4):
+            now = self.clock()
+            plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments,
+                             L.state.statuses, now, self.failover_grace)
+            L.reconciles += 1
+            L.pending = list(plan.pending)
+            if not plan.has_changes():
+                break
+            log.info("epoch %d plan:\n%s", L.epoch, plan)
+            before = L.state
+            L.state = apply_plan(before, plan, now)
+            L.history.extend(_plan_events(plan, now))
+            await self._flush(L)
+            for name in _touched_nodes(plan, before, L.state):
+                self._push(L, name)
+        await self._flush(L)
+        return plan
+
+    async def _flush(self, L: Leadership) -> None:
+        extra = await L.history.take_ops(L.writer.persisted.dirs)
+        if L.writer.persisted.state is not L.state or extra:
+            await L.writer.flush(L.state, extra)
+        trim = await L.history.trim_ops()
+        if trim:
+            await L.writer.write(trim)
+
+    # ------------------------------------------------------------------ client API
+    async def leading(self) -> Leadership:
+        """This conductor's term, or NotLeader naming the leader."""
+        L = self.lead
+        if L is not None and not L.ready.is_set():
+            with trio.move_on_after(READY_WAIT):
+                await L.ready.wait()
+            L = self.lead
+        if L is None or L.term.lost.is_set() or not L.ready.is_set():
+            info = self.leader_info or {}
+            url = info.get("url") or ""
+            raise NotLeader("" if url == self.url else url)
+        return L
+
+    def leader(self) -> dict[str, Any]:
+        L = self.lead
+        if L is not None and not L.term.lost.is_set():
+            return {"leader": True, "name": self.name, "url": self.url, "epoch": L.epoch}
+        info = self.leader_info or {}
+        url = info.get("url") or ""
+        if url == self.url:
+            url = ""
+        return {"leader": False, "name": info.get("name") if url else None,
+                "url": url or None, "epoch": info.get("epoch") if url else None}
+
+    async def task_events(self, node: str, events: list[Any]) -> int:
+        L = await self.leading()
+        return self._merge_reports(L, node, list(events or []))
+
+    async def job_run(self, spec: Any) -> dict[str, Any]:
+        if not isinstance(spec, dict):
+            raise ValueError("job_run needs the job file as a mapping")
+        job = JobSpec.from_dict(spec)  # SpecError names every problem
+        L = await self.leading()
+        async with L.lock:
+            rec = L.state.jobs.get(job.name)
+            if rec is not None and rec.spec == job and not rec.stopped:
+                return {"name": job.name, "version": rec.version, "changed": False}
+            now = self.clock()
+            if rec is None:
+                new = JobRecord(spec=job, version=1, created=now)
+            else:
+                previous = rec.spec if rec.failed_version != rec.version else rec.previous
+                new = JobRecord(spec=job, version=rec.version + 1, parent=rec.parent,
+                                previous=previous, created=rec.created)
+            L.state.jobs[job.name] = new
+            L.history.add(event(job.name, "", "", "submitted",
+                                f"version {new.version}", at=now))
+            await self._flush(L)
+        L.poke()
+        return {"name": job.name, "version": new.version, "changed": True}
+
+    def _job(self, L: Leadership, name: str) -> JobRecord:
+        rec = L.state.jobs.get(name)
+        if rec is None:
+            raise JobNotFound(f"no job named {name!r}")
+        return rec
+
+    async def job_stop(self, name: str) -> dict[str, Any]:
+        L = await self.leading()
+        async with L.lock:
+            rec = self._job(L, name)
+            if not rec.stopped:
+                L.state.jobs[name] = rec.replace(stopped=True)
+                L.history.add(event(name, "", "", "stop requested", at=self.clock()))
+                await self._flush(L)
+        L.poke()
+        return {"name": name, "version": rec.version, "stopped": True}
+
+    async def job_rm(self, name: str) -> dict[str, Any]:
+        L = await self.leading()
+        async with L.lock:
+            rec = self._job(L, name)
+            del L.state.jobs[name]
+            L.history.add(event(name, "", "", "removed", at=self.clock()))
+            await self._flush(L)
+        L.poke()
+        return {"name": name, "version": rec.version, "removed": True}
+
+    async def job_status(self, name: str) -> dict[str, Any]:
+        L = await self.leading()
+        return views.job_status(L.state, self._job(L, name), L.pending)
+
+    async def job_ls(self) -> list[dict[str, Any]]:
+        L = await self.leading()
+        return views.job_ls(L.state)
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        L = await self.leading()
+        return views.nodes(L.state)
+
+    async def endpoints(self, name: str) -> list[dict[str, Any]]:
+        L = await self.leading()
+        return views.endpoints(L.state, self._job(L, name))
+
+    async def job_history(self, name: str) -> list[dict[str, Any]]:
+        L = await self.leading()
+        events = await read_history(self.store, name)
+        if not events and name not in L.state.jobs:
+            raise JobNotFound(f"no job named {name!r}")
+        pending = [dict(e) for e in L.history.buffer.get(name, [])]
+        return events + pending
+
+    async def job_logs(self, name: str, task: str | None = None, since: Any = None,
+                       tail: int | None = None) -> dict[str, Any]:
+        """Container output, fetched from the node of each task. With several tasks each
+        line is prefixed by its task id and `cursor` maps task id -> that task's cursor
+        (pass it back as `since`)."""
+        L = await self.leading()
+        rows = [(a.id, a.node) for a in L.state.assignments.values() if a.job == name]
+        rows += [(st.id, st.node) for st in L.state.statuses.values()
+                 if st.job == name and (st.id, st.node) not in rows]
+        if not rows and name not in L.state.jobs:
+            raise JobNotFound(f"no job named {name!r}")
+        if task:
+            rows = [r for r in rows if r[0] == task]
+            if not rows:
+                raise TaskNotFound(f"job {name!r} has no task {task!r}")
+        rows.sort()
+        many = len(rows) > 1
+        cursors: dict[str, Any] = dict(since) if isinstance(since, dict) else {}
+        lines: list[str] = []
+        cursor: Any = since
+        for tid, node_name in rows:
+            node = L.state.nodes.get(node_name)
+            if node is None or not node.up:
+                continue
+            start = cursors.get(tid) if isinstance(since, dict) else since
+            try:
+                out = await self.system.ref(node_url(node.address)).ask(
+                    "logs", tid, since=start, tail=tail, timeout=NODE_TIMEOUT)
+            except actors.ActorError as e:
+                if not many:
+                    raise NodeUnreachable(f"node {node_name} did not give the logs of "
+                                          f"{tid}: {e}") from None
+                continue
+            got = list(out.get("lines") or [])
+            lines.extend(f"[{tid}] {line}" if many else line for line in got)
+            cursors[tid] = cursor = out.get("cursor")
+        return {"lines": lines, "cursor": cursors if many else cursor}
+
+    async def job_dispatch(self, name: str, payload: Any = None,
+                           idempotency_key: str | None = None) -> dict[str, Any]:
+        """Run a parameterized job once, as a child batch job `<name>-<run>`. The same
+        idempotency key always names the same run, so a retried dispatch creates nothing."""
+        L = await self.leading()
+        async with L.lock:
+            parent = self._job(L, name)
+            if parent.spec.kind != "parameterized":
+                raise ValueError(f"job {name!r} is a {parent.spec.kind} job; only "
+                                 "parameterized jobs are dispatched")
+            if payload is not None and not isinstance(payload, str):
+                import json
+                payload = json.dumps(payload, separators=(",", ":"))
+            if parent.spec.payload == "required" and payload is None:
+                raise ValueError(f"job {name!r} requires a payload (--payload)")
+            if parent.spec.payload == "forbidden" and payload is not None:
+                raise ValueError(f"job {name!r} takes no payload")
+            key = idempotency_key or uuid.uuid4().hex
+            run = hashlib.sha1(f"{name}/{key}".encode()).hexdigest()[:8]
+            child = run_spec(parent.spec, run, payload)
+            if child.name in L.state.jobs:
+                return {"job": name, "run": child.name, "created": False}
+            L.state.jobs[child.name] = JobRecord(spec=child, version=1, parent=name,
+                                                 created=self.clock())
+            L.history.add(event(name, "", "", "dispatched", f"run {child.name}",
+                                at=self.clock()))
+            await self._flush(L)
+        L.poke()
+        return {"job": name, "run": child.name, "created": True}
+
+
+def _plan_events(plan: Plan, now: float) -> list[dict[str, Any]]:
+    """History records for the conductor's own decisions."""
+    out = []
+    for p in plan.place:
+        out.append(event(p.task.job, p.task.id, p.task.node, "placed", p.reason, at=now,
+                         version=p.task.version))
+    for s in plan.stop:
+        out.append(event(s.job, s.task, s.node, "stop", s.reason, at=now))
+    for lo in plan.lost:
+        out.append(event(lo.job, lo.task, lo.node, "lost", lo.reason, at=now))
+    for f in plan.failures:
+        out.append(event(f.job, "", "", "rollout failed", f.reason, at=now,
+                         version=f.version))
+    seen: set[tuple[str, int]] = set()
+    for pe in plan.pending:
+        if (pe.job, pe.index) not in seen:
+            seen.add((pe.job, pe.index))
+    return out
+
+
+def _touched_nodes(plan: Plan, before: ClusterState, after: ClusterState) -> set[str]:
+    """Nodes whose assignment set a plan changed: they get their new complete set."""
+    out: set[str] = set()
+    out.update(p.task.node for p in plan.place)
+    out.update(s.node for s in plan.stop)
+    out.update(lo.node for lo in plan.lost)
+    out.update(u.node for u in plan.update)
+    for r in plan.remove:
+        if r.task in before.assignments:
+            out.add(r.node)
+    return out
+
+
+# ---------------------------------------------------------------------- actors
+
+
+class CoreActor(actors.Actor):
+    """Runs the conductor's contention loop for as long as it lives."""
+
+    def __init__(self, conductor: Conductor) -> None:
+        self.conductor = conductor
+
+    async def on_start(self) -> None:
+        self.start_soon(self.conductor.run)
+
+
+class ConductorActor(actors.Actor):
+    """`protocol.CONDUCTOR_ACTOR`: the handlers of protocol.py, for nodes and the CLI."""
+
+    def __init__(self, conductor: Conductor) -> None:
+        self.c = conductor
+
+    @actors.handler
+    async def task_events(self, node: str, events: list[Any]) -> int:
+        return await self.c.task_events(node, events)
+
+    @actors.handler
+    async def job_run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return await self.c.job_run(spec)
+
+    @actors.handler
+    async def job_ls(self) -> list[dict[str, Any]]:
+        return await self.c.job_ls()
+
+    @actors.handler
+    async def job_status(self, name: str) -> dict[str, Any]:
+        return await self.c.job_status(name)
+
+    @actors.handler
+    async def job_stop(self, name: str) -> dict[str, Any]:
+        return await self.c.job_stop(name)
+
+    @actors.handler
+    async def job_rm(self, name: str) -> dict[str, Any]:
+        return await self.c.job_rm(name)
+
+    @actors.handler
+    async def job_history(self, name: str) -> list[dict[str, Any]]:
+        return await self.c.job_history(name)
+
+    @actors.handler
+    async def job_logs(self, name: str, task: str | None = None, since: Any = None,
+                       tail: int | None = None) -> dict[str, Any]:
+        return await self.c.job_logs(name, task=task, since=since, tail=tail)
+
+    @actors.handler
+    async def job_dispatch(self, name: str, payload: Any = None,
+                           idempotency_key: str | None = None) -> dict[str, Any]:
+        return await self.c.job_dispatch(name, payload=payload,
+                                         idempotency_key=idempotency_key)
+
+    @actors.handler
+    async def nodes(self) -> list[dict[str, Any]]:
+        return await self.c.nodes()
+
+    @actors.handler
+    async def endpoints(self, name: str) -> list[dict[str, Any]]:
+        return await self.c.endpoints(name)
+
+    @actors.handler
+    async def leader(self) -> dict[str, Any]:
+        return self.c.leader()
+
+
+def conductor_tree(conductor: Conductor) -> list[actors.ChildSpec]:
+    """Children of the conductor's supervisor: the core (contention, term) and the front
+    (client handlers). The front is restarted after every error answer; the core only if
+    its loop crashes (then it contends again from the store)."""
+    return [actors.child(CoreActor, conductor, name="conductor-core", restart="permanent"),
+            actors.child(ConductorActor, conductor, name=protocol.CONDUCTOR_ACTOR,
+                         restart="permanent")]
+
+
+class QuietExpectedErrors(logging.Filter):
+    """Keeps error answers (NotLeader, JobNotFound, ...) from being logged as crashes.
+
+    They end the front actor by design (see the module docstring); a traceback per
+    client mistake would bury real faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        args = record.args if isinstance(record.args, tuple) else ()
+        if msg.startswith("actor %s crashed") and len(args) >= 2 \
+                and args[0] == protocol.CONDUCTOR_ACTOR:
+            detail = str(args[1])
+            if detail.split(":", 1)[0] in EXPECTED:
+                return False
+        return not (msg.startswith("supervisor %s: child %s exited") and len(args) >= 3
+                    and args[1] == protocol.CONDUCTOR_ACTOR)
+

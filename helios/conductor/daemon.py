@@ -1,0 +1,71 @@
+"""`run_conductor`: one conductor process (or the conductor half of `helios solo`).
+
+Why a function of its own: the CLI, solo mode and tests all start a conductor the same
+way, with either a store they already hold (solo: shared with the node) or a URL, and
+either their own actor system or one they share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from contextlib import AsyncExitStack
+
+import trio
+
+import actors
+from helios import protocol
+from helios.conductor.conductor import Conductor, QuietExpectedErrors, conductor_tree
+from helios.coordination import open_store
+from helios.coordination.store import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_conductor"]
+
+_quiet = QuietExpectedErrors()
+
+
+async def run_conductor(*, store: Store | None = None, store_url: str | None = None,
+                        system: actors.ActorSystem | None = None,
+                        listen: str = protocol.DEFAULT_CONDUCTOR, name: str | None = None,
+                        failover_grace: float = 2.0, session_timeout: float = 10.0,
+                        task_status: trio.TaskStatus[Conductor] = trio.TASK_STATUS_IGNORED
+                        ) -> None:
+    """Run a conductor until cancelled. `task_status.started(conductor)` once its actors
+    run (it may still be a standby: `conductor.lead` is set while it leads)."""
+    if store is None and store_url is None:
+        raise ValueError("run_conductor needs a store or a store_url")
+    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    for logger_name in ("actors", "actors.supervisor"):
+        lg = logging.getLogger(logger_name)
+        if _quiet not in lg.filters:
+            lg.addFilter(_quiet)
+    async with AsyncExitStack() as stack:
+        if store is None:
+            assert store_url is not None
+            store = await open_store(store_url, session_timeout=session_timeout)
+            stack.push_async_callback(store.aclose)
+        if system is None:
+            system = await stack.enter_async_context(
+                actors.open_system(name=f"conductor-{name}", listen=listen,
+                                   **protocol.network_options()))
+        conductor = Conductor(store, system, name=name, failover_grace=failover_grace,
+                              session_timeout=session_timeout)
+        sup = await system.spawn(actors.Supervisor, strategy="one_for_one",
+                                 max_restarts=1000, within=1.0,
+                                 children=conductor_tree(conductor), name="conductor-sup")
+        log.info("conductor %s listening at %s", name, conductor.url)
+        monitor = await system.monitor(sup)
+        task_status.started(conductor)
+        try:
+            down = await monitor.wait()
+            raise RuntimeError(f"the conductor's supervisor ended: {down.reason} "
+                               f"{down.detail}".strip())
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                try:
+                    await sup.stop()
+                except actors.ActorError:
+                    pass

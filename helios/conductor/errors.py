@@ -1,0 +1,40 @@
+"""Errors the conductor answers clients with.
+
+A client sees each as `actors.RemoteError` whose `type_name` is the class name below, so
+the names are part of the protocol: the CLI turns `NotLeader` into a retry at the named
+leader and the others into a one-line message.
+"""
+
+from __future__ import annotations
+
+from helios.protocol import NotLeader
+
+__all__ = [
+    "EXPECTED",
+    "JobNotFound",
+    "NodeUnreachable",
+    "NotImplementedYet",
+    "NotLeader",
+    "TaskNotFound",
+]
+
+
+class JobNotFound(LookupError):
+    """No job of that name is defined."""
+
+
+class TaskNotFound(LookupError):
+    """No task of that id belongs to the job."""
+
+
+class NodeUnreachable(ConnectionError):
+    """The node that runs a task does not answer (for logs)."""
+
+
+class NotImplementedYet(NotImplementedError):
+    """A documented command whose implementation has not landed yet."""
+
+
+#: type names of errors that are answers, not faults (logged quietly by the conductor)
+EXPECTED = frozenset({"NotLeader", "JobNotFound", "TaskNotFound", "NodeUnreachable",
+                      "NotImplementedYet", "SpecError", "ValueError"})

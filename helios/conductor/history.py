@@ -1,0 +1,134 @@
+"""Task events per job, kept in the store under `/history/<job>/` and trimmed to a bound.
+
+Why batches: every flush of the conductor appends at most one sequential znode per job,
+holding the events of that flush as a list. One task start is five or six state changes;
+a znode per event would multiply writes and, worse, the reads of `helios job history`.
+Trimming keeps the newest `keep` batches, so history costs bounded space whatever runs.
+Why in the store: a new leader must answer `job history` for what happened before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import trio
+
+from helios.coordination import paths
+from helios.coordination.errors import CoordinationError, CorruptValue
+from helios.coordination.store import Create, Delete, Op, Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["History", "event", "read_history"]
+
+#: batches kept per job; each batch holds the events of one conductor flush
+KEEP_BATCHES = 100
+#: events kept per batch (a larger burst keeps its newest events)
+MAX_BATCH_EVENTS = 200
+
+
+def event(job: str, task: str, node: str, state: str, reason: str = "",
+          at: float | None = None, **extra: Any) -> dict[str, Any]:
+    """One history record: what happened to which task, where, when and why."""
+    ev = {"time": time.time() if at is None else at, "job": job, "task": task,
+          "node": node, "state": state, "reason": reason}
+    ev.update({k: v for k, v in extra.items() if v is not None})
+    return ev
+
+
+class History:
+    """Buffers events between flushes; turns them into store ops; trims old batches.
+
+    Owned by one leadership term (its counts are only a cache of the store)."""
+
+    def __init__(self, store: Store, keep: int = KEEP_BATCHES) -> None:
+        self.store = store
+        self.keep = keep
+        self.buffer: dict[str, list[dict[str, Any]]] = {}
+        self._counts: dict[str, int] = {}
+        self._dirs: set[str] = set()
+
+    def add(self, ev: Mapping[str, Any]) -> None:
+        self.buffer.setdefault(str(ev["job"]), []).append(dict(ev))
+
+    def extend(self, events: Iterable[Mapping[str, Any]]) -> None:
+        for ev in events:
+            self.add(ev)
+
+    async def take_ops(self, known_dirs: set[str]) -> list[Op]:
+        """Ops that append the buffered events (one batch per job), emptying the buffer."""
+        ops: list[Op] = []
+        buffer, self.buffer = self.buffer, {}
+        for job, events in buffer.items():
+            try:
+                d = paths.history(job)
+            except ValueError:
+                continue
+            if d not in self._dirs and d not in known_dirs:
+                if not await self.store.exists(d):
+                    ops.append(Create(d))
+                known_dirs.add(d)
+            self._dirs.add(d)
+            ops.append(Create(paths.history_event_prefix(job),
+                              {"events": events[-MAX_BATCH_EVENTS:]}, sequential=True))
+            if job in self._counts:
+                self._counts[job] += 1
+        return ops
+
+    async def trim_ops(self) -> list[Op]:
+        """Deletes of the oldest batches of jobs over the bound (checked lazily: a job's
+        count is read once per term, then tracked)."""
+        ops: list[Op] = []
+        for job in list(self._dirs_jobs()):
+            n = self._counts.get(job)
+            if n is not None and n <= self.keep + self.keep // 4:
+                continue
+            try:
+                names = await self.store.children(paths.history(job))
+            except CoordinationError:
+                continue
+            names.sort(key=paths.sequence_of)
+            extra = max(0, len(names) - self.keep)
+            for name in names[:extra]:
+                ops.append(Delete(f"{paths.history(job)}/{name}"))
+            self._counts[job] = len(names) - extra
+        return ops
+
+    def _dirs_jobs(self) -> Iterable[str]:
+        return [paths.basename(d) for d in self._dirs]
+
+    def forget(self, job: str) -> None:
+        self._counts.pop(job, None)
+        self._dirs.discard(paths.history(job))
+
+
+async def read_history(store: Store, job: str, limit: int | None = None
+                       ) -> list[dict[str, Any]]:
+    """A job's events, oldest first (newest last), at most `limit` of the newest."""
+    try:
+        d = paths.history(job)
+    except ValueError:
+        return []
+    names = sorted(await store.children(d), key=paths.sequence_of)
+    values: list[Any] = [None] * len(names)
+
+    async def one(i: int, name: str) -> None:
+        try:
+            entry = await store.get(f"{d}/{name}")
+        except CorruptValue as e:
+            log.warning("skipping %s", e)
+            return
+        values[i] = entry.value if entry is not None else None
+
+    async with trio.open_nursery() as nursery:
+        for i, name in enumerate(names):
+            nursery.start_soon(one, i, name)
+    out: list[dict[str, Any]] = []
+    for v in values:
+        if isinstance(v, dict):
+            out.extend(e for e in v.get("events", []) if isinstance(e, dict))
+    out.sort(key=lambda e: e.get("time", 0.0))
+    return out[-limit:] if limit else out

@@ -1,0 +1,135 @@
+"""The conductor against fake nodes on the embedded store: placement, reports, failover,
+idempotent reconciliation, pending explanations, standbys and fencing."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+import actors
+from helios.conductor.reconcile import reconcile
+
+WEB = {"name": "web", "kind": "service", "image": "local/busybox:1",
+       "command": ["httpd", "-f"], "count": 4, "resources": {"cpus": 0.5, "memory": "64M"}}
+
+
+async def running(cluster, c, job="web", n=None):
+    st = await cluster.ask(c, "job_status", job)
+    got = [t for t in st["tasks"] if t["state"] == "running"]
+    return st if len(got) == (n if n is not None else 4) else None
+
+
+async def test_service_packs_onto_fewest_nodes_and_runs(cluster):
+    c = await cluster.conductor("c1")
+    for n in ("n1", "n2", "n3"):
+        await cluster.node(n)
+    out = await cluster.ask(c, "job_run", WEB)
+    assert out == {"name": "web", "version": 1, "changed": True}
+    st = await cluster.wait_for(lambda: running(cluster, c), what="4 running")
+    assert len({t["node"] for t in st["tasks"]}) == 1  # 4 x 0.5 cpu fill one 2-cpu node
+    assert (await cluster.ask(c, "job_run", WEB))["changed"] is False
+    ls = await cluster.ask(c, "job_ls")
+    assert ls == [{"name": "web", "kind": "service", "count": 4, "running": 4,
+                   "version": 1, "status": "running"}]
+    nodes = await cluster.ask(c, "nodes")
+    assert [n["name"] for n in nodes] == ["n1", "n2", "n3"]
+    assert sum(n["tasks"] for n in nodes) == 4
+    eps = await cluster.ask(c, "endpoints", "web")
+    assert len(eps) == 4 and all(e["host"] == "127.0.0.1" for e in eps)
+    hist = await cluster.ask(c, "job_history", "web")
+    assert [e["state"] for e in hist].count("running") == 4
+    # level-triggered: reconciling the settled state again changes nothing
+    L = c.lead
+    plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments, L.state.statuses,
+                     c.clock(), c.failover_grace)
+    assert not plan.has_changes()
+
+
+async def test_failover_moves_tasks_and_returning_node_stops_its_copies(cluster):
+    c = await cluster.conductor("c1", grace=0.3)
+    for n in ("n1", "n2", "n3"):
+        await cluster.node(n)
+    await cluster.ask(c, "job_run", WEB)
+    st = await cluster.wait_for(lambda: running(cluster, c), what="4 running")
+    victim = st["tasks"][0]["node"]
+    old_ids = {t["id"] for t in st["tasks"]}
+    cluster.kill_node(victim)
+
+    async def moved():
+        s = await cluster.ask(c, "job_status", "web")
+        live = [t for t in s["tasks"] if t["state"] == "running" and t["node"] != victim]
+        return s if len(live) == 4 else None
+
+    s = await cluster.wait_for(moved, what="tasks replaced elsewhere")
+    assert {t["state"] for t in s["tasks"] if t["node"] == victim} <= {"lost"}
+    new_ids = {t["id"] for t in s["tasks"] if t["state"] == "running"}
+    assert not (new_ids & old_ids)
+    # the node returns: it is told its copies stop, and they are forgotten
+    ref = await cluster.node(victim)
+
+    async def cleaned():
+        s = await cluster.ask(c, "job_status", "web")
+        return s if all(t["node"] != victim for t in s["tasks"]) else None
+
+    await cluster.wait_for(cleaned, what="stale copies removed")
+    assert ref is not None
+
+
+async def test_unplaceable_job_stays_pending_with_reason(cluster):
+    c = await cluster.conductor("c1")
+    await cluster.node("n1")
+    big = dict(WEB, name="big", count=1, resources={"cpus": 64, "memory": "64M"})
+    await cluster.ask(c, "job_run", big)
+
+    async def pending():
+        s = await cluster.ask(c, "job_status", "big")
+        return s if s["pending"] else None
+
+    s = await cluster.wait_for(pending, what="pending explanation")
+    assert s["tasks"] == []
+    assert "cpu" in s["pending"][0]["reason"].lower()
+
+
+async def leading(c):
+    with trio.fail_after(10):
+        while c.lead is None or not c.lead.ready.is_set():
+            await trio.sleep(0.01)
+
+
+async def test_errors_reach_the_client_and_the_conductor_survives(cluster):
+    c = await cluster.conductor("c1")
+    await leading(c)
+    with pytest.raises(actors.RemoteError) as e:
+        await cluster.ask(c, "job_status", "nope")
+    assert e.value.type_name == "JobNotFound"
+    with pytest.raises(actors.RemoteError) as e:
+        await cluster.ask(c, "job_run", {"name": "Bad Name", "count": -1})
+    assert e.value.type_name == "SpecError"
+    with trio.fail_after(5):
+        while True:
+            try:
+                assert await cluster.ask(c, "job_ls") == []
+                break
+            except actors.ActorNotFound:
+                await trio.sleep(0.01)
+
+
+async def test_standby_points_at_leader_and_takes_over(cluster):
+    c1 = await cluster.conductor("c1")
+    await leading(c1)
+    c2 = await cluster.conductor("c2")
+    await cluster.node("n1")
+    with pytest.raises(actors.RemoteError) as e:
+        await cluster.ask(c2, "job_ls")
+    assert e.value.type_name == "NotLeader" and e.value.message == c1.url
+    info = await cluster.ask(c2, "leader")
+    assert info["leader"] is False and info["url"] == c1.url
+    await cluster.ask(c1, "job_run", dict(WEB, count=2))
+    await cluster.wait_for(lambda: running(cluster, c1, n=2), what="2 running")
+    cluster.conductors[0][0].cancel()  # c1 goes away
+    with trio.fail_after(10):
+        while c2.lead is None or not c2.lead.ready.is_set():
+            await trio.sleep(0.02)
+    st = await cluster.wait_for(lambda: running(cluster, c2, n=2), what="still 2")
+    assert len(st["tasks"]) == 2  # nothing duplicated, nothing lost
+    assert c2.lead.epoch > 1
