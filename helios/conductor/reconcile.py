@@ -120,6 +120,10 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                 plan.remove.append(Remove(a.id, a.job, a.node, st.state))
             elif st is None and node.up:
                 plan.remove.append(Remove(a.id, a.job, a.node, "never reported"))
+            elif st is not None and st.state == "lost" and node.up:
+                # Back, and silent about it: forgetting the assignment is enough, a node
+                # stops any container no assignment owns.
+                plan.remove.append(Remove(a.id, a.job, a.node, f"node {a.node} is back"))
         else:
             by_job.setdefault(a.job, []).append(a)
 
@@ -245,7 +249,11 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
     if not wants:
         return
 
+    removed = {(r.task, r.node) for r in plan.remove}
+
     def occupies(a: Assignment) -> bool:
+        if (a.id, a.node) in removed:
+            return False  # forgotten in this very plan
         st = status_map.get(a.id)
         return not (st is not None and st.node == a.node and st.state in FINISHED_STATES)
 

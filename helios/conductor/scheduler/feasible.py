@@ -97,6 +97,10 @@ def _nodes(n: int) -> str:
     return f"{n} node" if n == 1 else f"{n} nodes"
 
 
+def _have(k: int, n: int) -> str:
+    return f"{k} of {_nodes(n)} " + ("has" if n == 1 else "have")
+
+
 def explain(nodes: Iterable[NodeState], req: Request) -> str:
     """Why no node can take ``req``: each filter in turn with how many nodes pass it.
 
@@ -116,17 +120,16 @@ def explain(nodes: Iterable[NodeState], req: Request) -> str:
     before = len(survivors)
     survivors = [n for n in survivors if n.cpu_free >= cpu]
     if len(survivors) < before:
-        parts.append(f"cpu: {len(survivors)} of {_nodes(before)} have {req.cpus:g} cpus free")
+        parts.append(f"cpu: {_have(len(survivors), before)} {req.cpus:g} cpus free")
     before = len(survivors)
     survivors = [n for n in survivors if n.mem_free >= mem]
     if len(survivors) < before:
-        parts.append(f"memory: {len(survivors)} of {_nodes(before)} have "
-                     f"{format_size(mem)} free")
+        parts.append(f"memory: {_have(len(survivors), before)} {format_size(mem)} free")
     for port in req.ports:
         before = len(survivors)
         survivors = [n for n in survivors if port not in n.ports]
         if len(survivors) < before:
-            parts.append(f"host port {port}: {len(survivors)} of {_nodes(before)} have it free")
+            parts.append(f"host port {port}: {_have(len(survivors), before)} it free")
     if survivors:  # cannot happen when called after a failed search; say so plainly
         parts.append(f"{_nodes(len(survivors))} would fit")
     return "no node fits: " + "; ".join(parts)

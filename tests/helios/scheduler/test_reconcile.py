@@ -126,7 +126,7 @@ def test_pending_explains():
     p = plan_for(st, 1)
     assert len(p.place) == 1
     assert p.pending[0].explanation == ("no node fits: constraint zone=a: 1 node; "
-                                        "cpu: 0 of 1 node have 3 cpus free")
+                                        "cpu: 0 of 1 node has 3 cpus free")
     assert not plan_for(apply(st, p), 2).has_changes()
     assert any("pending slot 1" in line for line in p.describe())
 

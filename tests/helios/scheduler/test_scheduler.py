@@ -58,7 +58,7 @@ def test_explanation_counts_each_filter():
     assert out.failed["t"] == "no node fits: memory: 0 of 3 nodes have 512 MiB free"
     out = place([req("t", cpus=8, mem=512 * MIB, zone="b")], nodes)
     assert out.failed["t"] == ("no node fits: constraint zone=b: 1 node; "
-                               "cpu: 0 of 1 node have 8 cpus free")
+                               "cpu: 0 of 1 node has 8 cpus free")
 
 
 def test_spread_prefers_nodes_without_the_job():
