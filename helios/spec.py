@@ -343,19 +343,51 @@ def run_spec(parent: JobSpec, run_id: str, payload: str | None = None,
 # --------------------------------------------------------------------------- loading
 
 
+def _duplicates(node: yaml.Node | None, path: str = "") -> list[Problem]:
+    """Keys given twice in one mapping. YAML keeps the last one silently, which hides a
+    mistake (two ``count:`` lines) that people then cannot find."""
+    out: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            sub = _join(path, str(key)) if key is not None else path
+            if key is not None and key in seen:
+                out.append(Problem(sub, f"given twice (again at line "
+                                        f"{key_node.start_mark.line + 1}); remove one"))
+            if key is not None:
+                seen.add(key)
+            out.extend(_duplicates(value_node, sub))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.extend(_duplicates(item, f"{path}[{i}]"))
+    return out
+
+
 def loads(text: str, source: str = "job file") -> JobSpec:
     """Parse YAML or JSON text and validate it."""
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        duplicates = _duplicates(root)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError([Problem("", f"{source} is not valid YAML/JSON{where}: {problem}")]) \
             from None
+    finally:
+        loader.dispose()
     if not isinstance(data, Mapping):
         raise SpecError([Problem("", f"{source} must be a mapping of fields, "
                                      f"got {_typename(data)}")])
+    if duplicates:
+        try:
+            validate(data)
+        except SpecError as e:
+            raise SpecError(duplicates + e.problems) from None
+        raise SpecError(duplicates)
     return validate(data)
 
 

@@ -296,3 +296,13 @@ def test_round_trip_property(name, count, cpus, mem, env):
     spec = validate({"name": name, "image": "x", "count": count, "env": env,
                      "resources": {"cpus": cpus, "memory": mem}})
     assert JobSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_duplicate_keys_are_reported_with_other_problems():
+    with pytest.raises(SpecError) as e:
+        loads("name: a\nimage: i\ncount: 2\nresources: {memory: 1G, memory: 2G}\n"
+              "count: 3\nkind: nope\n")
+    got = [str(p) for p in e.value.problems]
+    assert "resources.memory: given twice (again at line 4); remove one" in got
+    assert "count: given twice (again at line 5); remove one" in got
+    assert any(p.startswith("kind:") for p in got)
