@@ -6,9 +6,15 @@ Without --zk it starts its own ZooKeeper (tests/fixtures/zookeeper.py: standalon
 tickTime 200 ms, forceSync=no) and stops it by PID at the end. Figures, each next to its
 raw baseline and the ratio:
 
+Throughput on a shared 2-core machine is noisy, so rounds are paired and alternated, and
+CPU time per operation (all threads of the process) is printed too: it is the cost the
+layer adds, whatever else the machine is doing.
+
 - sequential writes and reads: one call at a time, `ZooKeeperStore.set/get` (trio, JSON
   codec) against `KazooClient.set/get` (blocking, bytes). Target: layer under 1.2x time;
 - pipelined writes: many calls outstanding, trio tasks against kazoo `set_async`;
+- writes batched in transactions (how the conductor should write), `Store.transaction`
+  against kazoo's `transaction().commit()`;
 - leader failover: SIGKILL of the leader's process until another process holds a higher
   epoch, against the session timeout (the floor: ZooKeeper must expire the session).
   Target: under session timeout + 1 s.
@@ -34,7 +40,7 @@ from kazoo.client import KazooClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from helios.coordination import open_zookeeper  # noqa: E402
+from helios.coordination import Set, ZooKeeperStore, open_zookeeper  # noqa: E402
 
 VALUE = {"job": "web", "node": "n1", "state": "running", "ports": {"http": 21004}}
 
@@ -45,75 +51,120 @@ def raw_client(hosts: str) -> KazooClient:
     return client
 
 
-def bench_raw_sequential(hosts: str, root: str, n: int) -> tuple[float, float]:
-    client = raw_client(hosts)
-    try:
-        path = f"{root}/raw/key"
-        client.ensure_path(f"{root}/raw")
-        data = json.dumps(VALUE, separators=(",", ":")).encode()
-        client.create(path, data)
-        t = time.perf_counter()
-        for _ in range(n):
-            client.set(path, data)
-        writes = n / (time.perf_counter() - t)
-        t = time.perf_counter()
-        for _ in range(n):
-            client.get(path)
-        reads = n / (time.perf_counter() - t)
-        return writes, reads
-    finally:
-        client.stop()
-        client.close()
+TX_OPS = 50
 
 
-def bench_raw_pipelined(hosts: str, root: str, n: int, window: int) -> float:
-    client = raw_client(hosts)
-    try:
-        path = f"{root}/rawp/key"
-        client.ensure_path(f"{root}/rawp")
-        data = json.dumps(VALUE, separators=(",", ":")).encode()
-        client.create(path, data)
-        t = time.perf_counter()
+class Figures:
+    """Raw kazoo and layer versions of each measured operation on the same keys.
+
+    Raw calls are made synchronously from the trio thread: nothing else runs meanwhile,
+    so that is exactly the cost of a blocking kazoo call."""
+
+    def __init__(self, client: KazooClient, store: ZooKeeperStore, window: int) -> None:
+        self.client = client
+        self.store = store
+        self.window = window
+        self.data = json.dumps(VALUE, separators=(",", ":")).encode()
+        self.raw_key = f"{store.root}/raw/key"
+        self.tx_keys = [f"/tx/k{i}" for i in range(TX_OPS)]
+
+    async def setup(self) -> None:
+        await self.store.create("/raw/key", VALUE)
+        await self.store.create("/layer/key", VALUE)
+        for k in self.tx_keys:
+            await self.store.create(k, VALUE)
+
+    # sequential writes
+    def raw_set(self, n: int) -> None:
+        for _ in range(n):
+            self.client.set(self.raw_key, self.data)
+
+    async def layer_set(self, n: int) -> None:
+        for _ in range(n):
+            await self.store.set("/layer/key", VALUE)
+
+    # sequential reads
+    def raw_get(self, n: int) -> None:
+        for _ in range(n):
+            self.client.get(self.raw_key)
+
+    async def layer_get(self, n: int) -> None:
+        for _ in range(n):
+            await self.store.get("/layer/key")
+
+    # pipelined writes, `window` outstanding
+    def raw_pipelined(self, n: int) -> None:
         pending = []
         for _ in range(n):
-            pending.append(client.set_async(path, data))
-            if len(pending) >= window:
+            pending.append(self.client.set_async(self.raw_key, self.data))
+            if len(pending) >= self.window:
                 for r in pending:
                     r.get()
                 pending = []
         for r in pending:
             r.get()
-        return n / (time.perf_counter() - t)
-    finally:
-        client.stop()
-        client.close()
 
+    async def layer_pipelined(self, n: int) -> None:
+        per_task, extra = divmod(n, self.window)
 
-async def bench_layer(hosts: str, root: str, n: int, window: int) -> tuple[float, float, float]:
-    async with await open_zookeeper(hosts, root) as store:
-        await store.create("/layer/key", VALUE)
-        t = time.perf_counter()
-        for _ in range(n):
-            await store.set("/layer/key", VALUE)
-        writes = n / (time.perf_counter() - t)
-        t = time.perf_counter()
-        for _ in range(n):
-            await store.get("/layer/key")
-        reads = n / (time.perf_counter() - t)
+        async def writer(count: int) -> None:
+            for _ in range(count):
+                await self.store.set("/layer/key", VALUE)
 
-        await store.create("/layerp/key", VALUE)
-        limiter = trio.CapacityLimiter(window)
-
-        async def one() -> None:
-            async with limiter:
-                await store.set("/layerp/key", VALUE)
-
-        t = time.perf_counter()
         async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(one)
-        pipelined = n / (time.perf_counter() - t)
-        return writes, reads, pipelined
+            for i in range(self.window):
+                nursery.start_soon(writer, per_task + (1 if i < extra else 0))
+
+    # writes batched TX_OPS to a transaction
+    def raw_tx(self, n: int) -> None:
+        for _ in range(n // TX_OPS):
+            tx = self.client.transaction()
+            for k in self.tx_keys:
+                tx.set_data(self.store._abs(k), self.data)
+            tx.commit()
+
+    async def layer_tx(self, n: int) -> None:
+        for _ in range(n // TX_OPS):
+            await self.store.transaction([Set(k, VALUE) for k in self.tx_keys])
+
+
+async def measure(hosts: str, root: str, n: int, window: int, repeat: int
+                  ) -> list[tuple[str, list[float], list[float], float, float]]:
+    """Per figure, `repeat` paired rounds (raw and layer back to back, order alternating
+    so load from anything else on the machine hits both alike): ops/s lists."""
+    client = await trio.to_thread.run_sync(raw_client, hosts)
+    store = await open_zookeeper(hosts, root)
+    try:
+        f = Figures(client, store, window)
+        await f.setup()
+        plan = [("sequential writes", f.raw_set, f.layer_set, n),
+                ("sequential reads", f.raw_get, f.layer_get, n),
+                ("pipelined writes", f.raw_pipelined, f.layer_pipelined, 2 * n),
+                (f"writes in {TX_OPS}-op txns", f.raw_tx, f.layer_tx, 5 * n)]
+        out = []
+        for name, raw_fn, layer_fn, count in plan:
+            raw_fn(count // 5)                              # warm up both
+            await layer_fn(count // 5)
+            raws: list[float] = []
+            layers: list[float] = []
+            cpu = {"raw": 0.0, "layer": 0.0}
+            for i in range(repeat):
+                for which in (("raw", "layer") if i % 2 == 0 else ("layer", "raw")):
+                    t, c = time.perf_counter(), time.process_time()
+                    if which == "raw":
+                        raw_fn(count)
+                        raws.append(count / (time.perf_counter() - t))
+                    else:
+                        await layer_fn(count)
+                        layers.append(count / (time.perf_counter() - t))
+                    cpu[which] += time.process_time() - c
+            ops = count * repeat
+            out.append((name, raws, layers, cpu["raw"] / ops * 1e6, cpu["layer"] / ops * 1e6))
+        return out
+    finally:
+        await store.aclose()
+        await trio.to_thread.run_sync(client.stop)
+        client.close()
 
 
 CONTENDER = textwrap.dedent("""
@@ -165,9 +216,13 @@ def bench_failover(hosts: str, root: str, session_timeout: float, rounds: int) -
     return times
 
 
-def row(what: str, layer: float, raw: float, unit: str) -> None:
-    print(f"{what:<28} layer {layer:>9.0f} {unit}   raw kazoo {raw:>9.0f} {unit}   "
-          f"layer/raw {layer / raw:5.2f}   overhead {(raw / layer - 1) * 100:+5.1f}%")
+def row(what: str, raws: list[float], layers: list[float]) -> None:
+    """Median rates, and the median of the paired per-round ratios (robust to drift)."""
+    raw, layer = statistics.median(raws), statistics.median(layers)
+    ratio = statistics.median(lay / r for lay, r in zip(layers, raws, strict=True))
+    print(f"{what:<26} layer {layer:>7.0f} ops/s   raw kazoo {raw:>7.0f} ops/s   "
+          f"layer/raw {ratio:4.2f}   time overhead {(1 / ratio - 1) * 100:+5.1f}%   "
+          f"(rounds: {' '.join(f'{lay / r:.2f}' for lay, r in zip(layers, raws, strict=True))})")
 
 
 def main() -> None:
@@ -193,27 +248,14 @@ def main() -> None:
         print(f"ZooKeeper: {hosts}")
     root = f"/helios-bench-{uuid.uuid4().hex[:8]}"
     try:
-        # warm up, then alternate raw and layer rounds so that load from anything else on
-        # the machine hits both alike; report the median round of each
-        bench_raw_sequential(hosts, root + "-warm", 200)
-        trio.run(bench_layer, hosts, root + "-warm", 200, args.window)
-        raw_w, raw_r, raw_p, lay_w, lay_r, lay_p = ([] for _ in range(6))
-        for i in range(args.repeat):
-            w, r = bench_raw_sequential(hosts, f"{root}/raw{i}", args.n)
-            raw_w.append(w)
-            raw_r.append(r)
-            raw_p.append(bench_raw_pipelined(hosts, f"{root}/rawp{i}", args.n * 2, args.window))
-            w, r, p = trio.run(bench_layer, hosts, f"{root}/layer{i}", args.n, args.window)
-            lay_w.append(w)
-            lay_r.append(r)
-            lay_p.append(p)
-        med = statistics.median
-        print(f"operations: {args.n} sequential, {args.n * 2} pipelined "
-              f"({args.window} outstanding), median of {args.repeat} alternating rounds; "
-              f"value {len(json.dumps(VALUE))} bytes")
-        row("sequential writes", med(lay_w), med(raw_w), "ops/s")
-        row("sequential reads", med(lay_r), med(raw_r), "ops/s")
-        row("pipelined writes", med(lay_p), med(raw_p), "ops/s")
+        results = trio.run(measure, hosts, root, args.n, args.window, args.repeat)
+        print(f"operations per round: {args.n} sequential, {2 * args.n} pipelined "
+              f"({args.window} outstanding), {5 * args.n} in transactions; "
+              f"{args.repeat} paired rounds, medians; value {len(json.dumps(VALUE))} bytes")
+        for name, raws, layers, raw_cpu, layer_cpu in results:
+            row(name, raws, layers)
+            print(f"{'':<26} CPU per op (all threads): layer {layer_cpu:6.0f} us   "
+                  f"raw kazoo {raw_cpu:6.0f} us   layer/raw {layer_cpu / raw_cpu:4.2f}")
         times = bench_failover(hosts, root + "-election", args.session_timeout, args.rounds)
         fo = statistics.median(times)
         print(f"{'leader failover (SIGKILL)':<28} layer {fo:>9.2f} s      "
@@ -224,7 +266,7 @@ def main() -> None:
     finally:
         try:
             c = raw_client(hosts)
-            for r in (root, root + "-warm", root + "-election"):
+            for r in (root, root + "-election"):
                 c.delete(r, recursive=True)
             c.stop()
             c.close()
