@@ -51,16 +51,17 @@ class Persisted:
     dirs: set[str] = field(default_factory=set)
 
 
-def _ensure_dir(ops: list[Op], dirs: set[str], path: str) -> None:
-    if path not in dirs:
-        ops.append(Create(path))
-        dirs.add(path)
+def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
+             stamp: dict[str, int] | None = None) -> tuple[list[Op], list[str]]:
+    """The writes that turn `old` (in the store) into `new`, and the status paths to
+    delete (the caller checks they exist: nodes delete their own too).
 
-
-def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str]) -> list[Op]:
-    """The writes that turn `old` (in the store) into `new`. Adds created directories to
-    `dirs`. Identity is checked first: the cache replaces records only when they change,
-    so an unchanged cluster costs one pass of pointer comparisons."""
+    Task statuses are the nodes' to write (`/status/<node>/<task>`); the conductor only
+    forgets those of finished or orphaned tasks. Every node directory whose assignments
+    change gets `stamp` (`{"epoch", "generation"}`) as its value in the same write, which
+    is how a node that missed a push notices the change in the store. Adds created
+    directories to `dirs`. Identity is checked first: the cache replaces records only
+    when they change, so an unchanged cluster costs one pass of pointer comparisons."""
     ops: list[Op] = []
     for name, rec in new.jobs.items():
         prev = old.jobs.get(name)
@@ -73,38 +74,41 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str]) -> list[Op]:
     for name in old.jobs.keys() - new.jobs.keys():
         ops.append(Delete(paths.job(name)))
 
+    task_ops: list[Op] = []
+    touched: set[str] = set()
     for tid, a in new.assignments.items():
         prev = old.assignments.get(tid)
         if prev is a:
             continue
         if prev is not None and prev.node != a.node:
-            ops.append(Delete(paths.assignment(prev.node, tid)))
+            task_ops.append(Delete(paths.assignment(prev.node, tid)))
+            touched.add(prev.node)
             prev = None
         if prev is None:
-            _ensure_dir(ops, dirs, paths.assignments(a.node))
-            ops.append(Create(paths.assignment(a.node, tid), a.to_dict()))
+            task_ops.append(Create(paths.assignment(a.node, tid), a.to_dict()))
+            touched.add(a.node)
         elif prev != a or prev.spec != a.spec or prev.ports != a.ports:
-            ops.append(Set(paths.assignment(a.node, tid), a.to_dict()))
+            task_ops.append(Set(paths.assignment(a.node, tid), a.to_dict()))
+            touched.add(a.node)
     for tid in old.assignments.keys() - new.assignments.keys():
         prev = old.assignments[tid]
-        ops.append(Delete(paths.assignment(prev.node, tid)))
+        task_ops.append(Delete(paths.assignment(prev.node, tid)))
+        touched.add(prev.node)
+    value = dict(stamp) if stamp is not None else None
+    for node in sorted(touched):
+        d = paths.assignments(node)
+        if d in dirs:
+            if value is not None:
+                ops.append(Set(d, value))
+        else:
+            ops.append(Create(d, value))
+            dirs.add(d)
+    ops.extend(task_ops)
 
-    for tid, st in new.statuses.items():
-        prev_st = old.statuses.get(tid)
-        if prev_st is st:
-            continue
-        if prev_st is not None and prev_st.node != st.node:
-            ops.append(Delete(paths.status(prev_st.node, tid)))
-            prev_st = None
-        if prev_st is None:
-            _ensure_dir(ops, dirs, paths.statuses(st.node))
-            ops.append(Create(paths.status(st.node, tid), st.to_dict()))
-        elif prev_st.to_dict() != st.to_dict():
-            ops.append(Set(paths.status(st.node, tid), st.to_dict()))
-    for tid in old.statuses.keys() - new.statuses.keys():
-        prev_st = old.statuses[tid]
-        ops.append(Delete(paths.status(prev_st.node, tid)))
-    return ops
+    status_deletes = [paths.status(st.node, tid)
+                      for tid, st in old.statuses.items()
+                      if tid not in new.statuses or new.statuses[tid].node != st.node]
+    return ops, status_deletes
 
 
 def _size(op: Op) -> int:
@@ -140,15 +144,20 @@ class Writer:
         self.persisted = persisted
         self.writes = 0  # ops written, for logs and tests
 
-    async def flush(self, state: ClusterState, extra: Sequence[Op] = ()) -> int:
+    async def flush(self, state: ClusterState, extra: Sequence[Op] = (),
+                    stamp: dict[str, int] | None = None) -> int:
         """Write what changed since the last flush (plus `extra` ops, e.g. history),
         then remember `state` as persisted. Raises `StaleEpoch` once deposed."""
         target = state.copy()  # the cache may change while the writes are in flight
-        ops = diff_ops(self.persisted.state, target, self.persisted.dirs)
+        ops, status_paths = diff_ops(self.persisted.state, target, self.persisted.dirs,
+                                     stamp)
+        if status_paths:
+            store = self.term.store
+            exists = [await store.exists(p) for p in status_paths]
+            ops.extend(Delete(p) for p, e in zip(status_paths, exists, strict=True) if e)
         ops.extend(extra)
-        if not ops:
-            return 0
-        await self.write(ops)
+        if ops:
+            await self.write(ops)
         self.persisted.state = target
         return len(ops)
 

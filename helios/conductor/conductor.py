@@ -174,7 +174,7 @@ class Conductor:
             snap = await load_snapshot(self.store, self.clock())
             L = Leadership(term=term, state=snap.state,
                            writer=Writer(term, Persisted(snap.state.copy(), set(snap.dirs))),
-                           history=History(self.store))
+                           history=History(self.store), records=dict(snap.records))
             log.info("%s leads (epoch %d): %d jobs, %d nodes, %d tasks loaded in %.0f ms",
                      self.name, term.epoch, len(snap.state.jobs), len(snap.state.nodes),
                      len(snap.state.assignments), (time.monotonic() - started) * 1000)
@@ -289,7 +289,7 @@ class Conductor:
                 continue
             tasks = [a.to_dict() for a in L.state.assignments.values() if a.node == name]
             generation = next(L.generation)
-            ref = self.system.ref(node_url(node.address))
+            ref = self.system.ref(self._node_url(L, name, node.address))
             try:
                 await ref.ask("assign", L.epoch, generation, tasks, timeout=NODE_TIMEOUT)
                 backoff = 0.2
@@ -312,6 +312,12 @@ class Conductor:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 L.push_flags[name].set()
+
+    def _node_url(self, L: Leadership, name: str, address: str) -> str:
+        """The node actor's URL: the record's `url` when the node wrote one."""
+        record = L.records.get(name)
+        url = record.get("url") if isinstance(record, dict) else None
+        return url if isinstance(url, str) and url else node_url(address)
 
     async def _status_refresh_loop(self, L: Leadership) -> None:
         while True:
@@ -399,8 +405,8 @@ class Conductor:
 
     async def _flush(self, L: Leadership) -> None:
         extra = await L.history.take_ops(L.writer.persisted.dirs)
-        if L.writer.persisted.state is not L.state or extra:
-            await L.writer.flush(L.state, extra)
+        stamp = {"epoch": L.epoch, "generation": next(L.generation)}
+        await L.writer.flush(L.state, extra, stamp)
         trim = await L.history.trim_ops()
         if trim:
             await L.writer.write(trim)
@@ -534,7 +540,7 @@ class Conductor:
                 continue
             start = cursors.get(tid) if isinstance(since, dict) else since
             try:
-                out = await self.system.ref(node_url(node.address)).ask(
+                out = await self.system.ref(self._node_url(L, node_name, node.address)).ask(
                     "logs", tid, since=start, tail=tail, timeout=NODE_TIMEOUT)
             except actors.ActorError as e:
                 if not many:

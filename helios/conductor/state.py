@@ -40,6 +40,7 @@ class Snapshot:
     state: ClusterState
     dirs: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    records: dict[str, Any] = field(default_factory=dict)  # raw node records
 
 
 def node_url(address: str) -> str:
@@ -129,9 +130,11 @@ async def load_snapshot(store: Store, now: float | None = None) -> Snapshot:
         return record, up
 
     node_values = await _gather([lambda n=n: one_node(n) for n in node_names])
+    records: dict[str, Any] = {}
     for name, (record, up) in zip(node_names, node_values, strict=True):
         if record is None:
             continue
+        records[name] = record
         try:
             state.nodes[name] = node_from_record(name, record, up, now)
         except Exception as e:
@@ -162,4 +165,4 @@ async def load_snapshot(store: Store, now: float | None = None) -> Snapshot:
         prev = state.statuses.get(st.id)
         if prev is None or st.updated >= prev.updated:
             state.statuses[st.id] = st
-    return Snapshot(state, adirs | sdirs, problems)
+    return Snapshot(state, adirs | sdirs, problems, records)

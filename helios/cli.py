@@ -1,0 +1,689 @@
+"""`helios`: the command line (CONTRACT.md section 2).
+
+Client commands talk to the leader conductor as an actor client: an actor system that does
+not listen, a `lookup`-free `ask` on `tcp://HOST:PORT/conductor`. Where the cluster is:
+`--zk HOSTS[/root]` (the leader's URL is read from ZooKeeper), `--conductor HOST:PORT`,
+`HELIOS_ZK` / `HELIOS_CONDUCTOR`, else 127.0.0.1:7070 (`helios solo`). A standby answers
+`NotLeader` with the leader's URL and the client asks there.
+
+Output: rich tables for people; with `--json`, exactly one JSON document in the shapes of
+CONTRACT.md. Errors: one line on stderr and a non-zero exit, never a traceback (`main`
+catches everything; `HELIOS_DEBUG=1` or `-v` logs the details).
+
+Daemons: `helios conductor`, `helios node` and `helios solo` run until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+import typer
+
+import actors
+from helios import protocol
+
+log = logging.getLogger("helios.cli")
+
+ENV_ZK = "HELIOS_ZK"
+ENV_CONDUCTOR = "HELIOS_CONDUCTOR"
+#: how long a client keeps trying to find a leader (a failover takes a few seconds)
+LEADER_WAIT = 20.0
+
+
+class CLIError(Exception):
+    """A failure to report as one line on stderr; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def one_line(text: str) -> str:
+    """Collapse a multi-line message (e.g. a SpecError's problem list) to one line."""
+    parts = [p.strip() for p in str(text).splitlines() if p.strip()]
+    if len(parts) <= 1:
+        return parts[0] if parts else ""
+    head, rest = parts[0], parts[1:]
+    return f"{head} " + "; ".join(rest) if head.endswith(":") else "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------- client
+
+
+def split_zk(hosts: str) -> tuple[str, str]:
+    """`h1:2181,h2:2181/root` -> (`h1:2181,h2:2181`, `/root`); root defaults to /helios."""
+    hosts = hosts.removeprefix("zk://")
+    h, sep, root = hosts.partition("/")
+    return h, ("/" + root.strip("/")) if sep and root.strip("/") else "/helios"
+
+
+class Client:
+    """An actor client of the leader conductor; follows NotLeader and failovers."""
+
+    def __init__(self, zk: str | None, conductor: str | None, timeout: float = 30.0) -> None:
+        self.zk = zk
+        self.conductor = conductor
+        self.timeout = timeout
+        self.system: actors.ActorSystem | None = None
+        self.url: str | None = None
+        self._stack = AsyncExitStack()
+        self._store: Any = None
+
+    async def __aenter__(self) -> Client:
+        self.system = await self._stack.enter_async_context(
+            actors.open_system(name=f"helios-cli-{os.getpid()}",
+                               **protocol.network_options()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    @property
+    def where(self) -> str:
+        if self.zk:
+            return f"ZooKeeper {self.zk}"
+        return self.conductor or protocol.DEFAULT_CONDUCTOR
+
+    async def _leader_from_zk(self) -> str | None:
+        from helios.coordination import CorruptValue, Unavailable, open_zookeeper
+
+        assert self.zk is not None
+        if self._store is None:
+            hosts, root = split_zk(self.zk)
+            try:
+                self._store = await open_zookeeper(hosts, root, session_timeout=10.0,
+                                                   connect_timeout=5.0)
+            except Unavailable as e:
+                raise CLIError(f"cannot reach ZooKeeper at {self.zk}: {e}") from None
+            self._stack.push_async_callback(self._store.aclose)
+        try:
+            entry = await self._store.get(protocol.LEADER_PATH)
+        except (Unavailable, CorruptValue) as e:
+            raise CLIError(f"cannot read the leader from ZooKeeper at {self.zk}: {e}") \
+                from None
+        if entry is None or not isinstance(entry.value, dict):
+            return None
+        url = entry.value.get("url")
+        return url if isinstance(url, str) and url else None
+
+    async def _resolve(self) -> str | None:
+        if self.zk:
+            return await self._leader_from_zk()
+        return protocol.conductor_url(self.conductor or protocol.DEFAULT_CONDUCTOR)
+
+    async def call(self, method: str, *args: Any, timeout: float | None = None,
+                   **kwargs: Any) -> Any:
+        """Ask the leader; retry through NotLeader, restarts and failovers (bounded)."""
+        assert self.system is not None
+        deadline = time.monotonic() + LEADER_WAIT
+        last = ""
+        delay = 0.1
+        while True:
+            if self.url is None:
+                self.url = await self._resolve()
+            url = self.url
+            if url is not None:
+                try:
+                    return await self.system.ref(url).ask(
+                        method, *args, timeout=timeout or self.timeout, **kwargs)
+                except actors.RemoteError as e:
+                    if e.type_name != "NotLeader":
+                        raise CLIError(one_line(e.message or e.type_name)) from None
+                    if e.message:
+                        self.url = protocol.conductor_url(e.message)
+                        last = f"{url} is a standby; the leader is {e.message}"
+                        continue
+                    last = f"{url} knows no leader yet"
+                    self.url = None if self.zk else url
+                except actors.ActorNotFound:
+                    last = f"no conductor at {url}"  # restarting its front, or not one
+                    self.url = None if self.zk else url
+                except actors.ConnectionLost as e:
+                    last = f"cannot reach the conductor at {_addr(url)}: {_reason(e)}"
+                    if not self.zk:
+                        raise CLIError(last) from None
+                    self.url = None
+                except actors.AskTimeout:
+                    raise CLIError(f"the conductor at {_addr(url)} did not answer {method} "
+                                   f"within {timeout or self.timeout:g}s") from None
+            else:
+                last = f"no leader registered in {self.where}"
+            if time.monotonic() + delay > deadline:
+                raise CLIError(last or f"no conductor answers at {self.where}")
+            await trio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+
+def _addr(url: str) -> str:
+    return url.split("://", 1)[-1].rsplit("/", 1)[0]
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e)
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused (is `helios solo` or a conductor running there?)"
+    return text.split(": ", 1)[-1] if text.startswith("cannot connect") else text
+
+
+def run_client(zk: str | None, conductor: str | None,
+               body: Callable[[Client], Awaitable[Any]]) -> Any:
+    """Run `body(client)` in trio and return its result."""
+    async def main() -> Any:
+        async with Client(zk, conductor) as client:
+            return await body(client)
+
+    return trio.run(main)
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*["" if v is None else str(v) for v in r])
+    _console().print(table)
+
+
+def _size(n: Any) -> str:
+    from helios.units import format_size
+
+    try:
+        return format_size(int(n))
+    except (TypeError, ValueError):
+        return str(n)
+
+
+def _ports(ports: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((ports or {}).items()))
+
+
+def _when(t: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(t), tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
+# ---------------------------------------------------------------------------- app
+
+app = typer.Typer(name="helios", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Run containers and jobs across a fleet of machines.")
+job_app = typer.Typer(no_args_is_help=True, help="Create, inspect and stop jobs.")
+app.add_typer(job_app, name="job")
+
+ZkOpt = typer.Option(None, "--zk", envvar=ENV_ZK, metavar="HOSTS",
+                     help="ZooKeeper hosts[/root]: finds the leader conductor.")
+ConductorOpt = typer.Option(None, "--conductor", envvar=ENV_CONDUCTOR, metavar="HOST:PORT",
+                            help="A conductor's address (default 127.0.0.1:7070).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "-v", "--verbose",
+                                       help="Log details to stderr.")) -> None:
+    _setup_logging(logging.DEBUG if verbose or os.environ.get("HELIOS_DEBUG")
+                   else logging.WARNING)
+
+
+def _setup_logging(level: int) -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_helios", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler._helios = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    if level > logging.DEBUG:
+        logging.getLogger("kazoo").setLevel(logging.ERROR)
+
+
+def _call(zk: str | None, conductor: str | None, method: str, *args: Any,
+          **kwargs: Any) -> Any:
+    return run_client(zk, conductor, lambda c: c.call(method, *args, **kwargs))
+
+
+# -- jobs ---------------------------------------------------------------------------
+
+
+@job_app.command("run")
+def job_run(file: Path = typer.Argument(..., help="Job file (YAML or JSON)."),
+            wait: bool = typer.Option(False, "--wait", help="Return once it runs "
+                                      "(service) or is done (batch)."),
+            timeout: float = typer.Option(300.0, "--timeout", help="Bound for --wait, "
+                                          "seconds."),
+            as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+            conductor: str | None = ConductorOpt) -> None:
+    """Create or update a job from FILE and deploy it."""
+    from helios.spec import SpecError, load_file
+
+    try:
+        spec = load_file(str(file))
+    except SpecError as e:
+        n = len(e.problems)
+        raise CLIError(f"{file}: refused, {n} problem{'s' if n != 1 else ''}: "
+                       + "; ".join(str(p) for p in e.problems)) from None
+
+    async def body(client: Client) -> dict[str, Any]:
+        out = await client.call("job_run", spec.to_dict())
+        if not as_json:
+            what = "updated to" if out["version"] > 1 and out["changed"] else \
+                "created as" if out["changed"] else "unchanged at"
+            _console().print(f"job {out['name']} {what} version {out['version']}")
+        if wait:
+            out["status"] = await _wait(client, spec.name, spec.kind, out["version"],
+                                        timeout, quiet=as_json)
+        return out
+
+    out = run_client(zk, conductor, body)
+    if as_json:
+        print_json(out)
+    if wait and out.get("status", {}).get("status") == "failed":
+        raise CLIError(f"job {spec.name} failed: " + _failed_reason(out["status"]))
+
+
+def _failed_reason(doc: dict[str, Any]) -> str:
+    bad = [t for t in doc.get("tasks", []) if t.get("state") == "failed"]
+    return f"{len(bad)} task(s) failed" if bad else "see `helios job history`"
+
+
+def _progress(doc: dict[str, Any], kind: str) -> str:
+    tasks = doc.get("tasks", [])
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks yet"
+    pending = doc.get("pending") or []
+    if pending:
+        text += f"; {len(pending)} pending: {pending[0].get('reason', '')}"
+    return f"{doc.get('name')} v{doc.get('version')} ({kind}): {text}"
+
+
+async def _wait(client: Client, name: str, kind: str, version: int, timeout: float,
+                quiet: bool = False) -> dict[str, Any]:
+    """Poll `job_status` until the job runs (service) or finished (batch)."""
+    goal = ("complete", "failed") if kind == "batch" else ("running",)
+    console = _console(stderr=True)
+    deadline = time.monotonic() + timeout
+    doc: dict[str, Any] = {}
+    status_cm = console.status("waiting", spinner="dots") if not quiet else None
+    with status_cm if status_cm is not None else _Null():
+        while True:
+            doc = await client.call("job_status", name)
+            line = _progress(doc, kind)
+            if status_cm is not None:
+                status_cm.update(line)
+            if doc.get("version", 0) >= version and doc.get("status") in goal:
+                break
+            if time.monotonic() > deadline:
+                raise CLIError(f"timed out after {timeout:g}s waiting for {line}")
+            await trio.sleep(0.25)
+    if not quiet:
+        tasks = doc.get("tasks", [])
+        ok = sum(1 for t in tasks if t["state"] in ("running", "exited"))
+        _console().print(f"{name}: {doc.get('status')} ({ok} of {len(tasks)} tasks "
+                         f"{'done' if kind == 'batch' else 'running'})")
+    return doc
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@job_app.command("ls")
+def job_ls(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+           conductor: str | None = ConductorOpt) -> None:
+    """Jobs with kind, count, running tasks."""
+    jobs = _call(zk, conductor, "job_ls")
+    if as_json:
+        print_json(jobs)
+        return
+    _table(None, ["NAME", "KIND", "COUNT", "RUNNING", "VERSION", "STATUS"],
+           [[j["name"], j["kind"], j["count"], j["running"], j.get("version"),
+             j.get("status")] for j in jobs])
+
+
+@job_app.command("status")
+def job_status(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+               conductor: str | None = ConductorOpt) -> None:
+    """The job's tasks: id, node, state, ports, health."""
+    doc = _call(zk, conductor, "job_status", name)
+    if as_json:
+        print_json(doc)
+        return
+    _console().print(f"[bold]{doc['name']}[/bold] ({doc['kind']}, version "
+                     f"{doc['version']}): {doc.get('status', '')}")
+    _table(None, ["TASK", "NODE", "STATE", "HEALTHY", "PORTS", "CONTAINER"],
+           [[t["id"], t["node"], t["state"],
+             "-" if t.get("healthy") is None else ("yes" if t["healthy"] else "no"),
+             _ports(t.get("ports")), (t.get("container") or "")[:12]]
+            for t in doc["tasks"]])
+    for p in doc.get("pending") or []:
+        _console().print(f"pending slot {p['index']}: {p['reason']}")
+
+
+@job_app.command("stop")
+def job_stop(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+             conductor: str | None = ConductorOpt) -> None:
+    """Stop all its tasks; the job stays defined."""
+    out = _call(zk, conductor, "job_stop", name)
+    print_json(out) if as_json else _console().print(f"job {name} stopping")
+
+
+@job_app.command("rm")
+def job_rm(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+           conductor: str | None = ConductorOpt) -> None:
+    """Stop and delete it."""
+    out = _call(zk, conductor, "job_rm", name)
+    print_json(out) if as_json else _console().print(f"job {name} removed")
+
+
+@job_app.command("history")
+def job_history(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                conductor: str | None = ConductorOpt) -> None:
+    """Task events, newest last."""
+    events = _call(zk, conductor, "job_history", name)
+    if as_json:
+        print_json(events)
+        return
+    _table(None, ["TIME", "TASK", "NODE", "EVENT", "REASON"],
+           [[_when(e.get("time")), e.get("task"), e.get("node"), e.get("state"),
+             e.get("reason")] for e in events])
+
+
+@job_app.command("logs")
+def job_logs(name: str, task: str | None = typer.Option(None, "--task", metavar="ID"),
+             follow: bool = typer.Option(False, "--follow", "-f"),
+             tail: int | None = typer.Option(None, "--tail", metavar="N"),
+             zk: str | None = ZkOpt, conductor: str | None = ConductorOpt) -> None:
+    """Container output."""
+    async def body(client: Client) -> None:
+        cursor: Any = None
+        first = True
+        while True:
+            out = await client.call("job_logs", name, task=task, since=cursor,
+                                    tail=tail if first else None)
+            first = False
+            for line in out.get("lines") or []:
+                sys.stdout.write(line if line.endswith("\n") else line + "\n")
+            sys.stdout.flush()
+            if out.get("cursor") is not None:
+                cursor = out["cursor"]
+            if not follow:
+                return
+            await trio.sleep(1.0)
+
+    run_client(zk, conductor, body)
+
+
+@job_app.command("dispatch")
+def job_dispatch(name: str,
+                 payload: str | None = typer.Option(None, "--payload", metavar="JSON"),
+                 key: str | None = typer.Option(None, "--idempotency-key", metavar="K"),
+                 as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                 conductor: str | None = ConductorOpt) -> None:
+    """Run a parameterised job once."""
+    if payload is not None:
+        try:
+            json.loads(payload)
+        except ValueError as e:
+            raise CLIError(f"--payload is not valid JSON: {e}") from None
+    out = _call(zk, conductor, "job_dispatch", name, payload=payload, idempotency_key=key)
+    if as_json:
+        print_json(out)
+    else:
+        _console().print(f"{'dispatched' if out.get('created') else 'already dispatched'}"
+                         f": {out.get('run')}")
+
+
+# -- cluster ------------------------------------------------------------------------
+
+
+@app.command("nodes")
+def nodes(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+          conductor: str | None = ConductorOpt) -> None:
+    """Nodes: name, up/down, address, resources free/total, labels, task count."""
+    rows = _call(zk, conductor, "nodes")
+    if as_json:
+        print_json(rows)
+        return
+    _table(None, ["NAME", "STATUS", "ADDRESS", "CPUS FREE/TOTAL", "MEMORY FREE/TOTAL",
+                  "LABELS", "TASKS"],
+           [[n["name"], n["status"], n["address"], f"{n['cpus_free']:g}/{n['cpus']:g}",
+             f"{_size(n['memory_free'])}/{_size(n['memory'])}",
+             ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())), n["tasks"]]
+            for n in rows])
+
+
+@app.command("endpoints")
+def endpoints(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+              conductor: str | None = ConductorOpt) -> None:
+    """The healthy endpoints of a service job."""
+    rows = _call(zk, conductor, "endpoints", name)
+    if as_json:
+        print_json(rows)
+        return
+    _table(None, ["TASK", "NODE", "HOST", "PORTS"],
+           [[e["task"], e["node"], e["host"], _ports(e["ports"])] for e in rows])
+
+
+@app.command("leader")
+def leader(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+           conductor: str | None = ConductorOpt) -> None:
+    """Which conductor leads, and its epoch."""
+    info = _call(zk, conductor, "leader")
+    if as_json:
+        print_json(info)
+    elif info.get("leader"):
+        _console().print(f"{info['name']} leads at {info['url']} (epoch {info['epoch']})")
+    else:
+        _console().print(f"standby; leader: {info.get('url') or 'unknown'}")
+
+
+# -- daemons ------------------------------------------------------------------------
+
+
+def _daemon(fn: Callable[..., Awaitable[None]], **kwargs: Any) -> None:
+    """Run a daemon coroutine until SIGINT/SIGTERM, logging at INFO."""
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("kazoo").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            async def signals() -> None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                    async for sig in sigs:
+                        log.info("received %s; stopping", signal.Signals(sig).name)
+                        nursery.cancel_scope.cancel()
+                        return
+
+            nursery.start_soon(signals)
+            await fn(**kwargs)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def _listen_opt(default: str) -> Any:
+    return typer.Option(default, "--listen", metavar="H:P", help="Where to listen.")
+
+
+@app.command("conductor")
+def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HOSTS"),
+                  listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
+                  name: str | None = typer.Option(None, "--name"),
+                  session_timeout: float = typer.Option(10.0, "--session-timeout",
+                                                        metavar="S"),
+                  failover_grace: float = typer.Option(2.0, "--failover-grace",
+                                                       metavar="S")) -> None:
+    """A conductor; several may run, one leads."""
+    from helios.conductor.daemon import run_conductor
+
+    _check_positive(session_timeout=session_timeout)
+    if failover_grace < 0:
+        raise CLIError("--failover-grace must be >= 0")
+    hosts, root = split_zk(zk)
+    _daemon(run_conductor, store_url=f"zk://{hosts}{root}", listen=listen, name=name,
+            failover_grace=failover_grace, session_timeout=session_timeout)
+
+
+def _check_positive(**values: float) -> None:
+    for k, v in values.items():
+        if not (v > 0 and math.isfinite(v)):
+            raise CLIError(f"--{k.replace('_', '-')} must be a positive number of seconds")
+
+
+def _labels(items: list[str] | None, flag: str = "--label") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise CLIError(f"{flag} {item!r}: expected key=value")
+        out[k] = v
+    return out
+
+
+def default_state_dir(what: str) -> Path:
+    base = os.environ.get("HELIOS_STATE_DIR") or os.environ.get("XDG_STATE_HOME") \
+        or str(Path.home() / ".local" / "state")
+    return Path(base) / "helios" / what if not os.environ.get("HELIOS_STATE_DIR") \
+        else Path(base) / what
+
+
+@app.command("node")
+def node_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HOSTS"),
+             name: str = typer.Option(..., "--name"),
+             listen: str = _listen_opt("127.0.0.1:0"),
+             cpus: float | None = typer.Option(None, "--cpus", metavar="C"),
+             memory: str | None = typer.Option(None, "--memory", metavar="M"),
+             label: list[str] | None = typer.Option(None, "--label", metavar="k=v"),
+             runtime: str = typer.Option("docker", "--runtime",
+                                         help="docker | process | auto"),
+             state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
+             session_timeout: float = typer.Option(10.0, "--session-timeout", metavar="S"),
+             container_label: list[str] | None = typer.Option(
+                 None, "--container-label", metavar="k=v", hidden=True),
+             port_range: str = typer.Option("21000-21999", "--port-range", hidden=True),
+             ) -> None:
+    """The node daemon of one machine."""
+    from helios.node.daemon import run_node
+    from helios.units import UnitError, parse_size
+
+    _check_positive(session_timeout=session_timeout)
+    if runtime not in ("docker", "process", "auto"):
+        raise CLIError(f"--runtime must be docker, process or auto, not {runtime!r}")
+    if memory is not None:
+        try:
+            parse_size(memory)
+        except (UnitError, ValueError) as e:
+            raise CLIError(f"--memory: {e}") from None
+    lo, _, hi = port_range.partition("-")
+    try:
+        ports = (int(lo), int(hi))
+    except ValueError:
+        raise CLIError("--port-range must be LOW-HIGH") from None
+    hosts, root = split_zk(zk)
+    kwargs: dict[str, Any] = {}
+    if container_label:
+        kwargs["container_labels"] = _labels(container_label, "--container-label")
+    _daemon(run_node, name=name, store_url=f"zk://{hosts}{root}", listen=listen,
+            cpus=cpus, memory=memory, labels=_labels(label), runtime=runtime,
+            state_dir=str(state_dir or default_state_dir(f"node-{name}")),
+            session_timeout=session_timeout, port_range=ports, **kwargs)
+
+
+@app.command("solo")
+def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
+             state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
+             runtime: str = typer.Option("auto", "--runtime",
+                                         help="auto | docker | process"),
+             name: str | None = typer.Option(None, "--name", hidden=True)) -> None:
+    """A conductor and one node in one process, on the embedded store."""
+    from helios.solo import run_solo
+
+    if runtime not in ("docker", "process", "auto"):
+        raise CLIError(f"--runtime must be auto, docker or process, not {runtime!r}")
+    _daemon(run_solo, listen=listen, state_dir=str(state_dir or default_state_dir("solo")),
+            runtime=runtime, name=name)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `helios` script: run the app; errors become one line."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="helios", standalone_mode=False)
+    except CLIError as e:
+        _fail(str(e), e.code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as e:
+        _fail(one_line(e.format_message()), e.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BaseExceptionGroup as eg:
+        inner = _first(eg)
+        if isinstance(inner, CLIError):
+            _fail(str(inner), inner.code)
+        log.debug("unexpected error", exc_info=eg)
+        _fail(f"{type(inner).__name__}: {one_line(str(inner))}", 1)
+    except Exception as e:
+        log.debug("unexpected error", exc_info=True)
+        _fail(f"{type(e).__name__}: {one_line(str(e))}", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _first(eg: BaseExceptionGroup) -> BaseException:
+    e: BaseException = eg
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return e
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code or 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`helios solo`: a conductor and one node in one process, on the embedded store.
+
+Why one process and one actor system: on one machine there is nothing to fail over to, so
+the cheapest correct cluster is the conductor and the node daemon sharing one event loop,
+one SQLite-backed store (which keeps jobs across restarts) and one listening address
+(127.0.0.1:7070 by default, where the CLI looks first). Docker runs the tasks when its
+daemon answers; otherwise the process runtime does (like Nomad's raw_exec).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import trio
+
+import actors
+from helios import protocol
+from helios.conductor.daemon import run_conductor
+from helios.coordination import open_embedded
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_solo"]
+
+
+async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
+                   runtime: str = "auto", name: str | None = None,
+                   failover_grace: float = 2.0,
+                   task_status: trio.TaskStatus[actors.ActorSystem] = trio.TASK_STATUS_IGNORED
+                   ) -> None:
+    """Run solo mode until cancelled; `task_status.started(system)` once both halves run."""
+    from helios.node.daemon import run_node
+
+    base = Path(state_dir).expanduser()
+    base.mkdir(parents=True, exist_ok=True)
+    node_name = name or _node_name()
+    store = await open_embedded(base / "helios.db")
+    try:
+        async with actors.open_system(name="helios-solo", listen=listen,
+                                      **protocol.network_options()) as system, \
+                trio.open_nursery() as nursery:
+            await nursery.start(_run_conductor, store, system, failover_grace)
+            await nursery.start(_run_node, run_node, store, system, node_name,
+                                str(base / "node"), runtime)
+            log.info("helios solo ready at %s (node %s, state in %s)", system.url,
+                     node_name, base)
+            task_status.started(system)
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+
+
+async def _run_conductor(store, system, grace,  # type: ignore[no-untyped-def]
+                         task_status=trio.TASK_STATUS_IGNORED) -> None:
+    await run_conductor(store=store, system=system, name="solo", failover_grace=grace,
+                        task_status=task_status)
+
+
+async def _run_node(run_node, store, system, name, state_dir, runtime,  # type: ignore[no-untyped-def]
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+    await run_node(name=name, store=store, system=system, runtime=runtime,
+                   state_dir=state_dir, task_status=task_status)
+
+
+def _node_name() -> str:
+    """The machine's host name as a valid node name."""
+    raw = socket.gethostname().split(".")[0].lower()
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in raw).strip("-_")
+    return cleaned or "solo"
