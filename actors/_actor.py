@@ -265,6 +265,8 @@ class Cell:
             fn, is_async = entry
             try:
                 result = fn(actor, *args, **kwargs)
+                if is_async:
+                    result = await result
             except TypeError as e:
                 if e.__traceback__ is not None and e.__traceback__.tb_next is None:
                     # Raised by the call itself, not inside the handler: the arguments do
@@ -281,21 +283,11 @@ class Cell:
             except Exception as e:
                 _fail(reply, e)
                 raise
-            if is_async:
-                try:
-                    result = await result
-                except _Exit:
-                    if reply is not None:
-                        reply.set(None)
-                    raise
-                except Exception as e:
-                    _fail(reply, e)
-                    raise
-                except BaseException:  # killed or shut down mid-handler
-                    if reply is not None:
-                        reply.set(error=ActorNotFound(
-                            f"actor {self.name!r} ended while handling {method!r}"))
-                    raise
+            except BaseException:  # killed or shut down mid-handler
+                if reply is not None:
+                    reply.set(error=ActorNotFound(
+                        f"actor {self.name!r} ended while handling {method!r}"))
+                raise
             if reply is not None:
                 reply.set(result)
             handled += 1
