@@ -1,0 +1,193 @@
+"""The node's link to the cluster store (ZooKeeper, or the embedded store in solo mode).
+
+Everything here may wait for a long time without holding anything else up: the node keeps
+running its last known assignments from its state directory whatever the store does.
+
+- Opening: retried until ZooKeeper answers (a node may boot before its ensemble).
+- Cluster-id guard: the node remembers the id of the cluster it joined (in its state
+  directory) and syncs nothing from a root that lacks it (wiped, or the wrong ensemble).
+- Membership: the node record `/nodes/<name>` (address, resources, labels, runtime) and the
+  ephemeral `/nodes/<name>/up`; both re-registered after a session loss.
+- Desired state: `/assignments/<node>` is read on start, after every new session, and
+  whenever the leader bumps that znode's value (`{"epoch", "generation"}`, written by the
+  conductor with the children `<task-id>` = Assignment dicts). The node keeps whichever of
+  store and local file has the newer (epoch, generation), so a node restarted while no
+  conductor runs still gets its desired state.
+- Leader: `protocol.LEADER_PATH` is watched so task events go to the current leader.
+- Statuses: the reporter's store loop writes `/status/<node>/<task>`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from helios import protocol
+from helios.coordination import (
+    ConnectionState,
+    CoordinationError,
+    CorruptValue,
+    Store,
+    Unavailable,
+    open_store,
+    paths,
+    presence,
+    register_node,
+    wait_for_cluster,
+)
+
+if TYPE_CHECKING:
+    from helios.node.node import NodeCore
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN = 0.5
+RETRY_MAX = 5.0
+
+
+class ClusterLink:
+    """Runs the node's side of coordination until cancelled (`run`)."""
+
+    def __init__(self, core: NodeCore, *, store: Store | None = None,
+                 store_url: str | None = None, session_timeout: float = 10.0,
+                 credential: Any = None) -> None:
+        if store is None and not store_url:
+            raise ValueError("give a store or a store URL")
+        self.core = core
+        self.store = store
+        self.store_url = store_url
+        self.session_timeout = session_timeout
+        self.credential = credential
+        self.connected = trio.Event()  # set once the guard passed on the first session
+
+    async def run(self) -> None:
+        store = self.store
+        owned = store is None
+        if store is None:
+            store = await self._open()
+            self.store = store
+        try:
+            await self._serve(store)
+        finally:
+            if owned:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await store.aclose()
+
+    async def _open(self) -> Store:
+        assert self.store_url is not None
+        delay = RETRY_MIN
+        while True:
+            try:
+                return await open_store(self.store_url, session_timeout=self.session_timeout,
+                                        credential=self.credential)
+            except Unavailable as e:
+                log.warning("node %s: store not reachable yet (%s); running local "
+                            "assignments, retrying in %.1fs", self.core.name, e, delay)
+                await trio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+
+    async def _serve(self, store: Store) -> None:
+        core = self.core
+        cluster_id = await wait_for_cluster(store, core.cluster_id)
+        if cluster_id != core.cluster_id:
+            await core.set_cluster_id(cluster_id)
+        log.info("node %s joined cluster %s at %s", core.name, cluster_id, store.root)
+        self.connected.set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._presence, store)
+            nursery.start_soon(self._sessions, store)
+            nursery.start_soon(self._leader, store)
+            nursery.start_soon(self._assignments, store)
+            nursery.start_soon(core.reporter.store_loop, store)
+
+    async def _presence(self, store: Store) -> None:
+        """Record + ephemeral presence, for as long as the node runs."""
+        delay = RETRY_MIN
+        while True:
+            try:
+                async with presence(store, self.core.name, self.core.record()):
+                    delay = RETRY_MIN
+                    await trio.sleep_forever()
+            except CoordinationError as e:
+                log.warning("node %s: registering failed (%s); retrying in %.1fs",
+                            self.core.name, e, delay)
+                await trio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+
+    async def _sessions(self, store: Store) -> None:
+        """After a session loss: check the cluster id, re-register, re-sync, flush."""
+        lost = False
+        async for state in store.connection_events():
+            if state == ConnectionState.LOST:
+                lost = True
+                log.warning("node %s: ZooKeeper session lost; containers keep running",
+                            self.core.name)
+            elif state == ConnectionState.CONNECTED:
+                if lost:
+                    lost = False
+                    await wait_for_cluster(store, self.core.cluster_id)
+                    await self._retry(register_node, store, self.core.name, self.core.record())
+                    await self._retry(self.sync_assignments, store)
+                self.core.reporter.wake()
+
+    async def _retry(self, fn: Any, *args: Any) -> None:
+        delay = RETRY_MIN
+        while True:
+            try:
+                await fn(*args)
+                return
+            except Unavailable:
+                await trio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+
+    async def _leader(self, store: Store) -> None:
+        while True:
+            try:
+                async for entry in store.watch_data(protocol.LEADER_PATH):
+                    value = entry.value if entry is not None else None
+                    self.core.set_leader(value if isinstance(value, dict) else None)
+            except CorruptValue as e:
+                log.warning("%s", e)
+                await trio.sleep(RETRY_MAX)
+
+    async def _assignments(self, store: Store) -> None:
+        """Sync on start and whenever the conductor bumps /assignments/<node>."""
+        path = paths.assignments(self.core.name)
+        while True:
+            try:
+                async for _entry in store.watch_data(path):
+                    await self._retry(self.sync_assignments, store)
+            except CorruptValue as e:
+                log.warning("%s", e)
+                await trio.sleep(RETRY_MAX)
+
+    async def sync_assignments(self, store: Store) -> None:
+        """Offer the store's desired state to the node (kept only if newer)."""
+        base = paths.assignments(self.core.name)
+        try:
+            head = await store.get(base)
+        except CorruptValue as e:
+            log.warning("%s", e)
+            head = None
+        epoch = generation = 0
+        if head is not None and isinstance(head.value, dict):
+            epoch = int(head.value.get("epoch", 0) or 0)
+            generation = int(head.value.get("generation", 0) or 0)
+        found: list[dict[str, Any]] = []
+        for name in await store.children(base):
+            try:
+                entry = await store.get(paths.assignment(self.core.name, name))
+            except CorruptValue as e:
+                log.warning("%s", e)
+                continue
+            if entry is None or not isinstance(entry.value, dict):
+                continue
+            value = dict(entry.value)
+            if head is None or not isinstance(head.value, dict):
+                epoch = max(epoch, int(value.get("epoch", 0) or 0))
+                generation = max(generation, int(value.get("generation", 0) or 0))
+            value.setdefault("id", name)
+            found.append(value)
+        await self.core.offer_assignments(epoch, generation, found, source="store")

@@ -1,0 +1,189 @@
+"""`run_node`: the node daemon of one machine, as one trio function.
+
+`helios node` (the CLI) and `helios solo` call it; tests and `python -m helios.node` too.
+It wires the pieces together and owns their lifetimes, in this order:
+
+1. the state directory's lock (two daemons must never share one);
+2. the runtime (docker, process, or auto: docker when its daemon answers);
+3. the actor system (its own, or the caller's in solo mode) and the supervised `node`
+   actor, ready to take assignments before the store is even reachable;
+4. the node's loops (reconciliation, task records, conductor events) and, when a store or
+   store URL is given, its cluster link (membership, desired state, statuses).
+
+Cancelling it stops the daemon and leaves every container running: the next daemon adopts
+them. The ZooKeeper presence is removed on a clean exit, so the conductor sees the node go
+at once rather than after the session timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+
+import trio
+
+import actors
+from helios import protocol
+from helios.coordination import Store
+from helios.coordination.acl import load_credential
+from helios.node.cluster import ClusterLink
+from helios.node.node import NodeCore, spawn_node_actor
+from helios.node.runtime import PortAllocator, Runtime, RuntimeFailure
+from helios.node.state import StateDir
+from helios.units import parse_size
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("docker", "process", "auto")
+
+
+def detect_cpus() -> float:
+    """CPUs this process may use (affinity mask), else the machine's count."""
+    try:
+        return float(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return float(os.cpu_count() or 1)
+
+
+def detect_memory() -> int:
+    """Total memory in bytes from /proc/meminfo (1 GiB when unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 30
+
+
+async def open_runtime(kind: str, name: str, state: StateDir,
+                       ports: PortAllocator) -> Runtime:
+    """An open runtime of `kind`; "auto" is docker when its daemon answers, else process."""
+    if kind not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {kind!r}")
+    if kind in ("docker", "auto"):
+        from helios.node.runtime.docker import DockerRuntime
+
+        docker = DockerRuntime(name, ports=ports)
+        await docker.open()
+        try:
+            await docker.ping()
+        except RuntimeFailure as e:
+            await docker.aclose()
+            if kind == "docker":
+                raise
+            log.info("node %s: Docker not available (%s); using the process runtime", name, e)
+        else:
+            return docker
+    from helios.node.runtime.process import ProcessRuntime
+
+    rt = ProcessRuntime(name, state.process_dir, ports=ports)
+    await rt.open()
+    return rt
+
+
+@contextlib.asynccontextmanager
+async def _system(system: actors.ActorSystem | None, name: str, listen: str | None,
+                  advertise: str | None) -> AsyncIterator[actors.ActorSystem]:
+    if system is not None:
+        yield system
+        return
+    async with actors.open_system(name=f"node-{name}", listen=listen, advertise=advertise,
+                                  **protocol.network_options()) as own:
+        yield own
+
+
+async def run_node(*, name: str, state_dir: str | os.PathLike[str],
+                   store: Store | None = None, store_url: str | None = None,
+                   system: actors.ActorSystem | None = None,
+                   listen: str | None = "127.0.0.1:0", advertise: str | None = None,
+                   cpus: float | None = None, memory: int | str | None = None,
+                   labels: Mapping[str, str] | None = None, runtime: str = "docker",
+                   session_timeout: float = 10.0,
+                   port_range: tuple[int, int] = (21000, 21999),
+                   conductor: str | None = None,
+                   container_labels: Mapping[str, str] | None = None,
+                   restart_options: Mapping[str, float] | None = None,
+                   task_status: trio.TaskStatus[NodeCore] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the node daemon until cancelled.
+
+    name: the node's name (unique in the cluster). state_dir: its own directory (locked).
+    store / store_url: an open store (solo: the embedded one, left open) or a URL
+    (`zk://hosts/root`, opened and retried here); neither runs the node without a cluster
+    link (assignments only through the `node` actor). system / listen / advertise: the
+    caller's actor system, or where this daemon's own system listens. cpus / memory:
+    capacity offered to the scheduler (detected when None; memory may be "4G").
+    conductor: pin the conductor's address instead of following the elected leader.
+    container_labels: extra labels on every container (tests use them for cleanup).
+    restart_options: RestartTracker tuning (backoff_cap, stable_after, flap_restarts,
+    flap_window). task_status.started() receives the `NodeCore` (its `.url` is the node
+    actor's URL).
+    """
+    state = StateDir(state_dir)
+    state.lock()
+    try:
+        cpus_ = float(cpus) if cpus else detect_cpus()
+        memory_ = parse_size(memory) if memory else detect_memory()
+        ports = PortAllocator(port_range[0], port_range[1])
+        rt = await open_runtime(runtime, name, state, ports)
+        try:
+            async with _system(system, name, listen, advertise) as sys_:
+                core = NodeCore(name=name, system=sys_, runtime=rt, state=state, cpus=cpus_,
+                                memory=memory_, labels=labels,
+                                container_labels=container_labels,
+                                restart_options=restart_options, conductor=conductor)
+                try:
+                    await spawn_node_actor(core)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(core.run)
+                        if store is not None or store_url:
+                            link = ClusterLink(core, store=store, store_url=store_url,
+                                               session_timeout=session_timeout,
+                                               credential=load_credential()
+                                               if store is None else None)
+                            core.link = link  # type: ignore[attr-defined]
+                            nursery.start_soon(link.run)
+                        log.info("node %s up: %s, runtime %s, %g cpus, %d MiB", name,
+                                 core.url, rt.kind, cpus_, memory_ >> 20)
+                        task_status.started(core)
+                finally:
+                    if system is not None:  # a borrowed system: stop what we spawned
+                        with trio.CancelScope(shield=True), trio.move_on_after(30):
+                            await _stop_actors(core)
+        finally:
+            with trio.CancelScope(shield=True):
+                await rt.aclose()
+    finally:
+        state.unlock()
+
+
+async def _stop_actors(core: NodeCore) -> None:
+    for ref in [core.system.ref(f"{protocol.NODE_ACTOR}-sup"), *core.jobs.values()]:
+        with contextlib.suppress(actors.ActorError):
+            await ref.kill()
+
+
+def parse_labels(items: list[str] | None) -> dict[str, str]:
+    """`["zone=a", "disk=ssd"]` -> {"zone": "a", "disk": "ssd"} (for the command line)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"label {item!r} must be key=value")
+        out[key] = value
+    return out
+
+
+def store_url_for(zk: str, root: str = "/helios") -> str:
+    """`--zk h1:2181,h2:2181[/root]` -> the store URL `open_store` takes."""
+    if zk.startswith(("zk://", "sqlite://")):
+        return zk
+    hosts, sep, rest = zk.partition("/")
+    return f"zk://{hosts}/{rest if sep else root.lstrip('/')}"
+
+
+__all__ = ["detect_cpus", "detect_memory", "open_runtime", "parse_labels", "run_node",
+           "store_url_for"]

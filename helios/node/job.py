@@ -1,0 +1,499 @@
+"""The job actor: one per task, driving that task's container through the Runtime.
+
+States (CONTRACT.md): pending -> pulling -> starting -> healthchecking -> running; then
+exited (it ended with code 0 and is not to be restarted), failed (with a reason a user can
+read), or stopping -> stopped (the conductor no longer wants it). While waiting out a
+restart backoff the task is `pending` again, with the reason in `reason`.
+
+Level-triggered, like the node: the actor does not take orders, it reads the task's
+current assignment from its `JobContext` whenever it is woken (`wake`) and closes the gap.
+So a repeated or lost wake-up changes nothing, and a job actor restarted by its supervisor
+after a bug simply looks again: it finds its container by label and adopts it (same id,
+no restart) instead of starting another one.
+
+Choices worth knowing:
+
+- A restart re-starts the same container (same id, same log file), as `docker restart`
+  does; a container that vanished is created anew.
+- Images are pulled only when not present on the node (Kubernetes' IfNotPresent): a node
+  keeps starting tasks of an image it has while its registry is unreachable.
+- A pull failure, a port conflict or an invalid spec ends the task as failed at once: no
+  restart would help, and the conductor may place the task elsewhere.
+- Health: checks run every `interval` (faster while waiting for the first success).
+  Failures within `start_grace` of a start do not count; after it, `failures`
+  consecutive ones mark the task unhealthy (`healthy: false`, reason set). The node never
+  kills a task for being unhealthy: the conductor's rollout decides (deadline, rollback).
+- Stop: SIGTERM, then SIGKILL after the job's `grace` seconds; then remove.
+- When the actor is shut down with its node daemon, it leaves its container running: the
+  next daemon adopts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import trio
+
+import actors
+from helios.model import Assignment, TaskStatus
+from helios.node.health import HealthCheck, run_check
+from helios.node.restart import RestartTracker, describe_exit
+from helios.node.runtime import (
+    LABEL_TASK,
+    ContainerConflict,
+    ContainerNotFound,
+    ContainerSpec,
+    ContainerState,
+    ImageNotFound,
+    InvalidImageName,
+    InvalidSpec,
+    LogConfig,
+    PortConflict,
+    PortMapping,
+    RegistryAuth,
+    RegistryAuthFailed,
+    RegistryUnreachable,
+    Runtime,
+    RuntimeFailure,
+    RuntimeUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+#: Failures that no restart can fix: the task fails at once.
+PERMANENT_FAILURES = (InvalidImageName, ImageNotFound, RegistryAuthFailed, RegistryUnreachable,
+                      InvalidSpec, PortConflict)
+#: How often a check runs while the task waits for its first healthy answer.
+FIRST_CHECK_INTERVAL = 0.25
+#: How long to wait before asking an unreachable engine again.
+ENGINE_RETRY = 1.0
+
+
+class JobContext(Protocol):
+    """What a job actor needs from its node (implemented by `helios.node.node.NodeCore`)."""
+
+    node: str
+    runtime: Runtime
+    container_labels: Mapping[str, str]
+    health_host: str
+    restart_options: Mapping[str, float]
+
+    def assignment(self, task_id: str) -> Assignment | None:
+        """The task's current desired state, None once no assignment names it."""
+
+    def report(self, status: TaskStatus) -> None:
+        """A state change: recorded, written to the store, sent to the conductor."""
+
+    def take_found(self, task_id: str) -> list[ContainerState] | None:
+        """Containers the node's last reconciliation found for this task (None: unknown)."""
+
+    def task_record(self, task_id: str) -> dict[str, Any]:
+        """What the node persisted about the task: {"restarts": n, "final": status|None}."""
+
+    def save_task_record(self, task_id: str, record: dict[str, Any] | None) -> None:
+        """Persist it (None forgets the task)."""
+
+    def job_finished(self, task_id: str) -> None:
+        """The task is gone and its container removed: the actor is about to end."""
+
+
+def container_name(node: str, task_id: str) -> str:
+    """Unique per node and task, stable across restarts (Docker refuses duplicates)."""
+    return f"helios-{node}-{task_id}"
+
+
+def container_spec(ctx: JobContext, a: Assignment) -> ContainerSpec:
+    """The runtime's spec for an assignment: ports, limits, log driver, labels, auth."""
+    spec = a.spec
+    assert spec is not None
+    ports = {n: PortMapping(container=p.container, host=a.ports.get(n, p.host))
+             for n, p in spec.ports.items()}
+    auth = None
+    if spec.registry_auth is not None:
+        ra = spec.registry_auth
+        auth = RegistryAuth(ra.username, ra.password, ra.server)
+    return ContainerSpec(
+        name=container_name(ctx.node, a.id), image=spec.image or "",
+        command=tuple(spec.command or ()), env=dict(spec.env),
+        labels=dict(ctx.container_labels), ports=ports,
+        cpus=a.cpus or spec.resources.cpus, memory=a.memory or spec.resources.memory,
+        log=LogConfig(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
+        job=a.job, task=a.id, version=a.version)
+
+
+def health_check(a: Assignment) -> HealthCheck | None:
+    """The job's check in the form `helios.node.health` runs (port by name)."""
+    spec = a.spec
+    if spec is None or spec.health is None:
+        return None
+    h = spec.health
+    port: str | None = None
+    if isinstance(h.port, str):
+        port = h.port
+    elif isinstance(h.port, int):  # a container port number: find its name
+        port = next((n for n, p in spec.ports.items() if p.container == h.port), str(h.port))
+    return HealthCheck(kind=h.type, port=port, path=h.path, command=tuple(h.command),
+                       timeout=h.timeout)
+
+
+class _Finished(Exception):
+    """Internal: the run reached a final state (exited or failed)."""
+
+
+class JobActor(actors.Actor):
+    """Owns one task. Started (and restarted after a crash) by its supervisor."""
+
+    def __init__(self, ctx: JobContext, task_id: str) -> None:
+        self.ctx = ctx
+        self.task = task_id
+        self.cid: str | None = None
+        self.image: str = ""
+        a = ctx.assignment(task_id)
+        self.status = TaskStatus(id=task_id, node=ctx.node, job=a.job if a else "",
+                                 state="pending", since=time.time(), updated=time.time())
+        record = ctx.task_record(task_id)
+        self.final: dict[str, Any] | None = record.get("final")
+        self.tracker: RestartTracker | None = None
+        self._restarts = int(record.get("restarts", 0))
+        self._changed = trio.Event()
+        self._run_scope: trio.CancelScope | None = None
+        self._started_at = 0.0
+
+    # -- messages ---------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        self.start_soon(self._main)
+
+    @actors.handler
+    async def wake(self) -> None:
+        """The task's assignment changed or went away: look again."""
+        self._changed.set()
+        a = self.ctx.assignment(self.task)
+        if self._run_scope is not None and (a is None or a.desired != "run"
+                                            or self._needs_replace(a)):
+            self._run_scope.cancel()
+
+    @actors.handler
+    async def status_now(self) -> dict[str, Any]:
+        return self.status.to_dict()
+
+    @actors.handler
+    async def finish(self) -> None:
+        """Sent by the actor's own loop once its task is gone: end normally."""
+        self.exit()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        await self._find_container()
+        while True:
+            self._changed = trio.Event()
+            a = self.ctx.assignment(self.task)
+            if a is not None and a.desired == "run":
+                if self.cid is not None and self._needs_replace(a):
+                    await self._remove_container()
+                    self.final = None
+                if self.final is None:
+                    with trio.CancelScope() as scope:
+                        self._run_scope = scope
+                        try:
+                            await self._run(a)
+                        except _Finished:
+                            pass
+                    self._run_scope = None
+                    if scope.cancelled_caught:
+                        continue
+                elif self.status.state != self.final.get("state"):
+                    self._report_final()
+            else:
+                await self._teardown()
+                if a is None:
+                    self.ctx.save_task_record(self.task, None)
+                    self.ctx.job_finished(self.task)
+                    await self.ref.tell("finish")
+                    return
+            await self._changed.wait()
+
+    def _needs_replace(self, a: Assignment) -> bool:
+        """The container was made from another image than the assignment names."""
+        return bool(self.cid and a.spec is not None and a.spec.image and self.image
+                    and a.spec.image != self.image)
+
+    async def _find_container(self) -> None:
+        """Adopt this task's container if one exists (after a node or actor restart)."""
+        found = self.ctx.take_found(self.task)
+        rt = self.ctx.runtime
+        if found is None:
+            found = await self._engine(rt.list, {LABEL_TASK: self.task})
+        if not found:
+            return
+        found = sorted(found, key=lambda c: (not c.running, -(c.started_at or 0)))
+        keep, extra = found[0], found[1:]
+        for c in extra:  # duplicates (a crash between create and record): keep one
+            log.warning("task %s: removing duplicate container %s", self.task, c.id[:12])
+            await self._engine(rt.remove, c.id)
+        state = await self._engine(rt.adopt, keep.id)
+        self.cid, self.image = state.id, state.image
+        log.info("task %s: adopted container %s (%s)", self.task, state.id[:12], state.status)
+
+    async def _engine(self, fn: Any, *args: Any) -> Any:
+        """Call the runtime, waiting out an unreachable engine (Docker restarting)."""
+        while True:
+            try:
+                return await fn(*args)
+            except RuntimeUnavailable as e:
+                log.warning("task %s: %s; retrying", self.task, e)
+                await trio.sleep(ENGINE_RETRY)
+
+    # -- running ------------------------------------------------------------------------
+
+    def _tracker(self, a: Assignment) -> RestartTracker:
+        assert a.spec is not None
+        if self.tracker is None or self.tracker.policy != a.spec.restart:
+            restarts = self.tracker.restarts if self.tracker else self._restarts
+            self.tracker = RestartTracker(a.spec.restart, restarts=restarts,
+                                          **dict(self.ctx.restart_options))
+        return self.tracker
+
+    async def _run(self, a: Assignment) -> None:
+        """Drive the container until the task ends (raises _Finished) or is cancelled."""
+        if a.spec is None:
+            self._fail("the assignment carries no job spec")
+        self._tracker(a)
+        rt = self.ctx.runtime
+        state: ContainerState | None = None
+        if self.cid is not None:
+            try:
+                state = await self._engine(rt.inspect, self.cid)
+            except ContainerNotFound:
+                self.cid = None
+        if state is None:
+            await self._launch(a)
+        elif not state.running:  # died while no node watched it
+            await self._after_exit(a, state, ran_for=_ran_for(state))
+        while True:
+            assert self.cid is not None
+            state = await self._inspect_running()
+            code, state = await self._watch(a, state)
+            await self._after_exit(a, state, ran_for=time.monotonic() - self._started_at,
+                                   code=code)
+
+    async def _launch(self, a: Assignment) -> None:
+        """pull -> create -> start."""
+        spec = container_spec(self.ctx, a)
+        rt = self.ctx.runtime
+        try:
+            if rt.kind == "docker":
+                if not spec.image:
+                    self._fail("the job names no image (the docker runtime needs one)")
+                from helios.node.runtime.docker import check_image_name
+
+                check_image_name(spec.image)
+                has_image = getattr(rt, "has_image", None)
+                present = await self._engine(has_image, spec.image) if has_image else False
+                if not present:
+                    self._set("pulling", reason=f"pulling {spec.image}")
+                    await self._engine(rt.pull, spec.image, spec.registry_auth)
+            self._set("starting", reason="")
+            try:
+                cid = await self._engine(rt.create, spec)
+            except ContainerConflict:  # left by a crash between create and adoption
+                await self._engine(rt.remove, spec.name)
+                cid = await self._engine(rt.create, spec)
+            self.cid, self.image = cid, spec.image
+            await self._start()
+        except PERMANENT_FAILURES as e:
+            self._fail(e.reason)
+        except RuntimeFailure as e:
+            self._fail(e.reason)
+
+    async def _start(self) -> None:
+        assert self.cid is not None
+        self._started_at = time.monotonic()
+        try:
+            await self._engine(self.ctx.runtime.start, self.cid)
+        except ContainerNotFound:
+            raise
+        except PortConflict as e:
+            self._fail(e.reason)
+        except RuntimeFailure as e:
+            # The engine refused to start it (bad command...): an exit like any other;
+            # _watch sees it dead at once and the restart policy decides.
+            self._set("starting", reason=e.reason)
+
+    async def _inspect_running(self) -> ContainerState:
+        assert self.cid is not None
+        state = await self._engine(self.ctx.runtime.inspect, self.cid)
+        self._set(self.status.state if self.status.state in ("healthchecking", "running")
+                  else "starting", ports=dict(state.ports), started=state.started_at,
+                  container=state.id, finished=None, exit_code=None)
+        return state
+
+    async def _watch(self, a: Assignment, state: ContainerState
+                     ) -> tuple[int | None, ContainerState | None]:
+        """Health checks while waiting for the container to exit. Returns its exit code
+        (None when it vanished) and its last state."""
+        rt = self.ctx.runtime
+        assert self.cid is not None
+        cid = self.cid
+        code: int | None = None
+        async with trio.open_nursery() as nursery:
+            check = health_check(a)
+            if not state.running:
+                pass
+            elif check is None:
+                self._set("running", healthy=None, reason="")
+            else:
+                nursery.start_soon(self._health_loop, a, check, dict(state.ports))
+            if state.running:
+                try:
+                    code = await self._engine(rt.wait, cid)
+                except ContainerNotFound:
+                    code = None
+            else:
+                code = state.exit_code
+            nursery.cancel_scope.cancel()
+        try:
+            last = await self._engine(rt.inspect, cid)
+        except ContainerNotFound:
+            self.cid = None
+            last = None
+        return code, last
+
+    async def _health_loop(self, a: Assignment, check: HealthCheck,
+                           ports: dict[str, int]) -> None:
+        assert a.spec is not None and a.spec.health is not None
+        h = a.spec.health
+        if self.status.state != "running":
+            self._set("healthchecking", healthy=None, reason="")
+        start = time.monotonic()
+        fails = 0
+        ok_once = False
+        rt = self.ctx.runtime
+        assert self.cid is not None
+        cid = self.cid
+        while True:
+            result = await run_check(check, runtime=rt, cid=cid, ports=ports,
+                                     host=self.ctx.health_host)
+            if result.ok:
+                fails = 0
+                ok_once = True
+                if self.status.state != "running" or self.status.healthy is not True:
+                    self._set("running", healthy=True, reason="")
+            elif time.monotonic() - start >= h.start_grace:
+                fails += 1
+                if fails >= h.failures and self.status.healthy is not False:
+                    self._set(self.status.state, healthy=False,
+                              reason=f"health check failed: {result.reason}")
+            await trio.sleep(h.interval if ok_once else min(h.interval, FIRST_CHECK_INTERVAL))
+
+    async def _after_exit(self, a: Assignment, state: ContainerState | None, *,
+                          ran_for: float, code: int | None = None) -> None:
+        """Apply the restart policy; returns once the container runs again."""
+        assert a.spec is not None
+        if state is not None and code is None:
+            code = state.exit_code
+        what = describe_exit(code, oom=bool(state and state.oom_killed),
+                             error=state.error if state else "")
+        if state is None and code is not None:
+            what = describe_exit(code)
+        finished = state.finished_at if state else time.time()
+        decision = self._tracker(a).on_exit(code, ran_for=ran_for, now=time.monotonic(),
+                                            batch=a.spec.kind != "service", what=what)
+        self._persist()
+        if not decision.restart:
+            self._set(decision.state, reason=decision.reason, exit_code=code, finished=finished,
+                      healthy=None)
+            self._save_final()
+            raise _Finished
+        self._set("pending", reason=f"{what}; restarting in {decision.delay:g}s",
+                  exit_code=code, finished=finished, healthy=None)
+        await trio.sleep(decision.delay)
+        self._set("starting", reason="")
+        if self.cid is not None:
+            try:
+                await self._start()
+                return
+            except ContainerNotFound:
+                self.cid = None
+        await self._launch(a)
+
+    # -- stopping -----------------------------------------------------------------------
+
+    async def _teardown(self) -> None:
+        """stopping -> stopped: stop with the job's grace, remove, report."""
+        rt = self.ctx.runtime
+        a = self.ctx.assignment(self.task)
+        grace = 10.0
+        if a is not None and a.spec is not None:
+            grace = a.spec.grace
+        leftovers = await self._engine(rt.list, {LABEL_TASK: self.task})
+        ids = {c.id for c in leftovers}
+        if self.cid:
+            ids.add(self.cid)
+        if ids and self.status.state != "stopped":
+            self._set("stopping", healthy=None, reason="")
+        for cid in ids:
+            try:
+                await self._engine(rt.stop, cid, grace)
+            except ContainerNotFound:
+                pass
+            except RuntimeFailure as e:
+                log.warning("task %s: stop of %s failed: %s", self.task, cid[:12], e)
+            await self._engine(rt.remove, cid)
+        self.cid = None
+        if self.status.state not in ("stopped", "exited", "failed") or ids:
+            self._set("stopped", reason="", healthy=None, ports={})
+
+    async def _remove_container(self) -> None:
+        if self.cid is not None:
+            await self._engine(self.ctx.runtime.remove, self.cid)
+            self.cid = None
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def _set(self, state: str, **changes: Any) -> None:
+        """Record and report a state change (nothing is sent when nothing changed)."""
+        now = time.time()
+        s = self.status
+        restarts = self.tracker.restarts if self.tracker else self._restarts
+        new = s.replace(**({"state": state, "container": self.cid, "restarts": restarts}
+                           | changes))
+        if new == s and new.to_dict() == s.to_dict():
+            return
+        new = new.replace(since=now if state != s.state else s.since, updated=now)
+        self.status = new
+        self.ctx.report(new)
+
+    def _fail(self, reason: str) -> None:
+        log.warning("task %s failed: %s", self.task, reason)
+        self._set("failed", reason=reason, healthy=None)
+        self._save_final()
+        raise _Finished
+
+    def _persist(self) -> None:
+        rec = self.ctx.task_record(self.task)
+        rec = dict(rec, restarts=self.tracker.restarts if self.tracker else self._restarts)
+        self.ctx.save_task_record(self.task, rec)
+
+    def _save_final(self) -> None:
+        s = self.status
+        self.final = {"state": s.state, "reason": s.reason, "exit_code": s.exit_code,
+                      "finished": s.finished}
+        rec = dict(self.ctx.task_record(self.task), final=self.final,
+                   restarts=self.tracker.restarts if self.tracker else self._restarts)
+        self.ctx.save_task_record(self.task, rec)
+
+    def _report_final(self) -> None:
+        f = self.final or {}
+        self._set(f.get("state", "failed"), reason=f.get("reason", ""),
+                  exit_code=f.get("exit_code"), finished=f.get("finished"), healthy=None)
+
+
+def _ran_for(state: ContainerState) -> float:
+    if state.started_at and state.finished_at:
+        return max(0.0, state.finished_at - state.started_at)
+    return 0.0

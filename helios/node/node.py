@@ -1,0 +1,439 @@
+"""The node: its state (`NodeCore`), its protocol front (`NodeActor`), and reconciliation.
+
+Why two pieces. The `node` actor answers the conductor and the CLI (helios/protocol.py).
+The protocol says a stale-epoch `assign` is refused with RemoteError "StaleEpoch", and in
+the `actors` runtime an exception raised by a handler also ends the actor. So the actor
+holds nothing: it is a thin, supervised front over `NodeCore`, which owns the desired
+state, the task statuses and the job actors. A refusal restarts the front in
+microseconds and loses nothing; the job actors (each under its own one_for_one
+supervisor) and the daemon's loops never notice.
+
+Reconciliation is level-triggered (Kubernetes-style): on start, after every accepted
+assignment, when a job actor ends, and every `RECONCILE_INTERVAL` anyway, the node lists
+its containers by label and compares them with its assignments:
+
+- a task assigned to run without a job actor gets one; the actor adopts the task's
+  container if it exists (same id, not restarted), restarts it if it is dead, or
+  creates it;
+- a job actor whose task is no longer wanted is woken: it stops and removes its
+  container (stopping -> stopped) and ends;
+- a container that no assignment owns and no job actor holds is stopped and removed.
+
+So restarting the daemon in the middle of anything leaves exactly the assigned containers
+running: the next daemon computes the same answer from the same inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+import actors
+from helios import protocol
+from helios.coordination import paths
+from helios.model import FINISHED_STATES, Assignment, NodeInfo, TaskStatus
+from helios.node.job import JobActor
+from helios.node.report import Reporter
+from helios.node.runtime import (
+    LogsUnavailable,
+    Runtime,
+    RuntimeFailure,
+    RuntimeUnavailable,
+)
+from helios.node.runtime.base import ContainerState
+from helios.node.state import StateDir
+
+log = logging.getLogger(__name__)
+
+RECONCILE_INTERVAL = 15.0
+ORPHAN_GRACE = 5.0
+#: Restart intensity of one task's supervisor (job actor bugs, not container exits).
+JOB_MAX_RESTARTS = 5
+JOB_WITHIN = 30.0
+#: Most log lines one `logs` call returns (the CLI pages on with the cursor).
+MAX_LOG_LINES = 10_000
+TASKS_SAVE_DELAY = 0.1
+
+
+def job_actor_name(task_id: str) -> str:
+    return f"task.{task_id}"
+
+
+def job_supervisor_name(task_id: str) -> str:
+    return f"task-sup.{task_id}"
+
+
+class NodeCore:
+    """All the state of one node daemon; the actors and loops act through it."""
+
+    def __init__(self, *, name: str, system: actors.ActorSystem, runtime: Runtime,
+                 state: StateDir, cpus: float, memory: int,
+                 labels: Mapping[str, str] | None = None,
+                 container_labels: Mapping[str, str] | None = None,
+                 restart_options: Mapping[str, float] | None = None,
+                 conductor: str | None = None, health_host: str = "127.0.0.1") -> None:
+        paths.check_name(name)
+        self.name = name
+        self.node = name
+        self.system = system
+        self.runtime = runtime
+        self.state = state
+        self.cpus = float(cpus)
+        self.memory = int(memory)
+        self.labels = dict(labels or {})
+        self.container_labels = dict(container_labels or {})
+        self.restart_options = dict(restart_options or {})
+        self.health_host = health_host
+        self.pinned_conductor = protocol.conductor_url(conductor) if conductor else None
+        self.reporter = Reporter(name)
+        saved = state.load_assignments()
+        self.epoch: int = saved["epoch"]
+        self.generation: int = saved["generation"]
+        self.cluster_id: str | None = saved["cluster_id"]
+        self.desired: dict[str, Assignment] = self._parse(saved["assignments"])[0]
+        self.tasks: dict[str, dict[str, Any]] = state.load_tasks()
+        self.statuses: dict[str, TaskStatus] = {}
+        self.jobs: dict[str, actors.ActorRef] = {}       # task -> its supervisor
+        self._finished: set[str] = set()
+        self._found: dict[str, list[ContainerState]] = {}
+        self._dirty = trio.Event()
+        self._tasks_dirty = trio.Event()
+        self._save_lock = trio.Lock()
+        self._leader: dict[str, Any] | None = None
+        self._leader_changed = trio.Event()
+        self.reconciled = 0  # passes done (tests wait on it)
+        self._reconciled_event = trio.Event()
+
+    # -- identity ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The node actor's URL."""
+        return f"{self.system.url}/{protocol.NODE_ACTOR}"
+
+    @property
+    def address(self) -> str:
+        return self.system.url.split("://", 1)[-1]
+
+    def record(self) -> dict[str, Any]:
+        """The node record in the store (NodeInfo fields plus the actor URL)."""
+        return NodeInfo(name=self.name, address=self.address, cpus=self.cpus,
+                        memory=self.memory, labels=self.labels,
+                        runtime=self.runtime.kind).to_dict() | {"url": self.url}
+
+    # -- desired state --------------------------------------------------------------------
+
+    def _parse(self, raw: list[Any]) -> tuple[dict[str, Assignment], list[str]]:
+        """Assignments for this node, and a problem line for each refused one."""
+        out: dict[str, Assignment] = {}
+        problems: list[str] = []
+        for i, d in enumerate(raw):
+            try:
+                a = Assignment.from_dict(d)
+            except Exception as e:  # a bad entry must not stop the good ones
+                problems.append(f"assignments[{i}]: {e}")
+                continue
+            if a.node and a.node != self.name:
+                problems.append(f"assignments[{i}] ({a.id}) is for node {a.node}, "
+                                f"not {self.name}")
+                continue
+            try:
+                paths.check_name(a.id)
+            except ValueError as e:
+                problems.append(f"assignments[{i}]: {e}")
+                continue
+            out[a.id] = a
+        return out, problems
+
+    async def assign(self, epoch: int, generation: int, assignments: list[Any]
+                     ) -> dict[str, Any]:
+        """The conductor's complete desired set (protocol `assign`)."""
+        if epoch < self.epoch:
+            raise protocol.StaleEpoch(
+                f"epoch {epoch} is older than epoch {self.epoch}, the newest node "
+                f"{self.name} has seen: refused")
+        if epoch == self.epoch and generation < self.generation:
+            return {"epoch": self.epoch, "generation": self.generation, "accepted": False}
+        parsed, problems = self._parse(list(assignments))
+        for p in problems:
+            log.warning("node %s: refused %s", self.name, p)
+        await self._apply(epoch, generation, parsed)
+        return {"epoch": epoch, "generation": generation, "accepted": True,
+                "refused": problems}
+
+    async def offer_assignments(self, epoch: int, generation: int, raw: list[Any], *,
+                                source: str) -> bool:
+        """Desired state read from the store: kept only if newer than what we have."""
+        if (epoch, generation) <= (self.epoch, self.generation) and \
+                not (epoch == generation == 0 and not self.desired and raw):
+            return False
+        parsed, problems = self._parse(raw)
+        for p in problems:
+            log.warning("node %s: %s assignment refused: %s", self.name, source, p)
+        log.info("node %s: desired state (epoch %d, generation %d) taken from the %s",
+                 self.name, epoch, generation, source)
+        await self._apply(epoch, generation, parsed)
+        return True
+
+    async def _apply(self, epoch: int, generation: int, parsed: dict[str, Assignment]) -> None:
+        """Persist first (a crash after the reply must not lose it), then reconcile."""
+        async with self._save_lock:
+            self.epoch, self.generation = epoch, generation
+            self.desired = parsed
+            data = [a.to_dict() for a in parsed.values()]
+            await trio.to_thread.run_sync(self.state.save_assignments, epoch, generation,
+                                          data, self.cluster_id)
+        self.poke()
+
+    async def set_cluster_id(self, cluster_id: str) -> None:
+        async with self._save_lock:
+            self.cluster_id = cluster_id
+            await trio.to_thread.run_sync(
+                self.state.save_assignments, self.epoch, self.generation,
+                [a.to_dict() for a in self.desired.values()], cluster_id)
+
+    def poke(self) -> None:
+        """Ask for a reconciliation pass soon (coalesced)."""
+        self._dirty.set()
+
+    # -- the job context (see helios.node.job.JobContext) ---------------------------------
+
+    def assignment(self, task_id: str) -> Assignment | None:
+        return self.desired.get(task_id)
+
+    def report(self, status: TaskStatus) -> None:
+        self.statuses[status.id] = status
+        self.reporter.report(status)
+
+    def take_found(self, task_id: str) -> list[ContainerState] | None:
+        return self._found.pop(task_id, None)
+
+    def task_record(self, task_id: str) -> dict[str, Any]:
+        return dict(self.tasks.get(task_id) or {})
+
+    def save_task_record(self, task_id: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            if self.tasks.pop(task_id, None) is None:
+                return
+        else:
+            self.tasks[task_id] = record
+        self._tasks_dirty.set()
+
+    def job_finished(self, task_id: str) -> None:
+        self._finished.add(task_id)
+        self.poke()
+
+    # -- leader ---------------------------------------------------------------------------
+
+    def set_leader(self, value: dict[str, Any] | None) -> None:
+        self._leader = value
+        self._leader_changed.set()
+        self._leader_changed = trio.Event()
+        self.reporter.wake()
+
+    def conductor_url(self) -> str | None:
+        if self.pinned_conductor:
+            return self.pinned_conductor
+        url = (self._leader or {}).get("url")
+        return protocol.conductor_url(url) if isinstance(url, str) and url else None
+
+    def leader_changed(self) -> trio.Event:
+        return self._leader_changed
+
+    # -- loops ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Reconcile, persist task records and send events, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._reconcile_loop)
+            nursery.start_soon(self._tasks_saver)
+            nursery.start_soon(self.reporter.conductor_loop, self.system, self.conductor_url,
+                               self.leader_changed)
+
+    async def _tasks_saver(self) -> None:
+        while True:
+            await self._tasks_dirty.wait()
+            await trio.sleep(TASKS_SAVE_DELAY)  # coalesce a burst of changes
+            self._tasks_dirty = trio.Event()
+            snapshot = {k: dict(v) for k, v in self.tasks.items()}
+            try:
+                await trio.to_thread.run_sync(self.state.save_tasks, snapshot)
+            except OSError as e:
+                log.error("node %s: cannot write task records: %s", self.name, e)
+
+    async def _reconcile_loop(self) -> None:
+        self._dirty.set()
+        while True:
+            with trio.move_on_after(RECONCILE_INTERVAL):
+                await self._dirty.wait()
+            self._dirty = trio.Event()
+            try:
+                await self.reconcile_once()
+            except RuntimeUnavailable as e:
+                log.warning("node %s: cannot reconcile, runtime unavailable: %s", self.name, e)
+                with trio.move_on_after(1.0):
+                    await trio.sleep_forever()
+                self._dirty.set()
+            self.reconciled += 1
+            self._reconciled_event.set()
+            self._reconciled_event = trio.Event()
+
+    async def wait_reconciled(self) -> None:
+        """Until the next reconciliation pass has finished (tests)."""
+        await self._reconciled_event.wait()
+
+    async def reconcile_once(self) -> None:
+        """One level-triggered pass (see the module docstring)."""
+        containers = await self.runtime.list()
+        by_task: dict[str, list[ContainerState]] = {}
+        for c in containers:
+            by_task.setdefault(c.task, []).append(c)
+        live = set(self.system.registered())
+        for task in sorted(self._finished):
+            self._finished.discard(task)
+            ref = self.jobs.pop(task, None)
+            if ref is not None:
+                with contextlib.suppress(actors.ActorError):
+                    await ref.stop()
+            if task not in self.desired:
+                self.statuses.pop(task, None)
+                self.reporter.forget(task)
+        for task, ref in list(self.jobs.items()):
+            if ref.name not in live:  # its supervisor gave up (a job actor bug)
+                log.error("node %s: supervisor of task %s ended; starting it again",
+                          self.name, task)
+                del self.jobs[task]
+        async with trio.open_nursery() as nursery:
+            for task, cs in by_task.items():
+                if task not in self.desired and task not in self.jobs:
+                    for c in cs:
+                        nursery.start_soon(self._remove_orphan, c)
+        for task in self.desired:
+            if task in self.jobs:
+                await self.system.ref(job_actor_name(task)).tell("wake")
+            else:
+                self._found[task] = by_task.get(task, [])
+                await self._start_job(task)
+        for task in list(self.jobs):
+            if task not in self.desired:
+                await self.system.ref(job_actor_name(task)).tell("wake")
+
+    async def _start_job(self, task: str) -> None:
+        sup = await self.system.spawn(
+            actors.Supervisor, strategy="one_for_one", max_restarts=JOB_MAX_RESTARTS,
+            within=JOB_WITHIN, name=job_supervisor_name(task),
+            children=[actors.child(JobActor, self, task, name=job_actor_name(task),
+                                   restart="transient")])
+        self.jobs[task] = sup
+
+    async def _remove_orphan(self, c: ContainerState) -> None:
+        log.info("node %s: removing container %s of task %s (no assignment owns it)",
+                 self.name, c.id[:12], c.task or "?")
+        try:
+            if c.running:
+                await self.runtime.stop(c.id, ORPHAN_GRACE)
+            await self.runtime.remove(c.id)
+        except RuntimeFailure as e:
+            log.warning("node %s: removing %s failed: %s", self.name, c.id[:12], e)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def status_list(self) -> list[dict[str, Any]]:
+        out = []
+        for task, a in self.desired.items():
+            s = self.statuses.get(task) or TaskStatus(id=task, node=self.name, job=a.job)
+            out.append(s.to_dict())
+        out += [s.to_dict() for t, s in self.statuses.items() if t not in self.desired]
+        return out
+
+    def info(self) -> dict[str, Any]:
+        cpus = memory = 0.0
+        n = 0
+        for task, a in self.desired.items():
+            s = self.statuses.get(task)
+            if a.desired != "run" or (s is not None and s.state in FINISHED_STATES):
+                continue
+            n += 1
+            spec = a.spec
+            cpus += a.cpus or (spec.resources.cpus if spec else 0.0)
+            memory += a.memory or (spec.resources.memory if spec else 0)
+        return self.record() | {"cpus_free": max(0.0, round(self.cpus - cpus, 3)),
+                                "memory_free": max(0, int(self.memory - memory)),
+                                "tasks": n, "epoch": self.epoch,
+                                "generation": self.generation}
+
+    async def logs(self, task_id: str, since: float | None = None,
+                   tail: int | None = None) -> dict[str, Any]:
+        """Output lines of a task's container; `cursor` is the line count read so far."""
+        status = self.statuses.get(task_id)
+        cid = status.container if status else None
+        try:
+            if not cid:
+                found = await self.runtime.list({"io.helios.task": task_id})
+                cid = found[0].id if found else None
+            if not cid:
+                known = task_id in self.desired or status is not None
+                why = "has no container (yet)" if known else f"is not on node {self.name}"
+                return {"lines": [], "cursor": since, "error": f"task {task_id} {why}"}
+            lines: list[str] = []
+            gen = self.runtime.logs(cid)
+            async with contextlib.aclosing(gen):  # type: ignore[type-var]
+                async for line in gen:
+                    lines.append(line)
+        except LogsUnavailable as e:
+            return {"lines": [], "cursor": since, "error": e.reason}
+        except RuntimeFailure as e:
+            return {"lines": [], "cursor": since, "error": e.reason}
+        total = len(lines)
+        start = int(since) if since is not None and 0 <= since <= total else 0
+        if since is None and tail is not None:
+            start = max(0, total - int(tail))
+        chunk = lines[start:start + MAX_LOG_LINES]
+        return {"lines": chunk, "cursor": float(start + len(chunk))}
+
+
+class NodeActor(actors.Actor):
+    """The `node` actor of helios/protocol.py: a stateless front over `NodeCore`."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+
+    @actors.handler
+    async def assign(self, epoch: int, generation: int, assignments: list[Any]
+                     ) -> dict[str, Any]:
+        return await self.core.assign(int(epoch), int(generation), list(assignments))
+
+    @actors.handler
+    async def statuses(self) -> list[dict[str, Any]]:
+        return self.core.status_list()
+
+    @actors.handler
+    async def info(self) -> dict[str, Any]:
+        return self.core.info()
+
+    @actors.handler
+    async def logs(self, task_id: str, since: float | None = None,
+                   tail: int | None = None) -> dict[str, Any]:
+        return await self.core.logs(task_id, since, tail)
+
+    @actors.handler
+    async def ping(self) -> dict[str, Any]:
+        """Liveness and backlog (not in the protocol; handy for operators and tests)."""
+        pending, events = self.core.reporter.backlog
+        return {"name": self.core.name, "time": time.time(), "epoch": self.core.epoch,
+                "generation": self.core.generation, "statuses_pending": pending,
+                "events_pending": events}
+
+
+async def spawn_node_actor(core: NodeCore) -> actors.ActorRef:
+    """The `node` actor under its own supervisor: a refused (crashed) call restarts it."""
+    await core.system.spawn(
+        actors.Supervisor, strategy="one_for_one", max_restarts=100_000, within=1.0,
+        name=f"{protocol.NODE_ACTOR}-sup",
+        children=[actors.child(NodeActor, core, name=protocol.NODE_ACTOR)])
+    return core.system.ref(protocol.NODE_ACTOR)

@@ -1,0 +1,209 @@
+"""The node daemon against the real Docker daemon (in-process node, fake conductor).
+
+Each test runs its own node (unique name) and labels every container with the test's
+cleanup label, so teardown removes what a failing test leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+import actors
+from helios.node.runtime import LABEL_JOB, LABEL_NODE, LABEL_TASK
+from tests.fixtures.common import free_port, unique_name
+from tests.fixtures.docker import docker_cli, remove_containers
+from tests.helios.node.conftest import assignment, node_running
+
+pytestmark = pytest.mark.docker
+
+HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+
+
+@pytest.fixture
+def node_kw(docker_labels: dict[str, str], docker_test_image: str, tmp_path: Path):
+    name = unique_name("node")
+    yield {"name": name, "container_labels": docker_labels}
+    remove_containers(f"{LABEL_NODE}={name}")
+
+
+def inspect(cid: str) -> dict:
+    return json.loads(docker_cli("inspect", cid).stdout)[0]
+
+
+async def test_http_service_goes_running_and_healthy(tmp_path, node_kw, docker_test_image):
+    async with node_running(tmp_path / "state", **node_kw) as node:
+        job = {"name": "web", "image": docker_test_image, "command": HTTPD,
+               "ports": {"http": {"container": 8080}},
+               "resources": {"cpus": 0.25, "memory": "32M"},
+               "health": {"http": {"port": "http", "path": "/"}, "interval": "500ms",
+                          "timeout": "1s"},
+               "grace": "1s"}
+        a = assignment(node.name, job)
+        assert (await node.assign([a]))["accepted"]
+        s = await node.wait_for(a["id"], lambda s: s["state"] == "running" and s["healthy"],
+                                what="running and healthy")
+        port = s["ports"]["http"]
+        assert 21000 <= port <= 21999
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert b"hello from helios" in conn.recv(4096)
+        await node.wait_event(a["id"], "running")
+        assert node.events(a["id"]) == ["starting", "healthchecking", "running"]
+        # limits, labels and the log driver are on the container
+        info = inspect(s["container"])
+        host = info["HostConfig"]
+        assert host["NanoCpus"] == 250_000_000 and host["Memory"] == 32 * 1024 * 1024
+        assert host["LogConfig"]["Type"] == "json-file"
+        labels = info["Config"]["Labels"]
+        assert labels[LABEL_NODE] == node.name and labels[LABEL_JOB] == "web"
+        assert labels[LABEL_TASK] == a["id"]
+        # info() counts the task's reservation
+        info_ = await node.ref.ask("info")
+        assert info_["tasks"] == 1 and info_["cpus_free"] == pytest.approx(info_["cpus"] - 0.25)
+
+
+async def test_crashing_container_restarts_with_backoff_then_fails(tmp_path, node_kw,
+                                                                    docker_test_image):
+    async with node_running(tmp_path / "state", **node_kw) as node:
+        job = {"name": "crasher", "image": docker_test_image,
+               "command": ["sh", "-c", "echo boom; exit 3"],
+               "restart": {"policy": "on-failure", "max": 2, "backoff": "100ms"}}
+        a = assignment(node.name, job)
+        await node.assign([a])
+        s = await node.wait_state(a["id"], "failed", timeout=60)
+        assert s["restarts"] == 2 and s["exit_code"] == 3
+        assert "exited with code 3" in s["reason"] and "gave up after 2 restarts" in s["reason"]
+        reasons = [e["reason"] for e in node.conductor.events
+                   if e["id"] == a["id"] and e["state"] == "pending" and e["reason"]]
+        assert any("restarting in 0.1s" in r for r in reasons), reasons
+        assert any("restarting in 0.2s" in r for r in reasons), reasons  # backoff doubled
+        # the failed container is kept for its logs; the same container was restarted
+        logs = await node.ref.ask("logs", a["id"])
+        assert logs["lines"] == ["boom", "boom", "boom"]
+
+
+async def test_stale_epoch_refused_and_generation_ordering(tmp_path, node_kw,
+                                                           docker_test_image):
+    async with node_running(tmp_path / "state", **node_kw) as node:
+        job = {"name": "idle", "image": docker_test_image, "command": ["sleep", "300"],
+               "grace": 0}
+        a = assignment(node.name, job)
+        assert (await node.assign([a], epoch=5, generation=3))["accepted"]
+        await node.wait_state(a["id"], "running")
+        with pytest.raises(actors.RemoteError) as ei:
+            await node.assign([], epoch=4, generation=10)
+        assert ei.value.type_name == "StaleEpoch"
+        # an older generation of the current epoch is ignored, not applied
+        reply = await node.assign([], epoch=5, generation=2)
+        assert reply["accepted"] is False and reply["generation"] == 3
+        with trio.fail_after(10):  # the front restarted; the node still answers
+            while True:
+                try:
+                    s = await node.status(a["id"])
+                    break
+                except actors.ActorNotFound:
+                    await trio.sleep(0.02)
+        assert s is not None and s["state"] == "running"
+        # a newer epoch is taken
+        assert (await node.assign([], epoch=6, generation=1))["accepted"]
+        await node.wait_event(a["id"], "stopped")
+
+
+async def test_image_failures_have_clear_reasons(tmp_path, node_kw, docker_test_image,
+                                                 docker_registry):
+    async with node_running(tmp_path / "state", **node_kw) as node:
+        bad = assignment(node.name, {"name": "bad", "image": "local/UPPER:1",
+                                     "command": ["true"]})
+        missing_ref = f"{docker_registry.host}/helios/{unique_name('absent')}:1"
+        missing = assignment(node.name, {"name": "missing", "image": missing_ref,
+                                         "command": ["true"]})
+        unreachable_ref = f"127.0.0.1:{free_port()}/helios/app:1"
+        unreachable = assignment(node.name, {"name": "unreachable", "image": unreachable_ref,
+                                             "command": ["true"]})
+        await node.assign([bad, missing, unreachable])
+        s = await node.wait_state(bad["id"], "failed")
+        assert "not a valid Docker image reference" in s["reason"]
+        s = await node.wait_state(missing["id"], "failed")
+        assert missing_ref in s["reason"] and "not found" in s["reason"]
+        s = await node.wait_state(unreachable["id"], "failed")
+        assert "unreachable" in s["reason"] and "127.0.0.1" in s["reason"]
+        assert node.events(missing["id"]) == ["pulling", "failed"]
+
+
+async def test_logs_with_cursor_and_tail(tmp_path, node_kw, docker_test_image):
+    async with node_running(tmp_path / "state", **node_kw) as node:
+        job = {"name": "talker", "image": docker_test_image,
+               "command": ["sh", "-c", "echo one; echo two; echo three; sleep 300"],
+               "grace": 0}
+        a = assignment(node.name, job)
+        await node.assign([a])
+        await node.wait_state(a["id"], "running")
+        with trio.fail_after(10):
+            while len((await node.ref.ask("logs", a["id"]))["lines"]) < 3:
+                await trio.sleep(0.05)
+        out = await node.ref.ask("logs", a["id"])
+        assert out["lines"] == ["one", "two", "three"] and out["cursor"] == 3
+        assert (await node.ref.ask("logs", a["id"], since=out["cursor"]))["lines"] == []
+        assert (await node.ref.ask("logs", a["id"], tail=1))["lines"] == ["three"]
+        unknown = await node.ref.ask("logs", "no-such-task")
+        assert unknown["lines"] == [] and "not on node" in unknown["error"]
+
+
+async def test_ports_fixed_conflict_refused_and_fluentd_driver(tmp_path, node_kw,
+                                                               docker_test_image,
+                                                               fluentd_receiver):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    try:
+        async with node_running(tmp_path / "state", **node_kw) as node:
+            clash = assignment(node.name, {
+                "name": "clash", "image": docker_test_image, "command": HTTPD,
+                "ports": {"http": {"container": 8080, "host": taken}}})
+            logged = assignment(node.name, {
+                "name": "logged", "image": docker_test_image,
+                "command": ["sh", "-c", "echo to-fluentd; sleep 300"], "grace": 0,
+                "log": {"driver": "fluentd", "options": {
+                    "fluentd-address": f"127.0.0.1:{fluentd_receiver.port}",
+                    "tag": "helios.test"}}})
+            await node.assign([clash, logged])
+            s = await node.wait_state(clash["id"], "failed")
+            assert str(taken) in s["reason"] and "in use" in s["reason"]
+            s = await node.wait_state(logged["id"], "running")
+            assert inspect(s["container"])["HostConfig"]["LogConfig"]["Type"] == "fluentd"
+            await fluentd_receiver.wait_for(lambda r: "to-fluentd" in r.logs(), timeout=20)
+    finally:
+        holder.close()
+
+
+async def test_restart_adopts_running_containers_and_removes_orphans(tmp_path, node_kw,
+                                                                    docker_test_image):
+    state = tmp_path / "state"
+    job = {"name": "keep", "image": docker_test_image, "command": ["sleep", "300"],
+           "grace": 0}
+    async with node_running(state, **node_kw) as node:
+        keep = assignment(node.name, job)
+        await node.assign([keep])
+        first = await node.wait_state(keep["id"], "running")
+    started = inspect(first["container"])["State"]["StartedAt"]
+    # a container of this node that no assignment owns (left by an old task)
+    orphan = docker_cli("run", "-d", "--label", f"{LABEL_NODE}={node_kw['name']}",
+                        "--label", f"{LABEL_TASK}=gone-1",
+                        *[f"--label={k}={v}" for k, v in node_kw["container_labels"].items()],
+                        docker_test_image, "sleep", "300").stdout.strip()
+    async with node_running(state, **node_kw) as node:  # no assign: from the state dir
+        s = await node.wait_state(keep["id"], "running")
+        assert s["container"] == first["container"]
+        assert inspect(s["container"])["State"]["StartedAt"] == started  # not restarted
+        with trio.fail_after(30):
+            while docker_cli("ps", "-aq", "--filter", f"id={orphan}").stdout.strip():
+                await trio.sleep(0.1)
+        ids = docker_cli("ps", "-aq", "--filter",
+                         f"label={LABEL_NODE}={node_kw['name']}").stdout.split()
+        assert len(ids) == 1
