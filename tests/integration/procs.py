@@ -1,0 +1,118 @@
+"""Start Helios processes the way a user does (`helios conductor`, `helios node`,
+`helios solo`, `helios job ...`) and stop every one by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HELIOS = [sys.executable, "-m", "helios.cli"]
+
+
+class Proc:
+    """One daemon subprocess with its log file."""
+
+    def __init__(self, name: str, args: list[str], logdir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.log = logdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(HELIOS + self.args, stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind (its ZooKeeper session must expire)."""
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@contextmanager
+def processes() -> Iterator[list[Proc]]:
+    """A list to append started processes to; all are stopped (by PID) at the end."""
+    procs: list[Proc] = []
+    try:
+        yield procs
+    finally:
+        for p in reversed(procs):
+            try:
+                p.stop(timeout=10)
+            except Exception:
+                p.kill()
+
+
+def helios(*args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """Run one client command to completion."""
+    return subprocess.run(HELIOS + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, **(env or {})))
+
+
+def helios_json(*args: str, timeout: float = 60.0) -> Any:
+    r = helios(*args, "--json", timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"helios {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def eventually(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.3,
+               diagnostics: Callable[[], str] | None = None) -> Any:
+    """Call `fn` until it returns something truthy (exceptions count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            result = fn()
+            if result:
+                return result
+            last = result
+        except Exception as e:  # the cluster may be mid-failover
+            last = e
+        time.sleep(interval)
+    extra = diagnostics() if diagnostics else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}"
+                         + (f"\n{extra}" if extra else ""))
+
+
+def write_job(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
