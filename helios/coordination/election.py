@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,15 @@ from helios.coordination.errors import (
     TransactionFailed,
     Unavailable,
 )
-from helios.coordination.store import Check, ConnectionState, Create, Op, Set, Store
+from helios.coordination.store import (
+    Check,
+    ConnectionState,
+    Create,
+    Op,
+    Set,
+    Store,
+    wait_connected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,29 +114,40 @@ async def _claim(store: Store, node: str, candidate: str) -> Term | None:
     return Term(store, candidate, epoch, version, node)
 
 
+async def _stand(store: Store, candidate: str) -> str:
+    """Create our candidate node, waiting out disconnections."""
+    while True:
+        await wait_connected(store)
+        try:
+            return await _candidate(store, candidate)
+        except Unavailable as e:
+            log.info("%s: cannot stand yet (%s)", candidate, e)
+            await trio.sleep(0.5)
+
+
 async def _wait_for_turn(store: Store, candidate: str) -> Term:
-    node = await _candidate(store, candidate)
+    node = await _stand(store, candidate)
     try:
-        async for names in store.watch_children(paths.ELECTION):
-            mine = paths.basename(node)
-            if mine not in names:
-                # our candidate vanished with our session: stand again once connected
-                if store.state != ConnectionState.CONNECTED:
+        async with aclosing(store.watch_children(paths.ELECTION)) as watch:
+            async for names in watch:
+                mine = paths.basename(node)
+                if mine not in names:
+                    # our candidate vanished with our session: stand again
+                    node = await _stand(store, candidate)
                     continue
-                try:
-                    node = await _candidate(store, candidate)
-                except Unavailable:
-                    continue
-                continue
-            ordered = sorted(names, key=paths.sequence_of)
-            if ordered[0] != mine:
-                continue
-            try:
-                term = await _claim(store, node, candidate)
-            except Unavailable:
-                continue
-            if term is not None:
-                return term
+                if min(names, key=paths.sequence_of) != mine:
+                    continue  # the watch wakes us when the candidates change
+                while True:
+                    try:
+                        term = await _claim(store, node, candidate)
+                        break
+                    except Unavailable as e:
+                        log.info("%s: cannot claim yet (%s)", candidate, e)
+                        await trio.sleep(0.5)
+                        await wait_connected(store)
+                if term is not None:
+                    return term
+                # lost the claim: our node vanished, so the next yield shows it
         raise CoordinationError("election watch ended")  # pragma: no cover
     except BaseException:
         with trio.CancelScope(shield=True), trio.move_on_after(5), \
@@ -165,19 +184,21 @@ async def _watch_term(store: Store, term: Term) -> None:
                     deadline_scope = None
 
     async def candidate_node(cancel: trio.CancelScope) -> None:
-        async for entry in store.watch_data(term.node):
-            if entry is None:
-                log.warning("%s: election node gone, dropping leadership", term.candidate)
-                cancel.cancel()
-                return
+        async with aclosing(store.watch_data(term.node)) as watch:
+            async for entry in watch:
+                if entry is None:
+                    log.warning("%s: election node gone, dropping leadership", term.candidate)
+                    cancel.cancel()
+                    return
 
     async def epoch(cancel: trio.CancelScope) -> None:
-        async for entry in store.watch_data(paths.EPOCH):
-            if entry is None or entry.version != term.epoch_version:
-                log.warning("%s: epoch moved past %d, dropping leadership",
-                            term.candidate, term.epoch)
-                cancel.cancel()
-                return
+        async with aclosing(store.watch_data(paths.EPOCH)) as watch:
+            async for entry in watch:
+                if entry is None or entry.version != term.epoch_version:
+                    log.warning("%s: epoch moved past %d, dropping leadership",
+                                term.candidate, term.epoch)
+                    cancel.cancel()
+                    return
 
     try:
         async with trio.open_nursery() as nursery:

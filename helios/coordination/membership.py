@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import trio
 
 from helios.coordination import paths
 from helios.coordination.errors import CoordinationError, CorruptValue, NodeExists, Unavailable
-from helios.coordination.store import ConnectionState, Store
+from helios.coordination.store import Store, wait_connected
 
 log = logging.getLogger(__name__)
 
@@ -59,32 +59,40 @@ async def members(store: Store) -> tuple[dict[str, Member], list[CorruptValue]]:
 async def _claim_up(store: Store, name: str) -> None:
     """Create our presence; wait for a stale one (our previous, dead session) to expire."""
     up = paths.node_up(name)
-    async for entry in store.watch_data(up):
-        if entry is not None:
-            owner = (entry.value or {}).get("session") if isinstance(entry.value, dict) else None
-            if owner == store.session_id:
-                return
-            log.warning("presence of node %s is held by session %s (an earlier run, or "
-                        "another process with the same name); waiting for it to end",
-                        name, owner)
-            continue
-        if store.state != ConnectionState.CONNECTED:
-            continue
-        try:
-            await store.create(up, {"session": store.session_id, "since": time.time()},
-                               ephemeral=True)
-            return
-        except (NodeExists, Unavailable):
-            continue
+    warned = False
+    async with aclosing(store.watch_data(up)) as watch:
+        async for entry in watch:
+            if entry is not None:
+                value = entry.value if isinstance(entry.value, dict) else {}
+                if value.get("session") == store.session_id:
+                    return
+                if not warned:
+                    log.warning("presence of node %s is held by session %s (an earlier run, "
+                                "or another process with the same name); waiting for it to "
+                                "end", name, value.get("session"))
+                    warned = True
+                continue
+            while True:
+                await wait_connected(store)
+                try:
+                    await store.create(up, {"session": store.session_id,
+                                            "since": time.time()}, ephemeral=True)
+                    return
+                except NodeExists:
+                    break          # someone else's (or a race): the watch shows it
+                except Unavailable as e:
+                    log.info("cannot register node %s yet (%s)", name, e)
+                    await trio.sleep(0.5)
 
 
 async def _keep_up(store: Store, name: str) -> None:
     """Re-create the presence whenever it vanishes (session lost, or deleted by hand)."""
     up = paths.node_up(name)
-    async for entry in store.watch_data(up):
-        if entry is None:
-            log.warning("presence of node %s vanished; re-registering", name)
-            await _claim_up(store, name)
+    async with aclosing(store.watch_data(up)) as watch:
+        async for entry in watch:
+            if entry is None:
+                log.warning("presence of node %s vanished; re-registering", name)
+                await _claim_up(store, name)
 
 
 @asynccontextmanager

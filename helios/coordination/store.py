@@ -203,12 +203,15 @@ class Store(ABC):
     async def watch_data(self, path: str) -> AsyncIterator[Entry | None]:
         """Yield the entry at `path` (None when absent) now, then after each change.
 
-        Use as `async for entry in store.watch_data(p):`. Consecutive yields always
-        differ (version or existence). Survives reconnects and session loss; ends with
-        `StoreClosed` when the store closes."""
+        Use as `async for entry in store.watch_data(p):`. Consecutive yields differ
+        (version or existence), except that the current state is yielded again after each
+        reconnect, so a level-triggered consumer re-checks what it could not do while
+        disconnected. Survives reconnects and session loss; raises `StoreClosed` when the
+        store closes."""
         flag = WakeFlag()
         untrack = self._track_flag(flag)
         last: Any = _UNSET
+        connects = self._states.connects
         try:
             while True:
                 flag.clear()
@@ -220,8 +223,9 @@ class Store(ABC):
                     self._check_open()
                     continue
                 key = None if entry is None else entry.version
-                if last is _UNSET or key != last:
+                if last is _UNSET or key != last or connects != self._states.connects:
                     last = key
+                    connects = self._states.connects
                     yield entry
                 await flag.wait()
                 self._check_open()
@@ -230,10 +234,11 @@ class Store(ABC):
 
     async def watch_children(self, path: str) -> AsyncIterator[list[str]]:
         """Yield the sorted child names of `path` now ([] when absent), then after each
-        change. Consecutive yields always differ."""
+        change, and again after each reconnect (as `watch_data`)."""
         flag = WakeFlag()
         untrack = self._track_flag(flag)
         last: list[str] | None = None
+        connects = self._states.connects
         try:
             while True:
                 flag.clear()
@@ -244,8 +249,9 @@ class Store(ABC):
                     await _wait_or_timeout(flag, _RETRY_INTERVAL)
                     self._check_open()
                     continue
-                if names != last:
+                if names != last or connects != self._states.connects:
                     last = names
+                    connects = self._states.connects
                     yield names
                 await flag.wait()
                 self._check_open()
@@ -253,6 +259,8 @@ class Store(ABC):
             untrack()
 
     # -- session --------------------------------------------------------------------
+
+    _states: StateBroadcast
 
     @property
     @abstractmethod
@@ -324,12 +332,16 @@ class StateBroadcast:
 
     def __init__(self, initial: ConnectionState) -> None:
         self.state = initial
+        #: how many times the state became CONNECTED (watches re-yield after each)
+        self.connects = 0
         self._subscribers: set[trio.MemorySendChannel[ConnectionState]] = set()
 
     def publish(self, state: ConnectionState) -> None:
         if state == self.state and state != ConnectionState.LOST:
             return
         self.state = state
+        if state == ConnectionState.CONNECTED:
+            self.connects += 1
         for send in list(self._subscribers):
             try:
                 send.send_nowait(state)
@@ -352,6 +364,23 @@ class StateBroadcast:
                         return
         finally:
             self._subscribers.discard(send)
+
+
+async def wait_connected(store: Store) -> None:
+    """Return once `store` is CONNECTED (at once if it is); `StoreClosed` if it closes."""
+    if store.state == ConnectionState.CONNECTED:
+        return
+    events = store.connection_events()
+    try:
+        async for state in events:
+            if state == ConnectionState.CONNECTED:
+                return
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    store._check_open()
+    from helios.coordination.errors import StoreClosed
+
+    raise StoreClosed("store closed")
 
 
 def full_path(root: str, path: str) -> str:

@@ -128,3 +128,25 @@ async def test_lead_recontends_after_session_loss(backend: Backend) -> None:
     assert second.is_set() and len(terms) == 2 and terms[1] > terms[0]
     assert await current_epoch(store) == terms[1]
     assert paths.basename(paths.EPOCH) == "epoch"
+
+
+async def test_waiting_candidate_stands_again_after_session_loss(backend: Backend) -> None:
+    leader, waiter = await backend.open(), await backend.open()
+    won: list[Term] = []
+
+    async def wait_turn() -> None:
+        async with leadership(waiter, "w") as term:
+            won.append(term)
+
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery, leadership(leader, "l") as first:
+            nursery.start_soon(wait_turn)
+            while len(await leader.children(paths.ELECTION)) < 2:
+                await trio.sleep(0.02)
+            await backend.expire(waiter)      # its candidate node vanishes
+            await backend.wait_connected(waiter)
+            while len(await leader.children(paths.ELECTION)) < 2:
+                await trio.sleep(0.02)        # ...and it stands again
+            assert not won
+            # "l" resigned: the waiter takes over
+    assert won and won[0].epoch > first.epoch
