@@ -51,14 +51,14 @@ async def amain(args: argparse.Namespace) -> None:
                     return
 
         nursery.start_soon(stop_on_signal)
-        await nursery.start(lambda task_status: run_node(
+        core = await nursery.start(lambda task_status: run_node(
             name=args.name, state_dir=args.state_dir, store_url=url, listen=args.listen,
             advertise=args.advertise, cpus=args.cpus, memory=args.memory,
             labels=parse_labels(args.label), runtime=args.runtime,
             session_timeout=args.session_timeout, port_range=(int(lo), int(hi or lo)),
             conductor=args.conductor, container_labels=parse_labels(args.container_label),
             task_status=task_status))
-        print(f"helios node {args.name} ready", flush=True)
+        print(f"helios node {args.name} ready at {core.url}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
