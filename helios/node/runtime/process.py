@@ -10,11 +10,13 @@ State lives on disk so a restarted node can adopt what still runs:
     <state_dir>/<id>/output.log    stdout and stderr (appended across restarts)
     <state_dir>/<id>/exit_code     written by the wrapper when the command ends
 
-The command runs under a tiny `/bin/sh` wrapper that records its exit code in
-`exit_code`, so the exit code is known even when the process ended while no node was its
-parent (after a node restart). The wrapper catches (not ignores) TERM and INT: a caught
-signal is reset to its default in the child at exec, so the command itself sees signals
-normally, while the wrapper survives to write the code. Every signal goes to the whole
+The command runs under a tiny wrapper (a few lines run by the node's Python) that
+records its exit code in `exit_code`, so the exit code is known even when the process
+ended while no node was its parent (after a node restart). The wrapper ignores TERM, INT
+and HUP so it outlives the command and writes the code; the command gets them with their
+default action. Signals are blocked across the wrapper's fork so that a stop arriving in
+the first milliseconds of a task is not lost (a /bin/sh `trap` wrapper loses it: the
+forked child runs the inherited handler until it execs). Every signal goes to the whole
 process group (the task started its own session), so children of the command stop too.
 
 A pid alone is not an identity (pids are reused): the record keeps the kernel start time
@@ -30,6 +32,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -55,16 +58,55 @@ from helios.node.runtime.base import (
 )
 from helios.node.runtime.ports import PortAllocator
 
-#: The wrapper: run "$@", keep its exit status in $HELIOS_EXIT_FILE, exit with it.
-_WRAPPER = (
-    'trap ":" TERM INT HUP; '
-    '"$@"; rc=$?; '
-    'echo "$rc" > "$HELIOS_EXIT_FILE.tmp" && mv "$HELIOS_EXIT_FILE.tmp" "$HELIOS_EXIT_FILE"; '
-    'exit "$rc"'
-)
+#: The wrapper (run by the node's own Python, -I -S: ~10 ms): fork the command into the
+#: same process group, wait for it, keep its exit status in the exit file, exit with it.
+#: Signals are blocked across the fork so none is lost: the child resets TERM/INT/HUP to
+#: the default and unblocks them before exec (a group signal that arrived meanwhile is
+#: delivered then); the wrapper ignores them (it must outlive the command) and forwards
+#: those that reached it before the fork (later group signals reach the child itself).
+_WRAPPER = """
+import os, signal, sys
+exit_file, argv = sys.argv[1], sys.argv[2:]
+sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+early = signal.sigpending()  # sent to the wrapper alone, before the command exists
+pid = os.fork()
+if pid == 0:
+    for s in sigs:
+        signal.signal(s, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        sys.stderr.write("helios: cannot run %s: %s\\n" % (argv[0], e.strerror))
+        sys.stderr.flush()
+        os._exit(127)
+for s in sigs:
+    signal.signal(s, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+for s in early:
+    os.kill(pid, s)
+with open(exit_file + ".pid.tmp", "w") as f:  # tells start() the command is launched
+    f.write("%d\\n" % pid)
+os.replace(exit_file + ".pid.tmp", exit_file + ".pid")
+while True:
+    try:
+        _, status = os.waitpid(pid, 0)
+        break
+    except InterruptedError:
+        continue
+rc = os.waitstatus_to_exitcode(status)
+rc = 128 - rc if rc < 0 else rc
+with open(exit_file + ".tmp", "w") as f:
+    f.write("%d\\n" % rc)
+os.replace(exit_file + ".tmp", exit_file)
+sys.exit(rc)
+"""
 #: How often stop/wait/follow look again at a process that is not our child.
 POLL_INTERVAL = 0.05
 EXEC_OUTPUT_LIMIT = 64 * 1024
+#: How long start() waits for the wrapper to launch the command.
+START_TIMEOUT = 10.0
 
 
 def _proc_start_ticks(pid: int) -> int | None:
@@ -87,11 +129,11 @@ class ProcessRuntime(Runtime):
     kind: ClassVar[str] = "process"
 
     def __init__(self, node: str, state_dir: str | os.PathLike[str], *,
-                 ports: PortAllocator | None = None, shell: str = "/bin/sh") -> None:
+                 ports: PortAllocator | None = None, python: str | None = None) -> None:
         super().__init__(node)
         self.state_dir = Path(state_dir)
         self.ports = ports if ports is not None else PortAllocator()
-        self.shell = shell
+        self.python = python or sys.executable
         self._children: dict[str, trio.Process] = {}
 
     async def open(self) -> None:
@@ -212,15 +254,16 @@ class ProcessRuntime(Runtime):
         if self._alive(rec):
             return
         d = self._dir(cid)
-        with contextlib.suppress(FileNotFoundError):
-            (d / "exit_code").unlink()
+        for stale in ("exit_code", "exit_code.pid"):
+            with contextlib.suppress(FileNotFoundError):
+                (d / stale).unlink()
         env = self._env(rec)
-        env["HELIOS_EXIT_FILE"] = str(d / "exit_code")
         workdir = rec.get("workdir") or str(d)
         with open(d / "output.log", "ab") as out:
             try:
                 proc = await trio.lowlevel.open_process(
-                    [self.shell, "-c", _WRAPPER, "helios-task", *rec["command"]],
+                    [self.python, "-I", "-S", "-c", _WRAPPER, str(d / "exit_code"),
+                     *rec["command"]],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     env=env, cwd=workdir, start_new_session=True)
             except OSError as e:
@@ -229,6 +272,16 @@ class ProcessRuntime(Runtime):
         rec.update(pid=proc.pid, start_ticks=_proc_start_ticks(proc.pid),
                    started_at=time.time(), finished_at=None, killed=False, error="")
         self._save(cid, rec)
+        # Return once the wrapper has forked the command, so a stop() right after start()
+        # reaches the command, never a half-started wrapper. Bounded.
+        marker = d / "exit_code.pid"
+        for _ in range(int(START_TIMEOUT / 0.005)):
+            if marker.exists() or proc.poll() is not None:
+                break
+            await trio.sleep(0.005)
+        with contextlib.suppress(OSError, ValueError):
+            rec["command_pid"] = int(marker.read_text())
+            self._save(cid, rec)
 
     def _signal(self, rec: Mapping[str, Any], sig: int) -> None:
         """Signal the task's process group (its own session, so pgid == pid)."""

@@ -66,10 +66,14 @@ async def test_follow_can_be_abandoned_early(docker_rt: DockerRuntime, make_spec
         await docker_rt.remove(cid)
 
 
+# Not tested: "fluentd-request-ack". Docker 20.10's fluent-logger reads each ack through a
+# fresh buffered reader and reported spurious ack mismatches against this receiver, then
+# reconnected and retried for 20+ s; a dockerd died during one such run. The receiver
+# still answers acks (unit-tested in test_units.py), but the shared daemon is not risked.
 @pytest.mark.parametrize("extra", [
     {},
-    {"fluentd-sub-second-precision": "true", "fluentd-request-ack": "true"},
-], ids=["message", "eventtime-ack"])
+    {"fluentd-sub-second-precision": "true"},
+], ids=["message", "eventtime"])
 async def test_fluentd_log_driver_ships_lines(docker_rt: DockerRuntime, make_spec,
                                               fluentd_receiver, extra):
     options = {"fluentd-address": f"127.0.0.1:{fluentd_receiver.port}",
@@ -89,7 +93,14 @@ async def test_fluentd_log_driver_ships_lines(docker_rt: DockerRuntime, make_spe
         assert by_line["gamma"]["source"] == "stderr"
         assert by_line["alpha"]["container_name"] == f"/{spec.name}"
         assert all(t > 1_600_000_000 for _, t, _ in fluentd_receiver.records)
-        # Docker 20.10+ also keeps a local cache ("dual logging"), so logs() still works.
-        assert {"alpha", "beta", "gamma"} <= {line async for line in docker_rt.logs(cid)}
+        # Docker 20.10+ also keeps a local cache ("dual logging"), so logs() still works;
+        # that cache is written asynchronously, hence the (bounded) retries.
+        cached: set[str] = set()
+        for _ in range(100):
+            cached = {line async for line in docker_rt.logs(cid)}
+            if {"alpha", "beta", "gamma"} <= cached:
+                break
+            await trio.sleep(0.1)
+        assert {"alpha", "beta", "gamma"} <= cached
     finally:
         await docker_rt.remove(cid)

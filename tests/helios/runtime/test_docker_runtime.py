@@ -7,6 +7,7 @@ it even when an assertion fails; the tests also remove what they make, as a node
 from __future__ import annotations
 
 import socket
+from contextlib import aclosing
 
 import msgpack
 import pytest
@@ -227,13 +228,19 @@ async def test_list_by_labels_and_adopt_after_restart(docker_rt: DockerRuntime, 
 async def test_stop_grace_sigterm_then_kill(docker_rt: DockerRuntime, make_spec):
     # Catches TERM and exits cleanly: stop returns with exit code 0, well before the grace.
     polite = await docker_rt.create(make_spec(
-        ["sh", "-c", "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"]))
+        ["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; "
+                     "while true; do sleep 0.1; done"]))
     # Ignores TERM: killed once the grace has passed.
     stubborn = await docker_rt.create(make_spec(
-        ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]))
+        ["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"]))
     try:
         await docker_rt.start(polite)
         await docker_rt.start(stubborn)
+        for cid in (polite, stubborn):  # stop only once the traps are in place
+            async with aclosing(docker_rt.logs(cid, follow=True)) as lines:
+                async for line in lines:
+                    if line == "ready":
+                        break
         await docker_rt.stop(polite, grace=30)
         assert (await docker_rt.inspect(polite)).exit_code == 0
         assert "bye" in [line async for line in docker_rt.logs(polite)]

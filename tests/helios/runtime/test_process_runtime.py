@@ -99,7 +99,7 @@ async def test_spec_errors(proc_rt: ProcessRuntime):
         await proc_rt.create(s)
     await proc_rt.start(cid)  # the wrapper shell starts; the command fails inside it
     assert await proc_rt.wait(cid) == 127
-    bad_shell = ProcessRuntime("pnode", proc_rt.state_dir, shell="/no/such/shell")
+    bad_shell = ProcessRuntime("pnode", proc_rt.state_dir, python="/no/such/python")
     with pytest.raises(ContainerStartFailed):
         await bad_shell.start(cid)
 
@@ -136,9 +136,13 @@ async def test_ports_env_and_health_checks(proc_rt: ProcessRuntime):
 async def test_stop_grace_then_kill(proc_rt: ProcessRuntime):
     polite = await proc_rt.create(spec(["sleep", "60"]))
     stubborn = await proc_rt.create(spec(
-        ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]))
+        ["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"]))
     await proc_rt.start(polite)
     await proc_rt.start(stubborn)
+    async with aclosing(proc_rt.logs(stubborn, follow=True)) as lines:  # trap is set
+        async for line in lines:
+            if line == "ready":
+                break
     await proc_rt.stop(polite, grace=30)  # default TERM ends sleep: 128 + 15
     assert (await proc_rt.inspect(polite)).exit_code == 143
     await proc_rt.stop(stubborn, grace=0.5)
@@ -184,7 +188,7 @@ async def test_adoption_by_a_new_runtime_instance(tmp_path: Path):
             assert await ProcessRuntime("othernode", state_dir).list() == []
             await second.stop(cid, grace=0.5)
             gone = await second.inspect(cid)
-            assert not gone.running and gone.exit_code == 137  # sleep as exec'd: killed
+            assert not gone.running and gone.exit_code == 143  # TERM ended sleep in time
             await second.remove(cid)
             assert not (state_dir / cid).exists()
     finally:
