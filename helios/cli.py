@@ -652,12 +652,10 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=argv, prog_name="helios", standalone_mode=False)
     except CLIError as e:
         _fail(str(e), e.code)
-    except click.exceptions.Exit as e:
+    except (typer.Exit, click.exceptions.Exit) as e:
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, click.exceptions.Abort):
         _fail("aborted", 130)
-    except click.ClickException as e:
-        _fail(one_line(e.format_message()), e.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except BaseExceptionGroup as eg:
@@ -667,6 +665,12 @@ def main(argv: list[str] | None = None) -> None:
         log.debug("unexpected error", exc_info=eg)
         _fail(f"{type(inner).__name__}: {one_line(str(inner))}", 1)
     except Exception as e:
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # a usage error
+            if type(e).__name__ == "NoArgsIsHelpError":
+                command.main(args=[*(argv or sys.argv[1:]), "--help"], prog_name="helios",
+                             standalone_mode=False)
+                sys.exit(0)
+            _fail(one_line(e.format_message()), int(e.exit_code) or 2)
         log.debug("unexpected error", exc_info=True)
         _fail(f"{type(e).__name__}: {one_line(str(e))}", 1)
     sys.exit(code if isinstance(code, int) else 0)
