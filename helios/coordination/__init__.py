@@ -2,10 +2,11 @@
 
 One `Store` interface, two backends: `ZooKeeperStore` (a cluster) and `EmbeddedStore`
 (one SQLite file, `helios solo`). Helpers on top: `membership`, `election`, `guard`,
-`acl`; path builders in `paths`. See each module's docstring.
+`acl`, `history`; path builders in `paths`. See each module's docstring.
 """
 
 from helios.coordination import paths
+from helios.coordination.acl import Credential, load_credential
 from helios.coordination.election import Term, fenced_transaction, lead, leadership
 from helios.coordination.embedded import EmbeddedStore, open_embedded
 from helios.coordination.errors import (
@@ -24,6 +25,7 @@ from helios.coordination.errors import (
     VersionConflict,
 )
 from helios.coordination.guard import check_cluster, init_cluster, wait_for_cluster
+from helios.coordination.history import append_event, read_events
 from helios.coordination.membership import members, presence, register_node, watch_members
 from helios.coordination.store import (
     Check,
@@ -53,11 +55,46 @@ async def open_store(url: str, *, session_timeout: float = 10.0, credential=None
 
 
 __all__ = [
-    "Check", "ClusterIdMismatch", "ConnectionState", "CoordinationError", "CorruptValue",
-    "Create", "Delete", "EmbeddedStore", "Entry", "NoNode", "NodeExists", "NotAuthorized",
-    "NotEmpty", "Op", "Set", "StaleEpoch", "Store", "StoreClosed", "Term",
-    "TransactionFailed", "Unavailable", "ValueTooLarge", "VersionConflict", "ZooKeeperStore",
-    "check_cluster", "fenced_transaction", "init_cluster", "lead", "leadership", "members",
-    "open_embedded", "open_store", "open_zookeeper", "paths", "presence", "register_node",
-    "wait_for_cluster", "watch_members",
+    "Check",
+    "ClusterIdMismatch",
+    "ConnectionState",
+    "CoordinationError",
+    "CorruptValue",
+    "Create",
+    "Credential",
+    "Delete",
+    "EmbeddedStore",
+    "Entry",
+    "NoNode",
+    "NodeExists",
+    "NotAuthorized",
+    "NotEmpty",
+    "Op",
+    "Set",
+    "StaleEpoch",
+    "Store",
+    "StoreClosed",
+    "Term",
+    "TransactionFailed",
+    "Unavailable",
+    "ValueTooLarge",
+    "VersionConflict",
+    "ZooKeeperStore",
+    "append_event",
+    "check_cluster",
+    "fenced_transaction",
+    "init_cluster",
+    "lead",
+    "leadership",
+    "load_credential",
+    "members",
+    "open_embedded",
+    "open_store",
+    "open_zookeeper",
+    "paths",
+    "presence",
+    "read_events",
+    "register_node",
+    "wait_for_cluster",
+    "watch_members",
 ]
