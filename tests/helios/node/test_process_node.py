@@ -27,3 +27,27 @@ async def test_process_service_runs_and_stops(tmp_path: Path) -> None:
         with trio.fail_after(10):
             while await node.core.runtime.list():
                 await trio.sleep(0.05)
+
+
+async def test_process_http_health_and_restart_on_kill(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+
+    async with node_running(tmp_path / "state", runtime="process") as node:
+        job = {"name": "pyweb",
+               "command": ["sh", "-c", f"exec {sys.executable} -m http.server "
+                                       "$HELIOS_PORT_HTTP --bind 127.0.0.1"],
+               "ports": {"http": {"container": 8000}},
+               "health": {"http": {"port": "http"}, "interval": "200ms"},
+               "restart": {"policy": "always", "backoff": "50ms"}, "grace": "1s"}
+        a = assignment(node.name, job)
+        await node.assign([a])
+        s = await node.wait_for(a["id"], lambda s: s["state"] == "running" and s["healthy"],
+                                what="running and healthy")
+        assert 21000 <= s["ports"]["http"] <= 21999
+        state = await node.core.runtime.inspect(s["container"])
+        os.killpg(state.pid, signal.SIGKILL)  # the task dies behind the node's back
+        s = await node.wait_for(a["id"], lambda s: s["state"] == "running" and s["healthy"]
+                                and s["restarts"] == 1, what="restarted and healthy again")
+        assert "pending" in node.events(a["id"])
