@@ -24,6 +24,7 @@ bench/runtime_bench.py measures it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -97,7 +98,8 @@ class AsyncioBridge:
         if not loop.is_closed() and loop.is_running():
             with trio.CancelScope(shield=True):
                 fut = asyncio.run_coroutine_threadsafe(drain(), loop)
-                await trio.to_thread.run_sync(fut.result, CANCEL_GRACE + 1)
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    await trio.to_thread.run_sync(fut.result, CANCEL_GRACE + 1)
                 loop.call_soon_threadsafe(loop.stop)
                 await trio.to_thread.run_sync(thread.join, CANCEL_GRACE)
         self._loop = None
