@@ -1,11 +1,14 @@
-"""Container logs: read back from json-file (all, tail, follow) and shipped over fluentd.
+"""Container logs: read back from json-file (all, tail, follow); shipped by log drivers.
 
-The fluentd case is end to end: dockerd's fluentd log driver connects to the test's
-forward-protocol receiver on 127.0.0.1 and the container's lines must arrive there.
+The fluentd, syslog and gelf cases are end to end: dockerd's log driver sends to the
+test's receiver on 127.0.0.1 (Fluentd forward protocol over TCP; RFC 5424 and GELF
+datagrams over UDP) and the container's lines must arrive there.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 from contextlib import aclosing
 
 import pytest
@@ -102,5 +105,63 @@ async def test_fluentd_log_driver_ships_lines(docker_rt: DockerRuntime, make_spe
                 break
             await trio.sleep(0.1)
         assert {"alpha", "beta", "gamma"} <= cached
+    finally:
+        await docker_rt.remove(cid)
+
+
+async def _udp_sink(nursery: trio.Nursery) -> tuple[int, list[bytes]]:
+    """A UDP socket on 127.0.0.1 collecting datagrams until the test's nursery ends."""
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    async def receive() -> None:
+        with sock:
+            for _ in range(100_000):  # bounded; cancelled with the test's nursery
+                data, _ = await sock.recvfrom(65536)
+                got.append(data)
+
+    nursery.start_soon(receive)
+    return sock.getsockname()[1], got
+
+
+async def test_syslog_log_driver_ships_lines(docker_rt: DockerRuntime, make_spec, nursery):
+    port, datagrams = await _udp_sink(nursery)
+    spec = make_spec(["sh", "-c", "echo one; echo two"], log=LogConfig("syslog", {
+        "syslog-address": f"udp://127.0.0.1:{port}", "syslog-format": "rfc5424",
+        "tag": "helios-{{.Name}}"}))
+    cid = await docker_rt.create(spec)
+    try:
+        await docker_rt.start(cid)
+        assert await docker_rt.wait(cid) == 0
+        messages: list[str] = []
+        with trio.move_on_after(30):  # bounded wait for the datagrams
+            while not {"one", "two"} <= set(messages):
+                await trio.sleep(0.05)
+                messages = [d.decode(errors="replace").rstrip("\n").rsplit(" ", 1)[-1]
+                            for d in datagrams]
+        assert {"one", "two"} <= set(messages), datagrams
+        assert all(f"helios-{spec.name}".encode() in d for d in datagrams)
+    finally:
+        await docker_rt.remove(cid)
+
+
+async def test_gelf_log_driver_ships_lines(docker_rt: DockerRuntime, make_spec, nursery):
+    port, datagrams = await _udp_sink(nursery)
+    spec = make_spec(["sh", "-c", "echo uno; echo dos"], log=LogConfig("gelf", {
+        "gelf-address": f"udp://127.0.0.1:{port}", "gelf-compression-type": "gzip",
+        "tag": "helios-gelf"}))
+    cid = await docker_rt.create(spec)
+    try:
+        await docker_rt.start(cid)
+        assert await docker_rt.wait(cid) == 0
+        records: list[dict] = []
+        with trio.move_on_after(30):  # bounded wait for the datagrams
+            while not {"uno", "dos"} <= {r.get("short_message") for r in records}:
+                await trio.sleep(0.05)
+                records = [json.loads(gzip.decompress(d)) for d in datagrams]
+        assert {"uno", "dos"} <= {r["short_message"] for r in records}
+        assert {r["_container_name"] for r in records} == {spec.name}
+        assert {r["_tag"] for r in records} == {"helios-gelf"}
     finally:
         await docker_rt.remove(cid)
