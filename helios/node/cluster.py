@@ -15,6 +15,8 @@ running its last known assignments from its state directory whatever the store d
   conductor runs still gets its desired state.
 - Leader: `protocol.LEADER_PATH` is watched so task events go to the current leader.
 - Statuses: the reporter's store loop writes `/status/<node>/<task>`.
+- Endpoints: healthy service tasks are published at `/services/<job>/<task>` (ephemeral,
+  via `helios.endpoints`) and withdrawn before they stop.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class ClusterLink:
             nursery.start_soon(self._leader, store)
             nursery.start_soon(self._assignments, store)
             nursery.start_soon(core.reporter.store_loop, store)
+            nursery.start_soon(self._endpoints, store)
 
     async def _presence(self, store: Store) -> None:
         """Record + ephemeral presence, for as long as the node runs."""
@@ -131,6 +134,40 @@ class ClusterLink:
                     await self._retry(register_node, store, self.core.name, self.core.record())
                     await self._retry(self.sync_assignments, store)
                 self.core.reporter.wake()
+                self.core._endpoints_changed.set()  # ephemerals may be gone: re-publish
+
+    async def _endpoints(self, store: Store) -> None:
+        """Publish healthy service endpoints (`/services/<job>/<task>`, ephemeral) and
+        withdraw the others; level-triggered against what the store holds."""
+        try:
+            from helios import endpoints as ep
+        except ImportError:  # the endpoints module is not part of this build
+            log.warning("helios.endpoints missing: service endpoints are not published")
+            return
+        core = self.core
+        session = store.session_id
+        while True:
+            changed = core.endpoints_changed()
+            if store.session_id != session:  # ephemerals went with the old session
+                session = store.session_id
+                core.published.clear()
+            try:
+                for task, value in list(core.published.items()):
+                    if core.endpoints.get(task) != value:
+                        await ep.deregister_endpoint(store, value["job"], task)
+                        del core.published[task]
+                for task, value in list(core.endpoints.items()):
+                    if core.published.get(task) != value:
+                        await ep.register_endpoint(store, value["job"], task, core.name,
+                                                   value["host"], value["ports"])
+                        core.published[task] = dict(value)
+            except CoordinationError as e:
+                log.info("node %s: endpoints wait for the store (%s)", core.name, e)
+                with trio.move_on_after(RETRY_MAX):
+                    await changed.wait()
+                continue
+            with trio.move_on_after(RETRY_MAX):  # also catches a silent session change
+                await changed.wait()
 
     async def _retry(self, fn: Any, *args: Any) -> None:
         delay = RETRY_MIN

@@ -23,7 +23,9 @@ Choices worth knowing:
   Failures within `start_grace` of a start do not count; after it, `failures`
   consecutive ones mark the task unhealthy (`healthy: false`, reason set). The node never
   kills a task for being unhealthy: the conductor's rollout decides (deadline, rollback).
-- Stop: SIGTERM, then SIGKILL after the job's `grace` seconds; then remove.
+- Stop: a healthy service task's endpoint is withdrawn first and the job's `grace`
+  waited out (clients finish their requests); then SIGTERM, SIGKILL after `grace`
+  seconds, and remove.
 - When the actor is shut down with its node daemon, it leaves its container running: the
   next daemon adopts it.
 """
@@ -95,6 +97,9 @@ class JobContext(Protocol):
 
     def save_task_record(self, task_id: str, record: dict[str, Any] | None) -> None:
         """Persist it (None forgets the task)."""
+
+    async def drain(self, task_id: str, grace: float) -> None:
+        """Withdraw the task's service endpoint and wait `grace` (if it had one)."""
 
     def job_finished(self, task_id: str) -> None:
         """The task is gone and its container removed: the actor is about to end."""
@@ -436,6 +441,7 @@ class JobActor(actors.Actor):
             ids.add(self.cid)
         if ids and self.status.state != "stopped":
             self._set("stopping", healthy=None, reason="")
+            await self.ctx.drain(self.task, grace)
         for cid in ids:
             try:
                 await self._engine(rt.stop, cid, grace)

@@ -106,6 +106,10 @@ class NodeCore:
         self._save_lock = trio.Lock()
         self._leader: dict[str, Any] | None = None
         self._leader_changed = trio.Event()
+        #: task -> {"job", "host", "ports"}: healthy service endpoints to publish
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.published: dict[str, dict[str, Any]] = {}  # what the store holds now
+        self._endpoints_changed = trio.Event()
         self.reconciled = 0  # passes done (tests wait on it)
         self._reconciled_event = trio.Event()
 
@@ -209,6 +213,36 @@ class NodeCore:
     def report(self, status: TaskStatus) -> None:
         self.statuses[status.id] = status
         self.reporter.report(status)
+        a = self.desired.get(status.id)
+        want = (a is not None and a.spec is not None and a.spec.kind == "service"
+                and a.desired == "run" and status.state == "running"
+                and status.healthy is not False and bool(status.ports))
+        if want:
+            assert a is not None
+            endpoint = {"job": a.job, "host": self.health_host, "ports": dict(status.ports)}
+            if self.endpoints.get(status.id) != endpoint:
+                self.endpoints[status.id] = endpoint
+                self._endpoints_changed.set()
+        elif self.endpoints.pop(status.id, None) is not None:
+            self._endpoints_changed.set()
+
+    async def drain(self, task_id: str, grace: float) -> None:
+        """Before stopping a task: withdraw its endpoint, then wait `grace` so clients
+        that resolved it just before finish their requests (the job's `grace:`)."""
+        if self.endpoints.pop(task_id, None) is None and task_id not in self.published:
+            return
+        self._endpoints_changed.set()
+        with trio.move_on_after(5.0):  # bounded: a store outage must not block a stop
+            while task_id in self.published:
+                await trio.sleep(0.02)
+        if grace > 0:
+            await trio.sleep(grace)
+
+    def endpoints_changed(self) -> trio.Event:
+        ev = self._endpoints_changed
+        if ev.is_set():
+            self._endpoints_changed = trio.Event()
+        return ev
 
     def take_found(self, task_id: str) -> list[ContainerState] | None:
         return self._found.pop(task_id, None)

@@ -4,6 +4,7 @@ restart policy, and a second daemon refused on the same state directory."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from helios.node.node import NodeCore
 from helios.node.state import StateDirLocked
 from tests.fixtures.common import unique_name
 from tests.helios.node.conftest import FAST_RESTARTS, FakeConductor, assignment
+
+HAVE_ENDPOINTS = importlib.util.find_spec("helios.endpoints") is not None
 
 
 async def _status(store, node: str, task: str, pred, timeout: float = 20.0) -> dict:
@@ -46,7 +49,8 @@ async def test_solo_node_takes_store_assignments_reports_and_restarts(tmp_path: 
         crash = assignment(name, {"name": "crash", "command": ["sh", "-c", "exit 4"],
                                   "restart": {"policy": "on-failure", "max": 1,
                                               "backoff": "50ms"}})
-        svc = assignment(name, {"name": "svc", "command": ["sleep", "60"], "grace": 0})
+        svc = assignment(name, {"name": "svc", "command": ["sleep", "60"], "grace": 0,
+                                "ports": {"http": {"container": 8000}}})
         # desired state written by a (now absent) leader
         await store.put(paths.assignments(name), {"epoch": 3, "generation": 9})
         for a in (crash, svc):
@@ -64,6 +68,11 @@ async def test_solo_node_takes_store_assignments_reports_and_restarts(tmp_path: 
             failed = await _status(store, name, crash["id"], lambda v: v["state"] == "failed")
             assert failed["restarts"] == 1 and "exited with code 4" in failed["reason"]
             assert (await node.ask("info"))["epoch"] == 3
+            if HAVE_ENDPOINTS:  # the running service's endpoint is published
+                with trio.fail_after(10):
+                    while (ep := await store.get(paths.service("svc", svc["id"]))) is None:
+                        await trio.sleep(0.05)
+                assert ep.value["node"] == name and set(ep.value["ports"]) == {"http"}
             record = (await store.get(paths.node(name))).value
             assert record["url"] == core.url and record["runtime"] == "process"
             assert "up" in await store.children(paths.node(name))
@@ -83,6 +92,11 @@ async def test_solo_node_takes_store_assignments_reports_and_restarts(tmp_path: 
             await store.put(paths.assignments(name), {"epoch": 3, "generation": 9})
             await trio.sleep(0.3)
             assert (await node.ask("info"))["generation"] == 10
+            # unassigned: the endpoint is withdrawn before the task stops
+            assert (await _ask(node, "assign", 3, 11, []))["accepted"]
+            with trio.fail_after(10):
+                while await store.get(paths.service("svc", svc["id"])) is not None:
+                    await trio.sleep(0.05)
             # the crashed task's status is deleted once it is unassigned and forgotten
             with trio.fail_after(10):
                 while await store.get(paths.status(name, crash["id"])) is not None:
