@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -383,9 +384,12 @@ async def wait_connected(store: Store) -> None:
     raise StoreClosed("store closed")
 
 
+_CANONICAL = re.compile(r"^(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)+$")
+
+
 def full_path(root: str, path: str) -> str:
     """Absolute backend path of relative `path` under `root`."""
-    rel = paths.normalize(path)
+    rel = path if _CANONICAL.match(path) else paths.normalize(path)
     if rel == "/":
         return root or "/"
     return (root.rstrip("/") + rel) if root not in ("", "/") else rel
