@@ -277,6 +277,9 @@ class JobActor(actors.Actor):
                 self.cid = None
         if state is None:
             await self._launch(a)
+        elif state.status == "created":  # a daemon stopped between create and start
+            self._set("starting", reason="")
+            await self._start()
         elif not state.running:  # died while no node watched it
             await self._after_exit(a, state, ran_for=_ran_for(state))
         while True:

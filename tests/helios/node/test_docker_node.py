@@ -207,3 +207,29 @@ async def test_restart_adopts_running_containers_and_removes_orphans(tmp_path, n
         ids = docker_cli("ps", "-aq", "--filter",
                          f"label={LABEL_NODE}={node_kw['name']}").stdout.split()
         assert len(ids) == 1
+
+
+async def test_container_created_but_never_started_is_started_not_duplicated(
+        tmp_path, node_kw, docker_test_image):
+    from types import SimpleNamespace
+
+    from helios.model import Assignment
+    from helios.node.job import container_spec
+    from helios.node.runtime import DockerRuntime
+    from helios.node.state import StateDir
+
+    name = node_kw["name"]
+    a = assignment(name, {"name": "half", "image": docker_test_image,
+                          "command": ["sleep", "300"], "grace": 0})
+    # what a daemon killed between create and start leaves: desired state on disk and a
+    # created container
+    (tmp_path / "state").mkdir()
+    StateDir(tmp_path / "state").save_assignments(1, 1, [a], None)
+    ctx = SimpleNamespace(node=name, container_labels=node_kw["container_labels"])
+    async with DockerRuntime(name) as rt:
+        cid = await rt.create(container_spec(ctx, Assignment.from_dict(a)))
+    async with node_running(tmp_path / "state", **node_kw) as node:
+        s = await node.wait_state(a["id"], "running")
+        assert s["container"] == cid and s["restarts"] == 0
+        assert docker_cli("ps", "-aq", "--no-trunc", "--filter",
+                          f"label={LABEL_NODE}={name}").stdout.split() == [cid]
