@@ -216,7 +216,8 @@ class ZooKeeperStore(Store):
         if state == KazooState.CONNECTED:
             cid = self.client.client_id
             new_id = cid[0] if cid else 0
-            if new_id != self._session_id and self._states.state != ConnectionState.LOST:
+            if self._session_id and new_id != self._session_id \
+                    and self._states.state != ConnectionState.LOST:
                 # a new session without kazoo reporting LOST first: report it anyway
                 self._states.publish(ConnectionState.LOST)
             self._session_id = new_id
