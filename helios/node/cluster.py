@@ -34,6 +34,7 @@ from helios.coordination import (
     Store,
     Unavailable,
     open_store,
+    open_zookeeper,
     paths,
     presence,
     register_node,
@@ -82,13 +83,25 @@ class ClusterLink:
         delay = RETRY_MIN
         while True:
             try:
-                return await open_store(self.store_url, session_timeout=self.session_timeout,
-                                        credential=self.credential)
+                return await self._connect(self.store_url)
             except Unavailable as e:
                 log.warning("node %s: store not reachable yet (%s); running local "
                             "assignments, retrying in %.1fs", self.core.name, e, delay)
                 await trio.sleep(delay)
                 delay = min(RETRY_MAX, delay * 2)
+
+    async def _connect(self, url: str) -> Store:
+        """Like `open_store`, with a connect timeout bounded by the session timeout:
+        the connect runs in a thread that cancellation cannot interrupt, so a short one
+        keeps a daemon stopped while ZooKeeper is down from hanging on exit."""
+        if url.startswith("zk://"):
+            hosts, _, root = url[len("zk://"):].partition("/")
+            return await open_zookeeper(
+                hosts, "/" + (root or "helios"), session_timeout=self.session_timeout,
+                connect_timeout=max(1.0, min(5.0, self.session_timeout)),
+                credential=self.credential)
+        return await open_store(url, session_timeout=self.session_timeout,
+                                credential=self.credential)
 
     async def _serve(self, store: Store) -> None:
         core = self.core

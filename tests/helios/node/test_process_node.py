@@ -51,3 +51,26 @@ async def test_process_http_health_and_restart_on_kill(tmp_path: Path) -> None:
         s = await node.wait_for(a["id"], lambda s: s["state"] == "running" and s["healthy"]
                                 and s["restarts"] == 1, what="restarted and healthy again")
         assert "pending" in node.events(a["id"])
+
+
+async def test_restart_without_zookeeper_runs_local_assignments(tmp_path: Path) -> None:
+    from tests.fixtures.common import free_port
+    from tests.helios.node.conftest import FakeConductor  # noqa: F401 - documents the role
+
+    state = tmp_path / "state"
+    dead_zk = f"zk://127.0.0.1:{free_port()}/helios"  # nothing listens: ZooKeeper is down
+    job = {"name": "local", "command": ["sleep", "30"], "grace": 0}
+    async with node_running(state, runtime="process", with_conductor=False) as node:
+        a = assignment(node.name, job)
+        await node.assign([a])
+        first = await node.wait_state(a["id"], "running")
+        name = node.name
+    # the daemon comes back with neither conductor nor ZooKeeper reachable
+    async with node_running(state, name=name, runtime="process", with_conductor=False,
+                            store_url=dead_zk, session_timeout=1.0) as node:
+        s = await node.wait_state(a["id"], "running")
+        assert s["container"] == first["container"] and s["restarts"] == 0
+        await node.assign([])
+        with trio.fail_after(10):
+            while await node.core.runtime.list():
+                await trio.sleep(0.05)
