@@ -214,7 +214,15 @@ class ClusterLink:
                 await trio.sleep(RETRY_MAX)
 
     async def sync_assignments(self, store: Store) -> None:
-        """Offer the store's desired state to the node (kept only if newer)."""
+        """Offer the store's desired state to the node (kept only if newer), and delete
+        status entries of tasks this node no longer knows (left by an earlier run)."""
+        await self._sync_assignments(store)
+        core = self.core
+        for task in await store.children(paths.statuses(core.name)):
+            if task not in core.desired and task not in core.statuses:
+                core.reporter.forget(task)
+
+    async def _sync_assignments(self, store: Store) -> None:
         base = paths.assignments(self.core.name)
         try:
             head = await store.get(base)

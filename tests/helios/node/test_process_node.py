@@ -55,7 +55,6 @@ async def test_process_http_health_and_restart_on_kill(tmp_path: Path) -> None:
 
 async def test_restart_without_zookeeper_runs_local_assignments(tmp_path: Path) -> None:
     from tests.fixtures.common import free_port
-    from tests.helios.node.conftest import FakeConductor  # noqa: F401 - documents the role
 
     state = tmp_path / "state"
     dead_zk = f"zk://127.0.0.1:{free_port()}/helios"  # nothing listens: ZooKeeper is down
