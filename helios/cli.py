@@ -260,7 +260,7 @@ def _setup_logging(level: int) -> None:
     if not any(getattr(h, "_helios", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+            "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         handler._helios = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
