@@ -11,7 +11,7 @@ Two figures, in one run, against the real Docker daemon:
 DESIGN.md's budget: a bridge call costs ~135-190 us; Docker calls cost 8-300 ms. The ratio
 in (1) should therefore stay close to 1.0.
 
-    python bench/runtime_bench.py [--containers 20] [--calls 2000] [--image IMAGE]
+    python bench/runtime_bench.py [--containers 20] [--rounds 2] [--calls 2000] [--image I]
 
 Without --image it builds the same busybox test image as tests/fixtures/docker.py (needs
 /bin/busybox). Every container carries the label io.helios.bench=<run id> and is removed
@@ -155,27 +155,35 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=20)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--image", default=None)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternate raw/bridged this many times; report the medians")
     args = parser.parse_args()
     image = args.image or ensure_image()
     run = uuid.uuid4().hex[:8]
     n = args.containers
 
     try:
-        raw_s, _ = asyncio.run(raw_create_start(image, n, run + "a"))
-        trio_s = trio.run(bridged_create_start, image, n, run + "b")
+        raws, trios = [], []
+        for r in range(args.rounds):  # alternate, so daemon drift hits both sides alike
+            raws.append(asyncio.run(raw_create_start(image, n, f"{run}a{r}"))[0])
+            trios.append(trio.run(bridged_create_start, image, n, f"{run}b{r}"))
+        raw_s, trio_s = statistics.median(raws), statistics.median(trios)
         raw_noop, raw_version = asyncio.run(raw_call_costs(args.calls))
         bridge_noop, bridge_version = trio.run(bridge_call_costs, args.calls)
     finally:
         # Normally empty: each phase removes its own containers. Only after a failure half
         # way does this find any, and only this run's (filtered on its own label values).
-        for value in (run + "a", run + "b"):
+        for value in [f"{run}{side}{r}" for side in "ab" for r in range(args.rounds)]:
             mine = subprocess.run(
                 ["docker", "ps", "-aq", "--filter", f"label={BENCH_LABEL}={value}"],
                 capture_output=True, text=True, timeout=60).stdout.split()
             if mine:
                 subprocess.run(["docker", "rm", "-f", *mine], capture_output=True, timeout=120)
 
-    print(f"create+start of {n} containers (sequential), image {image}")
+    print(f"create+start of {n} containers (sequential), image {image}, "
+          f"median of {args.rounds} alternating rounds")
+    print(f"  rounds raw: {', '.join(f'{x:.2f}' for x in raws)} s; "
+          f"bridged: {', '.join(f'{x:.2f}' for x in trios)} s")
     print(f"  raw aiodocker (asyncio)        : {raw_s:7.3f} s  ({raw_s / n * 1e3:6.1f} ms each)")
     print(f"  DockerRuntime via trio bridge  : {trio_s:7.3f} s  ({trio_s / n * 1e3:6.1f} ms each)")
     print(f"  ratio bridged / raw            : {trio_s / raw_s:7.3f}")

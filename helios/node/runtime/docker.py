@@ -531,6 +531,8 @@ class DockerRuntime(Runtime):
                     yield line
             if buf:
                 yield buf
+        except BridgeClosed as e:
+            raise RuntimeUnavailable(f"the Docker runtime is closed: {e}") from e
         except DockerError as e:
             if e.status == 501 or "does not support reading" in str(e.message):
                 raise LogsUnavailable(
