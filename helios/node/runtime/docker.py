@@ -285,7 +285,12 @@ class DockerRuntime(Runtime):
         return config
 
     async def create(self, spec: ContainerSpec) -> str:
-        """Create the container with ports allocated; ports are freed again on failure."""
+        """Create the container with ports allocated; ports are freed again on failure.
+
+        If the caller is cancelled mid-request, Docker may still have created the
+        container: it carries the node's labels, so the node's reconciliation (list, then
+        remove what no assignment owns) cleans it up.
+        """
         spec.validate()
         check_image_name(spec.image)
         docker = self._client()
