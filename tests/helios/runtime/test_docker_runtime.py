@@ -308,3 +308,17 @@ async def _eventually(check, attempts: int = 100, interval: float = 0.1):
         await trio.sleep(interval)
         result = await check()
     return result
+
+
+async def test_memory_limit_is_enforced_and_oom_reported(docker_rt: DockerRuntime, make_spec):
+    # tail -c keeps the last 90 MiB in memory: far past the 16 MiB limit.
+    cid = await docker_rt.create(make_spec(
+        ["sh", "-c", "head -c 100m /dev/zero | tail -c 90m > /dev/null"],
+        memory=16 * 1024 * 1024))
+    try:
+        await docker_rt.start(cid)
+        assert await docker_rt.wait(cid) == 137
+        state = await docker_rt.inspect(cid)
+        assert state.oom_killed and state.exit_code == 137
+    finally:
+        await docker_rt.remove(cid)
