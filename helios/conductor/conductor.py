@@ -58,6 +58,7 @@ from helios.coordination.errors import (
     CoordinationError,
     CorruptValue,
     StaleEpoch,
+    StoreClosed,
     Unavailable,
 )
 from helios.coordination.guard import init_cluster
@@ -94,6 +95,7 @@ class Leadership:
     generation: itertools.count = field(default_factory=lambda: itertools.count(1))
     push_flags: dict[str, trio.Event] = field(default_factory=dict)
     want_statuses: set[str] = field(default_factory=set)
+    unpushed: set[str] = field(default_factory=set)
     records: dict[str, Any] = field(default_factory=dict)
     presence: dict[str, Any] = field(default_factory=dict)
     nursery: trio.Nursery | None = None
@@ -367,8 +369,16 @@ class Conductor:
                 await L.wake.wait()
             await trio.sleep(0.005)  # coalesce a burst of triggers into one pass
             L.wake = trio.Event()
-            async with L.lock:
-                await self._step(L)
+            try:
+                async with L.lock:
+                    await self._step(L)
+            except (StaleEpoch, StoreClosed):
+                raise
+            except CoordinationError as e:
+                # The cache stays ahead of the store; the next pass writes the difference.
+                log.warning("epoch %d: writing the plan failed (%s); retrying", L.epoch, e)
+                await trio.sleep(1.0)
+                L.poke()
 
     def _next_timeout(self, L: Leadership) -> float:
         """Wake in time for the earliest failover grace to run out."""
@@ -397,19 +407,45 @@ class Conductor:
             before = L.state
             L.state = apply_plan(before, plan, now)
             L.history.extend(_plan_events(plan, now))
+            L.unpushed.update(_touched_nodes(plan, before, L.state))
             await self._flush(L)
-            for name in _touched_nodes(plan, before, L.state):
-                self._push(L, name)
         await self._flush(L)
         return plan
 
     async def _flush(self, L: Leadership) -> None:
-        extra = await L.history.take_ops(L.writer.persisted.dirs)
-        stamp = {"epoch": L.epoch, "generation": next(L.generation)}
-        await L.writer.flush(L.state, extra, stamp)
+        """Write the cache's changes (fenced), then push the nodes whose set changed: a
+        node is told only what the store already holds."""
+        if L.term.lost.is_set():
+            raise StaleEpoch(L.epoch)
+        buffered = {job: list(evs) for job, evs in L.history.buffer.items()}
+        try:
+            extra = await L.history.take_ops(L.writer.persisted.dirs)
+            stamp = {"epoch": L.epoch, "generation": next(L.generation)}
+            await L.writer.flush(L.state, extra, stamp)
+        except StaleEpoch:
+            L.term.lost.set()
+            raise
+        except CoordinationError:
+            for job, evs in buffered.items():  # keep the events for the next flush
+                L.history.buffer.setdefault(job, [])[:0] = evs
+            raise
+        unpushed, L.unpushed = L.unpushed, set()
+        for name in unpushed:
+            self._push(L, name)
         trim = await L.history.trim_ops()
         if trim:
             await L.writer.write(trim)
+
+    async def _client_flush(self, L: Leadership) -> None:
+        """`_flush` for a client's write: a lost term is NotLeader to the client."""
+        try:
+            await self._flush(L)
+        except StaleEpoch:
+            raise NotLeader(self._leader_url()) from None
+
+    def _leader_url(self) -> str:
+        url = (self.leader_info or {}).get("url") or ""
+        return "" if url == self.url else url
 
     # ------------------------------------------------------------------ client API
     async def leading(self) -> Leadership:
@@ -420,9 +456,7 @@ class Conductor:
                 await L.ready.wait()
             L = self.lead
         if L is None or L.term.lost.is_set() or not L.ready.is_set():
-            info = self.leader_info or {}
-            url = info.get("url") or ""
-            raise NotLeader("" if url == self.url else url)
+            raise NotLeader(self._leader_url())
         return L
 
     def leader(self) -> dict[str, Any]:
@@ -459,7 +493,7 @@ class Conductor:
             L.state.jobs[job.name] = new
             L.history.add(event(job.name, "", "", "submitted",
                                 f"version {new.version}", at=now))
-            await self._flush(L)
+            await self._client_flush(L)
         L.poke()
         return {"name": job.name, "version": new.version, "changed": True}
 
@@ -476,7 +510,7 @@ class Conductor:
             if not rec.stopped:
                 L.state.jobs[name] = rec.replace(stopped=True)
                 L.history.add(event(name, "", "", "stop requested", at=self.clock()))
-                await self._flush(L)
+                await self._client_flush(L)
         L.poke()
         return {"name": name, "version": rec.version, "stopped": True}
 
@@ -486,7 +520,7 @@ class Conductor:
             rec = self._job(L, name)
             del L.state.jobs[name]
             L.history.add(event(name, "", "", "removed", at=self.clock()))
-            await self._flush(L)
+            await self._client_flush(L)
         L.poke()
         return {"name": name, "version": rec.version, "removed": True}
 
@@ -578,7 +612,7 @@ class Conductor:
                                                  created=self.clock())
             L.history.add(event(name, "", "", "dispatched", f"run {child.name}",
                                 at=self.clock()))
-            await self._flush(L)
+            await self._client_flush(L)
         L.poke()
         return {"job": name, "run": child.name, "created": True}
 

@@ -133,3 +133,65 @@ async def test_standby_points_at_leader_and_takes_over(cluster):
     st = await cluster.wait_for(lambda: running(cluster, c2, n=2), what="still 2")
     assert len(st["tasks"]) == 2  # nothing duplicated, nothing lost
     assert c2.lead.epoch > 1
+
+
+async def test_node_losing_only_its_conductor_link_is_not_failed_over(cluster):
+    c = await cluster.conductor("c1", grace=0.2)
+    ref = await cluster.node("n1")
+    await cluster.node("n2", cpus=0.1)  # too small to take anything
+    await cluster.ask(c, "job_run", dict(WEB, count=2))
+    st = await cluster.wait_for(lambda: running(cluster, c, n=2), what="2 running")
+    await ref.stop()  # the node actor is gone; its ZooKeeper (store) session lives on
+    await trio.sleep(1.0)  # five failover graces
+    after = await cluster.ask(c, "job_status", "web")
+    assert [(t["id"], t["node"]) for t in after["tasks"]] == \
+        [(t["id"], t["node"]) for t in st["tasks"]]
+    assert not any(t["state"] == "lost" for t in after["tasks"])
+
+
+async def test_job_stop_and_rm_stop_every_task(cluster):
+    c = await cluster.conductor("c1")
+    await cluster.node("n1")
+    await cluster.ask(c, "job_run", dict(WEB, count=2))
+    await cluster.wait_for(lambda: running(cluster, c, n=2), what="2 running")
+    assert (await cluster.ask(c, "job_stop", "web"))["stopped"] is True
+
+    async def empty():
+        s = await cluster.ask(c, "job_status", "web")
+        return s["tasks"] == [] and s["status"] == "stopped"
+
+    await cluster.wait_for(empty, what="tasks stopped and forgotten")
+    # running it again un-stops it, as a new version
+    out = await cluster.ask(c, "job_run", dict(WEB, count=2))
+    assert out["changed"] is True
+    await cluster.wait_for(lambda: running(cluster, c, n=2), what="running again")
+    await cluster.ask(c, "job_rm", "web")
+    assert await cluster.ask(c, "job_ls") == []
+    node = (await cluster.ask(c, "nodes"))[0]
+    await cluster.wait_for(lambda: _no_tasks(cluster, c), what="node empty")
+    assert node["name"] == "n1"
+
+
+async def _no_tasks(cluster, c):
+    return (await cluster.ask(c, "nodes"))[0]["tasks"] == 0
+
+
+async def test_dispatch_runs_a_parameterized_job_once_per_key(cluster):
+    c = await cluster.conductor("c1")
+    await cluster.node("n1")
+    tmpl = {"name": "thumb", "kind": "parameterized", "payload": "required",
+            "image": "x", "resources": {"cpus": 0.1, "memory": "16M"}}
+    await cluster.ask(c, "job_run", tmpl)
+    with pytest.raises(actors.RemoteError):
+        await cluster.ask(c, "job_dispatch", "thumb")  # payload required
+    a = await cluster.ask(c, "job_dispatch", "thumb", payload='{"x": 1}',
+                          idempotency_key="k1")
+    b = await cluster.ask(c, "job_dispatch", "thumb", payload='{"x": 1}',
+                          idempotency_key="k1")
+    assert a["created"] is True and b == dict(a, created=False)
+
+    async def done():
+        s = await cluster.ask(c, "job_status", a["run"])
+        return s["status"] == "complete"
+
+    await cluster.wait_for(done, what="dispatched run complete")
