@@ -67,7 +67,7 @@ VICTIM = textwrap.dedent("""
     from helios.coordination import open_zookeeper, presence
 
     async def main(hosts, root):
-        store = await open_zookeeper(hosts, root, session_timeout=1.0)
+        store = await open_zookeeper(hosts, root, session_timeout=2.0)
         async with presence(store, "victim", {"address": "127.0.0.1:1"}):
             print("ready", flush=True)
             await trio.sleep(600)
@@ -84,14 +84,14 @@ async def test_presence_vanishes_after_sigkill(zk_hosts: str, zk_root: str) -> N
         assert proc.stdout is not None
         line = await trio.to_thread.run_sync(proc.stdout.readline)
         assert line.strip() == b"ready"
-        async with await open_zookeeper(zk_hosts, zk_root, session_timeout=2.0) as observer:
+        async with await open_zookeeper(zk_hosts, zk_root, session_timeout=4.0) as observer:
             assert await observer.exists(paths.node_up("victim"))
-            with trio.fail_after(WAIT):
+            proc.kill()                                   # SIGKILL, by PID
+            await trio.to_thread.run_sync(proc.wait, 10)
+            with trio.fail_after(WAIT):                   # gone once the session expires
                 async for entry in observer.watch_data(paths.node_up("victim")):
                     if entry is None:
                         break
-                    if proc.poll() is None:
-                        proc.kill()                       # SIGKILL, by PID
             found, _ = await members(observer)
             assert found["victim"].up is False and found["victim"].record is not None
     finally:
@@ -200,13 +200,13 @@ def test_credentials_come_from_file_or_environment(tmp_path: Path) -> None:
 
 async def test_acls_confine_a_node_to_its_own_subtrees(zk_hosts: str, zk_root: str) -> None:
     secret = "test-cluster-secret"
-    conductor = await open_zookeeper(zk_hosts, zk_root, session_timeout=2.0,
+    conductor = await open_zookeeper(zk_hosts, zk_root, session_timeout=4.0,
                                      credential=conductor_credential(secret))
-    n1 = await open_zookeeper(zk_hosts, zk_root, session_timeout=2.0,
+    n1 = await open_zookeeper(zk_hosts, zk_root, session_timeout=4.0,
                               credential=parse_credential(issue_node_credential(secret, "n1")))
-    n2 = await open_zookeeper(zk_hosts, zk_root, session_timeout=2.0,
+    n2 = await open_zookeeper(zk_hosts, zk_root, session_timeout=4.0,
                               credential=parse_credential(issue_node_credential(secret, "n2")))
-    anonymous = await open_zookeeper(zk_hosts, zk_root, session_timeout=2.0)
+    anonymous = await open_zookeeper(zk_hosts, zk_root, session_timeout=4.0)
     try:
         await init_cluster(conductor)
         await conductor.create(paths.job("web"), {"image": "x"})
