@@ -240,7 +240,10 @@ class JobActor(actors.Actor):
         for c in extra:  # duplicates (a crash between create and record): keep one
             log.warning("task %s: removing duplicate container %s", self.task, c.id[:12])
             await self._engine(rt.remove, c.id)
-        state = await self._engine(rt.adopt, keep.id)
+        try:
+            state = await self._engine(rt.adopt, keep.id)
+        except ContainerNotFound:  # removed between list and adopt: start afresh
+            return
         self.cid, self.image = state.id, state.image
         log.info("task %s: adopted container %s (%s)", self.task, state.id[:12], state.status)
 
@@ -282,6 +285,8 @@ class JobActor(actors.Actor):
             await self._start()
         elif not state.running:  # died while no node watched it
             await self._after_exit(a, state, ran_for=_ran_for(state))
+        elif state.started_at:  # adopted while running: it has run since then
+            self._started_at = time.monotonic() - max(0.0, time.time() - state.started_at)
         while True:
             assert self.cid is not None
             state = await self._inspect_running()
