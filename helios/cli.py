@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import click
 import trio
 import typer
 
@@ -41,6 +40,9 @@ ENV_ZK = "HELIOS_ZK"
 ENV_CONDUCTOR = "HELIOS_CONDUCTOR"
 #: how long a client keeps trying to find a leader (a failover takes a few seconds)
 LEADER_WAIT = 20.0
+#: how long a client retries a refused connection to a fixed address (a conductor or
+#: `helios solo` that is still starting)
+CONNECT_WAIT = 5.0
 
 
 class CLIError(Exception):
@@ -128,7 +130,8 @@ class Client:
                    **kwargs: Any) -> Any:
         """Ask the leader; retry through NotLeader, restarts and failovers (bounded)."""
         assert self.system is not None
-        deadline = time.monotonic() + LEADER_WAIT
+        start = time.monotonic()
+        deadline = start + LEADER_WAIT
         last = ""
         delay = 0.1
         while True:
@@ -153,9 +156,9 @@ class Client:
                     self.url = None if self.zk else url
                 except actors.ConnectionLost as e:
                     last = f"cannot reach the conductor at {_addr(url)}: {_reason(e)}"
-                    if not self.zk:
+                    if not self.zk and time.monotonic() - start > CONNECT_WAIT:
                         raise CLIError(last) from None
-                    self.url = None
+                    self.url = None if self.zk else url
                 except actors.AskTimeout:
                     raise CLIError(f"the conductor at {_addr(url)} did not answer {method} "
                                    f"within {timeout or self.timeout:g}s") from None
@@ -173,7 +176,7 @@ def _addr(url: str) -> str:
 
 def _reason(e: BaseException) -> str:
     text = str(e)
-    if "Connection refused" in text or "Errno 111" in text:
+    if "Connection refused" in text or "Errno 111" in text or "all attempts" in text:
         return "connection refused (is `helios solo` or a conductor running there?)"
     return text.split(": ", 1)[-1] if text.startswith("cannot connect") else text
 
@@ -224,6 +227,13 @@ def _size(n: Any) -> str:
 
 def _ports(ports: Any) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted((ports or {}).items()))
+
+
+def _short_id(cid: Any) -> str:
+    """Docker ids shortened as `docker ps` does; other names (process runtime) kept."""
+    text = str(cid or "")
+    return text[:12] if len(text) == 64 and all(c in "0123456789abcdef" for c in text) \
+        else text
 
 
 def _when(t: Any) -> str:
@@ -390,7 +400,7 @@ def job_status(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
     _table(None, ["TASK", "NODE", "STATE", "HEALTHY", "PORTS", "CONTAINER"],
            [[t["id"], t["node"], t["state"],
              "-" if t.get("healthy") is None else ("yes" if t["healthy"] else "no"),
-             _ports(t.get("ports")), (t.get("container") or "")[:12]]
+             _ports(t.get("ports")), _short_id(t.get("container"))]
             for t in doc["tasks"]])
     for p in doc.get("pending") or []:
         _console().print(f"pending slot {p['index']}: {p['reason']}")
@@ -652,9 +662,9 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=argv, prog_name="helios", standalone_mode=False)
     except CLIError as e:
         _fail(str(e), e.code)
-    except (typer.Exit, click.exceptions.Exit) as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except (typer.Abort, click.exceptions.Abort):
+    except typer.Abort:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)

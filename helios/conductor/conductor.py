@@ -630,10 +630,6 @@ def _plan_events(plan: Plan, now: float) -> list[dict[str, Any]]:
     for f in plan.failures:
         out.append(event(f.job, "", "", "rollout failed", f.reason, at=now,
                          version=f.version))
-    seen: set[tuple[str, int]] = set()
-    for pe in plan.pending:
-        if (pe.job, pe.index) not in seen:
-            seen.add((pe.job, pe.index))
     return out
 
 
