@@ -289,7 +289,10 @@ class Conductor:
             node = L.state.nodes.get(name)
             if node is None or not node.up or not node.address:
                 continue
-            tasks = [a.to_dict() for a in L.state.assignments.values() if a.node == name]
+            # What the store holds, never the cache: a node must not run a task that a
+            # successor leader could not find.
+            durable = L.writer.persisted.state.assignments
+            tasks = [a.to_dict() for a in durable.values() if a.node == name]
             generation = next(L.generation)
             ref = self.system.ref(self._node_url(L, name, node.address))
             try:
