@@ -152,6 +152,36 @@ def reconcile_case(n_nodes: int, n_jobs: int, count: int, seed: int = 7) -> None
           f"changes: {again.has_changes()}")
 
 
+def stress_cases(seed: int = 7) -> None:
+    """Inputs that defeat a naive index: the cluster overloaded 3x (most placements fail),
+    one spread job with 3 tasks per node, 12,000 copies of one fixed host port, 500
+    distinct constraint signatures. Each must stay far from O(nodes) per placement."""
+    rng = random.Random(seed)
+    nodes = [NodeInfo(name=f"n{i:05d}", cpus=float(rng.choice([2, 4, 8])),
+                      memory=rng.choice([4, 8, 16]) * GIB,
+                      labels={"rack": f"r{i % 500}"}) for i in range(10_000)]
+    cases = {
+        "overloaded 3x": [Request(key=f"t{i}", job=f"j{i % 100}",
+                                  cpus=rng.choice([0.5, 1.0, 2.0]),
+                                  memory=rng.choice([512, 1024, 2048]) * MIB)
+                          for i in range(150_000)],
+        "spread, 30k tasks of one job": [Request(key=f"s{i}", job="s", cpus=0.1,
+                                                 memory=64 * MIB, spread=True)
+                                         for i in range(30_000)],
+        "one fixed host port x12k": [Request(key=f"p{i}", job="p", cpus=0.1, memory=64 * MIB,
+                                             ports=(8080,)) for i in range(12_000)],
+        "500 rack constraints": [Request(key=f"k{i}", job="k", cpus=0.5, memory=512 * MIB,
+                                         constraints=(("rack", f"r{i % 500}"),))
+                                 for i in range(20_000)],
+    }
+    for name, reqs in cases.items():
+        t0 = time.perf_counter()
+        out = place(reqs, nodes)
+        dt = time.perf_counter() - t0
+        print(f"stress {name:<30} 10000 nodes {len(reqs):>7} tasks: {len(out.placed):>6} "
+              f"placed {len(out.failed):>6} failed  {len(reqs) / dt:>9,.0f} /s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1,000-node cases only")
@@ -174,6 +204,7 @@ def main() -> None:
     print("naive = best fit scoring every node per task (O(nodes)), timed on a prefix "
           "of the same batch")
     if not args.quick:
+        stress_cases(args.seed)
         reconcile_case(10_000, 1_000, 100, args.seed)
 
 

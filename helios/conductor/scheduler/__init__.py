@@ -92,7 +92,7 @@ class Cluster:
         old_cpu, old_mem, was_empty = node.cpu_free, node.mem_free, node.tasks == 0
         node.add(req.job, cpu, mem, req.ports)
         for pool in node.pools:
-            pool.moved(node, old_cpu, old_mem, was_empty)
+            pool.moved(node, old_cpu, old_mem, was_empty, req.job, req.ports)
         return node.name
 
     def explain(self, req: Request) -> str:

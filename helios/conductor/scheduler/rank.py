@@ -45,25 +45,39 @@ def _score(node: NodeState, cpu: int, mem: int, by_cpu: bool) -> float:
 
 
 class Pool:
-    """Nodes sharing one constraint signature, ordered for best-fit search."""
+    """Nodes sharing one constraint signature, ordered for best-fit search.
 
-    __slots__ = ("by_cpu", "empty", "used")
+    Besides the two sorted lists it keeps two counters that let a search skip work that
+    cannot succeed: how many of its nodes hold each fixed host port (when every used node
+    holds it, only empty nodes are tried), and, per spread job, how many nodes hold 0, 1,
+    2... tasks of that job (so the search stops at the first node on the lowest level
+    instead of comparing every node).
+    """
+
+    __slots__ = ("by_cpu", "empty", "level_nodes", "levels", "port_nodes", "size", "used")
 
     def __init__(self, nodes: list[NodeState], by_cpu: bool = False):
         # Used nodes are ordered by free amount of the cluster's scarcer resource: best fit
         # on the resource that runs out first is what keeps the node count low.
         self.by_cpu = by_cpu
+        self.size = len(nodes)
         self.used: list[tuple[int, str, NodeState]] = sorted(
             ((n.cpu_free if by_cpu else n.mem_free, n.name, n) for n in nodes if n.tasks),
             key=lambda t: t[:2])
         self.empty: list[tuple[float, str, NodeState]] = sorted(
             ((-n.size, n.name, n) for n in nodes if not n.tasks), key=lambda t: t[:2])
+        self.port_nodes: dict[int, int] = {}
+        self.levels: dict[str, dict[int, int]] = {}
+        # per spread job: level (>= 1) -> nodes holding that many of its tasks, by name
+        self.level_nodes: dict[str, dict[int, list[tuple[str, NodeState]]]] = {}
         for n in nodes:
             n.pools.append(self)
+            for port in n.ports:
+                self.port_nodes[port] = self.port_nodes.get(port, 0) + 1
 
     def moved(self, node: NodeState, old_cpu_free: int, old_mem_free: int,
-              was_empty: bool) -> None:
-        """Re-file ``node`` after its free resources changed from the ``old_`` values."""
+              was_empty: bool, job: str, new_ports: tuple[int, ...]) -> None:
+        """Re-file ``node`` after a task of ``job`` with ``new_ports`` landed on it."""
         if was_empty:
             lst = self.empty
             i = bisect_left(lst, (-node.size, node.name), key=lambda t: t[:2])
@@ -75,6 +89,18 @@ class Pool:
             del lst2[i]
         new = node.cpu_free if self.by_cpu else node.mem_free
         insort(self.used, (new, node.name, node), key=lambda t: t[:2])
+        for port in new_ports:
+            self.port_nodes[port] = self.port_nodes.get(port, 0) + 1
+        levels = self.levels.get(job)
+        if levels is not None:
+            c = node.jobs[job]  # already counts the new task
+            levels[c - 1] -= 1
+            levels[c] = levels.get(c, 0) + 1
+            by_level = self.level_nodes[job]
+            if c - 1 >= 1:
+                lst3 = by_level[c - 1]
+                del lst3[bisect_left(lst3, node.name, key=lambda t: t[0])]
+            insort(by_level.setdefault(c, []), (node.name, node), key=lambda t: t[0])
 
     def choose(self, job: str, cpu: int, mem: int, ports: tuple[int, ...],
                spread: bool) -> NodeState | None:
@@ -82,7 +108,10 @@ class Pool:
         if spread:
             return self._choose_spread(job, cpu, mem, ports)
         used = self.used
-        start = bisect_left(used, cpu if self.by_cpu else mem, key=lambda t: t[0])
+        skip_used = bool(ports) and any(self.port_nodes.get(p, 0) >= len(used)
+                                        for p in ports)
+        start = len(used) if skip_used else bisect_left(used, cpu if self.by_cpu else mem,
+                                                        key=lambda t: t[0])
         best: NodeState | None = None
         best_score = 0.0
         seen = found = 0
@@ -107,23 +136,60 @@ class Pool:
                 return node
         return None
 
+    def _levels(self, job: str) -> dict[int, int]:
+        levels = self.levels.get(job)
+        if levels is None:
+            levels = {0: len(self.empty)}
+            by_level: dict[int, list[tuple[str, NodeState]]] = {}
+            for _, name, n in self.used:
+                c = n.jobs.get(job, 0)
+                levels[c] = levels.get(c, 0) + 1
+                if c:
+                    by_level.setdefault(c, []).append((name, n))
+            for lst in by_level.values():
+                lst.sort(key=lambda t: t[0])
+            self.levels[job] = levels
+            self.level_nodes[job] = by_level
+        return levels
+
     def _choose_spread(self, job: str, cpu: int, mem: int,
                        ports: tuple[int, ...]) -> NodeState | None:
-        """Fewest tasks of ``job`` first, then tightest memory fit, then name."""
-        best: NodeState | None = None
-        best_key: tuple[int, int] | None = None
-        used = self.used
-        for i in range(bisect_left(used, cpu if self.by_cpu else mem, key=lambda t: t[0]),
-                       len(used)):
-            node = used[i][2]
-            count = node.jobs.get(job, 0)
-            if best_key is not None and count >= best_key[0]:
-                continue
-            if fits(node, cpu, mem, ports):
-                best, best_key = node, (count, i)
-                if count == 0:
+        """Fewest tasks of ``job`` first; among nodes without it best fit (used nodes
+        before empty ones), among nodes that already hold some the best fit of the first
+        few by name. Each level is searched through its own list, so the cost does not
+        grow with the nodes that already hold more of the job."""
+        levels = self._levels(job)
+        if levels.get(0, 0) > 0:
+            node = self._level_zero(job, cpu, mem, ports, levels[0])
+            if node is not None:
+                return node
+        for c in sorted(c for c, k in levels.items() if k > 0 and c > 0):
+            best: NodeState | None = None
+            best_score = 0.0
+            found = 0
+            for _, node in self.level_nodes[job].get(c, ()):
+                if fits(node, cpu, mem, ports):
+                    score = _score(node, cpu, mem, self.by_cpu)
+                    if best is None or score < best_score:
+                        best, best_score = node, score
+                    found += 1
+                    if found >= CANDIDATES:
+                        break
+            if best is not None:
+                return best
+        return None
+
+    def _level_zero(self, job: str, cpu: int, mem: int, ports: tuple[int, ...],
+                    zero: int) -> NodeState | None:
+        """Best node holding no task of ``job``: a used one (best fit) or an empty one."""
+        if zero > len(self.empty):  # some used nodes lack the job: look there first
+            used = self.used
+            for i in range(bisect_left(used, cpu if self.by_cpu else mem,
+                                       key=lambda t: t[0]), len(used)):
+                node = used[i][2]
+                if job not in node.jobs and fits(node, cpu, mem, ports):
                     return node
         for _, _, node in self.empty:
             if fits(node, cpu, mem, ports):
-                return node  # an empty node holds 0 tasks of any job
-        return best
+                return node
+        return None

@@ -152,3 +152,20 @@ def test_never_overcommits_or_breaks_rules(nodes, reqs):
                         and used_mem.get(n.name, 0) + r.memory <= n.memory
                         and not set(r.ports) & set(ports.get(n.name, [])))
                 assert not fits, (key, n.name)
+
+
+def test_spread_evens_out_beyond_one_per_node():
+    nodes = [node(f"n{i}", 64, 64 * GIB) for i in range(5)]
+    busy = [Assignment(id="o", job="other", version=1, node="n2", cpus=1, memory=GIB)]
+    out = place([req(f"t{i}", 0.1, MIB, spread=True) for i in range(23)], nodes, busy)
+    per_node: dict[str, int] = {}
+    for n in out.placed.values():
+        per_node[n] = per_node.get(n, 0) + 1
+    assert sorted(per_node.values()) == [4, 4, 5, 5, 5]
+
+
+def test_many_copies_with_one_fixed_port_use_one_node_each():
+    nodes = [node(f"n{i}") for i in range(50)]
+    out = place([req(f"t{i}", 0.1, MIB, ports=[8080]) for i in range(60)], nodes)
+    assert len(out.placed) == 50 and len(set(out.placed.values())) == 50
+    assert len(out.failed) == 10
