@@ -288,8 +288,9 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
-        """Validate stored or submitted data; raises SpecError listing every problem."""
-        return validate(data)
+        """Validate stored data (also runs' longer names); raises SpecError listing every
+        problem."""
+        return validate(data, max_name=MAX_STORED_NAME)
 
     def fingerprint(self) -> str:
         """Hash of what a task's container is made of: changing it needs new tasks.
@@ -540,8 +541,16 @@ _TOP = ("name", "kind", "image", "command", "env", "count", "resources", "ports"
         "timezone", "overlap", "catch_up", "payload", "log", "registry_auth")
 
 
-def validate(data: Mapping[str, Any]) -> JobSpec:
-    """Turn raw job-file data into a JobSpec, or raise SpecError naming every problem."""
+MAX_NAME = 63
+MAX_STORED_NAME = 255  # a run of a cron/parameterized job appends "-<run id>" to the name
+
+
+def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
+    """Turn raw job-file data into a JobSpec, or raise SpecError naming every problem.
+
+    ``max_name`` is 63 for what people submit; stored specs (``from_dict``) allow the
+    longer names of runs made by :func:`run_spec`.
+    """
     c = _Checker()
     raw = c.mapping(data, "", _TOP)
     if raw is None:
@@ -551,8 +560,8 @@ def validate(data: Mapping[str, Any]) -> JobSpec:
     if "name" not in raw:
         c.err("name", "is required")
     elif (name := c.string(raw["name"], "name")) is not None:
-        if len(name) > 63 or not _NAME_RE.match(name):
-            c.err("name", f"{name!r} must be 1-63 characters of a-z, 0-9 and '-', "
+        if len(name) > max_name or not _NAME_RE.match(name):
+            c.err("name", f"{name!r} must be 1-{max_name} characters of a-z, 0-9 and '-', "
                           "starting and ending with a letter or digit")
         else:
             spec["name"] = name

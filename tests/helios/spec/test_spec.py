@@ -306,3 +306,11 @@ def test_duplicate_keys_are_reported_with_other_problems():
     assert "resources.memory: given twice (again at line 4); remove one" in got
     assert "count: given twice (again at line 5); remove one" in got
     assert any(p.startswith("kind:") for p in got)
+
+
+def test_runs_of_long_named_jobs_round_trip():
+    parent = loads(f"name: {'a' * 63}\nkind: parameterized\nimage: i\n")
+    child = run_spec(parent, "0123456789abcdef")
+    assert JobSpec.from_dict(child.to_dict()) == child
+    with pytest.raises(SpecError, match="1-63 characters"):
+        loads(f"name: {'a' * 64}\nimage: i\n")
