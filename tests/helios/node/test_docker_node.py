@@ -233,3 +233,28 @@ async def test_container_created_but_never_started_is_started_not_duplicated(
         assert s["container"] == cid and s["restarts"] == 0
         assert docker_cli("ps", "-aq", "--no-trunc", "--filter",
                           f"label={LABEL_NODE}={name}").stdout.split() == [cid]
+
+
+async def test_private_registry_pull_with_credentials_and_exec_health(
+        tmp_path, node_kw, docker_test_image, docker_registry_auth):
+    reg = docker_registry_auth
+    ref = reg.push(docker_test_image, f"helios/{unique_name('private')}:1")
+    try:
+        async with node_running(tmp_path / "state", **node_kw) as node:
+            ok = assignment(node.name, {
+                "name": "private", "image": ref, "grace": 0,
+                "command": ["sh", "-c", "touch /tmp/ready; exec sleep 300"],
+                "health": {"exec": ["test", "-f", "/tmp/ready"], "interval": "300ms"},
+                "registry_auth": {"username": reg.username, "password": reg.password}})
+            wrong = assignment(node.name, {
+                "name": "wrong", "image": ref.replace(":1", ":2"), "command": ["true"],
+                "registry_auth": {"username": reg.username, "password": "nope"}})
+            await node.assign([ok, wrong])
+            s = await node.wait_for(ok["id"], lambda s: s["state"] == "running"
+                                    and s["healthy"], what="pulled, running and healthy")
+            assert node.events(ok["id"]) == ["pulling", "starting", "healthchecking",
+                                             "running"]
+            s = await node.wait_state(wrong["id"], "failed")
+            assert "credentials" in s["reason"]
+    finally:
+        docker_cli("rmi", ref, check=False)
