@@ -41,6 +41,8 @@ class ServiceDecision:
 
 def _order(tasks: list[Assignment], healthy: Callable[[Assignment], bool]) -> list[Assignment]:
     """Best task to keep first: healthy, then oldest, then by id (deterministic)."""
+    if len(tasks) < 2:
+        return tasks
     return sorted(tasks, key=lambda t: (not healthy(t), t.created, t.id))
 
 
