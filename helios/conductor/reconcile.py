@@ -155,7 +155,9 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
             for a in tasks:
                 if not finished(a):
                     stop(a, why)
-                elif job is None:
+                elif job is None or job.spec.kind != "batch":
+                    # Only a stopped batch job keeps its finished tasks: they record
+                    # which runs are done.
                     plan.remove.append(Remove(a.id, a.job, a.node, why))
             continue
         spec = job.spec
