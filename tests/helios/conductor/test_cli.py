@@ -126,10 +126,12 @@ def test_bad_job_file_names_every_problem_and_changes_nothing(solo: str,
 
 def test_unreachable_conductor_is_one_line() -> None:
     port = free_port()
-    line = assert_one_line_error(helios("job", "ls", "--conductor", f"127.0.0.1:{port}"))
+    quick = {"HELIOS_CONNECT_WAIT": "0.2"}
+    line = assert_one_line_error(helios("job", "ls", "--conductor", f"127.0.0.1:{port}",
+                                        env=quick))
     assert f"127.0.0.1:{port}" in line
     line = assert_one_line_error(helios("nodes", env={"HELIOS_CONDUCTOR":
-                                                      f"127.0.0.1:{port}"}))
+                                                      f"127.0.0.1:{port}", **quick}))
     assert "cannot reach" in line
     r = helios("job", "frobnicate")
     assert_one_line_error(r)
