@@ -226,6 +226,27 @@ def parse_cron(expression: str, timezone: str | None = None) -> CronSchedule:
     )
 
 
+def _latest_tick(schedule: CronSchedule, after: datetime, until: datetime) -> datetime | None:
+    """The last tick t with after < t <= until, without walking every tick of a long
+    outage (a per-second schedule after a day down would be 86,400 steps): look back from
+    ``until`` in windows that double until one holds a tick."""
+    if after.tzinfo is None:
+        after = after.replace(tzinfo=UTC)
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    if schedule.next_tick(after) > until:
+        return None
+    window = timedelta(minutes=2)
+    while True:
+        start = max(after, until - window)
+        latest = None
+        for t in schedule.ticks_between(start, until):
+            latest = t
+        if latest is not None:
+            return latest
+        window *= 2
+
+
 def due(schedule: CronSchedule, last_fired: datetime, now: datetime, *,
         catch_up: str = "one", overlap: str = "skip", running: bool = False,
         tolerance: float = 60.0) -> tuple[datetime | None, datetime]:
@@ -237,9 +258,7 @@ def due(schedule: CronSchedule, last_fired: datetime, now: datetime, *,
     ``"none"`` fires only a tick less than ``tolerance`` seconds old and silently skips
     older ones. ``overlap="skip"`` with a run still ``running`` consumes the tick unfired.
     """
-    latest: datetime | None = None
-    for t in schedule.ticks_between(last_fired, now):
-        latest = t
+    latest = _latest_tick(schedule, last_fired, now)
     if latest is None:
         return None, last_fired
     if overlap == "skip" and running:

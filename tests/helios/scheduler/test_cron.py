@@ -192,3 +192,26 @@ def test_next_tick_matches_and_nothing_is_skipped(f, start, tz):
                 w = m.astimezone(zone)
                 assert not (w.minute in mins and w.hour in hours and s._day_matches(w)), m
                 m += timedelta(minutes=1)
+
+
+def test_due_after_a_long_outage_of_a_per_second_schedule():
+    s = parse_cron("* * * * * *")
+    fire, last = due(s, utc(2026, 1, 1), utc(2026, 1, 3, 5, 6, 7, 500))
+    assert fire == last == utc(2026, 1, 3, 5, 6, 7)
+    s = parse_cron("0 0 1 1 *")
+    fire, last = due(s, utc(2020, 6, 1), utc(2026, 6, 1))
+    assert fire == utc(2026, 1, 1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(expr=st.sampled_from(["*/7 * * * *", "0 */3 * * *", "*/20 * * * * *", "5 4 * * SUN"]),
+       start=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2027, 1, 1)),
+       span=st.integers(0, 3 * 86400))
+def test_due_matches_walking_every_tick(expr, start, span):
+    s = parse_cron(expr, "Europe/Paris")
+    a = start.replace(tzinfo=UTC)
+    b = a + timedelta(seconds=span)
+    ticks = list(s.ticks_between(a, b))
+    fire, last = due(s, a, b)
+    assert fire == (ticks[-1] if ticks else None)
+    assert last == (ticks[-1] if ticks else a)
