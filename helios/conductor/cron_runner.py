@@ -95,7 +95,9 @@ DEFAULT_TOLERANCE = 60.0
 _COUNT_CAP = 1000
 #: version meaning "the stored value is corrupt: overwrite it" (fenced, unconditional)
 _OVERWRITE = -2
-#: concurrent claims (each is one transaction)
+#: claims per batched transaction (a run record is a few KiB; ZooKeeper takes 1 MiB)
+_BATCH = 50
+#: concurrent claims when falling back to one transaction each
 _CLAIMS = 16
 #: attempts to claim one job's tick when another writer keeps moving /cron/<job>
 _ATTEMPTS = 3
@@ -388,17 +390,36 @@ class CronRunner:
             await self.store.ensure(paths.JOBS)
             self._dirs_ok = True
 
+    @staticmethod
+    def _ops(claim: Claim) -> list[Op]:
+        job = claim.job.name
+        cron_op: Op = (Create(paths.cron(job), claim.value) if claim.version == -1
+                       else Set(paths.cron(job), claim.value, version=max(claim.version, -1)))
+        ops: list[Op] = [cron_op]
+        if claim.record is not None:
+            ops.append(Create(paths.job(claim.record.name), claim.record.to_dict()))
+        return ops
+
+    def _written(self, claim: Claim, result: Any) -> CronOutcome | None:
+        """Note a committed claim; its outcome (None for a baseline-only write)."""
+        job = claim.job.name
+        version = 0 if claim.version == -1 else int(result)
+        self._known[job] = (claim.value, version)
+        if claim.tick is None:
+            return None
+        outcome = CronOutcome(job, claim.tick, claim.fire, claim.reason,
+                              claim.record.name if claim.record else None,
+                              claim.record, claim.missed, float(claim.value["at"]))
+        log.info("cron %s: %s tick %s%s (%s)", job, "fired" if claim.fire else "skipped",
+                 _iso(claim.tick), f" as {outcome.run}" if outcome.run else "",
+                 claim.reason)
+        return outcome
+
     async def _commit_one(self, claim: Claim, running: Running) -> CronOutcome | None:
         job = claim.job.name
         for _ in range(_ATTEMPTS):
-            cron_op: Op = (Create(paths.cron(job), claim.value) if claim.version == -1
-                           else Set(paths.cron(job), claim.value,
-                                    version=max(claim.version, -1)))
-            ops: list[Op] = [cron_op]
-            if claim.record is not None:
-                ops.append(Create(paths.job(claim.record.name), claim.record.to_dict()))
             try:
-                results = await self.term.transaction(ops)
+                results = await self.term.transaction(self._ops(claim))
             except TransactionFailed as e:
                 if e.index == 0:
                     # someone else moved /cron/<job> (a racing leader): decide again
@@ -414,55 +435,65 @@ class CronRunner:
                     # the run exists though /cron is older: consume the tick, no 2nd run
                     assert claim.record is not None
                     run = claim.record.name
-                    claim = Claim(claim.job, claim.tick, False,
-                                  f"run {run} already exists", claim.missed,
+                    why = f"run {run} already exists"
+                    claim = Claim(claim.job, claim.tick, False, why, claim.missed,
                                   claim.version, claim.value | {
-                                      "action": "skipped", "run": run,
-                                      "reason": f"run {run} already exists"})
+                                      "action": "skipped", "run": run, "reason": why})
                     continue
                 raise
-            version = 0 if claim.version == -1 else int(results[0])
-            self._known[job] = (claim.value, version)
-            if claim.tick is None:
-                return None
-            outcome = CronOutcome(job, claim.tick, claim.fire, claim.reason,
-                                  claim.record.name if claim.record else None,
-                                  claim.record, claim.missed, float(claim.value["at"]))
-            log.info("cron %s: %s tick %s%s (%s)", job,
-                     "fired" if claim.fire else "skipped", _iso(claim.tick),
-                     f" as {outcome.run}" if outcome.run else "", claim.reason)
-            return outcome
+            return self._written(claim, results[0])
         log.warning("cron %s: gave up claiming after %d conflicts", job, _ATTEMPTS)
         return None
 
-    async def commit(self, claims: Iterable[Claim], *, running: Running = ()
-                     ) -> list[CronOutcome]:
-        """Write `claims`, each in its own fenced transaction. Returns what was fired or
-        skipped, in job order (a claim that another writer beat yields nothing: that
-        writer reports it). Raises `StaleEpoch` when this term is over."""
-        claims = list(claims)
-        if not claims:
-            return []
-        await self._ensure_dirs()
-        results: dict[int, CronOutcome | None] = {}
-        limit = trio.CapacityLimiter(_CLAIMS)
-
+    async def _commit_chunk(self, chunk: list[Claim], running: Running
+                            ) -> list[CronOutcome | None]:
+        """One transaction for the whole chunk (the common case: nobody else writes);
+        if any claim in it fails, each is retried in its own transaction."""
+        ops: list[Op] = []
+        first: list[int] = []
+        for claim in chunk:
+            first.append(len(ops))
+            ops.extend(self._ops(claim))
+        try:
+            results = await self.term.transaction(ops)
+        except TransactionFailed as e:
+            log.info("cron: batched claim failed (%s); claiming one by one", e)
+        else:
+            return [self._written(c, results[i]) for c, i in zip(chunk, first, strict=True)]
+        out: dict[int, CronOutcome | None] = {}
         errors: list[Exception] = []
+        limit = trio.CapacityLimiter(_CLAIMS)
 
         async def one(i: int, claim: Claim) -> None:
             async with limit:
                 try:
-                    results[i] = await self._commit_one(claim, running)
+                    out[i] = await self._commit_one(claim, running)
                 except Exception as e:  # raised below, unwrapped, after the others end
                     errors.append(e)
 
         async with trio.open_nursery() as nursery:
-            for i, claim in enumerate(claims):
+            for i, claim in enumerate(chunk):
                 nursery.start_soon(one, i, claim)
         if errors:
             stale = [e for e in errors if isinstance(e, StaleEpoch)]
             raise (stale or errors)[0]
-        return [o for i in range(len(claims)) if (o := results.get(i)) is not None]
+        return [out.get(i) for i in range(len(chunk))]
+
+    async def commit(self, claims: Iterable[Claim], *, running: Running = ()
+                     ) -> list[CronOutcome]:
+        """Write `claims`: batched in fenced transactions (each claim falls back to its
+        own if a batch fails). Returns what was fired or skipped, in job order (a claim
+        that another writer beat yields nothing: that writer reports it). Raises
+        `StaleEpoch` when this term is over."""
+        claims = list(claims)
+        if not claims:
+            return []
+        await self._ensure_dirs()
+        outcomes: list[CronOutcome] = []
+        for i in range(0, len(claims), _BATCH):
+            done = await self._commit_chunk(claims[i:i + _BATCH], running)
+            outcomes.extend(o for o in done if o is not None)
+        return outcomes
 
     async def run_due(self, jobs: Mapping[str, JobRecord] | Iterable[JobRecord], *,
                       running: Running = (), now: float | None = None

@@ -179,10 +179,10 @@ async def test_one_minute_schedule_across_a_leader_change(backend: Backend) -> N
 
 
 async def test_two_leaders_racing_on_the_same_tick_fire_once(backend: Backend) -> None:
-    """Two writers with the same epoch (as if both believed they lead): the compare-and-
-    set lets exactly one claim each tick."""
+    """Three writers with the same epoch (as if all believed they lead): the compare-and-
+    set lets exactly one claim each tick; batches that lose fall back job by job."""
     stores = [await backend.open() for _ in range(3)]
-    rec = every_second()
+    recs = [every_second(), every_second("tock")]
     clock = Clock(T0)
     async with leadership(stores[0], "a") as term:
         runners = [CronRunner(Term(s, f"r{i}", term.epoch, term.epoch_version, term.node),
@@ -193,10 +193,21 @@ async def test_two_leaders_racing_on_the_same_tick_fire_once(backend: Backend) -
             async with trio.open_nursery() as n:
                 for r in runners:
                     async def go(r: CronRunner = r) -> None:
-                        fired.extend(await r.run_due([rec]))
+                        fired.extend(await r.run_due(recs))
                     n.start_soon(go)
-    assert sorted(o.tick.timestamp() for o in fired) == [T0 + i for i in range(1, 9)]
-    assert len(await runs_of(stores[0], "tick")) == 8
+    for name in ("tick", "tock"):
+        assert sorted(o.tick.timestamp() for o in fired if o.job == name) == [
+            T0 + i for i in range(1, 9)]
+        assert len(await runs_of(stores[0], name)) == 8
+
+
+async def test_many_jobs_on_one_tick_are_claimed_together(store: Store) -> None:
+    recs = [every_second(f"j{i}") for i in range(120)]       # three batches
+    async with leadership(store, "c") as term:
+        out = await CronRunner(term, clock=Clock(T0 + 1.5)).run_due(recs)
+    assert [o.job for o in out] == sorted(r.name for r in recs)
+    assert all(o.fired for o in out)
+    assert len(await store.children(paths.JOBS)) == 120
 
 
 async def test_a_deposed_leader_claims_nothing(backend: Backend) -> None:

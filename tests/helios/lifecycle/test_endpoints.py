@@ -185,3 +185,15 @@ async def test_follow_sees_a_quick_re_registration_with_other_ports(backend: Bac
             while (await anext(it)) != [
                     {"task": "web-1a", "node": "n1", "host": "h", "ports": {"http": 2000}}]:
                 pass
+
+
+def test_the_service_client_example_runs() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "examples" / "service_client.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    answers = [line.split("-> ")[1] for line in out.splitlines() if "-> " in line]
+    assert answers == ["hello from web-1a", "hello from web-2b"] * 2 + ["hello from web-2b"] * 2
