@@ -195,3 +195,25 @@ async def test_dispatch_runs_a_parameterized_job_once_per_key(cluster):
         return s["status"] == "complete"
 
     await cluster.wait_for(done, what="dispatched run complete")
+
+
+async def test_changed_job_rolls_out_to_a_new_version(cluster):
+    c = await cluster.conductor("c1")
+    await cluster.node("n1")
+    await cluster.ask(c, "job_run", dict(WEB, count=2))
+    first = await cluster.wait_for(lambda: running(cluster, c, n=2), what="v1 running")
+    out = await cluster.ask(c, "job_run", dict(WEB, count=2, command=["httpd", "-v"]))
+    assert out == {"name": "web", "version": 2, "changed": True}
+
+    async def rolled():
+        s = await cluster.ask(c, "job_status", "web")
+        ids = {t["id"] for t in s["tasks"]}
+        return s if (s["status"] == "running" and len(s["tasks"]) == 2
+                     and not ids & {t["id"] for t in first["tasks"]}) else None
+
+    await cluster.wait_for(rolled, what="rollout to v2")
+    # scaling is in place: same tasks, new version, nothing restarted
+    before = {t["id"] for t in (await cluster.ask(c, "job_status", "web"))["tasks"]}
+    await cluster.ask(c, "job_run", dict(WEB, count=3, command=["httpd", "-v"]))
+    s = await cluster.wait_for(lambda: running(cluster, c, n=3), what="scaled to 3")
+    assert before < {t["id"] for t in s["tasks"]}
