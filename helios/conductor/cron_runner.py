@@ -95,6 +95,8 @@ DEFAULT_TOLERANCE = 60.0
 _COUNT_CAP = 1000
 #: version meaning "the stored value is corrupt: overwrite it" (fenced, unconditional)
 _OVERWRITE = -2
+#: pause before a pass that follows a pass which left a tick due (conflicts)
+_RESPIN = 0.05
 #: claims per batched transaction (a run record is a few KiB; ZooKeeper takes 1 MiB)
 _BATCH = 50
 #: concurrent claims when falling back to one transaction each
@@ -557,6 +559,9 @@ class CronRunner:
                 if result is not None:
                     await result
             wake = self.next_wakeup(jobs())
+            if wake is not None and wake <= self.clock():
+                # still due right after a pass: a claim gave up on conflicts; do not spin
+                wake = self.clock() + _RESPIN
             await self._sleep_until(math.inf if wake is None else wake, max_sleep)
 
     async def _sleep_until(self, wake: float, max_sleep: float) -> None:
