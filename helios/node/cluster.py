@@ -60,13 +60,14 @@ class ClusterLink:
             raise ValueError("give a store or a store URL")
         self.core = core
         self.store = store
+        self._given = store  # a caller's store (solo) is used as is and never closed
         self.store_url = store_url
         self.session_timeout = session_timeout
         self.credential = credential
         self.connected = trio.Event()  # set once the guard passed on the first session
 
     async def run(self) -> None:
-        store = self.store
+        store = self._given
         owned = store is None
         if store is None:
             store = await self._open()

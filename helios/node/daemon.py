@@ -145,7 +145,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                                                credential=load_credential()
                                                if store is None else None)
                             core.link = link  # type: ignore[attr-defined]
-                            nursery.start_soon(link.run)
+                            nursery.start_soon(_keep_linked, link)
                         log.info("node %s up: %s, runtime %s, %g cpus, %d MiB", name,
                                  core.url, rt.kind, cpus_, memory_ >> 20)
                         task_status.started(core)
@@ -158,6 +158,22 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                 await rt.aclose()
     finally:
         state.unlock()
+
+
+async def _keep_linked(link: ClusterLink) -> None:
+    """Run the cluster link, starting it again after an unexpected error: a store that
+    misbehaves (ACLs changed, a bug) must never take the containers' keeper down."""
+    delay = 1.0
+    while True:
+        try:
+            await link.run()
+            return
+        except Exception as e:  # logged and retried; cancellation still ends it
+            log.error("node %s: cluster link failed (%s: %s); containers keep running, "
+                      "retrying in %.0fs", link.core.name, type(e).__name__, e, delay,
+                      exc_info=True)
+        await trio.sleep(delay)
+        delay = min(30.0, delay * 2)
 
 
 async def _stop_actors(core: NodeCore) -> None:
