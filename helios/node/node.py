@@ -43,7 +43,6 @@ from helios.node.runtime import (
     LogsUnavailable,
     Runtime,
     RuntimeFailure,
-    RuntimeUnavailable,
 )
 from helios.node.runtime.base import ContainerState
 from helios.node.state import StateDir
@@ -284,10 +283,25 @@ class NodeCore:
     async def run(self) -> None:
         """Reconcile, persist task records and send events, until cancelled."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._reconcile_loop)
-            nursery.start_soon(self._tasks_saver)
-            nursery.start_soon(self.reporter.conductor_loop, self.system, self.conductor_url,
-                               self.leader_changed)
+            nursery.start_soon(self._resilient, self._reconcile_loop)
+            nursery.start_soon(self._resilient, self._tasks_saver)
+            nursery.start_soon(self._resilient, self.reporter.conductor_loop, self.system,
+                               self.conductor_url, self.leader_changed)
+
+    async def _resilient(self, fn: Any, *args: Any) -> None:
+        """Run a loop for ever, starting it again (with a pause) after an unexpected
+        error: one bad answer from an engine must not stop the node keeping its tasks."""
+        delay = 0.5
+        while True:
+            try:
+                await fn(*args)
+                return
+            except Exception as e:
+                log.error("node %s: %s failed (%s: %s); restarting it in %.1fs", self.name,
+                          getattr(fn, "__name__", fn), type(e).__name__, e, delay,
+                          exc_info=True)
+            await trio.sleep(delay)
+            delay = min(30.0, delay * 2)
 
     async def _tasks_saver(self) -> None:
         while True:
@@ -308,10 +322,9 @@ class NodeCore:
             self._dirty = trio.Event()
             try:
                 await self.reconcile_once()
-            except RuntimeUnavailable as e:
-                log.warning("node %s: cannot reconcile, runtime unavailable: %s", self.name, e)
-                with trio.move_on_after(1.0):
-                    await trio.sleep_forever()
+            except RuntimeFailure as e:  # the engine is down or refused: try again soon
+                log.warning("node %s: cannot reconcile: %s", self.name, e)
+                await trio.sleep(1.0)
                 self._dirty.set()
             self.reconciled += 1
             self._reconciled_event.set()
