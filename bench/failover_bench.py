@@ -12,10 +12,13 @@ clock stops when `job_status` (polled every 20 ms by an actor client) shows the 
 replacement `running` on another node. Then the node is restarted (same name and state
 directory), its stale copy must be removed, and the next run starts.
 
-The floor is the session timeout (ZooKeeper must expire the dead node's session) plus the
-failover grace; what Helios adds on top is detection, planning, the fenced write, the
-push and the container start. Target with --session-timeout 4 --failover-grace 1: p50
-under 6 s. Containers carry a unique label and are removed at the end.
+The floor is about the session timeout (ZooKeeper must expire the dead node's session,
+counted from the node's last ping, so up to a third of it may already have run at the
+kill) plus the failover grace; the timeline printed per run (from `job history`) shows
+what Helios adds on top: planning, the fenced write and the push (`lost`/`placed` to
+`starting`), then the node's container start (`starting` to `running`). Target with
+--session-timeout 4 --failover-grace 1: p50 under 6 s. Containers carry a unique label
+and are removed at the end.
 """
 
 from __future__ import annotations
