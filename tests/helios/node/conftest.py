@@ -70,10 +70,20 @@ class NodeUnderTest:
         if epoch is not None:
             self.epoch = epoch
         self.generation = generation if generation is not None else self.generation + 1
-        return await self.ref.ask("assign", self.epoch, self.generation, assignments)
+        return await self.ask("assign", self.epoch, self.generation, assignments)
+
+    async def ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Ask the node actor, retrying while its front restarts after a refused
+        (stale-epoch) call: a refusal ends the actor and its supervisor restarts it."""
+        with trio.fail_after(10):
+            while True:
+                try:
+                    return await self.ref.ask(method, *args, **kwargs)
+                except actors.ActorNotFound:
+                    await trio.sleep(0.01)
 
     async def status(self, task: str) -> dict[str, Any] | None:
-        for s in await self.ref.ask("statuses"):
+        for s in await self.ask("statuses"):
             if s["id"] == task:
                 return s
         return None
