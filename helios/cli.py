@@ -160,8 +160,12 @@ class Client:
                         raise CLIError(last) from None
                     self.url = None if self.zk else url
                 except actors.AskTimeout:
-                    raise CLIError(f"the conductor at {_addr(url)} did not answer {method} "
-                                   f"within {timeout or self.timeout:g}s") from None
+                    last = (f"the conductor at {_addr(url)} did not answer {method} "
+                            f"within {timeout or self.timeout:g}s")
+                    if self.zk and await self._leader_from_zk() not in (None, url):
+                        self.url = None  # a new leader took over from a hung one
+                        continue
+                    raise CLIError(last) from None
             else:
                 last = f"no leader registered in {self.where}"
             if time.monotonic() + delay > deadline:
