@@ -111,9 +111,23 @@ async def test_server_stopped_and_restarted_under_a_client(tmp_path: Path) -> No
                 async with presence(store, "n1", {"address": "a"}):
                     await trio.to_thread.run_sync(server.stop)
                     await wait_state(store, ConnectionState.SUSPENDED)
-                    with pytest.raises(Unavailable) as exc:
-                        await store.set("/jobs/web", {"v": 2})
+                    ticks = 0
+
+                    async def ticker() -> None:
+                        nonlocal ticks
+                        while True:
+                            ticks += 1
+                            await trio.sleep(0.01)
+
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(ticker)
+                        await trio.sleep(0)
+                        before = ticks
+                        with pytest.raises(Unavailable) as exc:
+                            await store.set("/jobs/web", {"v": 2})
+                        nursery.cancel_scope.cancel()
                     assert "ZooKeeper" in str(exc.value)
+                    assert ticks > before + 1    # the loop kept running meanwhile
                     await trio.to_thread.run_sync(server.start)
                     await wait_state(store, ConnectionState.CONNECTED)
                     await retry(lambda: store.set("/jobs/web", {"v": 2}), "set")
