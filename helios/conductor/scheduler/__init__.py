@@ -55,10 +55,12 @@ class Cluster:
             st.cpu_free, st.mem_free = millis(n.cpus), n.memory
             st.size = n.cpus / top_cpu + n.memory / top_mem
             self.nodes[n.name] = st
+        self._hosts: dict[str, set[NodeState]] = {}  # job -> nodes holding its tasks
         for a in allocations:
             st = self.nodes.get(a.node)
             if st is not None:
                 st.add(a.job, millis(a.cpus), a.memory, a.ports.values())
+                self._hosts.setdefault(a.job, set()).add(st)
         self._label_index: dict[tuple[str, str], list[NodeState]] = {}
         for st in self.nodes.values():
             if st.up:
@@ -85,12 +87,14 @@ class Cluster:
         fail_key = (req.constraints, cpu, mem, req.ports)
         if fail_key in self._failed:
             return None  # capacity only shrinks within a Cluster: it still cannot fit
-        node = self._pool(req.constraints).choose(req.job, cpu, mem, req.ports, req.spread)
+        node = self._pool(req.constraints).choose(req.job, cpu, mem, req.ports, req.spread,
+                                                  self._hosts.get(req.job, ()))
         if node is None:
             self._failed[fail_key] = ""
             return None
         old_cpu, old_mem, was_empty = node.cpu_free, node.mem_free, node.tasks == 0
         node.add(req.job, cpu, mem, req.ports)
+        self._hosts.setdefault(req.job, set()).add(node)
         for pool in node.pools:
             pool.moved(node, old_cpu, old_mem, was_empty, req.job, req.ports)
         return node.name

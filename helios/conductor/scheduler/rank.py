@@ -16,6 +16,7 @@ placement costs O(log n) Python steps plus a short scan, not O(nodes).
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Iterable
 
 from helios.conductor.scheduler.feasible import NodeState, fits
 
@@ -61,11 +62,13 @@ class Pool:
         # on the resource that runs out first is what keeps the node count low.
         self.by_cpu = by_cpu
         self.size = len(nodes)
+        # Entries are (key, name, node): names are unique, so comparisons never reach the
+        # node, and bisecting with a shorter tuple needs no key function (kept off the
+        # hot path: a key lambda doubled the cost of a placement).
         self.used: list[tuple[int, str, NodeState]] = sorted(
-            ((n.cpu_free if by_cpu else n.mem_free, n.name, n) for n in nodes if n.tasks),
-            key=lambda t: t[:2])
+            (n.cpu_free if by_cpu else n.mem_free, n.name, n) for n in nodes if n.tasks)
         self.empty: list[tuple[float, str, NodeState]] = sorted(
-            ((-n.size, n.name, n) for n in nodes if not n.tasks), key=lambda t: t[:2])
+            (-n.size, n.name, n) for n in nodes if not n.tasks)
         self.port_nodes: dict[int, int] = {}
         self.levels: dict[str, dict[int, int]] = {}
         # per spread job: level (>= 1) -> nodes holding that many of its tasks, by name
@@ -80,15 +83,15 @@ class Pool:
         """Re-file ``node`` after a task of ``job`` with ``new_ports`` landed on it."""
         if was_empty:
             lst = self.empty
-            i = bisect_left(lst, (-node.size, node.name), key=lambda t: t[:2])
+            i = bisect_left(lst, (-node.size, node.name))
             del lst[i]
         else:
             lst2 = self.used
             old = old_cpu_free if self.by_cpu else old_mem_free
-            i = bisect_left(lst2, (old, node.name), key=lambda t: t[:2])
+            i = bisect_left(lst2, (old, node.name))
             del lst2[i]
         new = node.cpu_free if self.by_cpu else node.mem_free
-        insort(self.used, (new, node.name, node), key=lambda t: t[:2])
+        insort(self.used, (new, node.name, node))
         for port in new_ports:
             self.port_nodes[port] = self.port_nodes.get(port, 0) + 1
         levels = self.levels.get(job)
@@ -99,19 +102,19 @@ class Pool:
             by_level = self.level_nodes[job]
             if c - 1 >= 1:
                 lst3 = by_level[c - 1]
-                del lst3[bisect_left(lst3, node.name, key=lambda t: t[0])]
-            insort(by_level.setdefault(c, []), (node.name, node), key=lambda t: t[0])
+                del lst3[bisect_left(lst3, (node.name,))]
+            insort(by_level.setdefault(c, []), (node.name, node))
 
     def choose(self, job: str, cpu: int, mem: int, ports: tuple[int, ...],
-               spread: bool) -> NodeState | None:
-        """The best node of this pool for the task, or None when no node fits."""
+               spread: bool, hosts: Iterable[NodeState] = ()) -> NodeState | None:
+        """The best node of this pool for the task, or None when no node fits.
+        ``hosts`` are the nodes already holding tasks of ``job`` (used by spread)."""
         if spread:
-            return self._choose_spread(job, cpu, mem, ports)
+            return self._choose_spread(job, cpu, mem, ports, hosts)
         used = self.used
         skip_used = bool(ports) and any(self.port_nodes.get(p, 0) >= len(used)
                                         for p in ports)
-        start = len(used) if skip_used else bisect_left(used, cpu if self.by_cpu else mem,
-                                                        key=lambda t: t[0])
+        start = len(used) if skip_used else bisect_left(used, (cpu if self.by_cpu else mem,))
         best: NodeState | None = None
         best_score = 0.0
         seen = found = 0
@@ -136,29 +139,32 @@ class Pool:
                 return node
         return None
 
-    def _levels(self, job: str) -> dict[int, int]:
+    def _levels(self, job: str, hosts: Iterable[NodeState]) -> dict[int, int]:
+        """Per level, how many pool nodes hold that many tasks of ``job``; built from the
+        nodes that hold the job at all (``hosts``), so it costs O(job), not O(pool)."""
         levels = self.levels.get(job)
         if levels is None:
-            levels = {0: len(self.empty)}
             by_level: dict[int, list[tuple[str, NodeState]]] = {}
-            for _, name, n in self.used:
-                c = n.jobs.get(job, 0)
-                levels[c] = levels.get(c, 0) + 1
-                if c:
-                    by_level.setdefault(c, []).append((name, n))
+            held = 0
+            for n in hosts:
+                if any(p is self for p in n.pools):
+                    by_level.setdefault(n.jobs[job], []).append((n.name, n))
+                    held += 1
+            levels = {c: len(lst) for c, lst in by_level.items()}
+            levels[0] = self.size - held
             for lst in by_level.values():
-                lst.sort(key=lambda t: t[0])
+                lst.sort()
             self.levels[job] = levels
             self.level_nodes[job] = by_level
         return levels
 
-    def _choose_spread(self, job: str, cpu: int, mem: int,
-                       ports: tuple[int, ...]) -> NodeState | None:
+    def _choose_spread(self, job: str, cpu: int, mem: int, ports: tuple[int, ...],
+                       hosts: Iterable[NodeState]) -> NodeState | None:
         """Fewest tasks of ``job`` first; among nodes without it best fit (used nodes
         before empty ones), among nodes that already hold some the best fit of the first
         few by name. Each level is searched through its own list, so the cost does not
         grow with the nodes that already hold more of the job."""
-        levels = self._levels(job)
+        levels = self._levels(job, hosts)
         if levels.get(0, 0) > 0:
             node = self._level_zero(job, cpu, mem, ports, levels[0])
             if node is not None:
@@ -184,8 +190,7 @@ class Pool:
         """Best node holding no task of ``job``: a used one (best fit) or an empty one."""
         if zero > len(self.empty):  # some used nodes lack the job: look there first
             used = self.used
-            for i in range(bisect_left(used, cpu if self.by_cpu else mem,
-                                       key=lambda t: t[0]), len(used)):
+            for i in range(bisect_left(used, (cpu if self.by_cpu else mem,)), len(used)):
                 node = used[i][2]
                 if job not in node.jobs and fits(node, cpu, mem, ports):
                     return node
