@@ -564,7 +564,10 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
                   session_timeout: float = typer.Option(10.0, "--session-timeout",
                                                         metavar="S"),
                   failover_grace: float = typer.Option(2.0, "--failover-grace",
-                                                       metavar="S")) -> None:
+                                                       metavar="S"),
+                  advertise: str | None = typer.Option(
+                      None, "--advertise", metavar="HOST",
+                      help="Host clients and nodes reach this conductor at.")) -> None:
     """A conductor; several may run, one leads."""
     from helios.conductor.daemon import run_conductor
 
@@ -573,7 +576,8 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
         raise CLIError("--failover-grace must be >= 0")
     hosts, root = split_zk(zk)
     _daemon(run_conductor, store_url=f"zk://{hosts}{root}", listen=listen, name=name,
-            failover_grace=failover_grace, session_timeout=session_timeout)
+            failover_grace=failover_grace, session_timeout=session_timeout,
+            advertise=advertise)
 
 
 def _check_positive(**values: float) -> None:
@@ -613,6 +617,9 @@ def node_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HOSTS")
              container_label: list[str] | None = typer.Option(
                  None, "--container-label", metavar="k=v", hidden=True),
              port_range: str = typer.Option("21000-21999", "--port-range", hidden=True),
+             advertise: str | None = typer.Option(
+                 None, "--advertise", metavar="HOST",
+                 help="Host the conductor reaches this node at."),
              ) -> None:
     """The node daemon of one machine."""
     from helios.node.daemon import run_node
@@ -638,7 +645,8 @@ def node_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HOSTS")
     _daemon(run_node, name=name, store_url=f"zk://{hosts}{root}", listen=listen,
             cpus=cpus, memory=memory, labels=_labels(label), runtime=runtime,
             state_dir=str(state_dir or default_state_dir(f"node-{name}")),
-            session_timeout=session_timeout, port_range=ports, **kwargs)
+            session_timeout=session_timeout, port_range=ports, advertise=advertise,
+            **kwargs)
 
 
 @app.command("solo")

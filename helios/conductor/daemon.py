@@ -31,10 +31,14 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
                         system: actors.ActorSystem | None = None,
                         listen: str = protocol.DEFAULT_CONDUCTOR, name: str | None = None,
                         failover_grace: float = 2.0, session_timeout: float = 10.0,
+                        advertise: str | None = None,
                         task_status: trio.TaskStatus[Conductor] = trio.TASK_STATUS_IGNORED
                         ) -> None:
     """Run a conductor until cancelled. `task_status.started(conductor)` once its actors
-    run (it may still be a standby: `conductor.lead` is set while it leads)."""
+    run (it may still be a standby: `conductor.lead` is set while it leads).
+
+    `advertise` is the host others reach this conductor at (what LEADER_PATH names) when
+    `listen` is a wildcard such as 0.0.0.0."""
     if store is None and store_url is None:
         raise ValueError("run_conductor needs a store or a store_url")
     name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -50,7 +54,7 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
         if system is None:
             system = await stack.enter_async_context(
                 actors.open_system(name=f"conductor-{name}", listen=listen,
-                                   **protocol.network_options()))
+                                   advertise=advertise, **protocol.network_options()))
         conductor = Conductor(store, system, name=name, failover_grace=failover_grace,
                               session_timeout=session_timeout)
         sup = await system.spawn(actors.Supervisor, strategy="one_for_one",
