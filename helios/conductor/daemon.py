@@ -18,11 +18,25 @@ import actors
 from helios import protocol
 from helios.conductor.conductor import Conductor, QuietExpectedErrors, conductor_tree
 from helios.coordination import open_store
+from helios.coordination.errors import Unavailable
 from helios.coordination.store import Store
 
 log = logging.getLogger(__name__)
 
 __all__ = ["run_conductor"]
+
+
+async def _open(url: str, session_timeout: float) -> Store:
+    """Open the store, waiting for ZooKeeper as long as it takes (a conductor may boot
+    before its ensemble, like a node)."""
+    delay = 0.5
+    while True:
+        try:
+            return await open_store(url, session_timeout=session_timeout)
+        except Unavailable as e:
+            log.warning("store not reachable yet (%s); retrying in %.0fs", e, delay)
+            await trio.sleep(delay)
+            delay = min(5.0, delay * 2)
 
 _quiet = QuietExpectedErrors()
 
@@ -49,7 +63,7 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
     async with AsyncExitStack() as stack:
         if store is None:
             assert store_url is not None
-            store = await open_store(store_url, session_timeout=session_timeout)
+            store = await _open(store_url, session_timeout)
             stack.push_async_callback(store.aclose)
         if system is None:
             system = await stack.enter_async_context(
