@@ -70,6 +70,8 @@ PERMANENT_FAILURES = (InvalidImageName, ImageNotFound, RegistryAuthFailed, Regis
                       InvalidSpec, PortConflict)
 #: How often a check runs while the task waits for its first healthy answer.
 FIRST_CHECK_INTERVAL = 0.25
+#: Stop grace when the job's own is unknown (its spec never reached this node).
+DEFAULT_GRACE = 3.0
 #: How long to wait before asking an unreachable engine again.
 ENGINE_RETRY = 1.0
 
@@ -165,6 +167,7 @@ class JobActor(actors.Actor):
         self._restarts = int(record.get("restarts", 0))
         self._changed = trio.Event()
         self._run_scope: trio.CancelScope | None = None
+        self._last: Assignment | None = a if a is not None and a.spec is not None else None
         self._started_at = 0.0
 
     # -- messages ---------------------------------------------------------------------
@@ -197,6 +200,8 @@ class JobActor(actors.Actor):
         while True:
             self._changed = trio.Event()
             a = self.ctx.assignment(self.task)
+            if a is not None and a.spec is not None:
+                self._last = a  # its grace still applies once the assignment is gone
             if a is not None and a.desired == "run":
                 if self.cid is not None and self._needs_replace(a):
                     await self._remove_container()
@@ -439,8 +444,8 @@ class JobActor(actors.Actor):
     async def _teardown(self) -> None:
         """stopping -> stopped: stop with the job's grace, remove, report."""
         rt = self.ctx.runtime
-        a = self.ctx.assignment(self.task)
-        grace = 10.0
+        a = self.ctx.assignment(self.task) or self._last
+        grace = DEFAULT_GRACE
         if a is not None and a.spec is not None:
             grace = a.spec.grace
         leftovers = await self._engine(rt.list, {LABEL_TASK: self.task})

@@ -128,9 +128,13 @@ class NodeUnderTest:
 
 @contextlib.asynccontextmanager
 async def node_running(state_dir: Path, *, name: str | None = None, runtime: str = "docker",
-                       with_conductor: bool = True, **kw: Any
+                       with_conductor: bool = True, cleanup: bool = True, **kw: Any
                        ) -> AsyncIterator[NodeUnderTest]:
-    """Run a node (and a client system with a fake conductor) for the block."""
+    """Run a node (and a client system with a fake conductor) for the block.
+
+    A stopped node leaves its tasks running (the next one adopts them). With `cleanup`,
+    the process runtime's tasks are removed at the end (Docker containers are removed by
+    the tests' labels); pass False to leave them for a node started next."""
     name = name or unique_name("node")
     kw.setdefault("restart_options", FAST_RESTARTS)
     async with actors.open_system("test-conductor", listen="127.0.0.1:0") as client, \
@@ -147,6 +151,10 @@ async def node_running(state_dir: Path, *, name: str | None = None, runtime: str
             yield NodeUnderTest(core, client, fake)  # type: ignore[arg-type]
         finally:
             nursery.cancel_scope.cancel()
+    if cleanup and runtime == "process":
+        with trio.CancelScope(shield=True), trio.move_on_after(20):
+            for c in await core.runtime.list():
+                await core.runtime.remove(c.id)
 
 
 @pytest.fixture

@@ -59,7 +59,8 @@ async def test_restart_without_zookeeper_runs_local_assignments(tmp_path: Path) 
     state = tmp_path / "state"
     dead_zk = f"zk://127.0.0.1:{free_port()}/helios"  # nothing listens: ZooKeeper is down
     job = {"name": "local", "command": ["sleep", "30"], "grace": 0}
-    async with node_running(state, runtime="process", with_conductor=False) as node:
+    async with node_running(state, runtime="process", with_conductor=False,
+                            cleanup=False) as node:
         a = assignment(node.name, job)
         await node.assign([a])
         first = await node.wait_state(a["id"], "running")
@@ -84,35 +85,36 @@ async def test_events_buffered_while_conductor_away_then_replayed_in_order(
 
     port = free_port()
     job = {"name": "ev", "command": ["sleep", "30"], "grace": 0}
-    async with actors.open_system("conductor-1", listen=f"127.0.0.1:{port}") as first:
-        ref = await first.spawn(FakeConductor, name=protocol.CONDUCTOR_ACTOR)
-        fake1 = first._registry[ref.name].actor
-        async with node_running(tmp_path / "state", runtime="process", with_conductor=False,
-                                conductor=f"127.0.0.1:{port}") as node:
-            a = assignment(node.name, job)
+    async with node_running(tmp_path / "state", runtime="process", with_conductor=False,
+                            conductor=f"127.0.0.1:{port}") as node:
+        a = assignment(node.name, job)
+        async with actors.open_system("conductor-1", listen=f"127.0.0.1:{port}") as first:
+            ref = await first.spawn(FakeConductor, name=protocol.CONDUCTOR_ACTOR)
+            fake1 = first._registry[ref.name].actor
             await node.assign([a])
             with trio.fail_after(10):
                 while not any(e["state"] == "running" for e in fake1.events):
                     await trio.sleep(0.05)
-            await first.aclose()  # the conductor goes away
-            b = assignment(node.name, job, index=1)
-            await node.assign([a, b])
-            await node.wait_state(b["id"], "running")
-            await node.assign([b])
-            with trio.fail_after(10):
-                while a["id"] in node.core.statuses:  # stopped and forgotten meanwhile
+        # the conductor is gone: changes go on, their events wait in the buffer
+        b = assignment(node.name, job, index=1)
+        await node.assign([a, b])
+        await node.wait_state(b["id"], "running")
+        await node.assign([b])
+        with trio.fail_after(10):
+            while a["id"] in node.core.statuses:  # stopped and forgotten meanwhile
+                await trio.sleep(0.05)
+        assert node.core.reporter.backlog[1] > 0
+        async with actors.open_system("conductor-2", listen=f"127.0.0.1:{port}") as second:
+            ref2 = await second.spawn(FakeConductor, name=protocol.CONDUCTOR_ACTOR)
+            fake2 = second._registry[ref2.name].actor
+            with trio.fail_after(20):
+                while node.core.reporter.backlog[1] > 0:
                     await trio.sleep(0.05)
-            assert node.core.reporter.backlog[1] > 0  # events wait in the buffer
-            async with actors.open_system("conductor-2", listen=f"127.0.0.1:{port}") as second:
-                ref2 = await second.spawn(FakeConductor, name=protocol.CONDUCTOR_ACTOR)
-                fake2 = second._registry[ref2.name].actor
-                with trio.fail_after(20):
-                    while node.core.reporter.backlog[1] > 0:
-                        await trio.sleep(0.05)
-                got = [(e["id"], e["state"]) for e in fake2.events]
-                b_states = [s for t, s in got if t == b["id"]]
-                a_states = [s for t, s in got if t == a["id"]]
-                assert b_states[0] == "starting" and b_states[-1] == "running"
-                assert a_states[-2:] == ["stopping", "stopped"]
-                # replayed oldest first: b started before a was stopped
-                assert got.index((b["id"], "starting")) < got.index((a["id"], "stopping"))
+            got = [(e["id"], e["state"]) for e in fake2.events]
+        b_states = [s for t, s in got if t == b["id"]]
+        a_states = [s for t, s in got if t == a["id"]]
+        assert b_states[0] == "starting" and b_states[-1] == "running"
+        assert a_states[-2:] == ["stopping", "stopped"]
+        # replayed oldest first: b started before a was stopped
+        assert got.index((b["id"], "starting")) < got.index((a["id"], "stopping"))
+

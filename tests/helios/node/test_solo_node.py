@@ -97,6 +97,10 @@ async def test_solo_node_takes_store_assignments_reports_and_restarts(tmp_path: 
             with trio.fail_after(10):
                 while await store.get(paths.service("svc", svc["id"])) is not None:
                     await trio.sleep(0.05)
+            with trio.fail_after(5):  # the job's grace (0), not a default, applies
+                while not any(e["id"] == svc["id"] and e["state"] == "stopped"
+                              for e in fake.events):
+                    await trio.sleep(0.05)
             # the crashed task's status is deleted once it is unassigned and forgotten
             with trio.fail_after(10):
                 while await store.get(paths.status(name, crash["id"])) is not None:
