@@ -8,7 +8,8 @@ It keeps ZooKeeper's semantics so the same contract tests pass on both backends:
   vanish when it closes;
 - a session row records its process (pid and start time); at open, rows of processes that
   no longer run are removed with their ephemerals, so a crash leaves nothing behind;
-- versions, sequential names (10-digit counters per parent), compare-and-set,
+- versions, sequential names (10 digits of the count of children ever created under
+  the parent, as in ZooKeeper), compare-and-set,
   all-or-nothing transactions and one-shot watches re-armed by `Store.watch_*`.
 
 SQLite calls run inline on the trio thread: in WAL mode with `synchronous=NORMAL` each is
@@ -67,7 +68,7 @@ CREATE TABLE IF NOT EXISTS znodes (
     data    BLOB NOT NULL,
     version INTEGER NOT NULL,
     owner   INTEGER,            -- session id for ephemerals, NULL for persistent
-    seq     INTEGER NOT NULL DEFAULT 0   -- next sequential-child counter
+    seq     INTEGER NOT NULL DEFAULT 0   -- children ever created (ZooKeeper's counter)
 );
 CREATE INDEX IF NOT EXISTS znodes_parent ON znodes(parent);
 CREATE INDEX IF NOT EXISTS znodes_owner ON znodes(owner);
@@ -187,6 +188,12 @@ class _Hub:
             changed += self._drop_session(sid)
 
     # -- single-row helpers (inside `write()` or reads) ---------------------------
+
+    def bump_cversion(self, parent: str) -> None:
+        """Count a child created, so sequential names follow ZooKeeper's (which counts
+        creates only: a create, a delete and a sequential create yields ...0001)."""
+        if parent != "/":
+            self.db.execute("UPDATE znodes SET seq=seq+1 WHERE path=?", (parent,))
 
     def row(self, path: str) -> tuple[bytes, int, int | None, int] | None:
         if path == "/":
@@ -315,14 +322,13 @@ class EmbeddedStore(Store):
         if prow[2] is not None:
             raise CoordinationError(f"ephemeral {paths.parent(rel)} cannot have children")
         if sequential:
-            full = f"{full}{prow[3]:010d}"
-            if parent != "/":
-                self._hub.db.execute("UPDATE znodes SET seq=seq+1 WHERE path=?", (parent,))
+            full = f"{full}{prow[3]:010d}"   # as ZooKeeper: children created so far
         if self._hub.row(full) is not None:
             raise NodeExists(relative_path(self.root, full))
         self._hub.db.execute(
             "INSERT INTO znodes(path, parent, data, version, owner) VALUES (?, ?, ?, 0, ?)",
             (full, parent, data, self._sid if ephemeral else None))
+        self._hub.bump_cversion(parent)
         changed += [("data", full), ("child", parent)]
         return full
 
