@@ -250,6 +250,10 @@ async def test_acls_confine_a_node_to_its_own_subtrees(zk_hosts: str, zk_root: s
                 assert (await conductor.get(paths.status("n2", "web-2"))).value == \
                     {"state": "running"}
                 assert (await conductor.get(paths.job("web"))).value == {"image": "x"}
+                # a node publishes its endpoints; another node cannot rewrite them
+                await n1.create(paths.service("web", "web-1"), {"port": 1}, ephemeral=True)
+                with pytest.raises(NotAuthorized):
+                    await n2.set(paths.service("web", "web-1"), {"port": 666})
                 # conductors write everything, including a node's status
                 await conductor.set(paths.status("n1", "web-1"), {"state": "lost"})
                 # without the credential nothing can be read
