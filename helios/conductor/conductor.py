@@ -24,11 +24,9 @@ lost on the way is repaired.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +37,8 @@ import actors
 from helios import protocol
 from helios.conductor import views
 from helios.conductor.apply import Persisted, Writer
+from helios.conductor.cron_runner import CronRunner, running_templates
+from helios.conductor.dispatch import dispatch
 from helios.conductor.errors import (
     EXPECTED,
     JobNotFound,
@@ -64,7 +64,7 @@ from helios.coordination.errors import (
 from helios.coordination.guard import init_cluster
 from helios.coordination.store import Create, Set, Store
 from helios.model import JobRecord, TaskStatus
-from helios.spec import JobSpec, run_spec
+from helios.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class Leadership:
     presence: dict[str, Any] = field(default_factory=dict)
     nursery: trio.Nursery | None = None
     reconciles: int = 0
+    cron: Any = None  # CronRunner of this term
 
     @property
     def epoch(self) -> int:
@@ -176,7 +177,8 @@ class Conductor:
             snap = await load_snapshot(self.store, self.clock())
             L = Leadership(term=term, state=snap.state,
                            writer=Writer(term, Persisted(snap.state.copy(), set(snap.dirs))),
-                           history=History(self.store), records=dict(snap.records))
+                           history=History(self.store), records=dict(snap.records),
+                           cron=CronRunner(term, clock=self.clock))
             log.info("%s leads (epoch %d): %d jobs, %d nodes, %d tasks loaded in %.0f ms",
                      self.name, term.epoch, len(snap.state.jobs), len(snap.state.nodes),
                      len(snap.state.assignments), (time.monotonic() - started) * 1000)
@@ -387,6 +389,10 @@ class Conductor:
         """Wake in time for the earliest failover grace to run out."""
         timeout = RECONCILE_INTERVAL
         now = self.clock()
+        if L.cron is not None:
+            wake = L.cron.next_wakeup(L.state.jobs, now)
+            if wake is not None:
+                timeout = min(timeout, wake - now + 0.005)
         for n in L.state.nodes.values():
             if not n.up and n.down_since is not None:
                 left = n.down_since + self.failover_grace - now
@@ -398,6 +404,7 @@ class Conductor:
         """One reconciliation: plan, apply to the cache, write, push. Repeats (bounded)
         while a plan has changes, so a cascade settles within one trigger."""
         plan = Plan()
+        await self._fire_cron(L)
         for _ in range(4):
             now = self.clock()
             plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments,
@@ -591,33 +598,42 @@ class Conductor:
 
     async def job_dispatch(self, name: str, payload: Any = None,
                            idempotency_key: str | None = None) -> dict[str, Any]:
-        """Run a parameterized job once, as a child batch job `<name>-<run>`. The same
-        idempotency key always names the same run, so a retried dispatch creates nothing."""
+        """Run a parameterized job once (`dispatch.dispatch`: the run and its idempotency
+        key are created in one fenced transaction), then adopt the run into the cache as
+        written."""
         L = await self.leading()
         async with L.lock:
-            parent = self._job(L, name)
-            if parent.spec.kind != "parameterized":
-                raise ValueError(f"job {name!r} is a {parent.spec.kind} job; only "
-                                 "parameterized jobs are dispatched")
-            if payload is not None and not isinstance(payload, str):
-                import json
-                payload = json.dumps(payload, separators=(",", ":"))
-            if parent.spec.payload == "required" and payload is None:
-                raise ValueError(f"job {name!r} requires a payload (--payload)")
-            if parent.spec.payload == "forbidden" and payload is not None:
-                raise ValueError(f"job {name!r} takes no payload")
-            key = idempotency_key or uuid.uuid4().hex
-            run = hashlib.sha1(f"{name}/{key}".encode()).hexdigest()[:8]
-            child = run_spec(parent.spec, run, payload)
-            if child.name in L.state.jobs:
-                return {"job": name, "run": child.name, "created": False}
-            L.state.jobs[child.name] = JobRecord(spec=child, version=1, parent=name,
-                                                 created=self.clock())
-            L.history.add(event(name, "", "", "dispatched", f"run {child.name}",
-                                at=self.clock()))
-            await self._client_flush(L)
+            template = self._job(L, name)
+            try:
+                out = await dispatch(L.term, template, payload, idempotency_key,
+                                     now=self.clock())
+            except StaleEpoch:
+                L.term.lost.set()
+                raise NotLeader(self._leader_url()) from None
+            if out.created and out.record is not None:
+                self._adopt_written_job(L, out.record)
+                L.history.add(event(name, "", "", "dispatched", f"run {out.run}",
+                                    at=self.clock(), run=out.run))
+                await self._client_flush(L)
         L.poke()
-        return {"job": name, "run": child.name, "created": True}
+        return out.to_dict()
+
+    def _adopt_written_job(self, L: Leadership, record: JobRecord) -> None:
+        """A job record another module already wrote (fenced): cache it as persisted, so
+        the writer does not create it again."""
+        L.state.jobs[record.name] = record
+        L.writer.persisted.state.jobs[record.name] = record
+
+    async def _fire_cron(self, L: Leadership) -> None:
+        """Consume due cron ticks (`cron_runner`: one fenced claim per tick); runs become
+        batch jobs in the cache."""
+        if not any(r.spec.kind == "cron" for r in L.state.jobs.values()):
+            return
+        running = running_templates(L.state.jobs, L.state.assignments, L.state.statuses)
+        for outcome in await L.cron.run_due(L.state.jobs, running=running):
+            if outcome.record is not None:
+                self._adopt_written_job(L, outcome.record)
+            L.history.add(outcome.history_event())
 
 
 def _plan_events(plan: Plan, now: float) -> list[dict[str, Any]]:

@@ -217,3 +217,21 @@ async def test_changed_job_rolls_out_to_a_new_version(cluster):
     await cluster.ask(c, "job_run", dict(WEB, count=3, command=["httpd", "-v"]))
     s = await cluster.wait_for(lambda: running(cluster, c, n=3), what="scaled to 3")
     assert before < {t["id"] for t in s["tasks"]}
+
+
+async def test_cron_job_fires_runs_that_complete(cluster):
+    c = await cluster.conductor("c1")
+    await cluster.node("n1")
+    cron = {"name": "tick", "kind": "cron", "schedule": "* * * * * *", "image": "x",
+            "resources": {"cpus": 0.1, "memory": "16M"}}
+    await cluster.ask(c, "job_run", cron)
+
+    async def fired():
+        runs = [j for j in await cluster.ask(c, "job_ls")
+                if j["name"].startswith("tick-") and j["status"] == "complete"]
+        return runs or None
+
+    runs = await cluster.wait_for(fired, what="a cron run completed")
+    assert runs[0]["kind"] == "batch"
+    hist = await cluster.ask(c, "job_history", "tick")
+    assert any(e["state"] == "cron fired" for e in hist)
