@@ -83,7 +83,9 @@ async def test_crashing_container_restarts_with_backoff_then_fails(tmp_path, nod
         assert any("restarting in 0.1s" in r for r in reasons), reasons
         assert any("restarting in 0.2s" in r for r in reasons), reasons  # backoff doubled
         # the failed container is kept for its logs; the same container was restarted
-        logs = await node.ref.ask("logs", a["id"])
+        with trio.fail_after(10):
+            while len((logs := await node.ref.ask("logs", a["id"]))["lines"]) < 3:
+                await trio.sleep(0.05)
         assert logs["lines"] == ["boom", "boom", "boom"]
 
 
