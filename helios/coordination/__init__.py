@@ -40,7 +40,8 @@ from helios.coordination.store import (
 from helios.coordination.zookeeper import ZooKeeperStore, open_zookeeper
 
 
-async def open_store(url: str, *, session_timeout: float = 10.0, credential=None) -> Store:
+async def open_store(url: str, *, session_timeout: float = 10.0,
+                     credential: Credential | None = None) -> Store:
     """Open a store from a URL: `zk://h1:2181,h2:2181/helios` or `sqlite:///path/file.db`
     (root `/helios`, or `sqlite:///path/file.db#/root`)."""
     if url.startswith("zk://"):
