@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import trio
@@ -62,6 +63,7 @@ from helios.node.runtime import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
+from helios.spec import PAYLOAD_ENV
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,9 @@ class JobContext(Protocol):
     async def drain(self, task_id: str, grace: float) -> None:
         """Withdraw the task's service endpoint and wait `grace` (if it had one)."""
 
+    def payload_dir(self, task_id: str) -> Path:
+        """Where the task's dispatch payload file goes (removed with the task)."""
+
     def job_finished(self, task_id: str) -> None:
         """The task is gone and its container removed: the actor is about to end."""
 
@@ -112,10 +117,20 @@ def container_name(node: str, task_id: str) -> str:
     return f"helios-{node}-{task_id}"
 
 
-def container_spec(ctx: JobContext, a: Assignment) -> ContainerSpec:
-    """The runtime's spec for an assignment: ports, limits, log driver, labels, auth."""
+def container_spec(ctx: JobContext, a: Assignment,
+                   payload_dir: Path | None = None) -> ContainerSpec:
+    """The runtime's spec for an assignment: ports, limits, log driver, labels, auth.
+
+    With `payload_dir`, a dispatched run's payload (`HELIOS_PAYLOAD`) is also written to
+    a file there and named by `HELIOS_PAYLOAD_FILE` (process runtime; the docker runtime
+    has no bind mounts yet, so its tasks get the variable only)."""
     spec = a.spec
     assert spec is not None
+    env = dict(spec.env)
+    if payload_dir is not None and PAYLOAD_ENV in env:
+        from helios.conductor.dispatch import materialise_payload
+
+        env.update(materialise_payload(env, payload_dir, container=False))
     ports = {n: PortMapping(container=p.container, host=a.ports.get(n, p.host))
              for n, p in spec.ports.items()}
     auth = None
@@ -124,7 +139,7 @@ def container_spec(ctx: JobContext, a: Assignment) -> ContainerSpec:
         auth = RegistryAuth(ra.username, ra.password, ra.server)
     return ContainerSpec(
         name=container_name(ctx.node, a.id), image=spec.image or "",
-        command=tuple(spec.command or ()), env=dict(spec.env),
+        command=tuple(spec.command or ()), env=env,
         labels=dict(ctx.container_labels), ports=ports,
         cpus=a.cpus or spec.resources.cpus, memory=a.memory or spec.resources.memory,
         log=LogConfig(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
@@ -301,8 +316,9 @@ class JobActor(actors.Actor):
 
     async def _launch(self, a: Assignment) -> None:
         """pull -> create -> start."""
-        spec = container_spec(self.ctx, a)
         rt = self.ctx.runtime
+        payload_dir = self.ctx.payload_dir(self.task) if rt.kind == "process" else None
+        spec = container_spec(self.ctx, a, payload_dir)
         try:
             if rt.kind == "docker":
                 if not spec.image:

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -249,8 +251,12 @@ class NodeCore:
     def task_record(self, task_id: str) -> dict[str, Any]:
         return dict(self.tasks.get(task_id) or {})
 
+    def payload_dir(self, task_id: str) -> Path:
+        return self.state.path / "payloads" / task_id
+
     def save_task_record(self, task_id: str, record: dict[str, Any] | None) -> None:
         if record is None:
+            shutil.rmtree(self.payload_dir(task_id), ignore_errors=True)
             if self.tasks.pop(task_id, None) is None:
                 return
         else:

@@ -118,3 +118,23 @@ async def test_events_buffered_while_conductor_away_then_replayed_in_order(
         # replayed oldest first: b started before a was stopped
         assert got.index((b["id"], "starting")) < got.index((a["id"], "stopping"))
 
+
+
+async def test_dispatch_payload_file_for_process_tasks(tmp_path: Path) -> None:
+    async with node_running(tmp_path / "state", runtime="process") as node:
+        job = {"name": "run-1", "kind": "batch",
+               "command": ["sh", "-c", 'cat "$HELIOS_PAYLOAD_FILE"; echo; echo "$HELIOS_PAYLOAD"'],
+               "env": {"HELIOS_PAYLOAD": '{"n": 1}'}}
+        a = assignment(node.name, job)
+        await node.assign([a])
+        s = await node.wait_state(a["id"], "exited")
+        assert s["exit_code"] == 0
+        out = await node.ask("logs", a["id"])
+        assert out["lines"] == ['{"n": 1}', '{"n": 1}']
+        payload = tmp_path / "state" / "payloads" / a["id"] / "payload"
+        assert payload.stat().st_mode & 0o777 == 0o600
+        await node.assign([])
+        await node.wait_event(a["id"], "stopped")
+        with trio.fail_after(5):
+            while payload.parent.exists():  # removed with the task
+                await trio.sleep(0.05)
