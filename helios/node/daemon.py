@@ -144,7 +144,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                                                session_timeout=session_timeout,
                                                credential=load_credential()
                                                if store is None else None)
-                            core.link = link  # type: ignore[attr-defined]
+                            core.link = link
                             nursery.start_soon(_keep_linked, link)
                         log.info("node %s up: %s, runtime %s, %g cpus, %d MiB", name,
                                  core.url, rt.kind, cpus_, memory_ >> 20)

@@ -111,6 +111,7 @@ class NodeCore:
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.published: dict[str, dict[str, Any]] = {}  # what the store holds now
         self._endpoints_changed = trio.Event()
+        self.link: Any = None  # the ClusterLink, when the node has a store
         self.reconciled = 0  # passes done (tests wait on it)
         self._reconciled_event = trio.Event()
 
