@@ -68,6 +68,10 @@ def test_deposed_leader_wakes_up_and_changes_nothing(zk_hosts: str, zk_root: str
         assert [(t["id"], t["state"]) for t in final["tasks"]] == \
             [(t["id"], t["state"]) for t in after["tasks"]]
         assert helios_json("job", "ls", "--zk", zk)[0]["version"] == 2
+        # leave nothing running: the process runtime's tasks outlive a stopped node
+        assert helios("job", "rm", job, "--zk", zk).returncode == 0
+        eventually(lambda: helios_json("nodes", "--zk", zk)[0]["tasks"] == 0, 60,
+                   "tasks stopped after job rm")
 
 
 def _addr(p: Proc) -> str:
