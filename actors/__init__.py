@@ -13,6 +13,7 @@ from ._errors import (
     ConnectionLost,
     MessageTooLarge,
     ProtocolError,
+    Refusal,
     RemoteError,
     UnknownHandler,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "MessageTooLarge",
     "Monitor",
     "ProtocolError",
+    "Refusal",
     "RemoteError",
     "Supervisor",
     "TLSConfig",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import ActorNotFound, RemoteError
+from ._errors import ActorNotFound, Refusal, RemoteError
 from ._mailbox import Mailbox
 
 if TYPE_CHECKING:
@@ -116,6 +116,11 @@ class Actor:
 
     async def on_down(self, down: Down) -> None:
         """A monitored actor ended. The default ignores it."""
+
+    async def _child_exited(self, cell: Cell, reason: str, detail: str) -> None:
+        """A child spawned with `self.spawn` ended; plain actors just forget it
+        (monitor it to react). Supervisors override this to restart it."""
+        self._cell.children.pop(cell, None)
 
     # -- acting -------------------------------------------------------------------------
     async def spawn(self, cls: type[Actor], *args: Any, name: str | None = None,
@@ -280,6 +285,9 @@ class Cell:
                 if reply is not None:
                     reply.set(None)
                 raise
+            except Refusal as e:  # the request is refused; the actor is fine
+                _fail(reply, e)
+                continue
             except Exception as e:
                 _fail(reply, e)
                 raise
@@ -309,7 +317,7 @@ class Cell:
                 raise _Exit("error", f"linked actor {down.ref.name} exited: {down.reason}"
                             + (f" ({down.detail})" if down.detail else ""))
         elif method == "$child_exit":
-            await self.actor._child_exited(args, kwargs[0], kwargs[1])  # type: ignore[attr-defined]
+            await self.actor._child_exited(args, kwargs[0], kwargs[1])
         elif method == "$call":  # run a callable inside the actor's task (supervisor internals)
             await args()
 

@@ -26,6 +26,15 @@ class RemoteError(ActorError):
         self.traceback = traceback
 
 
+class Refusal(Exception):
+    """Raise it (or a subclass) in a handler to refuse one request, not to crash.
+
+    The asker gets a `RemoteError` carrying the refusal's type name and message, exactly
+    like any handler error; the actor keeps running, since refusing bad input is part of
+    its job (an OTP `{reply, {error, Reason}, State}`). Any other exception crashes it.
+    """
+
+
 class UnknownHandler(RemoteError):
     """The actor exists but has no `@handler` of that name; the request was refused."""
 

@@ -106,6 +106,7 @@ class ActorSystem:
         self._mon_ids = itertools.count(1)
         self._names = itertools.count(1)
         self._nursery: trio.Nursery | None = None
+        self._service_scopes: list[trio.CancelScope] = []
         self._closing = False
         self._timer = Timer()
         self._encoder = make_encoder(ActorRef)
@@ -163,8 +164,19 @@ class ActorSystem:
             await cell.shutdown("shutdown")
         for conn in list(self._conns.values()):
             conn.close("system shutting down")
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        for scope in self._service_scopes:  # the listener and the timer, not the caller
+            scope.cancel()
+
+    async def _service(self, fn: Callable[..., Any], *args: Any,
+                       task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run one of the system's own tasks under a scope that `aclose` cancels, so that
+        closing the system early does not cancel the code that called `aclose`."""
+        with trio.CancelScope() as scope:
+            self._service_scopes.append(scope)
+            if task_status is trio.TASK_STATUS_IGNORED:
+                await fn(*args)
+            else:
+                await fn(*args, task_status=task_status)
 
     # -- spawning -------------------------------------------------------------------------
     async def _spawn(self, cls: type[Actor], args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -431,7 +443,7 @@ class ActorSystem:
         if ":" in adv_host:
             adv_host = f"[{adv_host}]"
         self.url = f"tcp://{adv_host}:{bound[1]}"
-        await self._nursery.start(trio.serve_listeners, self._serve, listeners)
+        await self._nursery.start(self._service, trio.serve_listeners, self._serve, listeners)
 
 
 @asynccontextmanager
@@ -456,7 +468,7 @@ async def open_system(name: str | None = None, listen: str | None = None, *,
     system = ActorSystem(name or f"system-{os.getpid()}", config)
     async with trio.open_nursery() as nursery:
         system._nursery = nursery
-        nursery.start_soon(system._timer.run)
+        nursery.start_soon(system._service, system._timer.run)
         try:
             if listen:
                 await system._listen(listen, advertise)

@@ -273,3 +273,59 @@ async def test_background_task_runs_until_the_actor_ends_and_its_failure_crashes
         await ref.ask("fail_later")
         down = await mon.wait(timeout=5)
         assert down.reason == "error" and "disk on fire" in down.detail
+
+
+async def test_a_refusal_answers_the_asker_and_keeps_the_actor() -> None:
+    class Denied(actors.Refusal):
+        pass
+
+    class Gate(actors.Actor):
+        @actors.handler
+        async def enter(self, who: str) -> str:
+            if who == "mallory":
+                raise Denied(f"{who} may not enter")
+            return f"welcome {who}"
+
+    async with actors.open_system() as system:
+        gate = await system.spawn(Gate, name="gate")
+        mon = await system.monitor(gate)
+        with pytest.raises(actors.RemoteError) as info:
+            await gate.ask("enter", "mallory")
+        assert (info.value.type_name, info.value.message) == ("Denied", "mallory may not enter")
+        assert await gate.ask("enter", "alice") == "welcome alice"
+        assert mon.down is None
+
+
+async def test_plain_actor_children_may_end_on_their_own() -> None:
+    class Parent(actors.Actor):
+        @actors.handler
+        async def start(self) -> None:
+            await self.spawn(Counter, name="kid")
+
+        @actors.handler
+        async def kids(self) -> int:
+            return len(self._cell.children)
+
+    async with actors.open_system() as system:
+        parent = await system.spawn(Parent, name="p")
+        await parent.ask("start")
+        with pytest.raises(actors.RemoteError):
+            await system.ref("kid").ask("boom")
+        with trio.fail_after(5):
+            while await parent.ask("kids"):
+                await trio.sleep(0.01)
+        await parent.ask("start")  # the name is free again
+        assert await system.ref("kid").ask("incr") == 1
+
+
+async def test_aclose_inside_the_block_does_not_cancel_the_caller() -> None:
+    after: list[str] = []
+    async with actors.open_system(listen="127.0.0.1:0") as system:
+        await system.spawn(Counter, name="c")
+        await system.aclose()
+        await trio.sleep(0.01)  # a checkpoint: would raise Cancelled if the block were cancelled
+        after.append("ran")
+        assert system.registered() == []
+        with pytest.raises(RuntimeError, match="closing"):
+            await system.spawn(Counter)
+    assert after == ["ran"]
