@@ -398,7 +398,8 @@ def _describe(e: BaseException) -> str:
 
 def _fail(reply: Any, e: BaseException) -> None:
     if reply is not None:
-        reply.set(error=RemoteError(type(e).__name__, str(e), traceback.format_exc()))
+        name = e.type_name if isinstance(e, Refusal) else type(e).__name__
+        reply.set(error=RemoteError(name, str(e), traceback.format_exc()))
 
 
 def _unknown(actor: Actor, method: str) -> Exception:

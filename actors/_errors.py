@@ -32,7 +32,12 @@ class Refusal(Exception):
     The asker gets a `RemoteError` carrying the refusal's type name and message, exactly
     like any handler error; the actor keeps running, since refusing bad input is part of
     its job (an OTP `{reply, {error, Reason}, State}`). Any other exception crashes it.
+    `type_name` overrides the name the asker sees (to pass on an error's own name).
     """
+
+    def __init__(self, message: str = "", type_name: str | None = None) -> None:
+        super().__init__(message)
+        self.type_name = type_name or type(self).__name__
 
 
 class UnknownHandler(RemoteError):

@@ -7,7 +7,10 @@ classes. Keep this file the single place that names a handler another process ca
 Node daemon (`helios node`): actor `node` in the daemon's system.
   assign(epoch, generation, assignments) -> {"epoch", "generation", "accepted"}
       `assignments` is the COMPLETE desired set for this node (Assignment dicts, each with
-      its "spec"); the node reconciles its containers to it (level-triggered). An epoch
+      its "spec"); the node reconciles its containers to it (level-triggered). The same
+      set is in the store: /assignments/<node> holds {"epoch", "generation"} and its
+      children the Assignment dicts, so a node that starts while no conductor runs (or
+      missed a push) reads it there and keeps the newer (epoch, generation). An epoch
       older than the newest the node has seen is refused: RemoteError(type_name
       "StaleEpoch"). Within one epoch, a generation older than the newest is ignored.
   statuses() -> [TaskStatus dict, ...]      every task the node knows, with its last state
@@ -26,6 +29,7 @@ Conductor (`helios conductor`): actor `conductor` in the conductor's system.
     job_stop(name) / job_rm(name) -> {"name", ...}
     job_history(name) -> [event dict, ...] newest last
     job_logs(name, task=None, since=None, tail=None) -> {"lines", "cursor"}
+                                   (with several tasks, `cursor` maps task id -> cursor)
     job_dispatch(name, payload=None, idempotency_key=None) -> {"job", "run", "created"}
     nodes() -> CONTRACT.md `nodes --json` shape
     endpoints(name) -> CONTRACT.md `endpoints --json` shape
@@ -56,11 +60,13 @@ ENV_TLS_KEY = "HELIOS_TLS_KEY"
 ENV_TLS_CA = "HELIOS_TLS_CA"
 
 
-class StaleEpoch(Exception):
-    """An instruction from a conductor whose leadership epoch is older than one seen."""
+class StaleEpoch(actors.Refusal):
+    """An instruction from a conductor whose leadership epoch is older than one seen.
+
+    A refusal: the asker gets RemoteError(type_name "StaleEpoch"), the actor goes on."""
 
 
-class NotLeader(Exception):
+class NotLeader(actors.Refusal):
     """This conductor is a standby; the message is the leader's URL ("" if unknown)."""
 
 

@@ -12,9 +12,9 @@ Pieces, each with one job:
   store alone. Nothing here trusts memory across terms.
 - `CoreActor` runs `Conductor.run` as its background task (`Actor.start_soon`).
 - `ConductorActor` (registered as `protocol.CONDUCTOR_ACTOR`) answers nodes and the CLI.
-  Raising in an actor handler ends the actor (let it crash), and answering a client with
-  `NotLeader` or `JobNotFound` *is* raising; so the front holds no state and runs under a
-  supervisor that restarts it at once, while the core and its term live on in `CoreActor`.
+  It holds no state: error answers (`NotLeader`, `JobNotFound`, a bad spec) are
+  `actors.Refusal`s that leave it running, and if it ever crashes its supervisor restarts
+  it at once while the core and its term live on in `CoreActor`.
 
 Level-triggered: every trigger only wakes the reconcile loop, which looks at the whole
 state; a missed or repeated trigger changes nothing. Task reports are also re-read from the
@@ -68,7 +68,7 @@ from helios.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Conductor", "ConductorActor", "CoreActor", "QuietExpectedErrors", "conductor_tree"]
+__all__ = ["Conductor", "ConductorActor", "CoreActor", "conductor_tree"]
 
 #: how long a CLI request waits for a fresh leader to finish loading its snapshot
 READY_WAIT = 10.0
@@ -686,79 +686,74 @@ class ConductorActor(actors.Actor):
 
     @actors.handler
     async def task_events(self, node: str, events: list[Any]) -> int:
-        return await self.c.task_events(node, events)
+        return await _answer(self.c.task_events(node, events))
 
     @actors.handler
     async def job_run(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return await self.c.job_run(spec)
+        return await _answer(self.c.job_run(spec))
 
     @actors.handler
     async def job_ls(self) -> list[dict[str, Any]]:
-        return await self.c.job_ls()
+        return await _answer(self.c.job_ls())
 
     @actors.handler
     async def job_status(self, name: str) -> dict[str, Any]:
-        return await self.c.job_status(name)
+        return await _answer(self.c.job_status(name))
 
     @actors.handler
     async def job_stop(self, name: str) -> dict[str, Any]:
-        return await self.c.job_stop(name)
+        return await _answer(self.c.job_stop(name))
 
     @actors.handler
     async def job_rm(self, name: str) -> dict[str, Any]:
-        return await self.c.job_rm(name)
+        return await _answer(self.c.job_rm(name))
 
     @actors.handler
     async def job_history(self, name: str) -> list[dict[str, Any]]:
-        return await self.c.job_history(name)
+        return await _answer(self.c.job_history(name))
 
     @actors.handler
     async def job_logs(self, name: str, task: str | None = None, since: Any = None,
                        tail: int | None = None) -> dict[str, Any]:
-        return await self.c.job_logs(name, task=task, since=since, tail=tail)
+        return await _answer(self.c.job_logs(name, task=task, since=since, tail=tail))
 
     @actors.handler
     async def job_dispatch(self, name: str, payload: Any = None,
                            idempotency_key: str | None = None) -> dict[str, Any]:
-        return await self.c.job_dispatch(name, payload=payload,
-                                         idempotency_key=idempotency_key)
+        return await _answer(self.c.job_dispatch(name, payload=payload,
+                                         idempotency_key=idempotency_key))
 
     @actors.handler
     async def nodes(self) -> list[dict[str, Any]]:
-        return await self.c.nodes()
+        return await _answer(self.c.nodes())
 
     @actors.handler
     async def endpoints(self, name: str) -> list[dict[str, Any]]:
-        return await self.c.endpoints(name)
+        return await _answer(self.c.endpoints(name))
 
     @actors.handler
     async def leader(self) -> dict[str, Any]:
         return self.c.leader()
 
 
+async def _answer(call: Any) -> Any:
+    """Run a handler's work; an expected error (NotLeader, JobNotFound, a bad spec...) is
+    the answer, refused to the asker under its own type name, and leaves the actor as
+    it was. Anything else is a fault: the actor crashes and its supervisor restarts it."""
+    try:
+        return await call
+    except actors.Refusal:
+        raise
+    except Exception as e:
+        if type(e).__name__ in EXPECTED:
+            raise actors.Refusal(str(e), type_name=type(e).__name__) from e
+        raise
+
+
 def conductor_tree(conductor: Conductor) -> list[actors.ChildSpec]:
     """Children of the conductor's supervisor: the core (contention, term) and the front
-    (client handlers). The front is restarted after every error answer; the core only if
-    its loop crashes (then it contends again from the store)."""
+    (client handlers). Either is restarted if it crashes; the core then contends again
+    from the store. Error answers are refusals and end neither."""
     return [actors.child(CoreActor, conductor, name="conductor-core", restart="permanent"),
             actors.child(ConductorActor, conductor, name=protocol.CONDUCTOR_ACTOR,
                          restart="permanent")]
-
-
-class QuietExpectedErrors(logging.Filter):
-    """Keeps error answers (NotLeader, JobNotFound, ...) from being logged as crashes.
-
-    They end the front actor by design (see the module docstring); a traceback per
-    client mistake would bury real faults."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.msg if isinstance(record.msg, str) else ""
-        args = record.args if isinstance(record.args, tuple) else ()
-        if msg.startswith("actor %s crashed") and len(args) >= 2 \
-                and args[0] == protocol.CONDUCTOR_ACTOR:
-            detail = str(args[1])
-            if detail.split(":", 1)[0] in EXPECTED:
-                return False
-        return not (msg.startswith("supervisor %s: child %s exited") and len(args) >= 3
-                    and args[1] == protocol.CONDUCTOR_ACTOR)
-

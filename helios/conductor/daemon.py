@@ -16,7 +16,7 @@ import trio
 
 import actors
 from helios import protocol
-from helios.conductor.conductor import Conductor, QuietExpectedErrors, conductor_tree
+from helios.conductor.conductor import Conductor, conductor_tree
 from helios.coordination import open_store
 from helios.coordination.errors import Unavailable
 from helios.coordination.store import Store
@@ -38,7 +38,6 @@ async def _open(url: str, session_timeout: float) -> Store:
             await trio.sleep(delay)
             delay = min(5.0, delay * 2)
 
-_quiet = QuietExpectedErrors()
 
 
 async def run_conductor(*, store: Store | None = None, store_url: str | None = None,
@@ -56,10 +55,6 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
     if store is None and store_url is None:
         raise ValueError("run_conductor needs a store or a store_url")
     name = name or f"{socket.gethostname()}-{os.getpid()}"
-    for logger_name in ("actors", "actors.supervisor"):
-        lg = logging.getLogger(logger_name)
-        if _quiet not in lg.filters:
-            lg.addFilter(_quiet)
     async with AsyncExitStack() as stack:
         if store is None:
             assert store_url is not None
