@@ -128,6 +128,7 @@ async def test_image_failures_have_clear_reasons(tmp_path, node_kw, docker_test_
         assert missing_ref in s["reason"] and "not found" in s["reason"]
         s = await node.wait_state(unreachable["id"], "failed")
         assert "unreachable" in s["reason"] and "127.0.0.1" in s["reason"]
+        await node.wait_event(missing["id"], "failed")
         assert node.events(missing["id"]) == ["pulling", "failed"]
 
 
@@ -248,6 +249,7 @@ async def test_private_registry_pull_with_credentials_and_exec_health(
             await node.assign([ok, wrong])
             s = await node.wait_for(ok["id"], lambda s: s["state"] == "running"
                                     and s["healthy"], what="pulled, running and healthy")
+            await node.wait_event(ok["id"], "running")  # events travel apart from status
             assert node.events(ok["id"]) == ["pulling", "starting", "healthchecking",
                                              "running"]
             s = await node.wait_state(wrong["id"], "failed")
