@@ -265,8 +265,11 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "-v", "--verbose",
                                        help="Log details to stderr.")) -> None:
+    # A client command says what went wrong in its own one-line error; the libraries'
+    # log lines (a refused handshake, a retry) are details for -v. Daemons raise the level
+    # to INFO when they start (see _daemon).
     _setup_logging(logging.DEBUG if verbose or os.environ.get("HELIOS_DEBUG")
-                   else logging.WARNING)
+                   else logging.CRITICAL)
 
 
 def _setup_logging(level: int) -> None:
@@ -406,6 +409,14 @@ def job_status(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
              "-" if t.get("healthy") is None else ("yes" if t["healthy"] else "no"),
              _ports(t.get("ports")), _short_id(t.get("container"))]
             for t in doc["tasks"]])
+    ro = doc.get("rollout")
+    if ro:
+        _console().print(f"rollout v{ro['version']}: {ro['state']}, {ro['updated']} of "
+                         f"{ro['total']} updated, {ro['old']} old task(s) left "
+                         f"(parallel {ro['parallel']})")
+        for st in ro.get("steps") or []:
+            _console().print(f"  slot {st['index']}: {st['action']} "
+                             f"{st.get('old') or '-'} -> {st.get('new') or '-'}")
     for p in doc.get("pending") or []:
         _console().print(f"pending slot {p['index']}: {p['reason']}")
 
