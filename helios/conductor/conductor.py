@@ -47,7 +47,7 @@ from helios.conductor.errors import (
     TaskNotFound,
 )
 from helios.conductor.history import History, event, read_history
-from helios.conductor.plan import ClusterState, Pending, Plan
+from helios.conductor.plan import ClusterState, Pending, Plan, RolloutStep
 from helios.conductor.plan import apply as apply_plan
 from helios.conductor.reconcile import reconcile
 from helios.conductor.state import load_snapshot, node_from_record, node_url
@@ -92,6 +92,7 @@ class Leadership:
     wake: trio.Event = field(default_factory=trio.Event)
     ready: trio.Event = field(default_factory=trio.Event)
     pending: list[Pending] = field(default_factory=list)
+    steps: list[RolloutStep] = field(default_factory=list)  # last plan's rollout slots
     generation: itertools.count = field(default_factory=lambda: itertools.count(1))
     push_flags: dict[str, trio.Event] = field(default_factory=dict)
     want_statuses: set[str] = field(default_factory=set)
@@ -411,12 +412,14 @@ class Conductor:
                              L.state.statuses, now, self.failover_grace)
             L.reconciles += 1
             L.pending = list(plan.pending)
+            L.steps = list(plan.rollout)
             if not plan.has_changes():
                 break
             log.info("epoch %d plan:\n%s", L.epoch, plan)
             before = L.state
             L.state = apply_plan(before, plan, now)
             L.history.extend(_plan_events(plan, now))
+            L.history.extend(_rollout_events(plan, L.state, now))
             L.unpushed.update(_touched_nodes(plan, before, L.state))
             await self._flush(L)
         await self._flush(L)
@@ -536,7 +539,7 @@ class Conductor:
 
     async def job_status(self, name: str) -> dict[str, Any]:
         L = await self.leading()
-        return views.job_status(L.state, self._job(L, name), L.pending)
+        return views.job_status(L.state, self._job(L, name), L.pending, L.steps)
 
     async def job_ls(self) -> list[dict[str, Any]]:
         L = await self.leading()
@@ -649,6 +652,40 @@ def _plan_events(plan: Plan, now: float) -> list[dict[str, Any]]:
     for f in plan.failures:
         out.append(event(f.job, "", "", "rollout failed", f.reason, at=now,
                          version=f.version))
+    return out
+
+
+#: history event names of rollout steps (RolloutStep.action); `wait` is a report only
+_STEP_EVENTS = {"start": "rollout start", "stop-first": "rollout stop-first",
+                "done": "rollout replaced"}
+
+
+def _rollout_events(plan: Plan, after: ClusterState, now: float) -> list[dict[str, Any]]:
+    """History of a rollout: each slot's step (new task started, old one stopped first
+    for lack of room, old one replaced once the new is healthy), then `rollout complete`
+    when a step finished the job's last slot. Only steps that change something are
+    recorded, and each happens once (the reconciler moves past it), so a new leader
+    repeats none of them."""
+    out = []
+    finishing: set[str] = set()
+    for r in plan.rollout:
+        name = _STEP_EVENTS.get(r.action)
+        if name is None:
+            continue
+        out.append(event(r.job, r.new or r.old or "", "", name,
+                         next(iter(Plan(rollout=[r]).describe()[1:]), "").strip(),
+                         at=now, version=r.version, slot=r.index, old=r.old, new=r.new))
+        if r.action == "done":
+            finishing.add(r.job)
+    for job in sorted(finishing):
+        rec = after.jobs.get(job)
+        if rec is None:
+            continue
+        progress = views.rollout_progress(after, rec)
+        if progress["state"] in ("complete", "rolled back"):
+            out.append(event(job, "", "", f"rollout {progress['state']}",
+                             f"{progress['updated']} of {progress['total']} tasks at "
+                             f"v{rec.version}", at=now, version=rec.version))
     return out
 
 

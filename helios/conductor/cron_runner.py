@@ -285,7 +285,7 @@ class CronOutcome:
         state = "cron fired" if self.fired else "cron skipped"
         what = f"tick {_iso(self.tick)}" + (f": run {self.run}" if self.run else "")
         return event(self.job, "", "", state, f"{what}; {self.reason}", at=self.at,
-                     run=self.run, tick=_iso(self.tick))
+                     run=self.run, tick=_iso(self.tick), missed=self.missed)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from helios.conductor.plan import ClusterState, Pending
+from helios.conductor.plan import ClusterState, Pending, RolloutStep
 from helios.model import FINISHED_STATES, Assignment, JobRecord, NodeInfo, TaskStatus
 
-__all__ = ["endpoints", "job_ls", "job_status", "job_summary_status", "node_host", "nodes"]
+__all__ = ["endpoints", "job_ls", "job_status", "job_summary_status", "node_host", "nodes",
+           "rollout_progress"]
 
 
 def node_host(address: str) -> str:
@@ -66,14 +67,55 @@ def _job_tasks(state: ClusterState, job: str) -> list[tuple[Assignment | None,
 
 
 def job_status(state: ClusterState, record: JobRecord,
-               pending: Iterable[Pending] = ()) -> dict[str, Any]:
-    """`helios job status NAME --json`: the job's tasks, and why any slot is pending."""
+               pending: Iterable[Pending] = (),
+               steps: Iterable[RolloutStep] = ()) -> dict[str, Any]:
+    """`helios job status NAME --json`: the job's tasks, why any slot is pending, and
+    (service jobs) the rollout's progress under the extra key `rollout`."""
     tasks = [_task_row(a, st) for a, st in _job_tasks(state, record.name)]
-    return {"name": record.name, "kind": record.spec.kind, "version": record.version,
-            "tasks": tasks,
-            "status": job_summary_status(state, record),
-            "pending": [{"index": p.index, "reason": p.explanation}
-                        for p in pending if p.job == record.name]}
+    doc = {"name": record.name, "kind": record.spec.kind, "version": record.version,
+           "tasks": tasks,
+           "status": job_summary_status(state, record),
+           "pending": [{"index": p.index, "reason": p.explanation}
+                       for p in pending if p.job == record.name]}
+    if record.spec.kind == "service":
+        doc["rollout"] = rollout_progress(state, record, steps)
+    return doc
+
+
+def rollout_progress(state: ClusterState, record: JobRecord,
+                     steps: Iterable[RolloutStep] = ()) -> dict[str, Any]:
+    """Where the job's latest version stands, from the state alone (so every leader shows
+    the same): `updated` of `total` slots run a healthy task of the current version,
+    `old` tasks of other versions still run. `state` is `complete`, `rolling`, `failed`
+    (halted, no rollback), `rolling back` / `rolled back` (this version restores the
+    one that failed, `failed_version`). `steps` are the last plan's slot actions."""
+    spec = record.spec
+    fp = spec.fingerprint()
+    updated = old = 0
+    for a in state.assignments.values():
+        if a.job != record.name or a.desired != "run" or a.index >= spec.count:
+            continue
+        if a.fingerprint != fp:
+            old += 1
+            continue
+        st = _status_of(state, a)
+        if (st is not None and st.state == "running"
+                and (spec.health is None or st.healthy is True)):
+            updated += 1
+    done = updated >= spec.count and old == 0
+    rollback = (record.failed_version is not None
+                and record.failed_version == record.version - 1)
+    if record.failed_version == record.version:
+        phase = "failed"
+    elif rollback:
+        phase = "rolled back" if done else "rolling back"
+    else:
+        phase = "complete" if done else "rolling"
+    return {"version": record.version, "state": phase, "updated": min(updated, spec.count),
+            "total": spec.count, "old": old, "parallel": spec.update.parallel,
+            "failed_version": record.failed_version,
+            "steps": [{"index": s.index, "old": s.old, "new": s.new, "action": s.action}
+                      for s in steps if s.job == record.name]}
 
 
 def _running(state: ClusterState, record: JobRecord) -> int:
