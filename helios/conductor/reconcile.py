@@ -39,6 +39,7 @@ from helios.conductor.plan import (
     Placement,
     Plan,
     Remove,
+    RolloutFailure,
     RolloutStep,
     Stop,
 )
@@ -173,13 +174,18 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                 done.add(a.index)
                 continue
             gone = node_gone(a.node)
+            if gone is not None:
+                # Lost with its node: reported as `lost` to the rollout, which must not
+                # take a dead machine for a failed version.
+                lost = (st.replace(state="lost", reason=gone) if st is not None else
+                        TaskStatus(id=a.id, node=a.node, job=a.job, state="lost",
+                                   reason=gone, since=now, updated=now))
+                dead.setdefault(a.index, []).append((a, lost))
             if gone is not None and a.node not in node_map:
                 # Nothing left to tell that node: forget the task, replace it.
                 plan.remove.append(Remove(a.id, a.job, a.node, gone))
-                dead.setdefault(a.index, []).append((a, st))
             elif gone is not None:
                 plan.lost.append(Lost(a.id, a.job, a.node, gone))
-                dead.setdefault(a.index, []).append((a, st))
             elif st is not None and st.state in FINISHED_STATES:
                 # The container is already gone: forget it (the conductor's history keeps
                 # the event) and let the slot be filled again.
@@ -244,6 +250,14 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
     return plan
 
 
+def _fits_in_place_of(req: Request, old: Assignment, nodes: list[NodeInfo],
+                      occupying: list[Assignment]) -> bool:
+    """Whether ``req`` could be placed once ``old`` has stopped (the stop-first fallback
+    of a rollout), counting everything else that holds room now."""
+    rest = [a for a in occupying if a.id != old.id]
+    return Cluster(nodes, rest).place(req) is not None
+
+
 def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
            assigns: list[Assignment], status_map: Mapping[str, TaskStatus],
            taken: set[str], now: float) -> None:
@@ -267,11 +281,26 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
     nodes = list(node_map.values())
     cluster = Cluster(nodes, occupying,
                       cpu_first=cpu_is_scarcer(nodes, requests, occupying))
+    failed_jobs = {f.job for f in plan.failures}
     for tid, req, w in zip(ids, requests, ordered, strict=True):
         spec = w.job.spec
         node = cluster.place(req)
         if node is None:
             taken.discard(tid)
+            if w.replaces is not None and spec.name in failed_jobs:
+                continue  # this rollout already failed in this plan
+            if w.replaces is not None and not _fits_in_place_of(
+                    req, w.replaces, nodes, occupying):
+                # Stopping the old task would not make room: it keeps serving and the
+                # rollout fails now rather than wait forever (with a slot down).
+                failed_jobs.add(spec.name)
+                rollback = spec.update.auto_rollback and w.job.previous is not None
+                plan.failures.append(RolloutFailure(
+                    spec.name, w.job.version,
+                    f"new task for slot {w.index} cannot be placed: {cluster.explain(req)}",
+                    rollback))
+                plan.pending.append(Pending(spec.name, w.index, cluster.explain(req)))
+                continue
             if w.replaces is not None:
                 old = w.replaces
                 plan.stop.append(Stop(old.id, old.job, old.node,

@@ -11,7 +11,12 @@ conductor can die mid-rollout and its successor carries on:
 - slots with only old tasks are replaced ``update.parallel`` at a time: the new task is
   started first (surge), and only if no node has room does the old one stop first;
 - slots being replaced or empty count against ``parallel``, so a rollout never takes more
-  than ``parallel`` slots out of healthy service beyond what failures already did.
+  than ``parallel`` slots out of healthy service beyond what failures already did;
+- a new task lost with its node is not a failure of the version: the slot is replaced
+  again (the reconciler passes such tasks with the state ``lost``);
+- a new task that fits on no node even in the room of the old task it replaces fails
+  the rollout at once (``reconcile._place``) instead of stopping the old task for
+  nothing: a rollout never stalls on a task that cannot be placed.
 
 Pure: the reconciler supplies the tasks, a health predicate and ``now``.
 """
@@ -87,6 +92,8 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
             continue
         if old:
             for gone, st in dead.get(i, []):
+                if st is not None and st.state == "lost":
+                    continue  # its node died: not the new version's fault, place again
                 if gone.fingerprint == fp and not failed and failure_reason is None:
                     why = f"{st.state}: {st.reason}" if st is not None and st.reason else \
                         (st.state if st is not None else "ended")

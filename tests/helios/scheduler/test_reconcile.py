@@ -2,6 +2,7 @@
 
 from helios.conductor.plan import ClusterState, Plan, apply
 from helios.model import TaskStatus
+from helios.spec import FrozenMap, Resources
 
 from .sim import job, make_healthy, node, plan_for, run_nodes, step
 
@@ -234,6 +235,53 @@ def test_rollout_failed_task_without_rollback_halts():
     assert st.jobs["web"].failed_version == 2
     st = converge(st, 102)
     assert [a.version for a in live(st, "web")] == [1, 1]  # halted, old ones keep serving
+
+
+def test_rollout_new_task_lost_with_its_node_is_placed_again_not_failed():
+    st = converge(ClusterState.of([job("web", count=2, spread=True,
+                                       health={"exec": ["true"]})],
+                                  [node("a"), node("b"), node("c")]))
+    v1 = st.jobs["web"]
+    st.jobs["web"] = v1.replace(spec=v1.spec.replace(image="x:2"), version=2,
+                                previous=v1.spec)
+    st, p = step(st, 200, healthy=False)
+    new = p.place[0].task
+    st.nodes[new.node] = node(new.node, status="down", down_since=200.0)
+    p = plan_for(st, 203)
+    assert not p.failures and new.id in [lo.task for lo in p.lost]
+    again = [pl.task for pl in p.place if pl.task.index == new.index]
+    assert again and again[0].node != new.node and again[0].version == 2
+    st = converge(run_nodes(apply(st, p, 203), 203), 204)
+    assert st.jobs["web"].version == 2
+    assert [a.version for a in live(st, "web")] == [2, 2]
+
+
+def test_rollout_of_a_task_that_fits_nowhere_fails_without_stopping_old_ones():
+    st = converge(ClusterState.of([job("web", count=2, health={"exec": ["true"]})],
+                                  [node("a"), node("b")]))
+    old = {a.id for a in live(st, "web")}
+    v1 = st.jobs["web"]
+    big = v1.spec.replace(resources=Resources(cpus=64.0, memory=v1.spec.resources.memory))
+    st.jobs["web"] = v1.replace(spec=big, version=2, previous=v1.spec)
+    p = plan_for(st, 300)
+    assert not p.stop and not p.place
+    assert len(p.failures) == 1 and p.failures[0].rollback
+    assert "cannot be placed" in p.failures[0].reason and "cpu" in p.failures[0].reason
+    st = converge(apply(st, p, 300), 301)
+    assert st.jobs["web"].version == 3 and st.jobs["web"].spec == v1.spec
+    assert {a.id for a in live(st, "web")} == old  # never stopped
+
+
+def test_unplaceable_rollout_without_rollback_halts_with_old_tasks_serving():
+    st = converge(ClusterState.of([job("web", count=2, update={"auto_rollback": False})],
+                                  [node("a")]))
+    old = {a.id for a in live(st, "web")}
+    v1 = st.jobs["web"]
+    st.jobs["web"] = v1.replace(spec=v1.spec.replace(constraints=FrozenMap({"zone": "nowhere"})),
+                                version=2, previous=v1.spec)
+    st = converge(st, 400)
+    assert st.jobs["web"].failed_version == 2
+    assert {a.id for a in live(st, "web")} == old
 
 
 def test_plan_round_trips_and_describes():
