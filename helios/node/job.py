@@ -18,7 +18,10 @@ Choices worth knowing:
 - Images are pulled only when not present on the node (Kubernetes' IfNotPresent): a node
   keeps starting tasks of an image it has while its registry is unreachable.
 - A pull failure, a port conflict or an invalid spec ends the task as failed at once: no
-  restart would help, and the conductor may place the task elsewhere.
+  restart would help, and the conductor may place the task elsewhere. Except a clash on
+  host ports the node picked itself (taken between its probe and Docker's bind, e.g. by
+  another node daemon on the same machine): the container is made again with other
+  ports, a few times.
 - Health: checks run every `interval` (faster while waiting for the first success).
   Failures within `start_grace` of a start do not count; after it, `failures`
   consecutive ones mark the task unhealthy (`healthy: false`, reason set). The node never
@@ -76,6 +79,8 @@ FIRST_CHECK_INTERVAL = 0.25
 DEFAULT_GRACE = 3.0
 #: How long to wait before asking an unreachable engine again.
 ENGINE_RETRY = 1.0
+#: Containers made for one launch when host ports the node picked turn out taken at start.
+PORT_ATTEMPTS = 5
 
 
 class JobContext(Protocol):
@@ -332,19 +337,32 @@ class JobActor(actors.Actor):
                     self._set("pulling", reason=f"pulling {spec.image}")
                     await self._engine(rt.pull, spec.image, spec.registry_auth)
             self._set("starting", reason="")
-            try:
-                cid = await self._engine(rt.create, spec)
-            except ContainerConflict:  # left by a crash between create and adoption
-                await self._engine(rt.remove, spec.name)
-                cid = await self._engine(rt.create, spec)
-            self.cid, self.image = cid, spec.image
-            await self._start()
+            picked = bool(spec.ports) and all(p.host is None for p in spec.ports.values())
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                try:
+                    cid = await self._engine(rt.create, spec)
+                except ContainerConflict:  # left by a crash between create and adoption
+                    await self._engine(rt.remove, spec.name)
+                    cid = await self._engine(rt.create, spec)
+                self.cid, self.image = cid, spec.image
+                try:
+                    await self._start(port_retry=picked and attempt < PORT_ATTEMPTS)
+                    break
+                except PortConflict as e:
+                    # A port this node picked was free when probed but taken when Docker
+                    # bound it (another node daemon or engine user on this machine): a
+                    # new container gets other ports (the allocator moves on).
+                    log.info("task %s: %s; trying other host ports", self.task, e.reason)
+                    await self._engine(rt.remove, cid)
+                    self.cid = None
         except PERMANENT_FAILURES as e:
             self._fail(e.reason)
         except RuntimeFailure as e:
             self._fail(e.reason)
 
-    async def _start(self) -> None:
+    async def _start(self, port_retry: bool = False) -> None:
+        """Start the container; with `port_retry` a port clash is raised (PortConflict)
+        for `_launch` to try other host ports, else it fails the task."""
         assert self.cid is not None
         self._started_at = time.monotonic()
         try:
@@ -352,6 +370,8 @@ class JobActor(actors.Actor):
         except ContainerNotFound:
             raise
         except PortConflict as e:
+            if port_retry:
+                raise
             self._fail(e.reason)
         except RuntimeFailure as e:
             # The engine refused to start it (bad command...): an exit like any other;
