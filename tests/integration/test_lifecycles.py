@@ -73,8 +73,11 @@ def up_nodes(zk: str, n: int) -> bool:
 
 
 def rolled_out(job: str, zk: str, version: int, state: str = "complete") -> Any:
+    """The job's status once `version` is fully out (tasks lost with a dead node, which
+    stay listed as `lost`, left out), else None."""
     s = status(job, zk)
     ro = s.get("rollout") or {}
+    s["tasks"] = [t for t in s["tasks"] if t["state"] != "lost"]
     live = [t for t in s["tasks"] if t["state"] == "running" and t["healthy"]]
     if s["version"] == version and ro.get("state") == state and ro.get("updated") == 3 \
             and ro.get("old") == 0 and len(live) == 3 and len(s["tasks"]) == 3:
@@ -350,3 +353,58 @@ def test_batch_task_whose_node_dies_finishes_elsewhere(
                              capture_output=True, text=True, timeout=30).stdout.split()
         assert len(out) <= 1, out  # the finished copy at most; the lost one is gone
         json.dumps(s)
+
+
+@docker
+def test_rollout_never_stalls_on_a_lost_node_or_an_unplaceable_task(
+        zk_hosts: str, zk_root: str, tmp_path: Path, docker_test_image: str,
+        docker_labels: dict[str, str]) -> None:
+    zk = f"{zk_hosts}{zk_root}"
+    job = unique_name("svc")
+    f = tmp_path / "svc.json"
+    with processes() as procs:
+        procs.append(conductor("c1", zk, tmp_path))
+        nodes = {n: node(n, zk, tmp_path, docker_labels)
+                 for n in (unique_name("n") for _ in range(3))}
+        procs.extend(nodes.values())
+        eventually(lambda: up_nodes(zk, 3), 60, "3 nodes up", diagnostics=lambda: diag(procs))
+        write_job(f, dict(web(job, docker_test_image, "v1"), spread=True))
+        r = helios("job", "run", str(f), "--wait", "--timeout", "120", "--zk", zk,
+                   timeout=150)
+        assert r.returncode == 0, r.stderr + diag(procs)
+
+        # v2 takes a few seconds to become healthy; its first new task's node dies then
+        slow = ["sh", "-c", "sleep 4; " + SERVE[2]]
+        write_job(f, dict(web(job, docker_test_image, "v2", command=slow), spread=True))
+        assert helios("job", "run", str(f), "--zk", zk).returncode == 0
+
+        def starting() -> Any:
+            s = status(job, zk)
+            steps = [x for x in s["rollout"]["steps"] if x["action"] in ("start", "wait")]
+            where = {t["id"]: t["node"] for t in s["tasks"]}
+            return (steps[0]["new"], where[steps[0]["new"]]) if steps and \
+                steps[0]["new"] in where else None
+
+        new_task, victim = eventually(starting, 60, "a new task starting", interval=0.1,
+                                      diagnostics=lambda: diag(procs))
+        nodes[victim].kill()
+        s = eventually(lambda: rolled_out(job, zk, 2), 150,
+                       "rollout finished without the lost node",
+                       diagnostics=lambda: diag(procs))
+        assert all(t["node"] != victim for t in s["tasks"])
+        hist = history(job, zk)
+        assert any(e["task"] == new_task and e["state"] == "lost" for e in hist)
+        assert not [e for e in hist if e["state"] == "rollout failed"]
+        v2_ids = {t["id"] for t in s["tasks"]}
+
+        # v3 fits on no node: the rollout fails at once and rolls back, v2 untouched
+        big = dict(web(job, docker_test_image, "v3", command=slow), spread=True,
+                   resources={"cpus": 64, "memory": "16M"})
+        write_job(f, big)
+        assert helios("job", "run", str(f), "--zk", zk).returncode == 0
+        s = eventually(lambda: rolled_out(job, zk, 4, "rolled back"), 60,
+                       "unplaceable version rolled back", diagnostics=lambda: diag(procs))
+        assert {t["id"] for t in s["tasks"]} == v2_ids
+        failed = [e for e in history(job, zk) if e["state"] == "rollout failed"]
+        assert [e["version"] for e in failed] == [3]
+        assert "cannot be placed" in failed[0]["reason"]
