@@ -25,6 +25,7 @@ lost on the way is repaired.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -442,6 +443,8 @@ class Conductor:
             for job, evs in buffered.items():  # keep the events for the next flush
                 L.history.buffer.setdefault(job, [])[:0] = evs
             raise
+        finally:
+            L.history.written()
         unpushed, L.unpushed = L.unpushed, set()
         for name in unpushed:
             self._push(L, name)
@@ -558,7 +561,9 @@ class Conductor:
         events = await read_history(self.store, name)
         if not events and name not in L.state.jobs:
             raise JobNotFound(f"no job named {name!r}")
-        pending = [dict(e) for e in L.history.buffer.get(name, [])]
+        # Events being written while the store was read may be in both: once is enough.
+        stored = {_event_key(e) for e in events}
+        pending = [e for e in L.history.unwritten(name) if _event_key(e) not in stored]
         return events + pending
 
     async def job_logs(self, name: str, task: str | None = None, since: Any = None,
@@ -653,6 +658,10 @@ def _plan_events(plan: Plan, now: float) -> list[dict[str, Any]]:
         out.append(event(f.job, "", "", "rollout failed", f.reason, at=now,
                          version=f.version))
     return out
+
+
+def _event_key(ev: dict[str, Any]) -> str:
+    return json.dumps(ev, sort_keys=True, default=str)
 
 
 #: history event names of rollout steps (RolloutStep.action); `wait` is a report only

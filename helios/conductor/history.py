@@ -48,6 +48,9 @@ class History:
         self.store = store
         self.keep = keep
         self.buffer: dict[str, list[dict[str, Any]]] = {}
+        #: events taken by `take_ops` whose write has not finished yet (`written()`
+        #: clears them): a reader sees them here rather than nowhere
+        self.inflight: dict[str, list[dict[str, Any]]] = {}
         self._counts: dict[str, int] = {}
         self._dirs: set[str] = set()
 
@@ -63,6 +66,8 @@ class History:
         ops: list[Op] = []
         buffer, self.buffer = self.buffer, {}
         for job, events in buffer.items():
+            self.inflight.setdefault(job, []).extend(events)
+        for job, events in buffer.items():
             try:
                 d = paths.history(job)
             except ValueError:
@@ -77,6 +82,15 @@ class History:
             if job in self._counts:
                 self._counts[job] += 1
         return ops
+
+    def written(self) -> None:
+        """The ops of the last `take_ops` are written (or their events are back in the
+        buffer): they are no longer in flight."""
+        self.inflight = {}
+
+    def unwritten(self, job: str) -> list[dict[str, Any]]:
+        """`job`'s events not in the store yet (in flight first, then buffered)."""
+        return [dict(e) for e in self.inflight.get(job, []) + self.buffer.get(job, [])]
 
     async def trim_ops(self) -> list[Op]:
         """Deletes of the oldest batches of jobs over the bound (checked lazily: a job's
