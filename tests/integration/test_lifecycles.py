@@ -189,7 +189,9 @@ def test_leader_killed_mid_rollout_completes_under_the_new_leader(
 
         with ServiceClient(zk_hosts, zk_root, job) as client:
             first = helios_json("leader", "--zk", zk)
-            write_job(f, web(job, docker_test_image, "v2"))
+            # v2 serves after 2 s: each slot takes a while, so the kill lands mid-rollout
+            slow = ["sh", "-c", "sleep 2; " + SERVE[2]]
+            write_job(f, web(job, docker_test_image, "v2", command=slow))
             assert helios("job", "run", str(f), "--zk", zk).returncode == 0
 
             def midway() -> Any:
