@@ -29,6 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,8 @@ class Leadership:
     nursery: trio.Nursery | None = None
     reconciles: int = 0
     cron: Any = None  # CronRunner of this term
+    #: service job -> tasks with a registered endpoint, for jobs being rolled out
+    registered: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def epoch(self) -> int:
@@ -407,10 +410,11 @@ class Conductor:
         while a plan has changes, so a cascade settles within one trigger."""
         plan = Plan()
         await self._fire_cron(L)
+        await self._follow_rollout_endpoints(L)
         for _ in range(4):
             now = self.clock()
             plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments,
-                             L.state.statuses, now, self.failover_grace)
+                             L.state.statuses, now, self.failover_grace, L.registered)
             L.reconciles += 1
             L.pending = list(plan.pending)
             L.steps = list(plan.rollout)
@@ -425,6 +429,50 @@ class Conductor:
             await self._flush(L)
         await self._flush(L)
         return plan
+
+    # ------------------------------------------------------------------ rollout endpoints
+    @staticmethod
+    def _rolling(L: Leadership) -> set[str]:
+        """Service jobs with ports that still run tasks of another fingerprint."""
+        out: set[str] = set()
+        for a in L.state.assignments.values():
+            if a.desired != "run" or a.job in out:
+                continue
+            rec = L.state.jobs.get(a.job)
+            if (rec is not None and rec.spec.kind == "service" and rec.spec.ports
+                    and a.fingerprint != rec.spec.fingerprint()):
+                out.add(a.job)
+        return out
+
+    async def _follow_rollout_endpoints(self, L: Leadership) -> None:
+        """Follow `/services/<job>` of every job being rolled out (the first read done
+        before this returns), so the reconciler replaces an old task only once its
+        successor's endpoint is registered, not merely healthy."""
+        assert L.nursery is not None
+        for job in sorted(self._rolling(L) - set(L.registered)):
+            await L.nursery.start(self._watch_endpoints, L, job)
+
+    async def _watch_endpoints(self, L: Leadership, job: str,
+                               task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        try:
+            async with aclosing(self.store.watch_children(paths.services(job))) as names_:
+                async for names in names_:
+                    L.registered[job] = set(names)
+                    if not started:
+                        started = True
+                        task_status.started()
+                    else:
+                        L.poke()
+                    if job not in self._rolling(L):
+                        return  # rolled out: health alone judges its tasks again
+        except CoordinationError as e:
+            log.warning("following the endpoints of %s stopped (%s); its rollout is "
+                        "judged on health alone", job, e)
+        finally:
+            L.registered.pop(job, None)
+            if not started:
+                task_status.started()
 
     async def _flush(self, L: Leadership) -> None:
         """Write the cache's changes (fenced), then push the nodes whose set changed: a

@@ -187,7 +187,8 @@ class Plan:
         for r in self.rollout:
             text = {
                 "start": f"started {r.new}; {r.old} stops once it is healthy",
-                "wait": f"waiting for {r.new} to be healthy before stopping {r.old}",
+                "wait": f"waiting for {r.new} to be healthy (and registered, with ports) "
+                        f"before stopping {r.old}",
                 "stop-first": f"no room to start first: stopping {r.old}, then its "
                               "replacement",
                 "done": f"{r.new} is healthy; stopping {r.old}",

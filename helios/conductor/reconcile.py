@@ -29,7 +29,7 @@ input always gives the same plan.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from helios.conductor.plan import (
@@ -77,8 +77,14 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
               nodes: Mapping[str, NodeInfo] | Iterable[NodeInfo],
               assignments: Mapping[str, Assignment] | Iterable[Assignment],
               statuses: Mapping[str, TaskStatus] | Iterable[TaskStatus],
-              now: float, failover_grace: float = 2.0) -> Plan:
-    """Compute the plan that moves the cluster toward the jobs' desired state."""
+              now: float, failover_grace: float = 2.0,
+              registered: Mapping[str, Collection[str]] | None = None) -> Plan:
+    """Compute the plan that moves the cluster toward the jobs' desired state.
+
+    ``registered`` maps a service job to the tasks whose endpoint is registered
+    (``/services/<job>``), for the jobs whose endpoints the caller follows: a new task
+    of such a job with ports replaces an old one only once it is healthy *and*
+    registered, so clients can already reach it. Jobs not in it are judged on health."""
     job_map = {j.name: j for j in (jobs.values() if isinstance(jobs, Mapping) else jobs)}
     node_map = {n.name: n for n in (nodes.values() if isinstance(nodes, Mapping) else nodes)}
     assigns = sorted(assignments.values() if isinstance(assignments, Mapping)
@@ -201,10 +207,13 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                 for a in live.pop(i):
                     stop(a, f"count is {spec.count}")
 
-        def healthy(a: Assignment, _spec=spec) -> bool:
+        reg = registered.get(name) if registered is not None and spec.ports else None
+
+        def healthy(a: Assignment, _spec=spec, _reg=reg) -> bool:
             st = status_of(a)
             return (st is not None and st.state == "running"
-                    and (_spec.health is None or st.healthy is True))
+                    and (_spec.health is None or st.healthy is True)
+                    and (_reg is None or a.id in _reg))
 
         keep: list[Assignment] = []
         if batch:

@@ -1,6 +1,7 @@
 """Reconciler scenarios: scaling, batch, failover, orphans, rollouts, plans as data."""
 
 from helios.conductor.plan import ClusterState, Plan, apply
+from helios.conductor.reconcile import reconcile
 from helios.model import TaskStatus
 from helios.spec import FrozenMap, Resources
 
@@ -235,6 +236,23 @@ def test_rollout_failed_task_without_rollback_halts():
     assert st.jobs["web"].failed_version == 2
     st = converge(st, 102)
     assert [a.version for a in live(st, "web")] == [1, 1]  # halted, old ones keep serving
+
+
+def test_rollout_waits_for_the_new_task_to_be_registered_when_endpoints_are_followed():
+    st = converge(ClusterState.of([job("web", count=1, ports={"http": {"container": 80}},
+                                       health={"exec": ["true"]})], [node("a")]))
+    v1 = st.jobs["web"]
+    old = live(st, "web")[0]
+    st.jobs["web"] = v1.replace(spec=v1.spec.replace(image="x:2"), version=2,
+                                previous=v1.spec)
+    st, p = step(st, 200)  # the new task runs and is healthy
+    new = p.place[0].task
+    args = (st.jobs, st.nodes, st.assignments, st.statuses, 201)
+    assert [s.task for s in reconcile(*args).stop] == [old.id]  # health alone
+    waiting = reconcile(*args, registered={"web": {old.id}})
+    assert not waiting.stop and waiting.rollout[0].action == "wait"
+    done = reconcile(*args, registered={"web": {old.id, new.id}})
+    assert [s.task for s in done.stop] == [old.id]
 
 
 def test_rollout_new_task_lost_with_its_node_is_placed_again_not_failed():
