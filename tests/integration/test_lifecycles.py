@@ -50,9 +50,9 @@ SERVE = ["sh", "-c", "mkdir -p /tmp/www && echo $V > /tmp/www/index.html"
 
 
 def web(name: str, image: str, version: str, *, command: list[str] | None = None,
-        deadline: str = "60s", parallel: int = 1) -> dict[str, Any]:
+        deadline: str = "60s", parallel: int = 1, count: int = 3) -> dict[str, Any]:
     return {"name": name, "kind": "service", "image": image,
-            "command": command or SERVE, "env": {"V": version}, "count": 3,
+            "command": command or SERVE, "env": {"V": version}, "count": count,
             "resources": {"cpus": 0.25, "memory": "16M"},
             "ports": {"http": {"container": 8080}}, "grace": "1s",
             "health": {"http": {"port": "http", "path": "/"}, "interval": "1s",
@@ -72,15 +72,16 @@ def up_nodes(zk: str, n: int) -> bool:
     return len([x for x in helios_json("nodes", "--zk", zk) if x["status"] == "up"]) == n
 
 
-def rolled_out(job: str, zk: str, version: int, state: str = "complete") -> Any:
+def rolled_out(job: str, zk: str, version: int, state: str = "complete",
+               count: int = 3) -> Any:
     """The job's status once `version` is fully out (tasks lost with a dead node, which
     stay listed as `lost`, left out), else None."""
     s = status(job, zk)
     ro = s.get("rollout") or {}
     s["tasks"] = [t for t in s["tasks"] if t["state"] != "lost"]
     live = [t for t in s["tasks"] if t["state"] == "running" and t["healthy"]]
-    if s["version"] == version and ro.get("state") == state and ro.get("updated") == 3 \
-            and ro.get("old") == 0 and len(live) == 3 and len(s["tasks"]) == 3:
+    if s["version"] == version and ro.get("state") == state and ro.get("updated") == count \
+            and ro.get("old") == 0 and len(live) == count and len(s["tasks"]) == count:
         return s
     return None
 
@@ -167,6 +168,38 @@ def test_rolling_update_serves_every_request_and_a_bad_update_rolls_back(
         assert len(containers({**docker_labels, "io.helios.job": job})) == 3
         table = helios("job", "history", job, "--zk", zk)
         assert table.returncode == 0 and "rollout start" in table.stdout
+
+
+@docker
+def test_a_single_task_service_rolls_with_an_endpoint_registered_throughout(
+        zk_hosts: str, zk_root: str, tmp_path: Path, docker_test_image: str,
+        docker_labels: dict[str, str]) -> None:
+    """count 1, parallel 1: the new task must be registered before the old one is
+    withdrawn, or clients would find no endpoint at all for a moment."""
+    zk = f"{zk_hosts}{zk_root}"
+    job = unique_name("one")
+    f = tmp_path / "one.json"
+    with processes() as procs:
+        procs.append(conductor("c1", zk, tmp_path))
+        procs.append(node(unique_name("n"), zk, tmp_path, docker_labels))
+        eventually(lambda: up_nodes(zk, 1), 60, "node up", diagnostics=lambda: diag(procs))
+        write_job(f, web(job, docker_test_image, "v1", count=1))
+        r = helios("job", "run", str(f), "--wait", "--timeout", "120", "--zk", zk,
+                   timeout=150)
+        assert r.returncode == 0, r.stderr + diag(procs)
+        (old,) = [t["id"] for t in status(job, zk)["tasks"]]
+        with ServiceClient(zk_hosts, zk_root, job) as client:
+            write_job(f, web(job, docker_test_image, "v2", count=1))
+            assert helios("job", "run", str(f), "--zk", zk).returncode == 0
+            s = eventually(lambda: rolled_out(job, zk, 2, count=1), 90, "rolled to v2",
+                           diagnostics=lambda: diag(procs))
+            (new,) = [t["id"] for t in s["tasks"]]
+            eventually(lambda: client.traffic.lists[-1] == {new}, 30, "old one withdrawn")
+        t = client.traffic
+        assert t.error is None and t.failures == [], t.failures[:20]
+        seen = t.lists[t.lists.index(frozenset({old})):]
+        assert frozenset() not in seen, seen  # never a moment without an endpoint
+        assert frozenset({old, new}) in seen, seen  # new registered before old withdrawn
 
 
 @docker

@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from helios.coordination.zookeeper import open_zookeeper
-from helios.endpoints import Resolver
+from helios.endpoints import Resolver, follow_endpoints
 
 #: bound of one request (connect, send, read to EOF)
 REQUEST_TIMEOUT = 3.0
@@ -36,6 +36,8 @@ class Traffic:
     error: BaseException | None = None
     #: answers seen since `mark()`: body -> count
     since_mark: Counter[str] = field(default_factory=Counter)
+    #: endpoint lists seen by a follower (`follow_endpoints`), in order, as task sets
+    lists: list[frozenset[str]] = field(default_factory=list)
 
     def mark(self) -> None:
         self.since_mark = Counter()
@@ -92,30 +94,40 @@ class ServiceClient:
             self._ready.set()
 
     async def _main(self) -> None:
-        t = self.traffic
         store = await open_zookeeper(self.hosts, self.root, session_timeout=4.0)
         try:
-            async with Resolver.open(store, self.job) as resolver:
-                for _ in range(10_000_000):  # bounded; ends when the test says so
-                    if self._stop.is_set():
-                        return
-                    try:
-                        ep: dict[str, Any] = await resolver.next(timeout=ENDPOINT_WAIT)
-                    except trio.TooSlowError:
-                        t.failures.append(f"{time.time():.3f} no endpoint for "
-                                          f"{ENDPOINT_WAIT}s")
-                        continue
-                    port = int(ep["ports"][self.port])
-                    try:
-                        body = await _get(port)
-                    except Exception as e:
-                        t.failures.append(f"{time.time():.3f} {ep['task']} "
-                                          f"127.0.0.1:{port}: {type(e).__name__}: {e}")
-                    else:
-                        t.ok += 1
-                        t.bodies[body] += 1
-                        t.since_mark[body] += 1
-                        self._ready.set()
-                    await trio.sleep(self.pause)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._follow, store)
+                await self._requests(store)
+                nursery.cancel_scope.cancel()
         finally:
             await store.aclose()
+
+    async def _follow(self, store: Any) -> None:
+        async for eps in follow_endpoints(store, self.job):
+            self.traffic.lists.append(frozenset(ep["task"] for ep in eps))
+
+    async def _requests(self, store: Any) -> None:
+        t = self.traffic
+        async with Resolver.open(store, self.job) as resolver:
+            for _ in range(10_000_000):  # bounded; ends when the test says so
+                if self._stop.is_set():
+                    return
+                try:
+                    ep: dict[str, Any] = await resolver.next(timeout=ENDPOINT_WAIT)
+                except trio.TooSlowError:
+                    t.failures.append(f"{time.time():.3f} no endpoint for "
+                                      f"{ENDPOINT_WAIT}s")
+                    continue
+                port = int(ep["ports"][self.port])
+                try:
+                    body = await _get(port)
+                except Exception as e:
+                    t.failures.append(f"{time.time():.3f} {ep['task']} "
+                                      f"127.0.0.1:{port}: {type(e).__name__}: {e}")
+                else:
+                    t.ok += 1
+                    t.bodies[body] += 1
+                    t.since_mark[body] += 1
+                    self._ready.set()
+                await trio.sleep(self.pause)
