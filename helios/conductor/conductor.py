@@ -365,9 +365,12 @@ class Conductor:
             changed += 1
             if prev is None or prev.state != st.state or prev.node != node \
                     or prev.healthy != st.healthy:
+                end = st.state in ("exited", "failed")  # a run's timing, for batch
                 L.history.add(event(st.job or "?", st.id, node, st.state, st.reason,
                                     at=st.since or st.updated or None,
-                                    exit_code=st.exit_code, healthy=st.healthy))
+                                    exit_code=st.exit_code, healthy=st.healthy,
+                                    started=st.started if end else None,
+                                    finished=st.finished if end else None))
         if changed:
             L.poke()
         return changed

@@ -377,6 +377,7 @@ def test_batch_task_whose_node_dies_finishes_elsewhere(
         assert lost and victim in lost[0]["reason"]
         end = [e for e in hist if e["task"] == exited[0]["id"] and e["state"] == "exited"]
         assert end and end[-1]["exit_code"] == 0
+        assert end[-1]["finished"] > end[-1]["started"]  # the run's timing is recorded
         began = [e for e in hist if e["task"] == exited[0]["id"] and e["state"] == "running"]
         assert began and began[0]["time"] <= end[-1]["time"]
         assert lost[0]["time"] <= began[0]["time"]
