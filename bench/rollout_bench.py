@@ -21,7 +21,8 @@ Figures per rollout (parallel p):
 - `raw_rolling`: the same containers started in batches of p, each batch waiting until
   its httpd answers on its host port: the floor of a start-first rolling update that
   waits for health, without any orchestration (no scheduling, no ZooKeeper, no drain);
-- `failed`: requests of the client that failed during the rollout (and `ok`).
+- `failed`: requests of the client that failed during the rollout (and `ok`); the
+  JSON sums them over the rounds.
 
 Ratios helios/raw_rolling and helios/raw_all are printed. What Helios adds per batch:
 the reconcile pass that notices health (reports are pushed, so ~one node report and one
@@ -221,12 +222,14 @@ def main() -> None:
                     took = trio.run(rollout, caddr, service(job, image, args.tasks,
                                                              f"v{version}", p), version)
                     rows.setdefault(f"helios_p{p}", []).append(took)
-                    failed[p] = failed.get(p, 0) + len(client.traffic.failures) - before_fail
-                    answered[p] = answered.get(p, 0) + client.traffic.ok - before_ok
+                    bad = len(client.traffic.failures) - before_fail
+                    good = client.traffic.ok - before_ok
+                    failed[p] = failed.get(p, 0) + bad
+                    answered[p] = answered.get(p, 0) + good
                     print(f"  round {r + 1} parallel {p}: helios {took:.2f} s, raw rolling "
                           f"{rows[f'raw_rolling_p{p}'][-1]:.2f} s, raw all "
-                          f"{rows['raw_all'][-1]:.2f} s; client {answered[p]} ok, "
-                          f"{failed[p]} failed", flush=True)
+                          f"{rows['raw_all'][-1]:.2f} s; client {good} ok, "
+                          f"{bad} failed", flush=True)
         t = client.traffic
         med = {k: statistics.median(v) for k, v in rows.items()}
         out: dict[str, Any] = {"tasks": args.tasks, "rounds": args.rounds}
