@@ -28,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
@@ -40,6 +39,7 @@ from kazoo.client import KazooClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._zookeeper import bench_zookeeper  # noqa: E402
 from helios.coordination import Set, ZooKeeperStore, open_zookeeper  # noqa: E402
 
 VALUE = {"job": "web", "node": "n1", "state": "running", "ports": {"http": 21004}}
@@ -235,45 +235,33 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="failovers to measure")
     args = ap.parse_args()
 
-    server = None
-    if args.zk is None:
-        from tests.fixtures.zookeeper import start_zookeeper
-
-        server = start_zookeeper(Path(tempfile.mkdtemp(prefix="helios-bench-zk-")))
-        hosts = server.hosts
-        print(f"ZooKeeper: own server {hosts} (pid {server.pid}, tickTime 200ms, "
-              "forceSync=no)")
-    else:
-        hosts = args.zk
-        print(f"ZooKeeper: {hosts}")
-    root = f"/helios-bench-{uuid.uuid4().hex[:8]}"
-    try:
-        results = trio.run(measure, hosts, root, args.n, args.window, args.repeat)
-        print(f"operations per round: {args.n} sequential, {2 * args.n} pipelined "
-              f"({args.window} outstanding), {5 * args.n} in transactions; "
-              f"{args.repeat} paired rounds, medians; value {len(json.dumps(VALUE))} bytes")
-        for name, raws, layers, raw_cpu, layer_cpu in results:
-            row(name, raws, layers)
-            print(f"{'':<26} CPU per op (all threads): layer {layer_cpu:6.0f} us   "
-                  f"raw kazoo {raw_cpu:6.0f} us   layer/raw {layer_cpu / raw_cpu:4.2f}")
-        times = bench_failover(hosts, root + "-election", args.session_timeout, args.rounds)
-        fo = statistics.median(times)
-        print(f"{'leader failover (SIGKILL)':<28} layer {fo:>9.2f} s      "
-              f"session timeout {args.session_timeout:>5.2f} s   ratio "
-              f"{fo / args.session_timeout:5.2f}"
-              f"   target < {args.session_timeout + 1:.2f} s   rounds "
-              + ", ".join(f"{t:.2f}" for t in times))
-    finally:
+    with bench_zookeeper(args.zk) as hosts:
+        root = f"/helios-bench-{uuid.uuid4().hex[:8]}"
         try:
-            c = raw_client(hosts)
-            for r in (root, root + "-election"):
-                c.delete(r, recursive=True)
-            c.stop()
-            c.close()
-        except Exception as e:
-            print(f"cleanup failed: {e!r}")
-        if server is not None:
-            server.stop()
+            results = trio.run(measure, hosts, root, args.n, args.window, args.repeat)
+            print(f"operations per round: {args.n} sequential, {2 * args.n} pipelined "
+                  f"({args.window} outstanding), {5 * args.n} in transactions; "
+                  f"{args.repeat} paired rounds, medians; value {len(json.dumps(VALUE))} bytes")
+            for name, raws, layers, raw_cpu, layer_cpu in results:
+                row(name, raws, layers)
+                print(f"{'':<26} CPU per op (all threads): layer {layer_cpu:6.0f} us   "
+                      f"raw kazoo {raw_cpu:6.0f} us   layer/raw {layer_cpu / raw_cpu:4.2f}")
+            times = bench_failover(hosts, root + "-election", args.session_timeout, args.rounds)
+            fo = statistics.median(times)
+            print(f"{'leader failover (SIGKILL)':<28} layer {fo:>9.2f} s      "
+                  f"session timeout {args.session_timeout:>5.2f} s   ratio "
+                  f"{fo / args.session_timeout:5.2f}"
+                  f"   target < {args.session_timeout + 1:.2f} s   rounds "
+                  + ", ".join(f"{t:.2f}" for t in times))
+        finally:
+            try:
+                c = raw_client(hosts)
+                for r in (root, root + "-election"):
+                    c.delete(r, recursive=True)
+                c.stop()
+                c.close()
+            except Exception as e:
+                print(f"cleanup failed: {e!r}")
 
 
 if __name__ == "__main__":

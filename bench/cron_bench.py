@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from kazoo.client import KazooClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._zookeeper import bench_zookeeper  # noqa: E402
 from helios.conductor.cron_runner import CronRunner  # noqa: E402
 from helios.coordination import init_cluster, leadership, open_zookeeper  # noqa: E402
 from helios.cron import parse_cron  # noqa: E402
@@ -99,27 +99,16 @@ def main() -> None:
     ap.add_argument("--jobs", default="1,20", help="cron jobs per case, comma-separated")
     args = ap.parse_args()
 
-    server = None
-    if args.zk is None:
-        from tests.fixtures.zookeeper import start_zookeeper
-
-        server = start_zookeeper(Path(tempfile.mkdtemp(prefix="helios-bench-zk-")))
-        hosts = server.hosts
-        print(f"ZooKeeper: own server {hosts} (pid {server.pid}, tickTime 200ms, "
-              "forceSync=no)")
-    else:
-        hosts = args.zk
-        print(f"ZooKeeper: {hosts}")
-    root = f"/helios-bench-{uuid.uuid4().hex[:8]}"
-    try:
-        print(f"schedule {SCHEDULE!r}, {args.ticks} ticks per case; target p99 < 1000 ms")
-        base = trio.run(baseline, args.ticks)
-        line("baseline: trio sleep until tick", base)
-        for n in (int(x) for x in args.jobs.split(",")):
-            got = trio.run(claim_path, hosts, f"{root}-{n}", args.ticks, n)
-            line(f"claim path, {n} cron job{'s' if n > 1 else ''}", got, base)
-    finally:
+    with bench_zookeeper(args.zk) as hosts:
+        root = f"/helios-bench-{uuid.uuid4().hex[:8]}"
         try:
+            print(f"schedule {SCHEDULE!r}, {args.ticks} ticks per case; target p99 < 1000 ms")
+            base = trio.run(baseline, args.ticks)
+            line("baseline: trio sleep until tick", base)
+            for n in (int(x) for x in args.jobs.split(",")):
+                got = trio.run(claim_path, hosts, f"{root}-{n}", args.ticks, n)
+                line(f"claim path, {n} cron job{'s' if n > 1 else ''}", got, base)
+        finally:
             c = KazooClient(hosts=hosts, timeout=10.0)
             c.start(timeout=15)
             for r in c.get_children("/"):
@@ -127,10 +116,6 @@ def main() -> None:
                     c.delete("/" + r, recursive=True)
             c.stop()
             c.close()
-        finally:
-            if server is not None:
-                server.stop()
-
 
 if __name__ == "__main__":
     main()
