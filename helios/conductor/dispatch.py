@@ -12,8 +12,8 @@ the reconciler places like any batch job.
 - `HELIOS_PAYLOAD_FILE`: the path of a file holding the same bytes, for payloads that are
   awkward in a variable. The *node* materialises it, because only it knows where files
   live (`materialise_payload`): for a task whose spec env has `HELIOS_PAYLOAD` it writes
-  `<task dir>/payload` (mode 0600) and sets `HELIOS_PAYLOAD_FILE` to that path for the
-  process runtime, or bind-mounts it read-only at `/run/helios/payload` and sets that
+  `<task dir>/payload` (in a 0700 directory) and sets `HELIOS_PAYLOAD_FILE` to that path
+  for the process runtime, or bind-mounts it read-only at `/run/helios/payload` and sets that
   path for the docker runtime.
 
 The rule of the template's `payload:` applies: `required` refuses a missing or empty
@@ -219,18 +219,20 @@ def materialise_payload(env: Mapping[str, str], directory: str | os.PathLike[str
     """For the node: write a task's payload file and return the variables to add.
 
     `env` is the task's spec env; without `HELIOS_PAYLOAD` nothing is written and {} is
-    returned. Otherwise the payload goes to `<directory>/payload` (created 0600, replaced
-    atomically, so a restarted task sees the same file) and the answer is
+    returned. Otherwise the payload goes to `<directory>/payload` (in a 0700 directory,
+    replaced atomically, so a restarted task sees the same file) and the answer is
     `{"HELIOS_PAYLOAD_FILE": path}`: the host path for the process runtime, or
     `PAYLOAD_CONTAINER_PATH` when `container` is true (the node then bind-mounts
     `<directory>/payload` there, read-only)."""
     if PAYLOAD_ENV not in env:
         return {}
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = d / "payload"
     tmp = d / f".payload.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Inside a container the task may run as any user; on the host the 0700 directory
+    # keeps the file private either way.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644 if container else 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(env[PAYLOAD_ENV].encode("utf-8"))

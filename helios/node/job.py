@@ -57,6 +57,7 @@ from helios.node.runtime import (
     InvalidImageName,
     InvalidSpec,
     LogConfig,
+    Mount,
     PortConflict,
     PortMapping,
     RegistryAuth,
@@ -127,15 +128,21 @@ def container_spec(ctx: JobContext, a: Assignment,
     """The runtime's spec for an assignment: ports, limits, log driver, labels, auth.
 
     With `payload_dir`, a dispatched run's payload (`HELIOS_PAYLOAD`) is also written to
-    a file there and named by `HELIOS_PAYLOAD_FILE` (process runtime; the docker runtime
-    has no bind mounts yet, so its tasks get the variable only)."""
+    a file there and named by `HELIOS_PAYLOAD_FILE`: the host path for the process
+    runtime; for the docker runtime the file is bind-mounted read-only at
+    `PAYLOAD_CONTAINER_PATH` and the variable names that path."""
     spec = a.spec
     assert spec is not None
     env = dict(spec.env)
+    mounts: list[Mount] = []
     if payload_dir is not None and PAYLOAD_ENV in env:
-        from helios.conductor.dispatch import materialise_payload
+        from helios.conductor.dispatch import PAYLOAD_CONTAINER_PATH, materialise_payload
 
-        env.update(materialise_payload(env, payload_dir, container=False))
+        in_container = ctx.runtime.kind == "docker"
+        env.update(materialise_payload(env, payload_dir, container=in_container))
+        if in_container:
+            mounts.append(Mount(str(Path(payload_dir, "payload").resolve()),
+                                PAYLOAD_CONTAINER_PATH, read_only=True))
     ports = {n: PortMapping(container=p.container, host=a.ports.get(n, p.host))
              for n, p in spec.ports.items()}
     auth = None
@@ -148,7 +155,7 @@ def container_spec(ctx: JobContext, a: Assignment,
         labels=dict(ctx.container_labels), ports=ports,
         cpus=a.cpus or spec.resources.cpus, memory=a.memory or spec.resources.memory,
         log=LogConfig(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
-        job=a.job, task=a.id, version=a.version)
+        job=a.job, task=a.id, version=a.version, mounts=tuple(mounts))
 
 
 def health_check(a: Assignment) -> HealthCheck | None:
@@ -322,8 +329,7 @@ class JobActor(actors.Actor):
     async def _launch(self, a: Assignment) -> None:
         """pull -> create -> start."""
         rt = self.ctx.runtime
-        payload_dir = self.ctx.payload_dir(self.task) if rt.kind == "process" else None
-        spec = container_spec(self.ctx, a, payload_dir)
+        spec = container_spec(self.ctx, a, self.ctx.payload_dir(self.task))
         try:
             if rt.kind == "docker":
                 if not spec.image:

@@ -156,6 +156,20 @@ class RegistryAuth:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host file or directory bind-mounted into the container.
+
+    Only the node creates these (a dispatched run's payload file, for one): job files
+    cannot ask for host paths, so a job cannot read the node's disk. The process runtime
+    ignores mounts; its tasks see host paths directly.
+    """
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """Everything a runtime needs to create one task's container.
 
@@ -180,6 +194,7 @@ class ContainerSpec:
     version: int = 0
     entrypoint: Sequence[str] | None = None
     workdir: str | None = None
+    mounts: Sequence[Mount] = ()
 
     def validate(self) -> None:
         """Refuse what no engine could run, with a reason naming the field."""
@@ -202,6 +217,10 @@ class ContainerSpec:
         for key in self.env:
             if not key or "=" in key:
                 raise InvalidSpec(f"environment variable name {key!r} is invalid")
+        for m in self.mounts:
+            if not (m.source.startswith("/") and m.target.startswith("/")):
+                raise InvalidSpec(f"mount {m.source!r} -> {m.target!r}: both paths must "
+                                  "be absolute")
 
 
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")

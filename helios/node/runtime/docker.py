@@ -264,6 +264,10 @@ class DockerRuntime(Runtime):
             "LogConfig": {"Type": spec.log.driver,
                           "Config": {k: str(v) for k, v in spec.log.options.items()}},
         }
+        if spec.mounts:
+            host_config["Mounts"] = [{"Type": "bind", "Source": m.source,
+                                      "Target": m.target, "ReadOnly": m.read_only}
+                                     for m in spec.mounts]
         if spec.cpus is not None:
             host_config["NanoCpus"] = int(spec.cpus * 1e9)
         if spec.memory is not None:

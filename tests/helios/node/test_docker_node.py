@@ -262,3 +262,30 @@ async def test_private_registry_pull_with_credentials_and_exec_health(
             assert "credentials" in s["reason"]
     finally:
         docker_cli("rmi", ref, check=False)
+
+
+async def test_dispatch_payload_file_is_mounted_read_only(tmp_path, node_kw,
+                                                          docker_test_image):
+    """A dispatched run in a container reads its payload from `$HELIOS_PAYLOAD_FILE`, a
+    read-only bind mount of the node's copy; the copy goes with the task."""
+    async with node_running(tmp_path / "state", **node_kw) as node:
+        script = ('cat "$HELIOS_PAYLOAD_FILE"; echo; echo "$HELIOS_PAYLOAD_FILE"; '
+                  '(echo x > "$HELIOS_PAYLOAD_FILE") 2>/dev/null && echo writable '
+                  '|| echo read-only')
+        job = {"name": "run-1", "kind": "batch", "image": docker_test_image,
+               "command": ["sh", "-c", script], "env": {"HELIOS_PAYLOAD": '{"n": 2}'}}
+        a = assignment(node.name, job)
+        await node.assign([a])
+        s = await node.wait_state(a["id"], "exited")
+        assert s["exit_code"] == 0
+        out = await node.ask("logs", a["id"])
+        assert out["lines"] == ['{"n": 2}', "/run/helios/payload", "read-only"]
+        mounts = inspect(s["container"])["Mounts"]
+        payload = tmp_path / "state" / "payloads" / a["id"] / "payload"
+        assert [(m["Source"], m["Destination"], m["RW"]) for m in mounts] == [
+            (str(payload.resolve()), "/run/helios/payload", False)]
+        await node.assign([])
+        await node.wait_event(a["id"], "stopped")
+        with trio.fail_after(10):
+            while payload.parent.exists():  # removed with the task
+                await trio.sleep(0.05)

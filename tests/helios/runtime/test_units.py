@@ -16,6 +16,7 @@ from helios.node.health import HealthCheck, check_http, check_tcp
 from helios.node.runtime import (
     ContainerSpec,
     InvalidSpec,
+    Mount,
     PortAllocator,
     PortConflict,
     PortMapping,
@@ -74,9 +75,11 @@ def test_allocator_probe_skips_ports_in_use():
 
 def test_spec_validation():
     ContainerSpec(name="ok-1", image="x").validate()
+    ContainerSpec(name="ok-2", image="x", mounts=(Mount("/a", "/b"),)).validate()
     for bad in (dict(name="bad name"), dict(cpus=0), dict(memory=1000),
                 dict(ports={"p": PortMapping(0)}), dict(ports={"p q": PortMapping(80)}),
-                dict(ports={"p": PortMapping(80, protocol="sctp")}), dict(env={"A=B": "c"})):
+                dict(ports={"p": PortMapping(80, protocol="sctp")}), dict(env={"A=B": "c"}),
+                dict(mounts=(Mount("rel/path", "/x"),)), dict(mounts=(Mount("/a", "b"),))):
         kw = {"name": "ok", "image": "x", **bad}
         with pytest.raises(InvalidSpec):
             ContainerSpec(**kw).validate()
