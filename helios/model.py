@@ -198,6 +198,14 @@ class JobRecord:
     run was made from. ``failed_version`` marks a version whose rollout failed, so the
     reconciler stops advancing it; ``previous`` is the last version that rolled out
     fully, which an automatic rollback restores.
+
+    The rollout clock, kept here so that a new leader resumes a rollout where it was
+    rather than restarting its deadlines: ``created`` is when the job was first
+    submitted, ``submitted`` when this version was; ``progress`` is the last time this
+    version's rollout moved (a new task started, an old one stopped first, an old one
+    replaced), from which ``update.deadline`` runs for a slot left with no task;
+    ``rolled_out`` is the newest version that once had a healthy task in every slot,
+    after which an empty slot is plain pending, no longer the rollout's failure.
     """
 
     spec: JobSpec
@@ -207,6 +215,22 @@ class JobRecord:
     failed_version: int | None = None
     previous: JobSpec | None = field(default=None, compare=False)
     created: float = 0.0
+    submitted: float = 0.0
+    progress: float = 0.0
+    rolled_out: int = 0
+
+    @property
+    def rolling(self) -> bool:
+        """This version is being rolled out over an earlier one (not a first deployment,
+        not yet in every slot): a slot it cannot fill counts against its deadline."""
+        return (self.rolled_out != self.version and self.failed_version != self.version
+                and (self.previous is not None or self.failed_version is not None
+                     or self.rolled_out > 0))
+
+    @property
+    def progress_since(self) -> float:
+        """When the rollout's ``update.deadline`` for an empty slot started running."""
+        return max(self.submitted or self.created, self.progress)
 
     @property
     def name(self) -> str:
@@ -219,7 +243,8 @@ class JobRecord:
         return {"spec": self.spec.to_dict(), "version": self.version, "stopped": self.stopped,
                 "parent": self.parent, "failed_version": self.failed_version,
                 "previous": self.previous.to_dict() if self.previous else None,
-                "created": self.created}
+                "created": self.created, "submitted": self.submitted,
+                "progress": self.progress, "rolled_out": self.rolled_out}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:

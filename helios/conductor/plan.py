@@ -24,6 +24,7 @@ __all__ = [
     "Plan",
     "Remove",
     "RolloutFailure",
+    "RolloutMark",
     "RolloutStep",
     "Stop",
     "apply",
@@ -126,8 +127,22 @@ class RolloutFailure:
     rollback: bool
 
 
+@dataclass(frozen=True)
+class RolloutMark:
+    """Rollout bookkeeping kept in the job's record (``JobRecord.progress`` and
+    ``rolled_out``), so a new leader resumes with the same deadlines: ``progress`` when
+    this plan moved the rollout (its update deadline for an empty slot restarts),
+    ``rolled_out`` when the version now has a healthy task in every slot."""
+
+    job: str
+    version: int
+    progress: bool = False
+    rolled_out: bool = False
+
+
 _SIMPLE = {"stop": Stop, "lost": Lost, "update": InPlace, "remove": Remove,
-           "pending": Pending, "rollout": RolloutStep, "failures": RolloutFailure}
+           "pending": Pending, "rollout": RolloutStep, "failures": RolloutFailure,
+           "marks": RolloutMark}
 
 
 @dataclass
@@ -142,12 +157,13 @@ class Plan:
     pending: list[Pending] = field(default_factory=list)
     rollout: list[RolloutStep] = field(default_factory=list)
     failures: list[RolloutFailure] = field(default_factory=list)
+    marks: list[RolloutMark] = field(default_factory=list)
 
     def has_changes(self) -> bool:
         """Whether applying the plan changes the desired state. ``pending`` and waiting
         rollout steps are reports: they repeat until the cluster changes."""
         return bool(self.place or self.stop or self.lost or self.update or self.remove
-                    or self.failures)
+                    or self.failures or self.marks)
 
     def __bool__(self) -> bool:
         return self.has_changes()
@@ -194,6 +210,9 @@ class Plan:
                 "done": f"{r.new} is healthy; stopping {r.old}",
             }.get(r.action, r.action)
             add(r.job, f"> rollout v{r.version} slot {r.index}: {text}")
+        for m in self.marks:
+            if m.rolled_out:
+                add(m.job, f"= v{m.version} has a healthy task in every slot")
         for pe in self.pending:
             add(pe.job, f"? pending slot {pe.index}: {pe.explanation}")
         for rm in self.remove:
@@ -246,9 +265,19 @@ def apply(state: ClusterState, plan: Plan, now: float = 0.0) -> ClusterState:
             continue
         if f.rollback and job.previous is not None:
             out.jobs[f.job] = job.replace(spec=job.previous, version=job.version + 1,
-                                          previous=None, failed_version=job.version)
+                                          previous=None, failed_version=job.version,
+                                          submitted=now, progress=0.0)
         else:
             out.jobs[f.job] = job.replace(failed_version=job.version)
+    for m in plan.marks:
+        job = out.jobs.get(m.job)
+        if job is None or job.version != m.version:
+            continue
+        if m.progress:
+            job = job.replace(progress=now)
+        if m.rolled_out:
+            job = job.replace(rolled_out=m.version)
+        out.jobs[m.job] = job
     for p in plan.place:
         out.assignments[p.task.id] = p.task
     for s in plan.stop:

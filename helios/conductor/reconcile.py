@@ -40,6 +40,7 @@ from helios.conductor.plan import (
     Plan,
     Remove,
     RolloutFailure,
+    RolloutMark,
     RolloutStep,
     Stop,
 )
@@ -59,6 +60,7 @@ class _Want:
     index: int
     reason: str
     replaces: Assignment | None = None  # rollout surge: stop this one first if no room
+    deadline_at: float | None = None  # a rollout's empty slot: fail if still unplaced then
 
 
 def _new_id(job: str, version: int, index: int, taken: set[str]) -> str:
@@ -235,15 +237,20 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                     wants.append(_Want(job, i, "replacing a lost task" if i in dead
                                        else "missing"))
         else:
-            decision = plan_service(job, live, dead, healthy, now)
+            decision = plan_service(job, live, dead, healthy, now,
+                                    "healthy" if reg is None else "healthy and registered")
             for a, why in decision.stops:
                 stop(a, why)
             plan.rollout.extend(decision.steps)
             if decision.failure is not None:
                 plan.failures.append(decision.failure)
+            if decision.complete and job.rolled_out != job.version:
+                plan.marks.append(RolloutMark(name, job.version, rolled_out=True))
+            deadline_at = (job.progress_since + spec.update.deadline
+                           if job.rolling and job.progress_since > 0 else None)
             for i, why in decision.fills:
                 wants.append(_Want(job, i, "replacing a lost or ended task" if i in dead
-                                   else why))
+                                   else why, deadline_at=deadline_at))
             for i, old in decision.surges:
                 wants.append(_Want(job, i, f"rolling update from {old.id}", replaces=old))
             keep = [a for ts in live.values() for a in ts
@@ -253,10 +260,31 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                 plan.update.append(InPlace(a.id, a.job, a.node, job.version))
 
     _place(plan, wants, node_map, assigns, status_map, taken, now)
+    _mark_progress(plan, job_map)
     plan.stop.sort(key=lambda s: (s.job, s.task))
     plan.lost.sort(key=lambda s: (s.job, s.task))
     plan.remove.sort(key=lambda s: (s.job, s.task))
     return plan
+
+
+#: rollout steps that move a rollout forward (``wait`` only reports)
+_PROGRESS = frozenset({"start", "stop-first", "done"})
+
+
+def _mark_progress(plan: Plan, jobs: Mapping[str, JobRecord]) -> None:
+    """Record in each job whose rollout moved in this plan that it did (one mark per job,
+    merged with a ``rolled_out`` mark), restarting its empty-slot deadline."""
+    moved = {(r.job, r.version) for r in plan.rollout if r.action in _PROGRESS}
+    failed = {f.job for f in plan.failures}
+    marks = {(m.job, m.version): m for m in plan.marks}
+    for job, version in sorted(moved):
+        rec = jobs.get(job)
+        if rec is None or rec.version != version or job in failed:
+            continue
+        prev = marks.get((job, version))
+        marks[(job, version)] = RolloutMark(job, version, progress=True,
+                                            rolled_out=prev.rolled_out if prev else False)
+    plan.marks = [marks[k] for k in sorted(marks)]
 
 
 def _fits_in_place_of(req: Request, old: Assignment, nodes: list[NodeInfo],
@@ -320,7 +348,19 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
                                             f"waiting for {old.id} to stop (no room to "
                                             "start the new task first)"))
             else:
-                plan.pending.append(Pending(spec.name, w.index, cluster.explain(req)))
+                why = cluster.explain(req)
+                if (w.deadline_at is not None and now > w.deadline_at
+                        and spec.name not in failed_jobs):
+                    # A rollout's slot empty for its whole deadline: end the rollout
+                    # (back to the previous version, where it still fits) rather than
+                    # leave the job a task short with no end in sight.
+                    failed_jobs.add(spec.name)
+                    rollback = spec.update.auto_rollback and w.job.previous is not None
+                    plan.failures.append(RolloutFailure(
+                        spec.name, w.job.version,
+                        f"slot {w.index} has had no task for "
+                        f"{format_duration(spec.update.deadline)}: {why}", rollback))
+                plan.pending.append(Pending(spec.name, w.index, why))
             continue
         task = Assignment(
             id=tid, job=spec.name, version=w.job.version, node=node, index=w.index,

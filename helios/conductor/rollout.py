@@ -16,7 +16,12 @@ conductor can die mid-rollout and its successor carries on:
   again (the reconciler passes such tasks with the state ``lost``);
 - a new task that fits on no node even in the room of the old task it replaces fails
   the rollout at once (``reconcile._place``) instead of stopping the old task for
-  nothing: a rollout never stalls on a task that cannot be placed.
+  nothing: a rollout never stalls on a task that cannot be placed;
+- a slot left with no task (its old one stopped first, or lost, and the room gone since)
+  fails the rollout once it has stayed empty for ``update.deadline`` after the rollout
+  last moved (``JobRecord.progress_since``, checked in ``reconcile._place``): a rollout
+  never waits forever for room. Once every slot has run a healthy task of the version
+  (``complete``, kept as ``JobRecord.rolled_out``) an empty slot is plain pending again.
 
 Pure: the reconciler supplies the tasks, a health predicate and ``now``.
 """
@@ -42,6 +47,7 @@ class ServiceDecision:
     surges: list[tuple[int, Assignment]] = field(default_factory=list)
     steps: list[RolloutStep] = field(default_factory=list)
     failure: RolloutFailure | None = None
+    complete: bool = False  # every slot runs a healthy task of this version, nothing old
 
 
 def _order(tasks: list[Assignment], healthy: Callable[[Assignment], bool]) -> list[Assignment]:
@@ -53,11 +59,13 @@ def _order(tasks: list[Assignment], healthy: Callable[[Assignment], bool]) -> li
 
 def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
                  dead: Mapping[int, list[tuple[Assignment, TaskStatus | None]]],
-                 healthy: Callable[[Assignment], bool], now: float) -> ServiceDecision:
+                 healthy: Callable[[Assignment], bool], now: float,
+                 gate: str = "healthy") -> ServiceDecision:
     """Decide stops, fills and surge placements for slots ``0..count-1`` of ``job``.
 
     ``live`` maps slot -> tasks that run or are starting; ``dead`` maps slot -> tasks that
     ended while they should run (with their status), which the caller already stops.
+    ``gate`` names what ``healthy`` checks, for the deadline's failure reason.
     """
     spec, version = job.spec, job.version
     fp = spec.fingerprint()
@@ -66,6 +74,7 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
     inflight = 0
     candidates: list[tuple[int, Assignment]] = []
     failure_reason: str | None = None
+    settled = 0  # slots that keep only a healthy task of this version
 
     for i in range(spec.count):
         tasks = live.get(i, [])
@@ -76,6 +85,7 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
             out.stops.append((extra, f"duplicate in slot {i}; keeping {keeper.id}"
                               if keeper else f"duplicate in slot {i}"))
         if keeper is not None and healthy(keeper):
+            settled += 1  # its old tasks and duplicates stop in this very plan
             for o in old:
                 out.stops.append((o, f"replaced by {keeper.id} (v{version}), healthy"))
                 out.steps.append(RolloutStep(spec.name, version, i, o.id, keeper.id, "done"))
@@ -87,7 +97,7 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
                                              "wait"))
                 waited = now - keeper.created
                 if not failed and waited > spec.update.deadline and failure_reason is None:
-                    failure_reason = (f"{keeper.id} not healthy within "
+                    failure_reason = (f"{keeper.id} not {gate} within "
                                       f"{format_duration(spec.update.deadline)}")
             continue
         if old:
@@ -112,4 +122,5 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
     if not failed:
         budget = max(0, spec.update.parallel - inflight)
         out.surges.extend(candidates[:budget])
+    out.complete = settled == spec.count
     return out

@@ -1,5 +1,7 @@
 """Reconciler scenarios: scaling, batch, failover, orphans, rollouts, plans as data."""
 
+import dataclasses
+
 from helios.conductor.plan import ClusterState, Plan, apply
 from helios.conductor.reconcile import reconcile
 from helios.model import TaskStatus
@@ -310,3 +312,104 @@ def test_plan_round_trips_and_describes():
     text = str(p)
     assert text.startswith("job web:") and "+ place web-" in text
     assert str(Plan()) == "no changes"
+
+
+def _port_bound_web(**update):
+    """Two tasks on two nodes, each holding host port 8080: a new task can only start
+    where an old one stopped first."""
+    return ClusterState.of([job("web", count=2, spread=True,
+                                ports={"http": {"container": 80, "host": 8080}},
+                                update={"deadline": "30s", **update})],
+                           [node("a"), node("b")])
+
+
+def test_a_version_in_every_slot_is_marked_rolled_out_once():
+    st = ClusterState.of([job("web", count=2)], [node("a")])
+    st, _ = step(st, 10)
+    assert st.jobs["web"].rolled_out == 0  # placed, not yet running
+    p = plan_for(st, 11)
+    assert [(m.version, m.rolled_out) for m in p.marks] == [(1, True)]
+    assert "v1 has a healthy task in every slot" in str(p)
+    st = apply(st, p, 11)
+    assert st.jobs["web"].rolled_out == 1 and not plan_for(st, 12).has_changes()
+
+
+def test_a_slot_left_empty_by_a_stop_first_fails_the_rollout_at_its_deadline():
+    st = converge(_port_bound_web())
+    v1 = st.jobs["web"]
+    assert v1.rolled_out == 1
+    st.jobs["web"] = v1.replace(spec=v1.spec.replace(image="x:2"), version=2,
+                                previous=v1.spec, submitted=390.0, progress=0.0)
+    st, p = step(st, 400)  # no room to start first: the old task of slot 0 stops
+    assert [r.action for r in p.rollout] == ["stop-first"]
+    assert st.jobs["web"].progress == 400.0  # the rollout moved: its deadline restarts
+    # Before the replacement is placed, something else takes the freed port.
+    st.jobs["aaa-squatter"] = job("aaa-squatter",
+                                  ports={"http": {"container": 80, "host": 8080}})
+    st, p = step(st, 401)
+    assert any(pl.task.job == "aaa-squatter" for pl in p.place)
+    assert [pe.index for pe in p.pending if pe.job == "web"] == [0]
+    assert not p.failures
+    p = plan_for(st, 429)  # still within 30 s of the last progress
+    assert not p.failures and p.pending
+    p = plan_for(st, 431)
+    assert [(f.version, f.rollback) for f in p.failures] == [(2, True)]
+    assert "slot 0 has had no task for 30s" in p.failures[0].reason
+    assert "port" in p.failures[0].reason  # the scheduler's explanation is kept
+    st = apply(st, p, 431)
+    assert st.jobs["web"].version == 3 and st.jobs["web"].spec == v1.spec
+    # The rollback is held to the same rule: with the room still gone it fails too and
+    # halts, rather than waiting for ever.
+    st, p = step(st, 432)
+    assert not p.failures
+    p = plan_for(st, 463)
+    assert [(f.version, f.rollback) for f in p.failures] == [(3, False)]
+    st = apply(st, p, 463)
+    assert st.jobs["web"].failed_version == 3
+    # Once the room is back the job fills its slot again (a halted rollout still
+    # replaces what is missing).
+    del st.jobs["aaa-squatter"]
+    st = converge(st, 470)
+    assert len(live(st, "web")) == 2
+
+
+def test_an_empty_slot_after_a_complete_rollout_is_plain_pending():
+    st = converge(_port_bound_web())
+    v1 = st.jobs["web"]
+    st.jobs["web"] = v1.replace(spec=v1.spec.replace(image="x:2"), version=2,
+                                previous=v1.spec, submitted=390.0)
+    st = converge(st, 400)
+    assert st.jobs["web"].rolled_out == 2
+    lost = live(st, "web")[0]
+    st.nodes[lost.node] = dataclasses.replace(st.nodes[lost.node], status="down",
+                                              down_since=500.0)
+    st, p = step(st, 510)
+    assert p.lost and not p.failures
+    p = plan_for(st, 5000)  # long past any deadline: the slot waits for room, no failure
+    assert not p.failures and [pe.index for pe in p.pending] == [lost.index]
+
+
+def test_a_first_deployment_that_does_not_fit_is_pending_not_failed():
+    st = ClusterState.of([job("web", count=3, spread=True, update={"deadline": "30s"},
+                              ports={"http": {"container": 80, "host": 8080}})],
+                         [node("a"), node("b")])
+    st.jobs["web"] = st.jobs["web"].replace(submitted=1.0)
+    st = run_nodes(apply(st, plan_for(st, 1), 1), 1)
+    p = plan_for(st, 1000)
+    assert not p.failures and len(p.pending) == 1
+
+
+def test_an_automatic_rollback_restores_the_last_version_that_rolled_out():
+    from helios.conductor.conductor import _rollback_target
+
+    v1 = job("web", count=1)
+    s1, s2 = v1.spec, v1.spec.replace(image="x:2")
+    assert _rollback_target(v1.replace(rolled_out=1)) == s1
+    # v2 still rolling out when v3 arrives: v3's rollback goes to v1, the stable one
+    assert _rollback_target(v1.replace(spec=s2, version=2, previous=s1, rolled_out=1)) == s1
+    # v2 failed: never a rollback target
+    assert _rollback_target(v1.replace(spec=s2, version=2, previous=s1,
+                                       failed_version=2)) == s1
+    # v2 rolled out: it is the target now
+    assert _rollback_target(v1.replace(spec=s2, version=2, previous=s1,
+                                       rolled_out=2)) == s2
