@@ -552,11 +552,11 @@ class Conductor:
                 return {"name": job.name, "version": rec.version, "changed": False}
             now = self.clock()
             if rec is None:
-                new = JobRecord(spec=job, version=1, created=now)
+                new = JobRecord(spec=job, version=1, created=now, submitted=now)
             else:
-                previous = rec.spec if rec.failed_version != rec.version else rec.previous
                 new = JobRecord(spec=job, version=rec.version + 1, parent=rec.parent,
-                                previous=previous, created=rec.created)
+                                previous=_rollback_target(rec), created=rec.created,
+                                submitted=now, rolled_out=rec.rolled_out)
             L.state.jobs[job.name] = new
             L.history.add(event(job.name, "", "", "submitted",
                                 f"version {new.version}", at=now))
@@ -693,6 +693,17 @@ class Conductor:
             if outcome.record is not None:
                 self._adopt_written_job(L, outcome.record)
             L.history.add(outcome.history_event())
+
+
+def _rollback_target(rec: JobRecord) -> JobSpec | None:
+    """The spec an automatic rollback of the version after ``rec`` restores: the latest
+    one that rolled out fully (like Nomad's latest stable version). A version still
+    rolling out is only that when nothing earlier is known."""
+    if rec.rolled_out == rec.version:
+        return rec.spec
+    if rec.failed_version == rec.version:
+        return rec.previous
+    return rec.previous if rec.previous is not None else rec.spec
 
 
 def _plan_events(plan: Plan, now: float) -> list[dict[str, Any]]:
