@@ -135,6 +135,39 @@ def _common_failure(err: DockerError, cid: str, doing: str) -> RuntimeFailure:
     return RuntimeFailure(f"Docker refused {doing} for {cid}: {err.message}")
 
 
+#: Open requests to the daemon at once. Every running task holds one (its `wait`), so
+#: aiohttp's default pool of 100 would starve every other call on a node with about a
+#: hundred tasks; the daemon itself takes thousands of connections.
+CONNECTION_LIMIT = 4096
+
+
+async def _make_client(url: str | None) -> aiodocker.Docker:
+    """An aiodocker client whose connection pool is not the bottleneck of a busy node.
+
+    aiodocker resolves the daemon's address (`url`, `DOCKER_HOST`, the Docker context,
+    the default sockets); for a unix socket, the usual case, the client is made again
+    over a connector with `CONNECTION_LIMIT`."""
+    import aiohttp
+
+    client = aiodocker.Docker(url=url)
+    if not isinstance(client.connector, aiohttp.UnixConnector):
+        return client
+    path = client.connector.path
+    await client.close()
+    connector = aiohttp.UnixConnector(path, limit=CONNECTION_LIMIT,
+                                      limit_per_host=CONNECTION_LIMIT)
+    return aiodocker.Docker(url="unix://localhost", connector=connector)
+
+
+async def _close_client(client: aiodocker.Docker) -> None:
+    """Close the client and its connector (a connector passed in is not the client's to
+    close)."""
+    connector = client.connector
+    await client.close()
+    if not connector.closed:
+        await connector.close()
+
+
 class DockerRuntime(Runtime):
     """Runs each task as a Docker container. `async with DockerRuntime(node, ...) as rt`.
 
@@ -160,17 +193,14 @@ class DockerRuntime(Runtime):
         """Start the bridge and make the aiodocker client on its loop (no daemon call)."""
         await self._bridge.open()
 
-        async def make() -> aiodocker.Docker:
-            return aiodocker.Docker(url=self._url)
-
-        self._docker = await self._bridge.run(make)
+        self._docker = await self._bridge.run(_make_client, self._url)
 
     async def aclose(self) -> None:
         """Close the client and the bridge. Containers are left running on purpose."""
         if self._docker is not None:
             docker, self._docker = self._docker, None
             with trio.CancelScope(shield=True), contextlib.suppress(BridgeClosed, DockerError):
-                await self._bridge.run(docker.close)
+                await self._bridge.run(_close_client, docker)
         await self._bridge.aclose()
 
     @property

@@ -322,3 +322,25 @@ async def test_memory_limit_is_enforced_and_oom_reported(docker_rt: DockerRuntim
         assert state.oom_killed and state.exit_code == 137
     finally:
         await docker_rt.remove(cid)
+
+
+async def test_many_waiting_tasks_do_not_starve_other_calls(docker_rt: DockerRuntime,
+                                                            make_spec):
+    """Each task of a node holds one long-poll `wait`. With 150 of them open (more than
+    aiohttp's default pool of 100), a create, an inspect and a stop still go through."""
+    first = await docker_rt.create(make_spec(["sleep", "60"]))
+    second = await docker_rt.create(make_spec(["sleep", "60"]))
+    try:
+        await docker_rt.start(first)
+        async with trio.open_nursery() as nursery:
+            for _ in range(150):
+                nursery.start_soon(docker_rt.wait, first)
+            await trio.sleep(0.5)  # the waits are open
+            with trio.fail_after(30):  # starved, this would hang until the waits end
+                await docker_rt.start(second)
+                assert (await docker_rt.inspect(second)).running
+                await docker_rt.stop(second, grace=0)
+            nursery.cancel_scope.cancel()
+    finally:
+        for cid in (first, second):
+            await docker_rt.remove(cid)  # forced
