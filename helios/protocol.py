@@ -15,8 +15,9 @@ Node daemon (`helios node`): actor `node` in the daemon's system.
       "StaleEpoch"). Within one epoch, a generation older than the newest is ignored.
   statuses() -> [TaskStatus dict, ...]      every task the node knows, with its last state
   info() -> NodeInfo dict + {"cpus_free", "memory_free", "tasks"}
-  logs(task_id, since=None, tail=None) -> {"lines": [str, ...], "cursor": float | None}
-      `cursor` goes back as `since` to continue (the CLI's --follow polls with it).
+  logs(task_id, since=None, tail=None) -> {"lines": [str, ...], "cursor": str | None}
+      `cursor` is opaque and goes back as `since` to read only what came after (the
+      CLI's --follow polls with it); a number as `since` counts lines (older clients).
 
 Conductor (`helios conductor`): actor `conductor` in the conductor's system.
   Called by nodes:
@@ -27,11 +28,18 @@ Conductor (`helios conductor`): actor `conductor` in the conductor's system.
     job_ls() -> [{"name", "kind", "count", "running", "version", "status"}]
     job_status(name) -> CONTRACT.md `job status --json` shape
     job_stop(name) / job_rm(name) -> {"name", ...}
+                                   (job_rm of a cron or parameterized job adds "runs":
+                                   its runs, which stop and are collected once finished)
     job_history(name) -> [event dict, ...] newest last
     job_logs(name, task=None, since=None, tail=None) -> {"lines", "cursor"}
                                    (with several tasks, `cursor` maps task id -> cursor)
     job_dispatch(name, payload=None, idempotency_key=None) -> {"job", "run", "created"}
     nodes() -> CONTRACT.md `nodes --json` shape
+    node_rm(name, force=False) -> {"name", "removed", "was_up", "tasks", "kept"}
+                                   forget a node (record, presence, assignments,
+                                   statuses); refused with NodeUp while its session
+                                   lives unless `force`, NodeNotFound if unknown.
+                                   `kept`: finished batch tasks whose records stay
     endpoints(name) -> CONTRACT.md `endpoints --json` shape
     leader() -> {"leader": bool, "name", "url", "epoch"}
   A standby conductor answers the CLI handlers with RemoteError(type_name "NotLeader",

@@ -421,9 +421,11 @@ class NodeCore:
                                 "tasks": n, "epoch": self.epoch,
                                 "generation": self.generation}
 
-    async def logs(self, task_id: str, since: float | None = None,
+    async def logs(self, task_id: str, since: str | float | None = None,
                    tail: int | None = None) -> dict[str, Any]:
-        """Output lines of a task's container; `cursor` is the line count read so far."""
+        """Output lines of a task's container, at most MAX_LOG_LINES, and the `cursor` to
+        pass back as `since` for what follows (opaque, see `Runtime.read_logs`; a number
+        from an older client counts lines)."""
         status = self.statuses.get(task_id)
         cid = status.container if status else None
         try:
@@ -434,21 +436,21 @@ class NodeCore:
                 known = task_id in self.desired or status is not None
                 why = "has no container (yet)" if known else f"is not on node {self.name}"
                 return {"lines": [], "cursor": since, "error": f"task {task_id} {why}"}
-            lines: list[str] = []
-            gen = self.runtime.logs(cid)
-            async with contextlib.aclosing(gen):  # type: ignore[type-var]
-                async for line in gen:
-                    lines.append(line)
+            cursor = since if isinstance(since, str) else None
+            if isinstance(since, int | float) and not isinstance(since, bool):
+                cursor = f"n{max(0, int(since))}"
+            tail_n = None if tail is None else max(0, int(tail))
+            if cursor is not None and cursor.startswith("n"):  # line counting
+                lines, cursor = await Runtime.read_logs(self.runtime, cid, cursor,
+                                                        limit=MAX_LOG_LINES)
+            else:
+                lines, cursor = await self.runtime.read_logs(cid, cursor, tail=tail_n,
+                                                             limit=MAX_LOG_LINES)
         except LogsUnavailable as e:
             return {"lines": [], "cursor": since, "error": e.reason}
         except RuntimeFailure as e:
             return {"lines": [], "cursor": since, "error": e.reason}
-        total = len(lines)
-        start = int(since) if since is not None and 0 <= since <= total else 0
-        if since is None and tail is not None:
-            start = max(0, total - int(tail))
-        chunk = lines[start:start + MAX_LOG_LINES]
-        return {"lines": chunk, "cursor": float(start + len(chunk))}
+        return {"lines": lines, "cursor": cursor}
 
 
 class NodeActor(actors.Actor):

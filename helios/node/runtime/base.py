@@ -374,6 +374,32 @@ class Runtime(abc.ABC):
         stops. An async generator: close it (`contextlib.aclosing`) when stopping early.
         """
 
+    async def read_logs(self, cid: str, cursor: str | None = None, *,
+                        tail: int | None = None, limit: int = 10_000
+                        ) -> tuple[list[str], str | None]:
+        """At most `limit` lines after `cursor` (or the first ones / the last `tail` when
+        it is None), and the cursor to pass next time.
+
+        Why a cursor rather than a line number: `helios job logs --follow` asks again
+        every second, and re-reading a long log each time would cost the node more the
+        longer the task runs. A cursor is opaque and runtime-specific; engines override
+        this to resume where the last read ended. This fallback counts lines (`n<N>`).
+        """
+        lines: list[str] = []
+        gen = self.logs(cid)
+        try:
+            async for line in gen:  # type: ignore[attr-defined]
+                lines.append(line)
+        finally:
+            await gen.aclose()  # type: ignore[attr-defined]
+        start = 0
+        if cursor is not None and cursor.startswith("n") and cursor[1:].isdigit():
+            start = min(int(cursor[1:]), len(lines))
+        elif tail is not None:
+            start = max(0, len(lines) - tail)
+        chunk = lines[start:start + limit]
+        return chunk, f"n{start + len(chunk)}"
+
     @abc.abstractmethod
     async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
         """Run `argv` inside the running container; raise `ExecTimeout` past `timeout`."""

@@ -103,6 +103,17 @@ def _parse_time(value: str | None) -> float | None:
     return dt.timestamp() + (float("0." + frac) if frac else 0.0)
 
 
+def _since_param(stamp: str) -> str | None:
+    """A log line's RFC 3339 nanosecond timestamp as the `since` the Engine API takes
+    (`<seconds>.<nanoseconds>`, exact: a float would lose the nanoseconds)."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", stamp)
+    if not m:
+        return None
+    base, frac, tz = m.groups()
+    secs = int(datetime.fromisoformat(base + ("+00:00" if tz == "Z" else tz)).timestamp())
+    return f"{secs}.{(frac or '').ljust(9, '0')[:9]}"
+
+
 def _pull_failure(image: str, err: DockerError) -> RuntimeFailure:
     """Translate a pull error into the failure a user can act on."""
     msg = err.message if isinstance(err.message, str) else str(err.message)
@@ -578,6 +589,54 @@ class DockerRuntime(Runtime):
                     f"the log driver of {cid[:12]} does not keep logs on the node: "
                     f"{e.message}") from None
             raise _common_failure(e, cid, "reading logs") from None
+
+    async def read_logs(self, cid: str, cursor: str | None = None, *,
+                        tail: int | None = None, limit: int = 10_000
+                        ) -> tuple[list[str], str | None]:
+        """Resume after `cursor` with the Engine API's `since`, so a follower reads only
+        what is new. The cursor is `t<timestamp of the last line>#<lines at exactly that
+        timestamp already read>`: `since` includes its own instant, and two lines can
+        share one nanosecond."""
+        docker = self._client()
+        params: dict[str, Any] = {"timestamps": True}
+        last, seen = "", 0
+        if cursor and cursor.startswith("t") and "#" in cursor:
+            last, _, n = cursor[1:].rpartition("#")
+            since = _since_param(last)
+            if since is None or not n.isdigit():
+                last = ""
+            else:
+                params["since"], seen = since, int(n)
+        if not last:
+            params["tail"] = "all" if tail is None else str(tail)
+
+        async def call() -> list[str]:
+            return await docker.containers.container(cid).log(
+                stdout=True, stderr=True, **params)
+
+        try:
+            text = "".join(await self._run(call))
+        except DockerError as e:
+            if e.status == 501 or "does not support reading" in str(e.message):
+                raise LogsUnavailable(
+                    f"the log driver of {cid[:12]} does not keep logs on the node: "
+                    f"{e.message}") from None
+            raise _common_failure(e, cid, "reading logs") from None
+        lines: list[str] = []
+        at, count = last, seen
+        for raw in text.split("\n"):
+            if len(lines) >= limit:
+                break
+            if not raw:
+                continue
+            stamp, _, line = raw.partition(" ")
+            if stamp == last and seen > 0:
+                seen -= 1  # returned by the previous read
+                continue
+            count = count + 1 if stamp == at else 1
+            at = stamp
+            lines.append(line)
+        return lines, (f"t{at}#{count}" if at else cursor)
 
     async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
         """Run argv in the container, capture up to EXEC_OUTPUT_LIMIT bytes of output.

@@ -396,6 +396,39 @@ class ProcessRuntime(Runtime):
             if buf:
                 yield buf.decode("utf-8", "replace")
 
+    async def read_logs(self, cid: str, cursor: str | None = None, *,
+                        tail: int | None = None, limit: int = 10_000
+                        ) -> tuple[list[str], str | None]:
+        """Resume at a byte offset of output.log (cursor `b<offset>`), so a follower reads
+        only what is new. A partial last line waits for its newline while the task runs."""
+        rec = self._load(cid)
+        path = self._dir(cid) / "output.log"
+        start = 0
+        if cursor and cursor.startswith("b") and cursor[1:].isdigit():
+            start = int(cursor[1:])
+        if not path.exists():
+            return [], f"b{start}"
+        final = not self._alive(rec)
+        async with await trio.open_file(path, "rb") as f:
+            await f.seek(start)
+            data = await f.read()
+        parts = data.split(b"\n")
+        rest = parts.pop()
+        ends: list[int] = []  # offset after each complete line
+        pos = start
+        for part in parts:
+            pos += len(part) + 1
+            ends.append(pos)
+        if rest and final:
+            parts.append(rest)
+            ends.append(pos + len(rest))
+        first = 0
+        if start == 0 and cursor is None and tail is not None:
+            first = max(0, len(parts) - tail)
+        chosen = parts[first:first + limit]
+        end = ends[first + len(chosen) - 1] if chosen else (ends[first - 1] if first else start)
+        return [p.decode("utf-8", "replace") for p in chosen], f"b{end}"
+
     async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
         """Run argv on the host with the task's environment and working directory."""
         rec = self._load(cid)

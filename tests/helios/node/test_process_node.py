@@ -138,3 +138,28 @@ async def test_dispatch_payload_file_for_process_tasks(tmp_path: Path) -> None:
         with trio.fail_after(5):
             while payload.parent.exists():  # removed with the task
                 await trio.sleep(0.05)
+
+
+async def test_following_logs_resumes_at_a_byte_offset(tmp_path: Path) -> None:
+    """Cursor reads of a running task: complete lines only while it runs, the partial
+    last line once it has ended, nothing read twice."""
+    async with node_running(tmp_path / "state", runtime="process") as node:
+        script = "echo one; echo two; printf par; sleep 1; echo tial; printf end"
+        job = {"name": "talker", "kind": "batch", "command": ["sh", "-c", script]}
+        a = assignment(node.name, job)
+        await node.assign([a])
+        rt = node.core.runtime
+        s = await node.wait_state(a["id"], "running")
+        got: list[str] = []
+        cursor = None
+        for _ in range(200):  # bounded
+            lines, cursor = await rt.read_logs(s["container"], cursor, limit=1)
+            got += lines
+            if got[-1:] == ["end"]:
+                break
+            if not lines:
+                await trio.sleep(0.05)
+        assert got == ["one", "two", "partial", "end"]
+        assert (await rt.read_logs(s["container"], cursor))[0] == []
+        lines, _ = await rt.read_logs(s["container"], None, tail=2)
+        assert lines == ["partial", "end"]
