@@ -160,26 +160,38 @@ class ClusterLink:
             return
         core = self.core
         session = store.session_id
+        failing: dict[str, str] = {}  # task -> the error last logged for it
         while True:
             changed = core.endpoints_changed()
             if store.session_id != session:  # ephemerals went with the old session
                 session = store.session_id
                 core.published.clear()
-            try:
-                for task, value in list(core.published.items()):
-                    if core.endpoints.get(task) != value:
+            # Each endpoint on its own: one that cannot be written (a refused ACL, a bad
+            # name) must not keep the node's other services unreachable.
+            errors: dict[str, CoordinationError] = {}
+            for task, value in list(core.published.items()):
+                if core.endpoints.get(task) != value:
+                    try:
                         await ep.deregister_endpoint(store, value["job"], task)
                         del core.published[task]
-                for task, value in list(core.endpoints.items()):
-                    if core.published.get(task) != value:
+                    except CoordinationError as e:
+                        errors[task] = e
+            for task, value in list(core.endpoints.items()):
+                if core.published.get(task) != value and task not in errors:
+                    try:
                         await ep.register_endpoint(store, value["job"], task, core.name,
                                                    value["host"], value["ports"])
                         core.published[task] = dict(value)
-            except CoordinationError as e:
-                log.info("node %s: endpoints wait for the store (%s)", core.name, e)
-                with trio.move_on_after(RETRY_MAX):
-                    await changed.wait()
-                continue
+                    except CoordinationError as e:
+                        errors[task] = e
+            for task, e in errors.items():
+                if failing.get(task) != str(e):  # once per task and reason, not per retry
+                    job = (core.endpoints.get(task) or core.published.get(task) or {}).get(
+                        "job", "?")
+                    log.log(logging.INFO if isinstance(e, Unavailable) else logging.WARNING,
+                            "node %s: endpoint of %s (job %s) not published: %s; retrying",
+                            core.name, task, job, e)
+            failing = {task: str(e) for task, e in errors.items()}
             with trio.move_on_after(RETRY_MAX):  # also catches a silent session change
                 await changed.wait()
 

@@ -10,8 +10,8 @@
   the node cannot register (the test takes CREATE away from `/services/<job>` with a ZK
   ACL; the node gets NoAuth and keeps retrying) never replaces an old task; the rollout
   fails at its deadline and rolls back; with the ACL restored a fresh rollout completes;
-- (xfail, a known bug) one endpoint the node cannot write must not keep it from
-  publishing the endpoints of other jobs.
+- one endpoint the node cannot write must not keep it from publishing the endpoints of
+  other jobs (each endpoint is published on its own).
 
 A client follows the endpoints through ZooKeeper and keeps requesting throughout
 (`traffic.ServiceClient`): no request may fail. Each test uses its own ZooKeeper root,
@@ -260,11 +260,6 @@ def test_a_healthy_but_unregistered_new_task_never_replaces_an_old_one(
 
 
 # ---------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: helios/node/cluster.py ClusterLink._endpoints registers a node's "
-    "endpoints in one loop and, on the first CoordinationError, waits and restarts it "
-    "from the top, so one endpoint that cannot be written blocks every endpoint after "
-    "it on that node, of any job"))
 def test_one_unregistrable_endpoint_does_not_block_another_jobs_endpoints(
         zk_hosts: str, zk_root: str, tmp_path: Path, docker_test_image: str,
         docker_labels: dict[str, str]) -> None:
