@@ -254,9 +254,14 @@ app = typer.Typer(name="helios", no_args_is_help=True, add_completion=False,
                   help="Run containers and jobs across a fleet of machines.")
 job_app = typer.Typer(no_args_is_help=True, help="Create, inspect and stop jobs.")
 app.add_typer(job_app, name="job")
+# `helios node --zk HOSTS --name N ...` runs the daemon (the group's own callback, as
+# before it was a group); `helios node rm NAME` is a client command.
+node_app = typer.Typer(help="The node daemon of one machine; `helios node rm NAME` forgets "
+                            "a machine that is gone for good.")
+app.add_typer(node_app, name="node")
 
 ZkOpt = typer.Option(None, "--zk", envvar=ENV_ZK, metavar="HOSTS",
-                     help="ZooKeeper hosts[/root]: finds the leader conductor.")
+                     help="ZooKeeper hosts\\[/root]: finds the leader conductor.")
 ConductorOpt = typer.Option(None, "--conductor", envvar=ENV_CONDUCTOR, metavar="HOST:PORT",
                             help="A conductor's address (default 127.0.0.1:7070).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
@@ -434,7 +439,10 @@ def job_rm(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
            conductor: str | None = ConductorOpt) -> None:
     """Stop and delete it."""
     out = _call(zk, conductor, "job_rm", name)
-    print_json(out) if as_json else _console().print(f"job {name} removed")
+    runs = out.get("runs") or []
+    print_json(out) if as_json else _console().print(
+        f"job {name} removed" + (f"; its {len(runs)} run(s) stop and are removed once "
+                                 "finished" if runs else ""))
 
 
 @job_app.command("history")
@@ -514,6 +522,31 @@ def nodes(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
             for n in rows])
 
 
+@node_app.command("rm")
+def node_rm(ctx: typer.Context,
+            name: str = typer.Argument(..., help="The node to forget."),
+            force: bool = typer.Option(False, "--force",
+                                       help="Remove it even though its session is alive."),
+            as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+            conductor: str | None = ConductorOpt) -> None:
+    """Forget a machine that is gone for good.
+
+    Deletes its record, assignments and statuses; its tasks are placed elsewhere.
+    Refused while the node is up (its session is alive), unless --force."""
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    zk = zk or parent.get("zk")
+    out = _call(zk, conductor, "node_rm", name, force=force)
+    if as_json:
+        print_json(out)
+        return
+    moved = out.get("tasks", 0) - len(out.get("kept") or [])
+    extra = f"; {moved} task(s) to place elsewhere" if moved else ""
+    if out.get("kept"):
+        extra += f"; {len(out['kept'])} finished batch task record(s) kept with their job"
+    _console().print(f"node {name} removed{' (it was up)' if out.get('was_up') else ''}"
+                     f"{extra}")
+
+
 @app.command("endpoints")
 def endpoints(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
               conductor: str | None = ConductorOpt) -> None:
@@ -568,6 +601,31 @@ def _listen_opt(default: str) -> Any:
     return typer.Option(default, "--listen", metavar="H:P", help="Where to listen.")
 
 
+def _gc_policy(keep_runs: int, run_retention: str, key_ttl: str) -> Any:
+    from helios.conductor.gc import GCPolicy
+    from helios.units import UnitError, parse_duration
+
+    if keep_runs < 0:
+        raise CLIError("--gc-keep-runs must be >= 0")
+    durations = {}
+    for flag, text in (("--gc-run-retention", run_retention), ("--gc-key-ttl", key_ttl)):
+        try:
+            durations[flag] = parse_duration(text)
+        except (UnitError, ValueError) as e:
+            raise CLIError(f"{flag}: {e}") from None
+    return GCPolicy(keep_runs=keep_runs, run_retention=durations["--gc-run-retention"],
+                    key_ttl=durations["--gc-key-ttl"])
+
+
+KeepRunsOpt = typer.Option(10, "--gc-keep-runs", metavar="N",
+                           help="Finished runs kept per cron or parameterized job (newest).")
+RunRetentionOpt = typer.Option("24h", "--gc-run-retention", metavar="DURATION",
+                               help="Finished runs older than this are removed.")
+KeyTtlOpt = typer.Option("24h", "--gc-key-ttl", metavar="DURATION",
+                         help="Dispatch idempotency keys are kept this long, and as long "
+                              "as their run exists; a retry after both starts a new run.")
+
+
 @app.command("conductor")
 def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HOSTS"),
                   listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
@@ -578,17 +636,20 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
                                                        metavar="S"),
                   advertise: str | None = typer.Option(
                       None, "--advertise", metavar="HOST",
-                      help="Host clients and nodes reach this conductor at.")) -> None:
+                      help="Host clients and nodes reach this conductor at."),
+                  gc_keep_runs: int = KeepRunsOpt, gc_run_retention: str = RunRetentionOpt,
+                  gc_key_ttl: str = KeyTtlOpt) -> None:
     """A conductor; several may run, one leads."""
     from helios.conductor.daemon import run_conductor
 
     _check_positive(session_timeout=session_timeout)
     if failover_grace < 0:
         raise CLIError("--failover-grace must be >= 0")
+    gc = _gc_policy(gc_keep_runs, gc_run_retention, gc_key_ttl)
     hosts, root = split_zk(zk)
     _daemon(run_conductor, store_url=f"zk://{hosts}{root}", listen=listen, name=name,
             failover_grace=failover_grace, session_timeout=session_timeout,
-            advertise=advertise)
+            advertise=advertise, gc=gc)
 
 
 def _check_positive(**values: float) -> None:
@@ -614,9 +675,12 @@ def default_state_dir(what: str) -> Path:
         else Path(base) / what
 
 
-@app.command("node")
-def node_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HOSTS"),
-             name: str = typer.Option(..., "--name"),
+@node_app.callback(invoke_without_command=True)
+def node_cmd(ctx: typer.Context,
+             zk: str | None = typer.Option(None, "--zk", envvar=ENV_ZK, metavar="HOSTS",
+                                           help="ZooKeeper hosts\\[/root]. Required."),
+             name: str | None = typer.Option(None, "--name", help="This node's name. "
+                                             "Required."),
              listen: str = _listen_opt("127.0.0.1:0"),
              cpus: float | None = typer.Option(None, "--cpus", metavar="C"),
              memory: str | None = typer.Option(None, "--memory", metavar="M"),
@@ -632,10 +696,18 @@ def node_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HOSTS")
                  None, "--advertise", metavar="HOST",
                  help="Host the conductor reaches this node at."),
              ) -> None:
-    """The node daemon of one machine."""
+    """The node daemon of one machine (`helios node --zk HOSTS --name N`).
+
+    `helios node rm NAME` forgets a machine that is gone for good."""
     from helios.node.daemon import run_node
     from helios.units import UnitError, parse_size
 
+    if ctx.invoked_subcommand is not None:
+        return  # `helios node rm ...`: a client command, not the daemon
+    if not zk:
+        raise CLIError(f"Missing option '--zk' (env var: '{ENV_ZK}').", 2)
+    if not name:
+        raise CLIError("Missing option '--name'.", 2)
     _check_positive(session_timeout=session_timeout)
     if runtime not in ("docker", "process", "auto"):
         raise CLIError(f"--runtime must be docker, process or auto, not {runtime!r}")
@@ -665,14 +737,17 @@ def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
              state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
              runtime: str = typer.Option("auto", "--runtime",
                                          help="auto | docker | process"),
-             name: str | None = typer.Option(None, "--name", hidden=True)) -> None:
+             name: str | None = typer.Option(None, "--name", hidden=True),
+             gc_keep_runs: int = KeepRunsOpt, gc_run_retention: str = RunRetentionOpt,
+             gc_key_ttl: str = KeyTtlOpt) -> None:
     """A conductor and one node in one process, on the embedded store."""
     from helios.solo import run_solo
 
     if runtime not in ("docker", "process", "auto"):
         raise CLIError(f"--runtime must be auto, docker or process, not {runtime!r}")
+    gc = _gc_policy(gc_keep_runs, gc_run_retention, gc_key_ttl)
     _daemon(run_solo, listen=listen, state_dir=str(state_dir or default_state_dir("solo")),
-            runtime=runtime, name=name)
+            runtime=runtime, name=name, gc=gc)
 
 
 # ---------------------------------------------------------------------------- main

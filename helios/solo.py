@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -27,10 +28,11 @@ __all__ = ["run_solo"]
 
 async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
                    runtime: str = "auto", name: str | None = None,
-                   failover_grace: float = 2.0,
+                   failover_grace: float = 2.0, gc: Any = None,
                    task_status: trio.TaskStatus[actors.ActorSystem] = trio.TASK_STATUS_IGNORED
                    ) -> None:
-    """Run solo mode until cancelled; `task_status.started(system)` once both halves run."""
+    """Run solo mode until cancelled; `task_status.started(system)` once both halves run.
+    `gc` is the conductor's collection policy (`helios.conductor.gc.GCPolicy`)."""
     from helios.node.daemon import run_node
 
     base = Path(state_dir).expanduser()
@@ -41,7 +43,7 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
         async with actors.open_system(name="helios-solo", listen=listen,
                                       **protocol.network_options()) as system, \
                 trio.open_nursery() as nursery:
-            await nursery.start(_run_conductor, store, system, failover_grace)
+            await nursery.start(_run_conductor, store, system, failover_grace, gc)
             await nursery.start(_run_node, run_node, store, system, node_name,
                                 str(base / "node"), runtime)
             log.info("helios solo ready at %s (node %s, state in %s)", system.url,
@@ -52,10 +54,10 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
             await store.aclose()
 
 
-async def _run_conductor(store, system, grace,  # type: ignore[no-untyped-def]
+async def _run_conductor(store, system, grace, gc,  # type: ignore[no-untyped-def]
                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     await run_conductor(store=store, system=system, name="solo", failover_grace=grace,
-                        task_status=task_status)
+                        gc=gc, task_status=task_status)
 
 
 async def _run_node(run_node, store, system, name, state_dir, runtime,  # type: ignore[no-untyped-def]

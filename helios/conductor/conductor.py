@@ -40,13 +40,23 @@ from helios import protocol
 from helios.conductor import views
 from helios.conductor.apply import Persisted, Writer
 from helios.conductor.cron_runner import CronRunner, running_templates
-from helios.conductor.dispatch import dispatch
+from helios.conductor.dispatch import DISPATCH, dispatch
 from helios.conductor.errors import (
     EXPECTED,
     JobNotFound,
+    NodeNotFound,
     NodeUnreachable,
+    NodeUp,
     NotLeader,
     TaskNotFound,
+)
+from helios.conductor.gc import (
+    GCPolicy,
+    KeyRecord,
+    expired_keys,
+    node_leftovers,
+    plan_runs,
+    stale_node_dirs,
 )
 from helios.conductor.history import History, event, read_history
 from helios.conductor.plan import ClusterState, Pending, Plan, RolloutStep
@@ -64,7 +74,7 @@ from helios.coordination.errors import (
     Unavailable,
 )
 from helios.coordination.guard import init_cluster
-from helios.coordination.store import Create, Set, Store
+from helios.coordination.store import Create, Delete, Set, Store
 from helios.model import JobRecord, TaskStatus
 from helios.spec import JobSpec
 
@@ -106,6 +116,14 @@ class Leadership:
     cron: Any = None  # CronRunner of this term
     #: service job -> tasks with a registered endpoint, for jobs being rolled out
     registered: dict[str, set[str]] = field(default_factory=dict)
+    #: garbage collection (gc.py): when the next pass may run, passes and key sweeps
+    #: done, idempotency keys read so far (path -> record; keys never change), and
+    #: collected runs whose history is still to be deleted
+    gc_next: float = 0.0
+    gc_passes: int = 0
+    key_sweeps: int = 0
+    keys: dict[str, KeyRecord] = field(default_factory=dict)
+    drop_history: set[str] = field(default_factory=set)
 
     @property
     def epoch(self) -> int:
@@ -120,13 +138,14 @@ class Conductor:
 
     def __init__(self, store: Store, system: actors.ActorSystem, *, name: str,
                  failover_grace: float = 2.0, session_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, gc: GCPolicy | None = None) -> None:
         self.store = store
         self.system = system
         self.name = name
         self.failover_grace = float(failover_grace)
         self.session_timeout = float(session_timeout)
         self.clock = clock
+        self.gc = gc if gc is not None else GCPolicy()
         self.cluster_id: str | None = None
         self.leader_info: dict[str, Any] | None = None
         self.lead: Leadership | None = None
@@ -187,12 +206,14 @@ class Conductor:
             log.info("%s leads (epoch %d): %d jobs, %d nodes, %d tasks loaded in %.0f ms",
                      self.name, term.epoch, len(snap.state.jobs), len(snap.state.nodes),
                      len(snap.state.assignments), (time.monotonic() - started) * 1000)
+            L.history.exists = lambda job: job in L.state.jobs
             self.lead = L
             async with trio.open_nursery() as nursery:
                 L.nursery = nursery
                 nursery.start_soon(self._watch_nodes, L)
                 nursery.start_soon(self._reconcile_loop, L)
                 nursery.start_soon(self._status_refresh_loop, L)
+                nursery.start_soon(self._key_gc_loop, L)
                 for name, node in L.state.nodes.items():
                     if node.up:
                         self._sync_node(L, name)
@@ -385,6 +406,7 @@ class Conductor:
             try:
                 async with L.lock:
                     await self._step(L)
+                    await self._collect(L)
             except (StaleEpoch, StoreClosed):
                 raise
             except CoordinationError as e:
@@ -514,6 +536,122 @@ class Conductor:
         url = (self.leader_info or {}).get("url") or ""
         return "" if url == self.url else url
 
+    # ------------------------------------------------------------------ garbage collection
+    async def _collect(self, L: Leadership) -> None:
+        """One garbage-collection pass (`gc.py`), after a reconciliation and at most once
+        per `gc.interval`: decided from the cache alone, bounded per pass, written
+        through `_flush` (fenced). Runs of removed parents are stopped; collected runs
+        lose their record (the reconciler then forgets their assignments and statuses)
+        and their history; their parents' history names them, one event per parent
+        and pass. Also deletes the empty directories of removed nodes."""
+        now = self.clock()
+        if now < L.gc_next:
+            return
+        L.gc_next = now + self.gc.interval
+        L.gc_passes += 1
+        out = plan_runs(L.state.jobs, L.state.assignments, L.state.statuses,
+                        L.state.nodes, now, self.gc)
+        if out:
+            for name in out.stop:
+                rec = L.state.jobs[name]
+                L.state.jobs[name] = rec.replace(stopped=True)
+                L.history.add(event(name, "", "", "stop requested",
+                                    f"its parent {rec.parent} was removed", at=now))
+            for c in out.collect:
+                L.state.jobs.pop(c.run, None)
+                L.drop_history.add(c.run)
+            for parent, cs in sorted(out.by_parent().items()):
+                runs = [c.run for c in cs]
+                why = "; ".join(dict.fromkeys(c.reason for c in cs))
+                L.history.add(event(parent, "", "", "runs collected",
+                                    f"{len(runs)} finished run{'s' if len(runs) != 1 else ''}"
+                                    f" ({why}): {', '.join(runs)}", at=now, runs=runs))
+            if out.collect:
+                log.info("epoch %d: collecting %d finished run(s): %s", L.epoch,
+                         len(out.collect), ", ".join(c.run for c in out.collect))
+            await self._flush(L)
+            L.poke()  # the reconciler forgets the collected runs' tasks
+        if L.drop_history:
+            runs = sorted(L.drop_history)[:self.gc.max_runs_per_pass]
+            ops = await L.history.drop_ops(runs, L.writer.persisted.dirs)
+            if ops:
+                await L.writer.write(ops)
+            L.drop_history.difference_update(runs)
+        await self._drop_node_dirs(L)
+
+    async def _drop_node_dirs(self, L: Leadership) -> None:
+        """Delete the empty `/assignments/<n>` and `/status/<n>` of nodes that are gone
+        (`helios node rm` left them while finished batch records were still in them)."""
+        persisted = L.writer.persisted
+        known = set(L.state.nodes) | {n for n, r in L.records.items() if r is not None}
+        if not stale_node_dirs(persisted.dirs, known, ()):
+            return  # the usual case: every node directory belongs to a known node
+        used = {a.node for a in persisted.state.assignments.values()}
+        used |= {st.node for st in persisted.state.statuses.values()}
+        used |= {a.node for a in L.state.assignments.values()}
+        used |= {st.node for st in L.state.statuses.values()}
+        stale = stale_node_dirs(persisted.dirs, known, used)
+        if stale:
+            persisted.dirs.difference_update(stale)  # tried once per term
+            await L.writer.write([Delete(d) for d in stale])
+
+    async def _key_gc_loop(self, L: Leadership) -> None:
+        """Collect expired idempotency keys (`gc.expired_keys`) every
+        `gc.key_sweep_interval`. Reads happen outside the lock (each key once per term:
+        keys never change); the decision is taken again and written under it, so a
+        dispatch never races its own key's deletion."""
+        while True:
+            await trio.sleep(self.gc.key_sweep_interval)
+            try:
+                await self._sweep_keys(L)
+            except StaleEpoch:
+                L.term.lost.set()
+                return
+            except CoordinationError as e:
+                log.info("epoch %d: idempotency keys not swept (%s); next time", L.epoch, e)
+
+    async def _sweep_keys(self, L: Leadership) -> None:
+        seen: set[str] = set()
+        empty: list[str] = []
+        for job in await self.store.children(DISPATCH):
+            d = f"{DISPATCH}/{job}"
+            names = await self.store.children(d)
+            if not names:
+                empty.append(job)
+            for n in names:
+                path = f"{d}/{n}"
+                seen.add(path)
+                if path not in L.keys:
+                    L.keys[path] = await self._read_key(path, job)
+        for path in set(L.keys) - seen:
+            del L.keys[path]
+        async with L.lock:
+            if L.term.lost.is_set():
+                raise StaleEpoch(L.epoch)
+            expired = expired_keys(L.keys.values(), L.state.jobs, self.clock(), self.gc)
+            ops: list[Any] = [Delete(k.path) for k in expired]
+            ops += [Delete(f"{DISPATCH}/{job}") for job in empty if job not in L.state.jobs]
+            if ops:
+                await L.writer.write(ops)
+                log.info("epoch %d: %d idempotency key(s) expired", L.epoch, len(expired))
+            for k in expired:
+                L.keys.pop(k.path, None)
+        L.key_sweeps += 1
+
+    async def _read_key(self, path: str, job: str) -> KeyRecord:
+        """A key as stored; one that cannot be read counts from now, without a run."""
+        try:
+            entry = await self.store.get(path)
+        except CorruptValue as e:
+            log.warning("%s", e)
+            entry = None
+        value = entry.value if entry is not None and isinstance(entry.value, dict) else {}
+        created = value.get("created")
+        run = value.get("run")
+        return KeyRecord(path, job, run if isinstance(run, str) else None,
+                         float(created) if isinstance(created, int | float)
+                         else self.clock())
+
     # ------------------------------------------------------------------ client API
     async def leading(self) -> Leadership:
         """This conductor's term, or NotLeader naming the leader."""
@@ -582,14 +720,39 @@ class Conductor:
         return {"name": name, "version": rec.version, "stopped": True}
 
     async def job_rm(self, name: str) -> dict[str, Any]:
+        """Delete a job. Removing a cron or parameterized job cascades: its runs stop
+        now and are collected once finished (`_collect`), its `/cron/<job>` goes."""
         L = await self.leading()
         async with L.lock:
             rec = self._job(L, name)
             del L.state.jobs[name]
-            L.history.add(event(name, "", "", "removed", at=self.clock()))
+            now = self.clock()
+            runs = sorted(r.name for r in L.state.jobs.values() if r.parent == name)
+            L.history.add(event(name, "", "", "removed",
+                                f"with its {len(runs)} run(s)" if runs else "", at=now))
+            for run in runs:
+                r = L.state.jobs[run]
+                if not r.stopped:
+                    L.state.jobs[run] = r.replace(stopped=True)
+                    L.history.add(event(run, "", "", "stop requested",
+                                        f"its parent {name} was removed", at=now))
             await self._client_flush(L)
+            if rec.spec.kind == "cron" and L.cron is not None:
+                L.cron.forget(name)
+                try:
+                    if await self.store.exists(paths.cron(name)):
+                        await L.writer.write([Delete(paths.cron(name))])
+                except StaleEpoch:
+                    L.term.lost.set()
+                    raise NotLeader(self._leader_url()) from None
+                except CoordinationError as e:  # the job is gone; its last tick is moot
+                    log.warning("cron state of removed job %s not deleted: %s", name, e)
+            L.gc_next = 0.0  # collect the finished runs at the next pass
         L.poke()
-        return {"name": name, "version": rec.version, "removed": True}
+        out: dict[str, Any] = {"name": name, "version": rec.version, "removed": True}
+        if runs:
+            out["runs"] = runs
+        return out
 
     async def job_status(self, name: str) -> dict[str, Any]:
         L = await self.leading()
@@ -602,6 +765,78 @@ class Conductor:
     async def nodes(self) -> list[dict[str, Any]]:
         L = await self.leading()
         return views.nodes(L.state)
+
+    async def node_rm(self, name: str, force: bool = False) -> dict[str, Any]:
+        """Forget a machine that is gone for good (`helios node rm`): its record and
+        presence (`/nodes/<name>`), its assignments and statuses. Its tasks are placed
+        elsewhere at once (the reconciler sees a node it no longer knows); finished batch
+        tasks that mark a slot done are kept until their job goes, else the slot would
+        run again. Refused while the node's session lives, unless `force`: then its
+        daemon is told to stop every task (it keeps running, unregistered, until it is
+        stopped; when it starts again it registers as a new node)."""
+        paths.check_name(name)
+        L = await self.leading()
+        async with L.lock:
+            node = L.state.nodes.get(name)
+            record = L.records.get(name)
+            on_it = sorted(a.id for a in L.state.assignments.values() if a.node == name)
+            if node is None and record is None and not on_it \
+                    and not await self.store.exists(paths.node(name)) \
+                    and not any(st.node == name for st in L.state.statuses.values()):
+                raise NodeNotFound(f"no node named {name!r}")
+            up = (node is not None and node.up) or await self.store.exists(
+                paths.node_up(name))
+            if up and not force:
+                raise NodeUp(f"node {name} is up (its session is alive): stop its daemon "
+                             "first, or remove it anyway with --force")
+            url = self._node_url(L, name, node.address) if node and node.address else None
+            L.state.nodes.pop(name, None)
+            L.records.pop(name, None)
+            L.presence.pop(name, None)
+            L.want_statuses.discard(name)
+            L.unpushed.discard(name)
+            try:
+                await self._step(L)  # its tasks are forgotten and placed elsewhere
+                keep = {a.id for a in L.state.assignments.values() if a.node == name}
+                keep |= {st.id for st in L.state.statuses.values() if st.node == name}
+                found = {d: await self._children(d) for d in (
+                    paths.node(name), paths.assignments(name), paths.statuses(name))}
+                doomed = node_leftovers(
+                    name, node_children=found[paths.node(name)],
+                    assignment_children=found[paths.assignments(name)],
+                    status_children=found[paths.statuses(name)], keep=keep)
+                if doomed:
+                    await L.writer.write([Delete(p) for p in doomed])
+            except StaleEpoch:
+                L.term.lost.set()
+                raise NotLeader(self._leader_url()) from None
+            for d in (paths.assignments(name), paths.statuses(name)):
+                if found[d] is None or d in doomed:
+                    L.writer.persisted.dirs.discard(d)
+                else:
+                    L.writer.persisted.dirs.add(d)  # deleted once emptied (_collect)
+            log.info("node %s removed%s: %d task(s) to place elsewhere, %d finished kept",
+                     name, " (forced while up)" if up else "", len(on_it) - len(keep),
+                     len(keep))
+        if up and url is not None:
+            await self._tell_removed(L, name, url)
+        L.poke()
+        return {"name": name, "removed": True, "was_up": bool(up),
+                "tasks": len(on_it), "kept": sorted(keep)}
+
+    async def _children(self, path: str) -> list[str] | None:
+        """Children of `path`, or None when it does not exist."""
+        names = await self.store.children(path)
+        return names if names or await self.store.exists(path) else None
+
+    async def _tell_removed(self, L: Leadership, name: str, url: str) -> None:
+        """A removed node whose daemon still runs: an empty desired set, so it stops its
+        copies of tasks now placed elsewhere (best effort: it is no member any more)."""
+        try:
+            await self.system.ref(url).ask("assign", L.epoch, next(L.generation), [],
+                                           timeout=5.0)
+        except actors.ActorError as e:
+            log.warning("removed node %s was not told to stop its tasks: %s", name, e)
 
     async def endpoints(self, name: str) -> list[dict[str, Any]]:
         L = await self.leading()
@@ -834,6 +1069,10 @@ class ConductorActor(actors.Actor):
     @actors.handler
     async def nodes(self) -> list[dict[str, Any]]:
         return await _answer(self.c.nodes())
+
+    @actors.handler
+    async def node_rm(self, name: str, force: bool = False) -> dict[str, Any]:
+        return await _answer(self.c.node_rm(name, force=force))
 
     @actors.handler
     async def endpoints(self, name: str) -> list[dict[str, Any]]:

@@ -531,6 +531,11 @@ class CronRunner:
                 last[rec.name] = base
         return next_wakeup(jobs, last, now)
 
+    def forget(self, job: str) -> None:
+        """`job` was removed (and its `/cron/<job>` with it): read it afresh if a job of
+        that name comes back."""
+        self._known.pop(job, None)
+
     def poke(self) -> None:
         """Wake `serve` now (a cron job was added, changed or stopped)."""
         self._poked.set()

@@ -17,6 +17,7 @@ import trio
 import actors
 from helios import protocol
 from helios.conductor.conductor import Conductor, conductor_tree
+from helios.conductor.gc import GCPolicy
 from helios.coordination import open_store
 from helios.coordination.errors import Unavailable
 from helios.coordination.store import Store
@@ -44,14 +45,15 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
                         system: actors.ActorSystem | None = None,
                         listen: str = protocol.DEFAULT_CONDUCTOR, name: str | None = None,
                         failover_grace: float = 2.0, session_timeout: float = 10.0,
-                        advertise: str | None = None,
+                        advertise: str | None = None, gc: GCPolicy | None = None,
                         task_status: trio.TaskStatus[Conductor] = trio.TASK_STATUS_IGNORED
                         ) -> None:
     """Run a conductor until cancelled. `task_status.started(conductor)` once its actors
     run (it may still be a standby: `conductor.lead` is set while it leads).
 
     `advertise` is the host others reach this conductor at (what LEADER_PATH names) when
-    `listen` is a wildcard such as 0.0.0.0."""
+    `listen` is a wildcard such as 0.0.0.0. `gc` is the collection policy of finished
+    cron and dispatch runs and of idempotency keys (`helios.conductor.gc`)."""
     if store is None and store_url is None:
         raise ValueError("run_conductor needs a store or a store_url")
     name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -65,7 +67,7 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
                 actors.open_system(name=f"conductor-{name}", listen=listen,
                                    advertise=advertise, **protocol.network_options()))
         conductor = Conductor(store, system, name=name, failover_grace=failover_grace,
-                              session_timeout=session_timeout)
+                              session_timeout=session_timeout, gc=gc)
         sup = await system.spawn(actors.Supervisor, strategy="one_for_one",
                                  max_restarts=1000, within=1.0,
                                  children=conductor_tree(conductor), name="conductor-sup")

@@ -22,12 +22,16 @@ payload, `forbidden` refuses any, `optional` takes either. A payload over
 (1 MB per znode), in every assignment of the run, and in one environment variable (Linux
 caps one at 128 KiB).
 
-**Idempotency.** With a key, the run's name is derived from (job, key) and the key is
-recorded at `/dispatch/<job>/<sha256 of the key>` in the SAME transaction that creates
-the run. A repeated key, also one racing the first on another connection or reaching a
-new leader after a failover, fails that transaction and gets the first run back with
-`created: False`; the key record outlives the run's record, so a retry after the run was
-cleaned up does not start it again. Without a key every dispatch is a new run.
+**Idempotency.** With a key, the key is recorded at `/dispatch/<job>/<sha256 of the
+key>` (naming the run) in the SAME transaction that creates the run. A repeated key, also
+one racing the first on another connection or reaching a new leader after a failover,
+fails that transaction and gets the first run back with `created: False`. The key record
+outlives the run's record: the conductor collects it only once it is older than its TTL
+(`helios conductor --gc-key-ttl`, 24 h by default) AND its run no longer exists (see
+`gc.py`); until then a retry does not start the run again, after that a retry starts a
+new run. Every run gets a name of its own (`<job>-<10 random hex>`), so a run started
+after its key was collected never reuses the name, task ids or history of the first.
+Without a key every dispatch is a new run.
 
 Use, from the leading conductor:
 
@@ -68,7 +72,6 @@ __all__ = [
     "key_path",
     "materialise_payload",
     "normalise_payload",
-    "run_for_key",
 ]
 
 #: where idempotency keys are recorded (not in `paths` yet: /dispatch/<job>/<hash>)
@@ -154,11 +157,6 @@ def key_path(job: str, key: str) -> str:
     return f"{DISPATCH}/{paths.check_name(job)}/{_digest(job, key)[:40]}"
 
 
-def run_for_key(job: str, key: str) -> str:
-    """The run name a keyed dispatch of `job` gets (the same for the same key)."""
-    return f"{job}-{_digest(job, key)[:10]}"
-
-
 async def dispatch(target: Term | Store, template: JobRecord, payload: Any = None,
                    idempotency_key: str | None = None, *, now: float,
                    max_payload: int = MAX_PAYLOAD_BYTES) -> Dispatched:
@@ -183,9 +181,7 @@ async def dispatch(target: Term | Store, template: JobRecord, payload: Any = Non
         if len(key) > MAX_KEY_CHARS:
             raise DispatchError(f"idempotency key is {len(key)} characters, over "
                                 f"{MAX_KEY_CHARS}")
-        run = run_for_key(job, key)
-    else:
-        run = f"{job}-{secrets.token_hex(5)}"
+    run = f"{job}-{secrets.token_hex(5)}"
     paths.check_name(run)
     spec = run_spec(template.spec, run[len(job) + 1:], text)
     record = JobRecord(spec=spec, version=1, parent=job, created=now)
@@ -204,8 +200,9 @@ async def dispatch(target: Term | Store, template: JobRecord, payload: Any = Non
     except TransactionFailed as e:
         if not isinstance(e.cause, NodeExists):
             raise
-        if key is None:  # a random name collided: astronomically rare, try another
-            return await dispatch(target, template, payload, None, now=now,
+        if key is None or e.index == 1:
+            # the random run name collided: astronomically rare, try another
+            return await dispatch(target, template, payload, idempotency_key, now=now,
                                   max_payload=max_payload)
         first = await store.get(key_path(job, key))
         first_run = (first.value or {}).get("run") if first is not None and isinstance(

@@ -12,7 +12,9 @@ from helios.protocol import NotLeader
 __all__ = [
     "EXPECTED",
     "JobNotFound",
+    "NodeNotFound",
     "NodeUnreachable",
+    "NodeUp",
     "NotImplementedYet",
     "NotLeader",
     "TaskNotFound",
@@ -31,6 +33,14 @@ class NodeUnreachable(ConnectionError):
     """The node that runs a task does not answer (for logs)."""
 
 
+class NodeNotFound(LookupError):
+    """No node of that name is known (`node_rm`)."""
+
+
+class NodeUp(RuntimeError):
+    """The node's session is alive: `node_rm` refuses without `force`."""
+
+
 class NotImplementedYet(NotImplementedError):
     """A documented command whose implementation has not landed yet."""
 
@@ -38,4 +48,4 @@ class NotImplementedYet(NotImplementedError):
 #: type names of errors that are answers, not faults (logged quietly by the conductor)
 EXPECTED = frozenset({"NotLeader", "JobNotFound", "TaskNotFound", "NodeUnreachable",
                       "NotImplementedYet", "SpecError", "ValueError", "DispatchError",
-                      "PayloadTooLarge"})
+                      "PayloadTooLarge", "NodeNotFound", "NodeUp"})

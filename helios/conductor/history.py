@@ -9,9 +9,10 @@ Why in the store: a new leader must answer `job history` for what happened befor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import trio
@@ -28,6 +29,8 @@ __all__ = ["History", "event", "read_history"]
 KEEP_BATCHES = 100
 #: events kept per batch (a larger burst keeps its newest events)
 MAX_BATCH_EVENTS = 200
+#: collected jobs whose late events are dropped (the newest this many are remembered)
+MAX_DROPPED = 10_000
 
 
 def event(job: str, task: str, node: str, state: str, reason: str = "",
@@ -53,9 +56,17 @@ class History:
         self.inflight: dict[str, list[dict[str, Any]]] = {}
         self._counts: dict[str, int] = {}
         self._dirs: set[str] = set()
+        #: jobs whose history was deleted (collected runs), in order, -> True
+        self._dropped: dict[str, bool] = {}
+        #: whether a job exists now (set by the owner): a dropped job that exists again
+        #: (a name used anew) records events again
+        self.exists: Callable[[str], bool] = lambda job: False
 
     def add(self, ev: Mapping[str, Any]) -> None:
-        self.buffer.setdefault(str(ev["job"]), []).append(dict(ev))
+        job = str(ev["job"])
+        if job in self._dropped and not self.exists(job):
+            return  # a late report of a collected run would bring its history back
+        self.buffer.setdefault(job, []).append(dict(ev))
 
     def extend(self, events: Iterable[Mapping[str, Any]]) -> None:
         for ev in events:
@@ -117,6 +128,53 @@ class History:
     def forget(self, job: str) -> None:
         self._counts.pop(job, None)
         self._dirs.discard(paths.history(job))
+
+    async def drop_ops(self, jobs: Iterable[str], known_dirs: set[str]) -> list[Op]:
+        """Deletes of the whole history of `jobs` (collected runs): every batch, then
+        the directory. Their buffered events go, and later events of theirs are ignored
+        while they do not exist (`exists`), so a late report of a finished task does not
+        bring the history back."""
+        jobs = list(dict.fromkeys(jobs))
+        for job in jobs:
+            self.buffer.pop(job, None)
+            self._dropped.pop(job, None)
+            self._dropped[job] = True
+            with contextlib.suppress(ValueError):
+                self.forget(job)
+                known_dirs.discard(paths.history(job))
+        while len(self._dropped) > MAX_DROPPED:
+            del self._dropped[next(iter(self._dropped))]
+        found: dict[str, tuple[list[str], bool]] = {}
+        errors: list[CoordinationError] = []
+        limit = trio.CapacityLimiter(16)
+
+        async def one(job: str) -> None:
+            try:
+                d = paths.history(job)
+            except ValueError:
+                return
+            async with limit:
+                try:
+                    names = await self.store.children(d)
+                    found[job] = (names, bool(names) or await self.store.exists(d))
+                except CoordinationError as e:  # raised below, unwrapped
+                    errors.append(e)
+
+        async with trio.open_nursery() as nursery:
+            for job in jobs:
+                nursery.start_soon(one, job)
+        if errors:
+            raise errors[0]
+        ops: list[Op] = []
+        for job in jobs:
+            if job not in found:
+                continue
+            names, exists = found[job]
+            d = paths.history(job)
+            ops.extend(Delete(f"{d}/{n}") for n in names)
+            if exists:
+                ops.append(Delete(d))
+        return ops
 
 
 async def read_history(store: Store, job: str, limit: int | None = None

@@ -1,9 +1,10 @@
 """A small in-process cluster for the conductor's unit tests: conductors and fake nodes,
-each in its own actor system and with its own session on one embedded (SQLite) store."""
+each in its own actor system and with its own session on one embedded (SQLite) store, or
+on a real ZooKeeper (`zk_cluster`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,28 +15,32 @@ import trio
 import actors
 from helios.conductor.conductor import Conductor
 from helios.conductor.daemon import run_conductor
-from helios.coordination import open_embedded
+from helios.coordination import Store, open_embedded, open_zookeeper
 from tests.helios.conductor.fakenode import run_fake_node
 
 
 class MiniCluster:
-    def __init__(self, db: Path, nursery: trio.Nursery, stack: AsyncExitStack) -> None:
+    def __init__(self, db: Path, nursery: trio.Nursery, stack: AsyncExitStack,
+                 opener: Callable[[], Awaitable[Store]] | None = None) -> None:
         self.db = db
         self.nursery = nursery
         self.stack = stack
+        self.opener = opener or (lambda: open_embedded(self.db))
         self.nodes: dict[str, tuple[trio.CancelScope, Any, actors.ActorSystem]] = {}
         self.conductors: list[tuple[trio.CancelScope, Conductor]] = []
         self.client: actors.ActorSystem | None = None
 
-    async def conductor(self, name: str, grace: float = 0.3) -> Conductor:
-        store = await open_embedded(self.db)
+    async def conductor(self, name: str, grace: float = 0.3, **kwargs: Any) -> Conductor:
+        """A conductor on its own session; `kwargs` go to `run_conductor` (e.g. gc=)."""
+        store = await self.opener()
         scope = trio.CancelScope()
 
         async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             with scope:
                 try:
                     await run_conductor(store=store, listen="127.0.0.1:0", name=name,
-                                        failover_grace=grace, task_status=task_status)
+                                        failover_grace=grace, task_status=task_status,
+                                        **kwargs)
                 finally:
                     with trio.CancelScope(shield=True):
                         await store.aclose()
@@ -45,7 +50,7 @@ class MiniCluster:
         return c
 
     async def node(self, name: str, **kwargs: Any) -> Any:
-        store = await open_embedded(self.db)
+        store = await self.opener()
         scope = trio.CancelScope()
 
         async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -91,9 +96,10 @@ async def run_fake_node_wrapped(store: Any, system: actors.ActorSystem, name: st
 
 
 @asynccontextmanager
-async def mini_cluster(tmp_path: Path) -> AsyncIterator[MiniCluster]:
+async def mini_cluster(tmp_path: Path, opener: Callable[[], Awaitable[Store]] | None = None
+                       ) -> AsyncIterator[MiniCluster]:
     async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
-        mc = MiniCluster(tmp_path / "helios.db", nursery, stack)
+        mc = MiniCluster(tmp_path / "helios.db", nursery, stack, opener)
         async with actors.open_system(name="test-client") as client:
             mc.client = client
             try:
@@ -105,4 +111,14 @@ async def mini_cluster(tmp_path: Path) -> AsyncIterator[MiniCluster]:
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[MiniCluster]:
     async with mini_cluster(tmp_path) as mc:
+        yield mc
+
+
+@pytest.fixture
+async def zk_cluster(tmp_path: Path, zk_hosts: str, zk_root: str
+                     ) -> AsyncIterator[MiniCluster]:
+    """The same, on the session's real ZooKeeper under a unique root (every conductor and
+    node with its own session)."""
+    async with mini_cluster(tmp_path, lambda: open_zookeeper(zk_hosts, zk_root,
+                                                             session_timeout=2.0)) as mc:
         yield mc

@@ -24,7 +24,8 @@ class StaleEpoch(Exception):
 
 
 class FakeNode(actors.Actor):
-    def __init__(self, name: str, store: Store, batch_exit: int | None = 0) -> None:
+    def __init__(self, name: str, store: Store, batch_exit: int | None = 0,
+                 hold_batch: bool = False) -> None:
         self.node_name = name
         self.store = store
         self.epoch = 0
@@ -33,6 +34,7 @@ class FakeNode(actors.Actor):
         self.states: dict[str, dict[str, Any]] = {}
         self.assign_calls = 0
         self.batch_exit = batch_exit
+        self.hold_batch = hold_batch  # batch tasks stay `running` until told to stop
         self.outbox: list[dict[str, Any]] = []
 
     @actors.handler
@@ -48,7 +50,7 @@ class FakeNode(actors.Actor):
             cur = self.states.get(tid, {}).get("state")
             if a["desired"] == "run" and cur is None:
                 kind = (a.get("spec") or {}).get("kind", "service")
-                state = "running" if kind == "service" else \
+                state = "running" if kind == "service" or self.hold_batch else \
                     ("exited" if self.batch_exit == 0 else "failed")
                 self._report(a, state)
             elif a["desired"] == "stop" and cur not in ("stopped", "exited", "failed", None):
@@ -108,11 +110,12 @@ class FakeNode(actors.Actor):
 
 async def run_fake_node(store: Store, system: actors.ActorSystem, name: str, *,
                         cpus: float = 2.0, memory: int = 1 << 30,
-                        labels: dict[str, str] | None = None,
+                        labels: dict[str, str] | None = None, hold_batch: bool = False,
                         task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Register and run a fake node in `system` (its actor is named `node-<name>`...
     no: the protocol's `node`, so give each fake node its own system)."""
-    ref = await system.spawn(FakeNode, name, store, name=protocol.NODE_ACTOR)
+    ref = await system.spawn(FakeNode, name, store, hold_batch=hold_batch,
+                             name=protocol.NODE_ACTOR)
     record = {"name": name, "address": system.url, "cpus": cpus, "memory": memory,
               "labels": labels or {}, "runtime": "process"}
     try:

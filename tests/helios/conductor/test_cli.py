@@ -124,6 +124,23 @@ def test_bad_job_file_names_every_problem_and_changes_nothing(solo: str,
     assert "count:" in line
 
 
+def test_node_rm_refuses_an_up_node_and_an_unknown_one(solo: str) -> None:
+    (node,) = json.loads(helios("nodes", "--json", "--conductor", solo).stdout)
+    line = assert_one_line_error(helios("node", "rm", node["name"], "--conductor", solo))
+    assert "is up" in line and "--force" in line
+    line = assert_one_line_error(helios("node", "rm", "nosuch", "--conductor", solo))
+    assert "no node named 'nosuch'" in line
+    assert json.loads(helios("nodes", "--json", "--conductor", solo).stdout) != []
+
+
+def test_gc_flags_are_checked_before_anything_starts() -> None:
+    line = assert_one_line_error(helios("conductor", "--zk", "127.0.0.1:1",
+                                        "--gc-run-retention", "soon"))
+    assert "--gc-run-retention" in line
+    line = assert_one_line_error(helios("solo", "--gc-keep-runs", "-1"))
+    assert "--gc-keep-runs" in line
+
+
 def test_unreachable_conductor_is_one_line() -> None:
     port = free_port()
     quick = {"HELIOS_CONNECT_WAIT": "0.2"}
