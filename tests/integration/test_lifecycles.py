@@ -163,7 +163,7 @@ def test_rolling_update_serves_every_request_and_a_bad_update_rolls_back(
         assert "rollout complete" in states
         failed = [e for e in hist if e["state"] == "rollout failed"]
         assert len(failed) == 1 and failed[0]["version"] == 3
-        assert "not healthy within" in failed[0]["reason"]
+        assert "not healthy and registered within" in failed[0]["reason"]
         assert "rollout rolled back" in states
         assert len(containers({**docker_labels, "io.helios.job": job})) == 3
         table = helios("job", "history", job, "--zk", zk)
