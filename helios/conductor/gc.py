@@ -192,8 +192,8 @@ def plan_runs(jobs: Mapping[str, JobRecord], assignments: Mapping[str, Assignmen
             if i >= policy.keep_runs:
                 why = f"more than {policy.keep_runs} finished runs (keep {policy.keep_runs})"
             elif now - end >= policy.run_retention:
-                why = (f"finished {format_duration(max(0.0, now - end))} ago (retention "
-                       f"{format_duration(policy.run_retention)})")
+                why = (f"finished more than {format_duration(policy.run_retention)} ago "
+                       "(retention)")
             else:
                 continue
             candidates.append(Collect(r.name, parent, why, end))
