@@ -22,8 +22,8 @@ What it decides, per job:
   copies marked stop, and a copy it reports without any assignment (an orphan) is stopped.
 - **garbage**: an assignment marked stop whose task has finished is forgotten.
 
-New task ids are ``<job>-<4 hex>`` derived from (job, version, slot, attempt), so the same
-input always gives the same plan.
+New task ids are ``<job>-<4 hex>`` derived from (job, creation time, version, slot,
+attempt), so the same input always gives the same plan.
 """
 
 from __future__ import annotations
@@ -63,10 +63,14 @@ class _Want:
     deadline_at: float | None = None  # a rollout's empty slot: fail if still unplaced then
 
 
-def _new_id(job: str, version: int, index: int, taken: set[str]) -> str:
+def _new_id(job: str, version: int, index: int, taken: set[str], created: float = 0.0) -> str:
+    """A task id from (job, its creation time, version, slot, attempt): the same input
+    gives the same plan, and a job removed and created again under its old name gets new
+    ids, so no node mistakes a new task for the finished one it still remembers."""
     n = 0
+    incarnation = f"@{created!r}" if created else ""
     while True:
-        digest = hashlib.sha1(f"{job}/{version}/{index}/{n}".encode()).hexdigest()
+        digest = hashlib.sha1(f"{job}{incarnation}/{version}/{index}/{n}".encode()).hexdigest()
         width = 4 if n < 64 else 8  # a crowded job gets longer ids rather than a loop
         tid = f"{job}-{digest[:width]}"
         if tid not in taken:
@@ -312,7 +316,8 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
 
     # Restore missing slots before starting surge copies for rollouts.
     ordered = sorted(wants, key=lambda w: (w.replaces is not None, w.job.name, w.index))
-    ids = [_new_id(w.job.spec.name, w.job.version, w.index, taken) for w in ordered]
+    ids = [_new_id(w.job.spec.name, w.job.version, w.index, taken, w.job.created)
+           for w in ordered]
     requests = [Request.for_spec(tid, w.job.spec) for tid, w in zip(ids, ordered, strict=True)]
     occupying = [a for a in assigns if occupies(a)]
     nodes = list(node_map.values())

@@ -494,6 +494,14 @@ class JobActor(actors.Actor):
         ids = {c.id for c in leftovers}
         if self.cid:
             ids.add(self.cid)
+        if self.status.state in ("exited", "failed") and not any(c.running
+                                                                for c in leftovers):
+            # A finished run being cleaned up (its job stopped, removed or collected):
+            # its exit is the last word; `stopping`/`stopped` would only overwrite it.
+            for cid in ids:
+                await self._engine(rt.remove, cid)
+            self.cid = None
+            return
         if ids and self.status.state != "stopped":
             self._set("stopping", healthy=None, reason="")
             await self.ctx.drain(self.task, grace)

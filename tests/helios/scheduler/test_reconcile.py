@@ -413,3 +413,11 @@ def test_an_automatic_rollback_restores_the_last_version_that_rolled_out():
     # v2 rolled out: it is the target now
     assert _rollback_target(v1.replace(spec=s2, version=2, previous=s1,
                                        rolled_out=2)) == s2
+
+
+def test_a_job_created_again_under_its_old_name_gets_new_task_ids():
+    first = ClusterState.of([job("web", count=2).replace(created=100.0)], [node("a")])
+    again = ClusterState.of([job("web", count=2).replace(created=200.0)], [node("a")])
+    ids = [{p.task.id for p in plan_for(st, 300).place} for st in (first, first, again)]
+    assert ids[0] == ids[1]  # same input, same plan
+    assert not ids[0] & ids[2]
