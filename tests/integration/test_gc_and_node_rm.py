@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.fixtures.common import free_port, unique_name
+from tests.fixtures.zookeeper import kazoo_client
 from tests.integration.procs import (
     Proc,
     eventually,
@@ -53,17 +53,6 @@ def node_proc(name: str, zk: str, tmp: Path, label: str) -> Proc:
                        "--runtime", "process", "--state-dir", str(tmp / name),
                        "--listen", f"127.0.0.1:{free_port()}", "--session-timeout", "2",
                        "--label", f"role={label}"], tmp).start()
-
-
-@contextlib.contextmanager
-def zookeeper(hosts: str, root: str) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=hosts, timeout=5.0)
-    client.start(timeout=10)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 def left_of(zk: KazooClient, root: str, run: str) -> list[str]:
@@ -97,7 +86,7 @@ def test_gc_keeps_the_newest_runs_and_node_rm_forgets_a_dead_machine(
     r = helios("node", "--help")
     assert r.returncode == 0 and "--zk" in r.stdout and "rm" in r.stdout, r.stdout
     assert "--zk" in one_line_error(helios("node"))
-    with processes() as procs, zookeeper(zk_hosts, zk_root) as store:
+    with processes() as procs, kazoo_client(zk_hosts) as store:
         try:
             procs.append(Proc("c1", ["conductor", "--zk", zk, "--name", "c1",
                                      "--listen", f"127.0.0.1:{free_port()}",

@@ -146,10 +146,7 @@ def test_rolling_update_serves_every_request_and_a_bad_update_rolls_back(
             assert set(seen) == {"v2"}, seen
 
         t = client.traffic
-        print(f"client: {t.ok} answers {dict(t.bodies)}, {len(t.failures)} failed")
-        assert t.error is None, repr(t.error)
-        assert t.failures == [], f"{len(t.failures)} failed of {t.ok + len(t.failures)}: " \
-                                 + "\n".join(t.failures[:20])
+        t.check_none_failed()
         assert t.ok > 100 and set(t.bodies) <= {"v1", "v2"}, t.bodies
         assert t.bodies["v1"] > 0 and t.bodies["v2"] > 0
 
@@ -247,9 +244,7 @@ def test_leader_killed_mid_rollout_completes_under_the_new_leader(
             assert set(seen) == {"v2"}, seen
 
         t = client.traffic
-        print(f"client: {t.ok} answers {dict(t.bodies)}, {len(t.failures)} failed")
-        assert t.error is None, repr(t.error)
-        assert t.failures == [], "\n".join(t.failures[:20])
+        t.check_none_failed()
         v2_ids = {t["id"] for t in s["tasks"]}
         assert not v2_ids & v1_ids
         # each slot replaced exactly once: three v2 tasks ever placed, three containers

@@ -21,17 +21,15 @@ assertion is about speed.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kazoo.client import KazooClient
 from kazoo.security import ACL, OPEN_ACL_UNSAFE, Permissions
 from kazoo.security import ANYONE_ID_UNSAFE as ANYONE
 
 from tests.fixtures.common import unique_name
+from tests.fixtures.zookeeper import kazoo_client
 from tests.integration.procs import Proc, eventually, helios, processes, write_job
 from tests.integration.test_cluster import conductor, containers, diag, node
 from tests.integration.test_lifecycles import (
@@ -59,19 +57,6 @@ def deploy(f: Path, spec: dict[str, Any], zk: str, procs: list[Proc]) -> None:
     write_job(f, spec)
     r = helios("job", "run", str(f), "--zk", zk)
     assert r.returncode == 0, r.stderr + diag(procs)
-
-
-@contextlib.contextmanager
-def kazoo(hosts: str) -> Iterator[KazooClient]:
-    """A plain, unauthenticated kazoo client (the cluster under test runs without ACLs,
-    so this client has the same rights as its nodes)."""
-    client = KazooClient(hosts=hosts, timeout=4.0)
-    client.start(timeout=15.0)
-    try:
-        yield client
-    finally:
-        client.stop()
-        client.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,9 +137,7 @@ def test_a_failed_rollout_without_auto_rollback_halts_and_the_old_tasks_keep_ser
             assert set(seen) == {"v3"}, seen
 
         t = client.traffic
-        print(f"client: {t.ok} answers {dict(t.bodies)}, {len(t.failures)} failed")
-        assert t.error is None, repr(t.error)
-        assert t.failures == [], "\n".join(t.failures[:20])
+        t.check_none_failed()
         assert set(t.bodies) == {"v1", "v3"}, t.bodies  # v2 never served anyone
         hist = history(job, zk)
         assert [e["version"] for e in hist if e["state"] == "rollout failed"] == [2]
@@ -171,7 +154,7 @@ def test_a_healthy_but_unregistered_new_task_never_replaces_an_old_one(
     job = unique_name("gate")
     f = tmp_path / "gate.json"
     directory = f"{zk_root}/services/{job}"
-    with processes() as procs, kazoo(zk_hosts) as kz:
+    with processes() as procs, kazoo_client(zk_hosts) as kz:
         start_cluster(procs, zk, tmp_path, docker_labels)
         write_job(f, web(job, docker_test_image, "v1"))
         r = helios("job", "run", str(f), "--wait", "--timeout", "120", "--zk", zk,
@@ -250,9 +233,7 @@ def test_a_healthy_but_unregistered_new_task_never_replaces_an_old_one(
             assert set(seen) == {"v4"}, seen
 
         t = client.traffic
-        print(f"client: {t.ok} answers {dict(t.bodies)}, {len(t.failures)} failed")
-        assert t.error is None, repr(t.error)
-        assert t.failures == [], "\n".join(t.failures[:20])
+        t.check_none_failed()
         assert set(t.bodies) == {"v1", "v4"}, t.bodies  # v2 never reached a client
         assert not any(new in ts for ts in t.lists)
         replaced = [e for e in history(job, zk) if e["state"] == "rollout replaced"]
@@ -265,7 +246,7 @@ def test_one_unregistrable_endpoint_does_not_block_another_jobs_endpoints(
         docker_labels: dict[str, str]) -> None:
     zk = f"{zk_hosts}{zk_root}"
     blocked, other = unique_name("locked"), unique_name("free")
-    with processes() as procs, kazoo(zk_hosts) as kz:
+    with processes() as procs, kazoo_client(zk_hosts) as kz:
         start_cluster(procs, zk, tmp_path, docker_labels, nodes=1)
         kz.ensure_path(f"{zk_root}/services")
         kz.create(f"{zk_root}/services/{blocked}",

@@ -42,6 +42,14 @@ class Traffic:
     def mark(self) -> None:
         self.since_mark = Counter()
 
+    def check_none_failed(self) -> None:
+        """The client ran to the end and every request it made was answered."""
+        print(f"client: {self.ok} answers {dict(self.bodies)}, {len(self.failures)} failed")
+        assert self.error is None, repr(self.error)
+        assert self.failures == [], (f"{len(self.failures)} failed of "
+                                     f"{self.ok + len(self.failures)}: "
+                                     + "\n".join(self.failures[:20]))
+
 
 async def _get(port: int) -> str:
     """GET / on 127.0.0.1:port; the body when the status is 200, else raises."""

@@ -114,6 +114,14 @@ def _since_param(stamp: str) -> str | None:
     return f"{secs}.{(frac or '').ljust(9, '0')[:9]}"
 
 
+def _logs_failure(err: DockerError, cid: str) -> RuntimeFailure:
+    """A failed log read: a driver that keeps nothing locally is its own failure."""
+    if err.status == 501 or "does not support reading" in str(err.message):
+        return LogsUnavailable(f"the log driver of {cid[:12]} does not keep logs on the "
+                               f"node: {err.message}")
+    return _common_failure(err, cid, "reading logs")
+
+
 def _pull_failure(image: str, err: DockerError) -> RuntimeFailure:
     """Translate a pull error into the failure a user can act on."""
     msg = err.message if isinstance(err.message, str) else str(err.message)
@@ -584,11 +592,7 @@ class DockerRuntime(Runtime):
         except BridgeClosed as e:
             raise RuntimeUnavailable(f"the Docker runtime is closed: {e}") from e
         except DockerError as e:
-            if e.status == 501 or "does not support reading" in str(e.message):
-                raise LogsUnavailable(
-                    f"the log driver of {cid[:12]} does not keep logs on the node: "
-                    f"{e.message}") from None
-            raise _common_failure(e, cid, "reading logs") from None
+            raise _logs_failure(e, cid) from None
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
                         tail: int | None = None, limit: int = 10_000
@@ -617,11 +621,7 @@ class DockerRuntime(Runtime):
         try:
             text = "".join(await self._run(call))
         except DockerError as e:
-            if e.status == 501 or "does not support reading" in str(e.message):
-                raise LogsUnavailable(
-                    f"the log driver of {cid[:12]} does not keep logs on the node: "
-                    f"{e.message}") from None
-            raise _common_failure(e, cid, "reading logs") from None
+            raise _logs_failure(e, cid) from None
         lines: list[str] = []
         at, count = last, seen
         for raw in text.split("\n"):
