@@ -10,6 +10,9 @@ Pieces, each with one job:
   batched) -> push each affected node its complete set (`assign(epoch, generation, ...)`).
   The moment the term is lost, `lead()` cancels all of it; a new term starts from the
   store alone. Nothing here trusts memory across terms.
+- `Collector` (collector.py), a mixin of `Conductor`, collects finished runs, expired
+  idempotency keys and removed nodes' directories; `plan_events.py` turns each applied
+  plan into history events and the set of nodes to push.
 - `CoreActor` runs `Conductor.run` as its background task (`Actor.start_soon`).
 - `ConductorActor` (registered as `protocol.CONDUCTOR_ACTOR`) answers nodes and the CLI.
   It holds no state: error answers (`NotLeader`, `JobNotFound`, a bad spec) are
@@ -39,8 +42,9 @@ import actors
 from helios import protocol
 from helios.conductor import views
 from helios.conductor.apply import Persisted, Writer
+from helios.conductor.collector import Collector
 from helios.conductor.cron_runner import CronRunner, running_templates
-from helios.conductor.dispatch import DISPATCH, dispatch
+from helios.conductor.dispatch import dispatch
 from helios.conductor.errors import (
     EXPECTED,
     JobNotFound,
@@ -53,14 +57,12 @@ from helios.conductor.errors import (
 from helios.conductor.gc import (
     GCPolicy,
     KeyRecord,
-    expired_keys,
     node_leftovers,
-    plan_runs,
-    stale_node_dirs,
 )
 from helios.conductor.history import History, event, read_history
 from helios.conductor.plan import ClusterState, Pending, Plan, RolloutStep
 from helios.conductor.plan import apply as apply_plan
+from helios.conductor.plan_events import plan_events, rollout_events, touched_nodes
 from helios.conductor.reconcile import reconcile
 from helios.conductor.state import load_snapshot, node_from_record, node_url
 from helios.coordination import paths
@@ -133,7 +135,7 @@ class Leadership:
         self.wake.set()
 
 
-class Conductor:
+class Conductor(Collector):
     """The conductor's logic; see the module docstring. One per conductor process."""
 
     def __init__(self, store: Store, system: actors.ActorSystem, *, name: str,
@@ -448,9 +450,9 @@ class Conductor:
             log.info("epoch %d plan:\n%s", L.epoch, plan)
             before = L.state
             L.state = apply_plan(before, plan, now)
-            L.history.extend(_plan_events(plan, now))
-            L.history.extend(_rollout_events(plan, L.state, now))
-            L.unpushed.update(_touched_nodes(plan, before, L.state))
+            L.history.extend(plan_events(plan, now))
+            L.history.extend(rollout_events(plan, L.state, now))
+            L.unpushed.update(touched_nodes(plan, before, L.state))
             await self._flush(L)
         await self._flush(L)
         return plan
@@ -535,122 +537,6 @@ class Conductor:
     def _leader_url(self) -> str:
         url = (self.leader_info or {}).get("url") or ""
         return "" if url == self.url else url
-
-    # ------------------------------------------------------------------ garbage collection
-    async def _collect(self, L: Leadership) -> None:
-        """One garbage-collection pass (`gc.py`), after a reconciliation and at most once
-        per `gc.interval`: decided from the cache alone, bounded per pass, written
-        through `_flush` (fenced). Runs of removed parents are stopped; collected runs
-        lose their record (the reconciler then forgets their assignments and statuses)
-        and their history; their parents' history names them, one event per parent
-        and pass. Also deletes the empty directories of removed nodes."""
-        now = self.clock()
-        if now < L.gc_next:
-            return
-        L.gc_next = now + self.gc.interval
-        L.gc_passes += 1
-        out = plan_runs(L.state.jobs, L.state.assignments, L.state.statuses,
-                        L.state.nodes, now, self.gc)
-        if out:
-            for name in out.stop:
-                rec = L.state.jobs[name]
-                L.state.jobs[name] = rec.replace(stopped=True)
-                L.history.add(event(name, "", "", "stop requested",
-                                    f"its parent {rec.parent} was removed", at=now))
-            for c in out.collect:
-                L.state.jobs.pop(c.run, None)
-                L.drop_history.add(c.run)
-            for parent, cs in sorted(out.by_parent().items()):
-                runs = [c.run for c in cs]
-                why = "; ".join(dict.fromkeys(c.reason for c in cs))
-                L.history.add(event(parent, "", "", "runs collected",
-                                    f"{len(runs)} finished run{'s' if len(runs) != 1 else ''}"
-                                    f" ({why}): {', '.join(runs)}", at=now, runs=runs))
-            if out.collect:
-                log.info("epoch %d: collecting %d finished run(s): %s", L.epoch,
-                         len(out.collect), ", ".join(c.run for c in out.collect))
-            await self._flush(L)
-            L.poke()  # the reconciler forgets the collected runs' tasks
-        if L.drop_history:
-            runs = sorted(L.drop_history)[:self.gc.max_runs_per_pass]
-            ops = await L.history.drop_ops(runs, L.writer.persisted.dirs)
-            if ops:
-                await L.writer.write(ops)
-            L.drop_history.difference_update(runs)
-        await self._drop_node_dirs(L)
-
-    async def _drop_node_dirs(self, L: Leadership) -> None:
-        """Delete the empty `/assignments/<n>` and `/status/<n>` of nodes that are gone
-        (`helios node rm` left them while finished batch records were still in them)."""
-        persisted = L.writer.persisted
-        known = set(L.state.nodes) | {n for n, r in L.records.items() if r is not None}
-        if not stale_node_dirs(persisted.dirs, known, ()):
-            return  # the usual case: every node directory belongs to a known node
-        used = {a.node for a in persisted.state.assignments.values()}
-        used |= {st.node for st in persisted.state.statuses.values()}
-        used |= {a.node for a in L.state.assignments.values()}
-        used |= {st.node for st in L.state.statuses.values()}
-        stale = stale_node_dirs(persisted.dirs, known, used)
-        if stale:
-            persisted.dirs.difference_update(stale)  # tried once per term
-            await L.writer.write([Delete(d) for d in stale])
-
-    async def _key_gc_loop(self, L: Leadership) -> None:
-        """Collect expired idempotency keys (`gc.expired_keys`) every
-        `gc.key_sweep_interval`. Reads happen outside the lock (each key once per term:
-        keys never change); the decision is taken again and written under it, so a
-        dispatch never races its own key's deletion."""
-        while True:
-            await trio.sleep(self.gc.key_sweep_interval)
-            try:
-                await self._sweep_keys(L)
-            except StaleEpoch:
-                L.term.lost.set()
-                return
-            except CoordinationError as e:
-                log.info("epoch %d: idempotency keys not swept (%s); next time", L.epoch, e)
-
-    async def _sweep_keys(self, L: Leadership) -> None:
-        seen: set[str] = set()
-        empty: list[str] = []
-        for job in await self.store.children(DISPATCH):
-            d = f"{DISPATCH}/{job}"
-            names = await self.store.children(d)
-            if not names:
-                empty.append(job)
-            for n in names:
-                path = f"{d}/{n}"
-                seen.add(path)
-                if path not in L.keys:
-                    L.keys[path] = await self._read_key(path, job)
-        for path in set(L.keys) - seen:
-            del L.keys[path]
-        async with L.lock:
-            if L.term.lost.is_set():
-                raise StaleEpoch(L.epoch)
-            expired = expired_keys(L.keys.values(), L.state.jobs, self.clock(), self.gc)
-            ops: list[Any] = [Delete(k.path) for k in expired]
-            ops += [Delete(f"{DISPATCH}/{job}") for job in empty if job not in L.state.jobs]
-            if ops:
-                await L.writer.write(ops)
-                log.info("epoch %d: %d idempotency key(s) expired", L.epoch, len(expired))
-            for k in expired:
-                L.keys.pop(k.path, None)
-        L.key_sweeps += 1
-
-    async def _read_key(self, path: str, job: str) -> KeyRecord:
-        """A key as stored; one that cannot be read counts from now, without a run."""
-        try:
-            entry = await self.store.get(path)
-        except CorruptValue as e:
-            log.warning("%s", e)
-            entry = None
-        value = entry.value if entry is not None and isinstance(entry.value, dict) else {}
-        created = value.get("created")
-        run = value.get("run")
-        return KeyRecord(path, job, run if isinstance(run, str) else None,
-                         float(created) if isinstance(created, int | float)
-                         else self.clock())
 
     # ------------------------------------------------------------------ client API
     async def leading(self) -> Leadership:
@@ -941,74 +827,8 @@ def _rollback_target(rec: JobRecord) -> JobSpec | None:
     return rec.previous if rec.previous is not None else rec.spec
 
 
-def _plan_events(plan: Plan, now: float) -> list[dict[str, Any]]:
-    """History records for the conductor's own decisions."""
-    out = []
-    for p in plan.place:
-        out.append(event(p.task.job, p.task.id, p.task.node, "placed", p.reason, at=now,
-                         version=p.task.version))
-    for s in plan.stop:
-        out.append(event(s.job, s.task, s.node, "stop", s.reason, at=now))
-    for lo in plan.lost:
-        out.append(event(lo.job, lo.task, lo.node, "lost", lo.reason, at=now))
-    for f in plan.failures:
-        out.append(event(f.job, "", "", "rollout failed", f.reason, at=now,
-                         version=f.version))
-    return out
-
-
 def _event_key(ev: dict[str, Any]) -> str:
     return json.dumps(ev, sort_keys=True, default=str)
-
-
-#: history event names of rollout steps (RolloutStep.action); `wait` is a report only
-_STEP_EVENTS = {"start": "rollout start", "stop-first": "rollout stop-first",
-                "done": "rollout replaced"}
-
-
-def _rollout_events(plan: Plan, after: ClusterState, now: float) -> list[dict[str, Any]]:
-    """History of a rollout: each slot's step (new task started, old one stopped first
-    for lack of room, old one replaced once the new is healthy), then `rollout complete`
-    when a step finished the job's last slot. Only steps that change something are
-    recorded, and each happens once (the reconciler moves past it), so a new leader
-    repeats none of them."""
-    out = []
-    finishing: set[str] = set()
-    for r in plan.rollout:
-        name = _STEP_EVENTS.get(r.action)
-        if name is None:
-            continue
-        out.append(event(r.job, r.new or r.old or "", "", name,
-                         next(iter(Plan(rollout=[r]).describe()[1:]), "").strip(),
-                         at=now, version=r.version, slot=r.index, old=r.old, new=r.new))
-        if r.action == "done":
-            finishing.add(r.job)
-    for job in sorted(finishing):
-        rec = after.jobs.get(job)
-        if rec is None:
-            continue
-        progress = views.rollout_progress(after, rec)
-        if progress["state"] in ("complete", "rolled back"):
-            out.append(event(job, "", "", f"rollout {progress['state']}",
-                             f"{progress['updated']} of {progress['total']} tasks at "
-                             f"v{rec.version}", at=now, version=rec.version))
-    return out
-
-
-def _touched_nodes(plan: Plan, before: ClusterState, after: ClusterState) -> set[str]:
-    """Nodes whose assignment set a plan changed: they get their new complete set."""
-    out: set[str] = set()
-    out.update(p.task.node for p in plan.place)
-    out.update(s.node for s in plan.stop)
-    out.update(lo.node for lo in plan.lost)
-    out.update(u.node for u in plan.update)
-    for r in plan.remove:
-        if r.task in before.assignments:
-            out.add(r.node)
-    return out
-
-
-# ---------------------------------------------------------------------- actors
 
 
 class CoreActor(actors.Actor):

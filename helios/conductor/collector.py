@@ -1,0 +1,153 @@
+"""The leader's garbage collection (decisions in `gc.py`, pure): finished runs, their
+history, expired idempotency keys and the empty directories of removed nodes.
+
+A mixin of `Conductor`, kept apart because it is its own concern: every write goes
+through the conductor's fenced paths (`_flush`, `Leadership.writer`), and every decision
+is taken from the leader's cache under its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from helios.conductor.dispatch import DISPATCH
+from helios.conductor.gc import GCPolicy, KeyRecord, expired_keys, plan_runs, stale_node_dirs
+from helios.conductor.history import event
+from helios.coordination.errors import CoordinationError, CorruptValue, StaleEpoch
+from helios.coordination.store import Delete, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from helios.conductor.conductor import Leadership
+
+log = logging.getLogger("helios.conductor.conductor")
+
+__all__ = ["Collector"]
+
+
+class Collector:
+    """Garbage collection for `Conductor` (which supplies the attributes below)."""
+
+    store: Store
+    gc: GCPolicy
+    clock: Callable[[], float]
+    _flush: Callable[[Leadership], Any]  # the conductor's fenced write of its cache
+
+    async def _collect(self, L: Leadership) -> None:
+        """One garbage-collection pass (`gc.py`), after a reconciliation and at most once
+        per `gc.interval`: decided from the cache alone, bounded per pass, written
+        through `_flush` (fenced). Runs of removed parents are stopped; collected runs
+        lose their record (the reconciler then forgets their assignments and statuses)
+        and their history; their parents' history names them, one event per parent
+        and pass. Also deletes the empty directories of removed nodes."""
+        now = self.clock()
+        if now < L.gc_next:
+            return
+        L.gc_next = now + self.gc.interval
+        L.gc_passes += 1
+        out = plan_runs(L.state.jobs, L.state.assignments, L.state.statuses,
+                        L.state.nodes, now, self.gc)
+        if out:
+            for name in out.stop:
+                rec = L.state.jobs[name]
+                L.state.jobs[name] = rec.replace(stopped=True)
+                L.history.add(event(name, "", "", "stop requested",
+                                    f"its parent {rec.parent} was removed", at=now))
+            for c in out.collect:
+                L.state.jobs.pop(c.run, None)
+                L.drop_history.add(c.run)
+            for parent, cs in sorted(out.by_parent().items()):
+                runs = [c.run for c in cs]
+                why = "; ".join(dict.fromkeys(c.reason for c in cs))
+                L.history.add(event(parent, "", "", "runs collected",
+                                    f"{len(runs)} finished run{'s' if len(runs) != 1 else ''}"
+                                    f" ({why}): {', '.join(runs)}", at=now, runs=runs))
+            if out.collect:
+                log.info("epoch %d: collecting %d finished run(s): %s", L.epoch,
+                         len(out.collect), ", ".join(c.run for c in out.collect))
+            await self._flush(L)
+            L.poke()  # the reconciler forgets the collected runs' tasks
+        if L.drop_history:
+            runs = sorted(L.drop_history)[:self.gc.max_runs_per_pass]
+            ops = await L.history.drop_ops(runs, L.writer.persisted.dirs)
+            if ops:
+                await L.writer.write(ops)
+            L.drop_history.difference_update(runs)
+        await self._drop_node_dirs(L)
+
+    async def _drop_node_dirs(self, L: Leadership) -> None:
+        """Delete the empty `/assignments/<n>` and `/status/<n>` of nodes that are gone
+        (`helios node rm` left them while finished batch records were still in them)."""
+        persisted = L.writer.persisted
+        known = set(L.state.nodes) | {n for n, r in L.records.items() if r is not None}
+        if not stale_node_dirs(persisted.dirs, known, ()):
+            return  # the usual case: every node directory belongs to a known node
+        used = {a.node for a in persisted.state.assignments.values()}
+        used |= {st.node for st in persisted.state.statuses.values()}
+        used |= {a.node for a in L.state.assignments.values()}
+        used |= {st.node for st in L.state.statuses.values()}
+        stale = stale_node_dirs(persisted.dirs, known, used)
+        if stale:
+            persisted.dirs.difference_update(stale)  # tried once per term
+            await L.writer.write([Delete(d) for d in stale])
+
+    async def _key_gc_loop(self, L: Leadership) -> None:
+        """Collect expired idempotency keys (`gc.expired_keys`) every
+        `gc.key_sweep_interval`. Reads happen outside the lock (each key once per term:
+        keys never change); the decision is taken again and written under it, so a
+        dispatch never races its own key's deletion."""
+        while True:
+            await trio.sleep(self.gc.key_sweep_interval)
+            try:
+                await self._sweep_keys(L)
+            except StaleEpoch:
+                L.term.lost.set()
+                return
+            except CoordinationError as e:
+                log.info("epoch %d: idempotency keys not swept (%s); next time", L.epoch, e)
+
+    async def _sweep_keys(self, L: Leadership) -> None:
+        seen: set[str] = set()
+        empty: list[str] = []
+        for job in await self.store.children(DISPATCH):
+            d = f"{DISPATCH}/{job}"
+            names = await self.store.children(d)
+            if not names:
+                empty.append(job)
+            for n in names:
+                path = f"{d}/{n}"
+                seen.add(path)
+                if path not in L.keys:
+                    L.keys[path] = await self._read_key(path, job)
+        for path in set(L.keys) - seen:
+            del L.keys[path]
+        async with L.lock:
+            if L.term.lost.is_set():
+                raise StaleEpoch(L.epoch)
+            expired = expired_keys(L.keys.values(), L.state.jobs, self.clock(), self.gc)
+            ops: list[Any] = [Delete(k.path) for k in expired]
+            ops += [Delete(f"{DISPATCH}/{job}") for job in empty if job not in L.state.jobs]
+            if ops:
+                await L.writer.write(ops)
+                log.info("epoch %d: %d idempotency key(s) expired", L.epoch, len(expired))
+            for k in expired:
+                L.keys.pop(k.path, None)
+        L.key_sweeps += 1
+
+    async def _read_key(self, path: str, job: str) -> KeyRecord:
+        """A key as stored; one that cannot be read counts from now, without a run."""
+        try:
+            entry = await self.store.get(path)
+        except CorruptValue as e:
+            log.warning("%s", e)
+            entry = None
+        value = entry.value if entry is not None and isinstance(entry.value, dict) else {}
+        created = value.get("created")
+        run = value.get("run")
+        return KeyRecord(path, job, run if isinstance(run, str) else None,
+                         float(created) if isinstance(created, int | float)
+                         else self.clock())
