@@ -105,7 +105,10 @@ def rollout_progress(state: ClusterState, record: JobRecord,
     done = updated >= spec.count and old == 0
     rollback = (record.failed_version is not None
                 and record.failed_version == record.version - 1)
-    if record.failed_version == record.version:
+    if record.failed_version == record.version and not (done and record.rolled_out
+                                                        == record.version):
+        # (a version that failed its deadline for lack of room and then found it has
+        # run in every slot: it is out, whatever its deadline said)
         phase = "failed"
     elif rollback:
         phase = "rolled back" if done else "rolling back"

@@ -267,3 +267,66 @@ def test_one_unregistrable_endpoint_does_not_block_another_jobs_endpoints(
                        diagnostics=lambda: diag(procs))
         finally:
             kz.set_acls(f"{zk_root}/services/{blocked}", OPEN_ACL_UNSAFE)
+
+
+# ---------------------------------------------------------------------------------------
+def test_a_slot_left_empty_by_a_stop_first_and_a_lost_node_ends_the_rollout(
+        zk_hosts: str, zk_root: str, tmp_path: Path, docker_test_image: str,
+        docker_labels: dict[str, str]) -> None:
+    """Two nodes with room for one task each: v2 cannot start first, so the old task of
+    one slot stops first; that node dies while it drains, and the new task fits nowhere.
+    The rollout must not wait for ever: it fails at its deadline (counted from that
+    stop-first) and rolls back; when the node comes back its slot fills again."""
+    zk = f"{zk_hosts}{zk_root}"
+    job = unique_name("svc")
+    f = tmp_path / "svc.json"
+
+    def spec(version: str) -> dict[str, Any]:
+        return dict(web(job, docker_test_image, version, count=2, deadline="5s"),
+                    resources={"cpus": 0.5, "memory": "16M"},
+                    grace="8s")  # the drain is the window to kill the node in
+
+    with processes() as procs:
+        procs.append(conductor("c1", zk, tmp_path))
+        names = [unique_name("n") for _ in range(2)]
+        nodes = {n: node(n, zk, tmp_path, docker_labels, cpus="0.5") for n in names}
+        procs.extend(nodes.values())
+        eventually(lambda: up_nodes(zk, 2), 60, "2 nodes up", diagnostics=lambda: diag(procs))
+        deploy(f, spec("v1"), zk, procs)
+        s = eventually(lambda: rolled_out(job, zk, 1, count=2), 90, "v1 out",
+                       diagnostics=lambda: diag(procs))
+        where = {t["id"]: t["node"] for t in s["tasks"]}
+        assert sorted(where.values()) == sorted(names)  # one per node: no room to surge
+
+        deploy(f, spec("v2"), zk, procs)
+
+        def stopped_first() -> Any:
+            evs = [e for e in history(job, zk) if e["state"] == "rollout stop-first"]
+            return evs[0] if evs else None
+
+        first = eventually(stopped_first, 60, "a stop-first", interval=0.1,
+                           diagnostics=lambda: diag(procs))
+        victim = where[first["old"]]
+        nodes[victim].kill()  # while its old task drains: its slot has nowhere to go
+
+        s = eventually(lambda: (lambda x: x if x["rollout"]["failed_version"] == 2
+                                else None)(status(job, zk)), 60,
+                       "v2 failed for its empty slot", diagnostics=lambda: diag(procs))
+        failed = [e for e in history(job, zk) if e["state"] == "rollout failed"]
+        assert failed[0]["version"] == 2, failed
+        assert "has had no task for 5s" in failed[0]["reason"], failed[0]
+        assert s["version"] >= 3  # rolled back to the v1 spec as a new version
+        survivor = next(t for t in s["tasks"] if t["node"] != victim
+                        and t["state"] == "running")
+        assert survivor["id"] in where  # the other slot's v1 task kept running throughout
+
+        # The node comes back (same name and state): the slot fills, the job is whole.
+        procs.append(node(victim, zk, tmp_path, docker_labels, cpus="0.5"))
+        version = s["version"]
+        # (`rolled back`, or `complete` when the rollback itself missed its deadline
+        # while the node was away and only then found its room)
+        s = eventually(lambda: rolled_out(job, zk, version, "rolled back", count=2)
+                       or rolled_out(job, zk, version, "complete", count=2), 90,
+                       "the rolled-back job whole again", diagnostics=lambda: diag(procs))
+        assert survivor["id"] in {t["id"] for t in s["tasks"]}
+        assert len(containers(docker_labels)) == 2

@@ -421,3 +421,22 @@ def test_a_job_created_again_under_its_old_name_gets_new_task_ids():
     ids = [{p.task.id for p in plan_for(st, 300).place} for st in (first, first, again)]
     assert ids[0] == ids[1]  # same input, same plan
     assert not ids[0] & ids[2]
+
+
+def test_rollout_progress_reports_each_phase_from_the_state():
+    from helios.conductor.views import rollout_progress
+
+    st = converge(ClusterState.of([job("web", count=2)], [node("a")]))
+    rec = st.jobs["web"]
+    assert rollout_progress(st, rec)["state"] == "complete"
+    v2 = rec.replace(spec=rec.spec.replace(image="x:2"), version=2, previous=rec.spec)
+    st.jobs["web"] = v2
+    assert rollout_progress(st, v2)["state"] == "rolling"
+    assert rollout_progress(st, v2)["old"] == 2
+    assert rollout_progress(st, v2.replace(failed_version=2))["state"] == "failed"
+    back = v2.replace(spec=rec.spec, version=3, failed_version=2)
+    assert rollout_progress(st, back)["state"] == "rolled back"  # v1's tasks serve v3
+    # A version that missed its deadline for lack of room, then ran in every slot: out.
+    late = back.replace(failed_version=3)
+    assert rollout_progress(st, late)["state"] == "failed"
+    assert rollout_progress(st, late.replace(rolled_out=3))["state"] == "complete"
