@@ -14,8 +14,16 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from helios.conductor.dispatch import DISPATCH
-from helios.conductor.gc import GCPolicy, KeyRecord, expired_keys, plan_runs, stale_node_dirs
+from helios.conductor.gc import (
+    GCPolicy,
+    KeyRecord,
+    expired_keys,
+    orphan_histories,
+    plan_runs,
+    stale_node_dirs,
+)
 from helios.conductor.history import event
+from helios.coordination import paths
 from helios.coordination.errors import CoordinationError, CorruptValue, StaleEpoch
 from helios.coordination.store import Delete, Store
 
@@ -71,6 +79,7 @@ class Collector:
                          len(out.collect), ", ".join(c.run for c in out.collect))
             await self._flush(L)
             L.poke()  # the reconciler forgets the collected runs' tasks
+        L.drop_history.difference_update(L.state.jobs)  # a job created again keeps it
         if L.drop_history:
             runs = sorted(L.drop_history)[:self.gc.max_runs_per_pass]
             ops = await L.history.drop_ops(runs, L.writer.persisted.dirs)
@@ -104,6 +113,7 @@ class Collector:
             await trio.sleep(self.gc.key_sweep_interval)
             try:
                 await self._sweep_keys(L)
+                await self._sweep_histories(L)
             except StaleEpoch:
                 L.term.lost.set()
                 return
@@ -137,6 +147,14 @@ class Collector:
             for k in expired:
                 L.keys.pop(k.path, None)
         L.key_sweeps += 1
+
+    async def _sweep_histories(self, L: Leadership) -> None:
+        """Queue the histories of jobs gone for `run_retention` (`gc.orphan_histories`)
+        for deletion by the next collection pass, which re-checks, under the lock, that
+        no job of that name exists again."""
+        names = await self.store.children(paths.HISTORY)
+        L.drop_history.update(orphan_histories(names, L.state.jobs, L.history_absent,
+                                               self.clock(), self.gc))
 
     async def _read_key(self, path: str, job: str) -> KeyRecord:
         """A key as stored; one that cannot be read counts from now, without a run."""

@@ -126,6 +126,8 @@ class Leadership:
     key_sweeps: int = 0
     keys: dict[str, KeyRecord] = field(default_factory=dict)
     drop_history: set[str] = field(default_factory=set)
+    #: histories without a job: name -> when this term first saw them so (gc.py)
+    history_absent: dict[str, float] = field(default_factory=dict)
 
     @property
     def epoch(self) -> int:

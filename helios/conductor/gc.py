@@ -24,6 +24,9 @@ assignments and statuses (a job that no longer exists keeps no finished task).
 are older than `key_ttl` AND their run no longer exists: while the run exists a retry
 with the same key still gets that run back; after both, a retry starts a new run.
 
+**Histories of removed jobs** (`orphan_histories`) go once the job has been gone for
+`run_retention`, so `helios job history` answers for a while after `job rm`.
+
 **Removed nodes** (`helios node rm`): `node_leftovers` lists the znodes of a node to
 delete, and `stale_node_dirs` the empty per-node directories left behind once the last
 records on them are gone.
@@ -48,6 +51,7 @@ __all__ = [
     "RunsGC",
     "expired_keys",
     "node_leftovers",
+    "orphan_histories",
     "plan_runs",
     "run_finished_at",
     "stale_node_dirs",
@@ -223,6 +227,33 @@ def expired_keys(keys: Iterable[KeyRecord], jobs: Collection[str], now: float,
            if now - k.created >= policy.key_ttl and (k.run is None or k.run not in jobs)]
     out.sort(key=lambda k: (k.created, k.path))
     return out[:policy.max_keys_per_pass]
+
+
+# --------------------------------------------------------------------------- history
+
+
+def orphan_histories(names: Iterable[str], jobs: Collection[str],
+                     absent_since: dict[str, float], now: float,
+                     policy: GCPolicy) -> list[str]:
+    """Histories (`/history/<name>`) to delete: those of jobs that no longer exist and
+    have been seen absent for `run_retention` (like Nomad's `job_gc_threshold`), so
+    `helios job history` still answers for a while after `job rm`, and a history left
+    behind by a leader that died mid-collection does not stay for ever.
+
+    `absent_since` (name -> when this leader first saw it without a job) is updated in
+    place; a new leader starts it afresh, which only delays collection."""
+    present = set(names)
+    for name in list(absent_since):
+        if name not in present or name in jobs:
+            del absent_since[name]
+    due = []
+    for name in sorted(present):
+        if name in jobs:
+            continue
+        first = absent_since.setdefault(name, now)
+        if now - first >= policy.run_retention:
+            due.append(name)
+    return due[:policy.max_runs_per_pass]
 
 
 # --------------------------------------------------------------------------- nodes

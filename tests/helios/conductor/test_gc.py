@@ -10,6 +10,7 @@ from helios.conductor.gc import (
     KeyRecord,
     expired_keys,
     node_leftovers,
+    orphan_histories,
     plan_runs,
     run_finished_at,
     stale_node_dirs,
@@ -204,3 +205,19 @@ def test_stale_node_dirs_are_those_of_unknown_unused_nodes():
             "/history/gone", "/jobs"}
     assert stale_node_dirs(dirs, known={"n1"}, used={"used"}) == \
         ["/assignments/gone", "/status/gone"]
+
+
+def test_a_removed_jobs_history_goes_after_the_retention():
+    policy = GCPolicy(run_retention=60.0, max_runs_per_pass=2)
+    absent: dict[str, float] = {}
+    names = ["gone-a", "gone-b", "gone-c", "live"]
+    assert orphan_histories(names, {"live"}, absent, 100.0, policy) == []
+    assert set(absent) == {"gone-a", "gone-b", "gone-c"}
+    assert orphan_histories(names, {"live"}, absent, 159.0, policy) == []
+    # created again in the meantime: its clock stops
+    assert orphan_histories(names, {"live", "gone-b"}, absent, 161.0, policy) == [
+        "gone-a", "gone-c"]
+    assert "gone-b" not in absent
+    # bounded per pass; a history deleted meanwhile is forgotten
+    assert orphan_histories(["gone-a"], set(), absent, 162.0, policy) == ["gone-a"]
+    assert set(absent) == {"gone-a"}

@@ -135,6 +135,29 @@ async def test_a_dispatch_key_outlives_its_ttl_while_its_run_exists(zk_cluster, 
     await cluster.wait_for(lambda: complete(retry["run"]), what="retried run complete")
 
 
+async def test_a_removed_jobs_history_stays_readable_then_goes(zk_cluster, zk_store):
+    cluster, store = zk_cluster, zk_store
+    c = await lead(cluster, gc=GCPolicy(run_retention=1.5, key_ttl=1.0, interval=0.2))
+    await cluster.node("n1")
+    await cluster.ask(c, "job_run", {"name": "once", "kind": "batch", **SMALL})
+
+    async def complete():
+        return (await cluster.ask(c, "job_status", "once"))["status"] == "complete"
+
+    await cluster.wait_for(complete, what="batch complete")
+    await cluster.ask(c, "job_rm", "once")
+    # right after the removal its history still answers
+    states = [e["state"] for e in await cluster.ask(c, "job_history", "once")]
+    assert "exited" in states and "removed" in states
+
+    async def history_gone():
+        return not await store.exists(paths.history("once"))
+
+    await cluster.wait_for(history_gone, timeout=20, what="the removed job's history gone")
+    with pytest.raises(actors.ActorError, match="no job named"):
+        await cluster.ask(c, "job_history", "once")
+
+
 async def test_removing_a_template_stops_and_collects_its_runs(zk_cluster, zk_store):
     cluster, store = zk_cluster, zk_store
     c = await lead(cluster, gc=GCPolicy(interval=0.2))
