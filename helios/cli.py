@@ -532,7 +532,8 @@ def node_rm(ctx: typer.Context,
     """Forget a machine that is gone for good.
 
     Deletes its record, assignments and statuses; its tasks are placed elsewhere.
-    Refused while the node is up (its session is alive), unless --force."""
+    Refused while the node is up (its session is alive), unless --force; a daemon that
+    still runs then stops its tasks and registers again, empty."""
     parent = ctx.parent.params if ctx.parent is not None else {}
     zk = zk or parent.get("zk")
     out = _call(zk, conductor, "node_rm", name, force=force)

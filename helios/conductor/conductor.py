@@ -660,14 +660,16 @@ class Conductor(Collector):
         elsewhere at once (the reconciler sees a node it no longer knows); finished batch
         tasks that mark a slot done are kept until their job goes, else the slot would
         run again. Refused while the node's session lives, unless `force`: then its
-        daemon is told to stop every task (it keeps running, unregistered, until it is
-        stopped; when it starts again it registers as a new node)."""
+        daemon is told to stop every task, and, still running, it registers again as an
+        empty node (as a kubelet does when its Node object is deleted): only stopping
+        the daemon keeps the machine out."""
         paths.check_name(name)
         L = await self.leading()
         async with L.lock:
             node = L.state.nodes.get(name)
             record = L.records.get(name)
-            on_it = sorted(a.id for a in L.state.assignments.values() if a.node == name)
+            jobs_on_it = {a.id: a.job for a in L.state.assignments.values() if a.node == name}
+            on_it = sorted(jobs_on_it)
             if node is None and record is None and not on_it \
                     and not await self.store.exists(paths.node(name)) \
                     and not any(st.node == name for st in L.state.statuses.values()):
@@ -693,8 +695,14 @@ class Conductor(Collector):
                     name, node_children=found[paths.node(name)],
                     assignment_children=found[paths.assignments(name)],
                     status_children=found[paths.statuses(name)], keep=keep)
+                why = f"node {name} was removed" + (" while up (--force)" if up else "")
+                for tid in on_it:
+                    if tid not in keep:
+                        L.history.add(event(jobs_on_it[tid], tid, name, "lost", why,
+                                            at=self.clock()))
                 if doomed:
                     await L.writer.write([Delete(p) for p in doomed])
+                await self._flush(L)  # (the events)
             except StaleEpoch:
                 L.term.lost.set()
                 raise NotLeader(self._leader_url()) from None

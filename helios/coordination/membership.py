@@ -85,13 +85,22 @@ async def _claim_up(store: Store, name: str) -> None:
                     await trio.sleep(0.5)
 
 
-async def _keep_up(store: Store, name: str) -> None:
-    """Re-create the presence whenever it vanishes (session lost, or deleted by hand)."""
+async def _keep_up(store: Store, name: str, record: dict[str, Any] | None = None) -> None:
+    """Re-create the presence whenever it vanishes (session lost, or deleted by hand).
+
+    If the record went too (`helios node rm --force` of a node whose daemon still
+    runs), register again, as a kubelet does when its Node object is deleted: a live
+    daemon is a member; only stopping it keeps the machine out."""
     up = paths.node_up(name)
     async with aclosing(store.watch_data(up)) as watch:
         async for entry in watch:
             if entry is None:
-                log.warning("presence of node %s vanished; re-registering", name)
+                if record is not None and not await store.exists(paths.node(name)):
+                    log.warning("node %s was removed from the cluster while it runs; "
+                                "registering again", name)
+                    await register_node(store, name, record)
+                else:
+                    log.warning("presence of node %s vanished; re-registering", name)
                 await _claim_up(store, name)
 
 
@@ -104,7 +113,7 @@ async def presence(store: Store, name: str,
     await _claim_up(store, name)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_keep_up, store, name)
+            nursery.start_soon(_keep_up, store, name, record)
             try:
                 yield
             finally:
