@@ -419,6 +419,9 @@ def job_status(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
         _console().print(f"rollout v{ro['version']}: {ro['state']}, {ro['updated']} of "
                          f"{ro['total']} updated, {ro['old']} old task(s) left "
                          f"(parallel {ro['parallel']})")
+        if ro.get("failed_version") is not None and ro.get("failure"):
+            _console().print(f"  rollout of v{ro['failed_version']} failed: {ro['failure']}",
+                             markup=False)
         for st in ro.get("steps") or []:
             _console().print(f"  slot {st['index']}: {st['action']} "
                              f"{st.get('old') or '-'} -> {st.get('new') or '-'}")

@@ -218,6 +218,7 @@ class JobRecord:
     submitted: float = 0.0
     progress: float = 0.0
     rolled_out: int = 0
+    failure: str = ""  # why the rollout of ``failed_version`` failed
 
     @property
     def rolling(self) -> bool:
@@ -244,7 +245,8 @@ class JobRecord:
                 "parent": self.parent, "failed_version": self.failed_version,
                 "previous": self.previous.to_dict() if self.previous else None,
                 "created": self.created, "submitted": self.submitted,
-                "progress": self.progress, "rolled_out": self.rolled_out}
+                "progress": self.progress, "rolled_out": self.rolled_out,
+                "failure": self.failure}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:

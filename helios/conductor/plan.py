@@ -266,9 +266,9 @@ def apply(state: ClusterState, plan: Plan, now: float = 0.0) -> ClusterState:
         if f.rollback and job.previous is not None:
             out.jobs[f.job] = job.replace(spec=job.previous, version=job.version + 1,
                                           previous=None, failed_version=job.version,
-                                          submitted=now, progress=0.0)
+                                          submitted=now, progress=0.0, failure=f.reason)
         else:
-            out.jobs[f.job] = job.replace(failed_version=job.version)
+            out.jobs[f.job] = job.replace(failed_version=job.version, failure=f.reason)
     for m in plan.marks:
         job = out.jobs.get(m.job)
         if job is None or job.version != m.version:

@@ -117,6 +117,7 @@ def rollout_progress(state: ClusterState, record: JobRecord,
     return {"version": record.version, "state": phase, "updated": min(updated, spec.count),
             "total": spec.count, "old": old, "parallel": spec.update.parallel,
             "failed_version": record.failed_version,
+            "failure": (record.failure or None) if record.failed_version is not None else None,
             "steps": [{"index": s.index, "old": s.old, "new": s.new, "action": s.action}
                       for s in steps if s.job == record.name]}
 

@@ -141,6 +141,8 @@ def test_rolling_update_serves_every_request_and_a_bad_update_rolls_back(
             assert s["rollout"]["failed_version"] == 3
             human = helios("job", "status", job, "--zk", zk)
             assert human.returncode == 0 and "rolled back" in human.stdout
+            assert "rollout of v3 failed:" in human.stdout  # and why
+            assert "not healthy and registered within" in s["rollout"]["failure"]
             client.traffic.mark()
             seen = eventually(lambda: serves_only(client, "v2"), 60, "answers after rollback")
             assert set(seen) == {"v2"}, seen

@@ -358,6 +358,11 @@ def test_a_slot_left_empty_by_a_stop_first_fails_the_rollout_at_its_deadline():
     assert "port" in p.failures[0].reason  # the scheduler's explanation is kept
     st = apply(st, p, 431)
     assert st.jobs["web"].version == 3 and st.jobs["web"].spec == v1.spec
+    assert st.jobs["web"].failure == p.failures[0].reason  # kept for `job status`
+    from helios.conductor.views import rollout_progress
+
+    progress = rollout_progress(st, st.jobs["web"])
+    assert progress["failed_version"] == 2 and "no task for 30s" in progress["failure"]
     # The rollback is held to the same rule: with the room still gone it fails too and
     # halts, rather than waiting for ever.
     st, p = step(st, 432)
