@@ -22,7 +22,7 @@ What it decides, per job:
   copies marked stop, and a copy it reports without any assignment (an orphan) is stopped.
 - **garbage**: an assignment marked stop whose task has finished is forgotten.
 
-New task ids are ``<job>-<4 hex>`` derived from (job, creation time, version, slot,
+New task ids are ``<job>-<6 hex>`` derived from (job, creation time, version, slot,
 attempt), so the same input always gives the same plan.
 """
 
@@ -66,12 +66,16 @@ class _Want:
 def _new_id(job: str, version: int, index: int, taken: set[str], created: float = 0.0) -> str:
     """A task id from (job, its creation time, version, slot, attempt): the same input
     gives the same plan, and a job removed and created again under its old name gets new
-    ids, so no node mistakes a new task for the finished one it still remembers."""
+    ids, so no node mistakes a new task for the finished one it still remembers.
+
+    Six hex digits: a forgotten task's id may be drawn again (only live ones are in
+    `taken`), and with four a long-lived job's ids met again in practice, mixing two
+    tasks in its history."""
     n = 0
     incarnation = f"@{created!r}" if created else ""
     while True:
         digest = hashlib.sha1(f"{job}{incarnation}/{version}/{index}/{n}".encode()).hexdigest()
-        width = 4 if n < 64 else 8  # a crowded job gets longer ids rather than a loop
+        width = 6 if n < 64 else 10  # a crowded job gets longer ids rather than a loop
         tid = f"{job}-{digest[:width]}"
         if tid not in taken:
             taken.add(tid)

@@ -38,8 +38,14 @@ async def test_service_packs_onto_fewest_nodes_and_runs(cluster):
     assert len(eps) == 4 and all(e["host"] == "127.0.0.1" for e in eps)
     hist = await cluster.ask(c, "job_history", "web")
     assert [e["state"] for e in hist].count("running") == 4
-    # level-triggered: reconciling the settled state again changes nothing
+    # level-triggered: reconciling the settled state again changes nothing (settled: the
+    # leader has also recorded that v1 runs in every slot)
     L = c.lead
+
+    async def settled():
+        return L.state.jobs["web"].rolled_out == 1
+
+    await cluster.wait_for(settled, what="v1 recorded as rolled out")
     plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments, L.state.statuses,
                      c.clock(), c.failover_grace)
     assert not plan.has_changes()

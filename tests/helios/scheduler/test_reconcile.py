@@ -30,7 +30,7 @@ def test_new_service_is_placed_and_second_pass_is_empty():
     p = plan_for(st, 100)
     assert len(p.place) == 3 and not p.stop
     assert sorted(pl.task.index for pl in p.place) == [0, 1, 2]
-    assert all(pl.task.id.startswith("web-") and len(pl.task.id) == 8 for pl in p.place)
+    assert all(pl.task.id.startswith("web-") and len(pl.task.id) == 10 for pl in p.place)
     again = plan_for(apply(st, p, 100), 101)
     assert not again.has_changes()
 
