@@ -116,3 +116,9 @@ def eventually(fn: Callable[[], Any], timeout: float, what: str, interval: float
 def write_job(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(json.dumps(doc))
     return path
+
+
+def current_leader(zk: str, timeout: float = 30.0) -> dict[str, Any]:
+    """`helios leader --json` once a conductor leads (a standby's answer names none)."""
+    return eventually(lambda: (lambda i: i if i.get("leader") and i.get("name") else None)(
+        helios_json("leader", "--zk", zk)), timeout, "a leader")

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.common import free_port, unique_name
-from tests.integration.procs import Proc, eventually, helios, helios_json, processes, write_job
+from tests.integration.procs import (
+    Proc,
+    current_leader,
+    eventually,
+    helios,
+    helios_json,
+    processes,
+    write_job,
+)
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
 
@@ -33,7 +41,7 @@ def test_deposed_leader_wakes_up_and_changes_nothing(zk_hosts: str, zk_root: str
         procs.append(Proc(n, ["node", "--zk", zk, "--name", n, "--cpus", "2", "--memory",
                               "1G", "--runtime", "process", "--state-dir", str(tmp_path / n),
                               "--session-timeout", "2"], tmp_path).start())
-        first = eventually(lambda: helios_json("leader", "--zk", zk), 30, "a leader")
+        first = current_leader(zk)
         old = cs[first["name"]]
         spec = {"name": job, "kind": "service", "command": ["sleep", "300"], "count": 2,
                 "resources": {"cpus": 0.1, "memory": "16M"}, "grace": 0}

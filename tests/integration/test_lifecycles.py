@@ -32,6 +32,7 @@ from tests.fixtures.common import free_port, unique_name
 from tests.fixtures.docker import TEST_LABEL, docker_cli
 from tests.integration.procs import (
     Proc,
+    current_leader,
     eventually,
     helios,
     helios_json,
@@ -220,7 +221,7 @@ def test_leader_killed_mid_rollout_completes_under_the_new_leader(
         v1_ids = {t["id"] for t in status(job, zk)["tasks"]}
 
         with ServiceClient(zk_hosts, zk_root, job) as client:
-            first = helios_json("leader", "--zk", zk)
+            first = current_leader(zk)
             # v2 serves after 2 s: each slot takes a while, so the kill lands mid-rollout
             slow = ["sh", "-c", "sleep 2; " + SERVE[2]]
             write_job(f, web(job, docker_test_image, "v2", command=slow))
@@ -297,7 +298,7 @@ def test_cron_across_a_leader_kill_and_dispatch_with_one_key(
                           "--idempotency-key", key, "--zk", zk)
         assert one["created"] is True
 
-        first = helios_json("leader", "--zk", zk)
+        first = current_leader(zk)
         killed_at = time.time()
         cs[first["name"]].kill()
         eventually(lambda: fired_after(killed_at, 3), 60, "ticks fired by the new leader",
