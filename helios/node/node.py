@@ -46,7 +46,7 @@ from helios.node.runtime import (
     Runtime,
     RuntimeFailure,
 )
-from helios.node.runtime.base import ContainerState
+from helios.node.runtime.base import ContainerState, read_logs_by_line
 from helios.node.state import StateDir
 
 log = logging.getLogger(__name__)
@@ -441,7 +441,7 @@ class NodeCore:
                 cursor = f"n{max(0, int(since))}"
             tail_n = None if tail is None else max(0, int(tail))
             if cursor is not None and cursor.startswith("n"):  # line counting
-                lines, cursor = await Runtime.read_logs(self.runtime, cid, cursor,
+                lines, cursor = await read_logs_by_line(self.runtime, cid, cursor,
                                                         limit=MAX_LOG_LINES)
             else:
                 lines, cursor = await self.runtime.read_logs(cid, cursor, tail=tail_n,

@@ -73,6 +73,18 @@ def up_nodes(zk: str, n: int) -> bool:
     return len([x for x in helios_json("nodes", "--zk", zk) if x["status"] == "up"]) == n
 
 
+def start_cluster(procs: list[Proc], zk: str, tmp: Path, labels: dict[str, str],
+                  nodes: int = 2, cpus: str = "2") -> dict[str, Proc]:
+    """Conductor `c1` and `nodes` docker nodes, all up; returns the nodes by name."""
+    procs.append(conductor("c1", zk, tmp))
+    started = {n: node(n, zk, tmp, labels, cpus=cpus)
+               for n in (unique_name("n") for _ in range(nodes))}
+    procs.extend(started.values())
+    eventually(lambda: up_nodes(zk, nodes), 60, f"{nodes} nodes up",
+               diagnostics=lambda: diag(procs))
+    return started
+
+
 def rolled_out(job: str, zk: str, version: int, state: str = "complete",
                count: int = 3) -> Any:
     """The job's status once `version` is fully out (tasks lost with a dead node, which
@@ -108,9 +120,7 @@ def test_rolling_update_serves_every_request_and_a_bad_update_rolls_back(
     job = unique_name("web")
     f = tmp_path / "web.json"
     with processes() as procs:
-        procs.append(conductor("c1", zk, tmp_path))
-        procs.extend(node(unique_name("n"), zk, tmp_path, docker_labels) for _ in range(2))
-        eventually(lambda: up_nodes(zk, 2), 60, "2 nodes up", diagnostics=lambda: diag(procs))
+        start_cluster(procs, zk, tmp_path, docker_labels)
         write_job(f, web(job, docker_test_image, "v1"))
         r = helios("job", "run", str(f), "--wait", "--timeout", "120", "--zk", zk,
                    timeout=150)
@@ -180,9 +190,7 @@ def test_a_single_task_service_rolls_with_an_endpoint_registered_throughout(
     job = unique_name("one")
     f = tmp_path / "one.json"
     with processes() as procs:
-        procs.append(conductor("c1", zk, tmp_path))
-        procs.append(node(unique_name("n"), zk, tmp_path, docker_labels))
-        eventually(lambda: up_nodes(zk, 1), 60, "node up", diagnostics=lambda: diag(procs))
+        start_cluster(procs, zk, tmp_path, docker_labels, nodes=1)
         write_job(f, web(job, docker_test_image, "v1", count=1))
         r = helios("job", "run", str(f), "--wait", "--timeout", "120", "--zk", zk,
                    timeout=150)
@@ -342,11 +350,7 @@ def test_batch_task_whose_node_dies_finishes_elsewhere(
     zk = f"{zk_hosts}{zk_root}"
     job = unique_name("once")
     with processes() as procs:
-        procs.append(conductor("c1", zk, tmp_path))
-        nodes = {n: node(n, zk, tmp_path, docker_labels)
-                 for n in (unique_name("n"), unique_name("n"))}
-        procs.extend(nodes.values())
-        eventually(lambda: up_nodes(zk, 2), 60, "2 nodes up", diagnostics=lambda: diag(procs))
+        nodes = start_cluster(procs, zk, tmp_path, docker_labels)
         spec = {"name": job, "kind": "batch", "image": docker_test_image,
                 "command": ["sh", "-c", "sleep 5; echo finished"], "count": 1,
                 "resources": {"cpus": 0.25, "memory": "16M"}, "grace": "1s"}
@@ -402,11 +406,7 @@ def test_rollout_never_stalls_on_a_lost_node_or_an_unplaceable_task(
     job = unique_name("svc")
     f = tmp_path / "svc.json"
     with processes() as procs:
-        procs.append(conductor("c1", zk, tmp_path))
-        nodes = {n: node(n, zk, tmp_path, docker_labels)
-                 for n in (unique_name("n") for _ in range(3))}
-        procs.extend(nodes.values())
-        eventually(lambda: up_nodes(zk, 3), 60, "3 nodes up", diagnostics=lambda: diag(procs))
+        nodes = start_cluster(procs, zk, tmp_path, docker_labels, nodes=3)
         write_job(f, dict(web(job, docker_test_image, "v1"), spread=True))
         r = helios("job", "run", str(f), "--wait", "--timeout", "120", "--zk", zk,
                    timeout=150)

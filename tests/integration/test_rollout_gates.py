@@ -31,26 +31,18 @@ from kazoo.security import ANYONE_ID_UNSAFE as ANYONE
 from tests.fixtures.common import unique_name
 from tests.fixtures.zookeeper import kazoo_client
 from tests.integration.procs import Proc, eventually, helios, processes, write_job
-from tests.integration.test_cluster import conductor, containers, diag, node
+from tests.integration.test_cluster import containers, diag, node
 from tests.integration.test_lifecycles import (
     history,
     rolled_out,
     serves_only,
+    start_cluster,
     status,
-    up_nodes,
     web,
 )
 from tests.integration.traffic import ServiceClient
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.slow, pytest.mark.docker]
-
-
-def start_cluster(procs: list[Proc], zk: str, tmp: Path, labels: dict[str, str],
-                  nodes: int = 2) -> None:
-    procs.append(conductor("c1", zk, tmp))
-    procs.extend(node(unique_name("n"), zk, tmp, labels) for _ in range(nodes))
-    eventually(lambda: up_nodes(zk, nodes), 60, f"{nodes} nodes up",
-               diagnostics=lambda: diag(procs))
 
 
 def deploy(f: Path, spec: dict[str, Any], zk: str, procs: list[Proc]) -> None:
@@ -287,11 +279,8 @@ def test_a_slot_left_empty_by_a_stop_first_and_a_lost_node_ends_the_rollout(
                     grace="8s")  # the drain is the window to kill the node in
 
     with processes() as procs:
-        procs.append(conductor("c1", zk, tmp_path))
-        names = [unique_name("n") for _ in range(2)]
-        nodes = {n: node(n, zk, tmp_path, docker_labels, cpus="0.5") for n in names}
-        procs.extend(nodes.values())
-        eventually(lambda: up_nodes(zk, 2), 60, "2 nodes up", diagnostics=lambda: diag(procs))
+        nodes = start_cluster(procs, zk, tmp_path, docker_labels, cpus="0.5")
+        names = list(nodes)
         deploy(f, spec("v1"), zk, procs)
         s = eventually(lambda: rolled_out(job, zk, 1, count=2), 90, "v1 out",
                        diagnostics=lambda: diag(procs))

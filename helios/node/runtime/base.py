@@ -383,22 +383,31 @@ class Runtime(abc.ABC):
         Why a cursor rather than a line number: `helios job logs --follow` asks again
         every second, and re-reading a long log each time would cost the node more the
         longer the task runs. A cursor is opaque and runtime-specific; engines override
-        this to resume where the last read ended. This fallback counts lines (`n<N>`).
+        this to resume where the last read ended. This fallback counts lines.
         """
-        lines: list[str] = []
-        gen = self.logs(cid)
-        try:
-            async for line in gen:  # type: ignore[attr-defined]
-                lines.append(line)
-        finally:
-            await gen.aclose()  # type: ignore[attr-defined]
-        start = 0
-        if cursor is not None and cursor.startswith("n") and cursor[1:].isdigit():
-            start = min(int(cursor[1:]), len(lines))
-        elif tail is not None:
-            start = max(0, len(lines) - tail)
-        chunk = lines[start:start + limit]
-        return chunk, f"n{start + len(chunk)}"
+        return await read_logs_by_line(self, cid, cursor, tail=tail, limit=limit)
+
+
+async def read_logs_by_line(runtime: Runtime, cid: str, cursor: str | None = None, *,
+                            tail: int | None = None, limit: int = 10_000
+                            ) -> tuple[list[str], str]:
+    """`Runtime.read_logs` by counting lines (cursor `n<lines read>`): reads the whole log
+    each time. Any runtime can answer it, so a line-count cursor (an older client's)
+    keeps working whatever the engine's own cursor is."""
+    lines: list[str] = []
+    gen = runtime.logs(cid)
+    try:
+        async for line in gen:  # type: ignore[attr-defined]
+            lines.append(line)
+    finally:
+        await gen.aclose()  # type: ignore[attr-defined]
+    start = 0
+    if cursor is not None and cursor.startswith("n") and cursor[1:].isdigit():
+        start = min(int(cursor[1:]), len(lines))
+    elif tail is not None:
+        start = max(0, len(lines) - tail)
+    chunk = lines[start:start + limit]
+    return chunk, f"n{start + len(chunk)}"
 
     @abc.abstractmethod
     async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:

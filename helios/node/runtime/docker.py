@@ -91,27 +91,36 @@ def _registry_host(image: str) -> str | None:
     return None
 
 
-def _parse_time(value: str | None) -> float | None:
-    """Docker's RFC 3339 (nanoseconds, 'Z') to Unix seconds; its zero time to None."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", value)
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def _split_stamp(value: str) -> tuple[int, str] | None:
+    """Docker's RFC 3339 timestamp (nanoseconds, 'Z') -> (whole Unix seconds, the
+    fraction's digits), or None when it does not parse."""
+    m = _STAMP.match(value)
     if not m:
         return None
     base, frac, tz = m.groups()
     dt = datetime.fromisoformat(base + ("+00:00" if tz == "Z" else tz))
-    return dt.timestamp() + (float("0." + frac) if frac else 0.0)
+    return int(dt.timestamp()), frac or ""
+
+
+def _parse_time(value: str | None) -> float | None:
+    """Docker's RFC 3339 timestamp to Unix seconds; its zero time to None."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    parts = _split_stamp(value)
+    if parts is None:
+        return None
+    secs, frac = parts
+    return secs + (float("0." + frac) if frac else 0.0)
 
 
 def _since_param(stamp: str) -> str | None:
-    """A log line's RFC 3339 nanosecond timestamp as the `since` the Engine API takes
-    (`<seconds>.<nanoseconds>`, exact: a float would lose the nanoseconds)."""
-    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", stamp)
-    if not m:
-        return None
-    base, frac, tz = m.groups()
-    secs = int(datetime.fromisoformat(base + ("+00:00" if tz == "Z" else tz)).timestamp())
-    return f"{secs}.{(frac or '').ljust(9, '0')[:9]}"
+    """A log line's timestamp as the `since` the Engine API takes (`<seconds>.<nanos>`,
+    exact: a float would lose the nanoseconds)."""
+    parts = _split_stamp(stamp)
+    return None if parts is None else f"{parts[0]}.{parts[1].ljust(9, '0')[:9]}"
 
 
 def _logs_failure(err: DockerError, cid: str) -> RuntimeFailure:
