@@ -10,7 +10,9 @@ from ._errors import (
     AskTimeout,
     AuthenticationFailed,
     BadArguments,
+    Busy,
     ConnectionLost,
+    Forbidden,
     MessageTooLarge,
     ProtocolError,
     Refusal,
@@ -19,7 +21,8 @@ from ._errors import (
 )
 from ._ref import ActorRef
 from ._supervisor import ChildSpec, Supervisor, child
-from ._system import ActorSystem, Monitor, TLSConfig, open_system, tls_config
+from ._system import ActorSystem, Monitor, Policy, SystemConfig, TLSConfig, open_system, tls_config
+from ._transport import PeerInfo
 
 __all__ = [
     "Actor",
@@ -30,15 +33,20 @@ __all__ = [
     "AskTimeout",
     "AuthenticationFailed",
     "BadArguments",
+    "Busy",
     "ChildSpec",
     "ConnectionLost",
     "Down",
+    "Forbidden",
     "MessageTooLarge",
     "Monitor",
+    "PeerInfo",
+    "Policy",
     "ProtocolError",
     "Refusal",
     "RemoteError",
     "Supervisor",
+    "SystemConfig",
     "TLSConfig",
     "UnknownHandler",
     "child",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._errors import ActorNotFound, Refusal, RemoteError
-from ._mailbox import Mailbox
+from ._mailbox import CHILD_EXIT, DOWN, LINK, STOP, Mailbox, SystemMessage
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
@@ -132,7 +132,7 @@ class Actor:
         """Watch `ref`; its `Down` arrives through `on_down`. Returns an id for `demonitor`."""
         cell = self._cell
         return await cell.system._monitor(
-            ref, lambda down: cell.mailbox.put(("$down", down, None, None)))
+            ref, lambda down: cell.mailbox.put((DOWN, down, None, None)))
 
     async def demonitor(self, monitor_id: int) -> None:
         await self._cell.system._demonitor(monitor_id)
@@ -141,7 +141,7 @@ class Actor:
         """Die with `ref`: an abnormal exit of `ref` ends this actor too (reason `error`)."""
         cell = self._cell
         return await cell.system._monitor(
-            ref, lambda down: cell.mailbox.put(("$link", down, None, None)))
+            ref, lambda down: cell.mailbox.put((LINK, down, None, None)))
 
     def start_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run `fn(*args)` as a background task of this actor (a timer, a watch loop).
@@ -259,7 +259,7 @@ class Cell:
             if not queue:
                 await mailbox.wait()
             method, args, kwargs, reply = queue.popleft()
-            if method[0] == "$":
+            if type(method) is SystemMessage:
                 await self._system_message(method, args, kwargs, reply)
                 continue
             entry = handlers.get(method)
@@ -303,23 +303,21 @@ class Cell:
                 await trio.lowlevel.checkpoint()
 
     async def _system_message(self, method: str, args: Any, kwargs: Any, reply: Any) -> None:
-        if method == "$stop":
+        if method is STOP:
             if reply is not None:
                 # The stopper waits for the actor's end, not for this message.
                 self.on_done(lambda: reply.set(None))
             raise _Exit("normal")
-        if method == "$down":
+        if method is DOWN:
             await self.actor.on_down(args)
-        elif method == "$link":
+        elif method is LINK:
             down: Down = args
             await self.actor.on_down(down)
             if down.abnormal:
                 raise _Exit("error", f"linked actor {down.ref.name} exited: {down.reason}"
                             + (f" ({down.detail})" if down.detail else ""))
-        elif method == "$child_exit":
+        elif method is CHILD_EXIT:
             await self.actor._child_exited(args, kwargs[0], kwargs[1])
-        elif method == "$call":  # run a callable inside the actor's task (supervisor internals)
-            await args()
 
     async def _stop_children(self) -> None:
         for child in reversed(list(self.children)):
@@ -368,9 +366,9 @@ class Cell:
         queue = self.mailbox.queue
         while queue:
             item = queue.popleft()
-            if item[3] is not None and item[0] != "$stop":
+            if item[3] is not None and item[0] is not STOP:
                 item[3].set(error=gone)
-            elif item[0] == "$stop":
+            elif item[0] is STOP:
                 item[3].set(None)
         if self.monitors:
             down = Down(self.system.ref(self.name), reason, self.exit_detail)
@@ -384,7 +382,7 @@ class Cell:
         if parent is not None and self in parent.children:
             if self.start_error is None and not parent.finished:
                 # The parent learns in its own task, in order with its other messages.
-                parent.mailbox.put(("$child_exit", self, (reason, self.exit_detail), None))
+                parent.mailbox.put((CHILD_EXIT, self, (reason, self.exit_detail), None))
             else:  # a failed start is reported to the spawner by spawn() raising
                 del parent.children[self]
         if self._done is not None:

@@ -76,3 +76,17 @@ class AuthenticationFailed(ProtocolError):
 
 class MessageTooLarge(ActorError, ValueError):
     """The encoded message exceeds the frame limit; it was not sent."""
+
+
+class Forbidden(RemoteError):
+    """The receiving system's policy refused this request (who may send what to whom)."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__("Forbidden", message, traceback)
+
+
+class Busy(RemoteError):
+    """The target actor's mailbox is full; the request was refused, not queued."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__("Busy", message, traceback)

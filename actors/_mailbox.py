@@ -14,6 +14,22 @@ from typing import Any
 import trio
 
 
+class SystemMessage(str):
+    """The method field of a mailbox entry that the runtime itself put there (stop, a
+    monitor's Down, a link, a child's exit).
+
+    A type of its own, not a naming rule: a message from the network carries a plain `str`,
+    so no peer can reach these by choosing a method name such as "$stop"."""
+
+    __slots__ = ()
+
+
+STOP = SystemMessage("$stop")
+DOWN = SystemMessage("$down")
+LINK = SystemMessage("$link")
+CHILD_EXIT = SystemMessage("$child_exit")
+
+
 class Mailbox:
     __slots__ = ("_waiter", "queue")
 

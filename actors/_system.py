@@ -22,11 +22,11 @@ import trio
 from . import _wire as wire
 from ._actor import Actor, Cell, Down
 from ._codec import make_encoder, make_ext_hook
-from ._errors import ActorNotFound, AskTimeout, ConnectionLost, UnknownHandler
-from ._mailbox import Slot
+from ._errors import ActorNotFound, AskTimeout, Busy, ConnectionLost, Forbidden, UnknownHandler
+from ._mailbox import STOP, Slot
 from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef, split_url
 from ._timer import Timer
-from ._transport import Connection, RemoteReply
+from ._transport import Connection, PeerInfo, RemoteReply
 
 log = logging.getLogger("actors")
 
@@ -53,16 +53,36 @@ def tls_config(certfile: str, keyfile: str, cafile: str,
     return TLSConfig(server, client, server_hostname)
 
 
+#: `policy(peer, kind, target, method)` -> None to allow, or the reason it is refused.
+#: `kind` is one of "tell", "ask", "stop", "kill", "lookup", "monitor"; `target` is the
+#: actor's name here; `method` the handler's name (empty for the other kinds).
+Policy = Callable[[PeerInfo, str, str, str], "str | None"]
+
+
 @dataclass
 class SystemConfig:
+    """Every limit of a system is finite, and each is one of these fields (documented in
+    the README's "Limits" table); `open_system(**options)` sets them."""
+
     secret: bytes | None = None
     tls: TLSConfig | None = None
-    max_frame: int = wire.DEFAULT_MAX_FRAME
+    max_frame: int = wire.DEFAULT_MAX_FRAME  # bytes in one frame, once authenticated
     send_queue: int = 4096          # frames waiting per connection before senders wait
+    #: bytes queued towards one peer (replies included); a peer that lets more pile up
+    #: is disconnected; senders wait at half of it
+    max_queued_bytes: int = 16 * 1024 * 1024
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0  # a peer silent this long is declared lost
     handshake_timeout: float = 5.0
     connect_timeout: float = 5.0
+    frame_timeout: float = 20.0     # a frame begun must be complete within this
+    max_connections: int = 1024     # connections accepted at once, from anywhere
+    max_connections_per_host: int = 256  # ... and from one peer address
+    #: bytes held in partial frames beyond 64 KiB each, summed over all connections
+    max_receive_buffer: int = 32 * 1024 * 1024
+    max_mailbox: int = 10_000       # a remote message to an actor with more queued is refused
+    max_monitors: int = 10_000      # monitors one peer may place
+    policy: Policy | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +129,11 @@ class ActorSystem:
         self._service_scopes: list[trio.CancelScope] = []
         self._closing = False
         self._timer = Timer()
+        self._rx_charged = 0  # bytes of partial frames over the free allowance, all peers
+        self._inbound: dict[str, int] = {}  # accepted connections per peer host
+        self._inbound_total = 0
+        self.refused_connections = 0
+        self._last_refusal_log = -1e9
         self._encoder = make_encoder(ActorRef)
         self._ext_hook = make_ext_hook(self.ref)
 
@@ -216,10 +241,10 @@ class ActorSystem:
                     kwargs: dict[str, Any]) -> None:
         if ref.system_url == self.url:
             cell = self._registry.get(ref.name)
-            if cell is not None:
+            if cell is not None and method in cell.actor._handlers:
                 cell.mailbox.put((method, args, kwargs, None))
             else:
-                log.debug("tell %s to absent actor %s dropped", method, ref.name)
+                log.debug("tell %s to %s dropped: no such actor or handler", method, ref.name)
             return
         conn = await self._connection(ref.system_url)
         await conn.send(wire.Tell(to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
@@ -266,7 +291,7 @@ class ActorSystem:
                     await cell.wait_done()
                 else:
                     slot = Slot()
-                    cell.mailbox.put(("$stop", None, None, slot))
+                    cell.mailbox.put((STOP, None, None, slot))
                     await slot.wait()
                 return
             raise AskTimeout(f"{ref.name} did not stop within {timeout}s")
@@ -284,22 +309,41 @@ class ActorSystem:
             conn.pending.pop(req, None)
 
     # -- receiving from connections -------------------------------------------------------
-    def _deliver_remote_tell(self, msg: wire.Tell) -> None:
-        cell = self._registry.get(msg.to)
-        if cell is not None:
-            cell.mailbox.put((msg.m, msg.a, msg.kw, None))
-        else:
-            log.debug("remote tell %s to absent actor %s dropped", msg.m, msg.to)
+    def _admit(self, conn: Connection, kind: str, target: str, method: str
+               ) -> BaseException | None:
+        """The one gate every request from the network passes: the system's `policy`
+        (who may send what to whom), then, for messages, that the method is a handler."""
+        policy = self.config.policy
+        if policy is not None:
+            try:
+                why = policy(conn.peer, kind, target, method)
+            except Exception as e:  # a broken policy refuses rather than allows
+                log.exception("policy raised on %s %s/%s", kind, target, method)
+                why = f"policy error: {e}"
+            if why is not None:
+                return Forbidden(f"forbidden: {kind} {target}{'.' + method if method else ''}"
+                                 f" by {conn.peer.name} ({conn.peer.address}): {why}")
+        if kind in ("tell", "ask"):
+            cell = self._registry.get(target)
+            if cell is None:
+                return ActorNotFound(f"no actor {target!r} on {self.url}")
+            if method not in cell.actor._handlers:
+                return UnknownHandler(
+                    f"{type(cell.actor).__name__} has no handler {method[:100]!r}")
+            if len(cell.mailbox.queue) >= self.config.max_mailbox:
+                return Busy(f"actor {target!r} has {len(cell.mailbox.queue)} messages "
+                            f"queued (limit {self.config.max_mailbox}); try again later")
+        return None
+
+    def _deliver_remote_tell(self, conn: Connection, msg: wire.Tell) -> None:
+        """Admitted by `_admit`, so the actor exists and has the handler."""
+        self._registry[msg.to].mailbox.put((msg.m, msg.a, msg.kw, None))
 
     def _deliver_remote_ask(self, conn: Connection, msg: wire.Ask) -> None:
-        cell = self._registry.get(msg.to)
-        reply = RemoteReply(conn, msg.id, cell.mailbox.queue if cell is not None else ())
-        if cell is None:
-            reply.set(error=ActorNotFound(f"no actor {msg.to!r} on {self.url}"))
-        elif msg.m not in cell.actor._handlers:
-            reply.set(error=UnknownHandler(f"{type(cell.actor).__name__} has no handler {msg.m!r}"))
-        else:
-            cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
+        """Admitted by `_admit`, so the actor exists and has the handler."""
+        cell = self._registry[msg.to]
+        reply = RemoteReply(conn, msg.id, cell.mailbox.queue)
+        cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
 
     def _remote_stop(self, msg: wire.Stop, reply: Any) -> None:
         cell = self._registry.get(msg.to)
@@ -309,7 +353,7 @@ class ActorSystem:
             cell.on_done(lambda: reply.set(None))
             cell.kill()
         else:
-            cell.mailbox.put(("$stop", None, None, reply))
+            cell.mailbox.put((STOP, None, None, reply))
 
     # -- monitors -------------------------------------------------------------------------
     async def _monitor(self, ref: ActorRef, deliver: Callable[[Down], None]) -> int:
@@ -422,10 +466,38 @@ class ActorSystem:
     async def _serve(self, stream: trio.SocketStream) -> None:
         try:
             peer = stream.socket.getpeername()
-            label = f"{peer[0]}:{peer[1]}"
+            host, label = str(peer[0]), f"{peer[0]}:{peer[1]}"
         except OSError:
-            label = "?"
-        await Connection(self, stream, label).run()
+            host = label = "?"
+        cfg = self.config
+        per_host = self._inbound.get(host, 0)
+        if self._inbound_total >= cfg.max_connections or per_host >= cfg.max_connections_per_host:
+            self._refuse_connection(label, per_host)
+            await trio.aclose_forcefully(stream)
+            return
+        self._inbound[host] = per_host + 1
+        self._inbound_total += 1
+        try:
+            await Connection(self, stream, label).run()
+        finally:
+            self._inbound_total -= 1
+            left = self._inbound[host] - 1
+            if left:
+                self._inbound[host] = left
+            else:
+                del self._inbound[host]
+
+    def _refuse_connection(self, label: str, per_host: int) -> None:
+        """Over a connection limit: close at once; log at most once a second."""
+        self.refused_connections += 1
+        now = trio.current_time()
+        if now - self._last_refusal_log >= 1.0:
+            self._last_refusal_log = now
+            cfg = self.config
+            log.warning("refusing connection from %s: %d connections open (limit %d), %d "
+                        "from that host (limit %d); %d refused so far", label,
+                        self._inbound_total, cfg.max_connections, per_host,
+                        cfg.max_connections_per_host, self.refused_connections)
 
     async def _listen(self, listen: str, advertise: str | None) -> None:
         host, _, port_text = listen.rpartition(":")
@@ -457,8 +529,10 @@ async def open_system(name: str | None = None, listen: str | None = None, *,
     `system.url` tells which); without it the system can still reach others, and they can
     answer it, but not dial it. `secret` (or the ACTORS_SECRET environment variable) turns
     on mutual HMAC authentication; `tls` (see `tls_config`) encrypts. Other options are
-    `SystemConfig` fields: max_frame, send_queue, heartbeat_interval, heartbeat_timeout,
-    handshake_timeout, connect_timeout.
+    `SystemConfig` fields: the limits (max_frame, send_queue, max_queued_bytes,
+    heartbeat_interval, heartbeat_timeout, handshake_timeout, connect_timeout,
+    frame_timeout, max_connections, max_connections_per_host, max_receive_buffer,
+    max_mailbox, max_monitors) and `policy`, which every request from the network is put to.
     """
     if secret is None:
         secret = os.environ.get("ACTORS_SECRET") or None

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -25,7 +26,9 @@ from . import _wire as wire
 from ._errors import (
     ActorNotFound,
     BadArguments,
+    Busy,
     ConnectionLost,
+    Forbidden,
     MessageTooLarge,
     ProtocolError,
     RemoteError,
@@ -40,38 +43,70 @@ log = logging.getLogger("actors.transport")
 
 READ_SIZE = 256 * 1024
 MAX_BATCH_BYTES = 256 * 1024
+#: what one queued frame costs beyond its bytes (the bytes object and the deque slot)
+FRAME_OVERHEAD = 64
+#: a partial frame up to this size is free; beyond it, it draws on the system's budget
+#: (`SystemConfig.max_receive_buffer`), so many slow peers cannot add up to gigabytes
+FREE_PARTIAL = 64 * 1024
 
 
 class Outbox:
-    """Bounded queue of encoded frames with one consumer (the writer task)."""
+    """Bounded queue of encoded frames with one consumer (the writer task).
 
-    __slots__ = ("_blocked", "_writer", "closed", "items", "limit", "sending")
+    Two bounds. Senders (`put`) wait while `limit` frames or `max_bytes` bytes are queued:
+    backpressure. Replies and control frames (`force`) cannot wait, since the reader that
+    produces them must never block; they may go past the soft bound, but a peer that lets
+    `max_bytes` pile up (asking and never reading the answers) is cut off: `on_overflow`
+    is called with the reason and the connection closes. Each frame is charged its length
+    plus `FRAME_OVERHEAD`, what holding it in a deque costs, so a flood of tiny replies is
+    bounded by memory and not only by payload.
+    """
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("_blocked", "_writer", "bytes", "closed", "items", "limit", "max_bytes",
+                 "on_overflow", "sending")
+
+    def __init__(self, limit: int, max_bytes: int = 1 << 62,
+                 on_overflow: Callable[[str], None] | None = None) -> None:
         self.items: deque[bytes] = deque()
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.on_overflow = on_overflow
         self.closed = False
         self.sending = False  # the writer is inside send_all
         self._writer: trio.lowlevel.Task | None = None
         self._blocked = trio.lowlevel.ParkingLot()
 
     def force(self, frame: bytes) -> None:
-        """Queue regardless of the bound (replies, control frames)."""
+        """Queue past the soft bound (replies, control frames); over `max_bytes`, give up
+        on the peer instead."""
         if self.closed:
             return
+        cost = len(frame) + FRAME_OVERHEAD
+        if self.bytes + cost > self.max_bytes:
+            reason = (f"peer does not read: {self.bytes} bytes queued towards it "
+                      f"(limit {self.max_bytes})")
+            if self.on_overflow is not None:
+                self.on_overflow(reason)
+            self.close()
+            return
+        self.bytes += cost
         self.items.append(frame)
         self._wake_writer()
 
     async def put(self, frame: bytes) -> None:
-        while len(self.items) >= self.limit and not self.closed:
+        while ((len(self.items) >= self.limit or self.bytes >= self.max_bytes // 2)
+               and not self.closed):
             await self._blocked.park()
         if self.closed:
             raise ConnectionLost("connection closed")
+        self.bytes += len(frame) + FRAME_OVERHEAD
         self.items.append(frame)
         self._wake_writer()
 
     def push_front(self, rest: bytes) -> None:
         """The unsent tail of a direct write: it must go out before anything queued."""
+        self.bytes += len(rest) + FRAME_OVERHEAD
         self.items.appendleft(rest)
         self._wake_writer()
 
@@ -98,6 +133,7 @@ class Outbox:
             frame = items.popleft()
             batch.append(frame)
             size += len(frame)
+        self.bytes = max(0, self.bytes - size - FRAME_OVERHEAD * len(batch))
         if self._blocked:
             self._blocked.unpark(count=max(1, self.limit - len(items)))
         return b"".join(batch)
@@ -105,6 +141,7 @@ class Outbox:
     def close(self) -> None:
         self.closed = True
         self.items.clear()
+        self.bytes = 0
         self._blocked.unpark_all()
 
 
@@ -139,7 +176,7 @@ class Connection:
         self.peer_url: str | None = dial_url
         self.peer_name = "?"
         cfg = system.config
-        self.outbox = Outbox(cfg.send_queue)
+        self.outbox = Outbox(cfg.send_queue, cfg.max_queued_bytes, self._overflowed)
         self.pending: dict[int, Slot] = {}
         self.monitors_out: dict[int, tuple[Any, Any]] = {}   # id -> (deliver, ref)
         self.monitors_in: dict[int, Any] = {}                # id -> watched cell
@@ -153,8 +190,14 @@ class Connection:
         self.last_sent = now
         self.burst = 0  # frames in the last read: >1 means busy, so coalesce rather than write
         self._raw_sock: Any = None  # the stdlib socket under a plain TCP stream, for _write_now
-        self._reader = wire.FrameReader(cfg.max_frame)
-        self._decoder = wire.MessageDecoder(system._ext_hook)
+        # A stranger's frames are small and handshake-only until the handshake is done.
+        self._reader = wire.FrameReader(wire.HANDSHAKE_MAX_FRAME)
+        self._decoder = wire.handshake_decoder()
+        self._partial_since: float | None = None  # when the frame being received began
+        self._charged = 0  # bytes of a partial frame charged to the system's budget
+        self.refused_tells = 0
+        self._last_refusal_log = -1e9
+        self.peer = PeerInfo(label, "?", None)
 
     # -- sending --------------------------------------------------------------------------
     def next_id(self) -> int:
@@ -212,7 +255,7 @@ class Connection:
         if error is None:
             try:
                 frame = self.encode(wire.Reply(id=req_id, v=value))
-            except (TypeError, ValueError, MessageTooLarge) as e:
+            except (TypeError, ValueError, MessageTooLarge, RecursionError) as e:
                 error = RemoteError(type(e).__name__, f"reply cannot be sent: {e}")
             else:
                 if not (direct and self._write_now(frame)):
@@ -276,6 +319,9 @@ class Connection:
                 await self.stream.send_all(self.encode(wire.Close(reason=reason[:500])))
 
     async def _handshake(self) -> list[wire.Message]:
+        """TLS, then the Hello/Auth exchange, taking one small frame at a time through
+        the handshake-only decoder. Returns what the peer sent after it (already decoded
+        with the full decoder, which takes over with the full frame limit)."""
         sys_ = self.system
         if sys_.config.tls is not None:
             tls = sys_.config.tls
@@ -285,45 +331,79 @@ class Connection:
                 self.stream = trio.SSLStream(self.stream, tls.client_context,
                                              server_hostname=tls.server_hostname)
         hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret)
+        reader = self._reader
         with trio.fail_after(sys_.config.handshake_timeout):
             if sys_.config.tls is not None:
                 await self.stream.do_handshake()  # type: ignore[attr-defined]
             await self.stream.send_all(b"".join(self.encode(m) for m in hs.start()))
             while not hs.done:
-                data = await self.stream.receive_some(READ_SIZE)
-                if not data:
-                    raise ProtocolError("peer closed the connection during the handshake")
-                msgs = [self._decoder.decode(b) for b in self._reader.feed(data)]
-                while msgs and not hs.done:
-                    msg = msgs.pop(0)
-                    if isinstance(msg, wire.Close):
-                        raise ProtocolError(f"peer refused the connection: {msg.reason}")
-                    out = hs.receive(msg)
-                    if out:
-                        await self.stream.send_all(b"".join(self.encode(m) for m in out))
+                body = reader.next_frame()
+                if body is None:
+                    data = await self.stream.receive_some(READ_SIZE)
+                    if not data:
+                        raise ProtocolError("peer closed the connection during the handshake")
+                    body = reader.next_frame(data)
+                    if body is None:
+                        continue
+                msg = self._decoder.decode(body)
+                if isinstance(msg, wire.Close):
+                    raise ProtocolError(f"peer refused the connection: {msg.reason}")
+                out = hs.receive(msg)
+                if out:
+                    await self.stream.send_all(b"".join(self.encode(m) for m in out))
         assert hs.peer is not None
         self.peer_name = hs.peer.sys
         self.peer_url = hs.peer.url
+        self.peer = PeerInfo(self.label, hs.peer.sys, hs.peer.url)
         self.last_recv = trio.current_time()
         if isinstance(self.stream, trio.SocketStream):
             self._raw_sock = getattr(self.stream.socket, "_sock", None)
-        return msgs
+        # Authenticated (or, without a secret, introduced): the full protocol from here.
+        reader.max_frame = sys_.config.max_frame
+        self._decoder = wire.MessageDecoder(sys_._ext_hook)
+        return [self._decoder.decode(b) for b in reader.feed(b"")]
 
     async def _read_loop(self) -> None:
         stream = self.stream
-        feed = self._reader.feed
+        reader = self._reader
+        feed = reader.feed
         decode = self._decoder.decode
         dispatch = self._dispatch
+        self._track_partial()
         while True:
             data = await stream.receive_some(READ_SIZE)
             if not data:
                 self.close("peer closed the connection")
                 return
-            self.last_recv = trio.current_time()
             bodies = feed(data)
             self.burst = len(bodies)
-            for body in bodies:
-                dispatch(decode(body))
+            if bodies:
+                # Only whole frames prove the peer alive: a byte dripped now and then
+                # must not keep a connection (and its buffer) open for ever.
+                self.last_recv = trio.current_time()
+                for body in bodies:
+                    dispatch(decode(body))
+            if reader.buffered or self._partial_since is not None:
+                self._track_partial()
+
+    def _track_partial(self) -> None:
+        """Note when a partial frame began, and charge what it holds beyond FREE_PARTIAL
+        to the system's receive budget; over budget, this connection is the one to go."""
+        buffered = self._reader.buffered
+        if not buffered:
+            self._partial_since = None
+        elif self._partial_since is None:
+            self._partial_since = trio.current_time()
+        charge = max(0, buffered - FREE_PARTIAL)
+        if charge != self._charged:
+            sys_ = self.system
+            sys_._rx_charged += charge - self._charged
+            self._charged = charge
+            limit = sys_.config.max_receive_buffer
+            if charge and sys_._rx_charged > limit:
+                raise ProtocolError(
+                    f"receive budget exhausted: partial frames hold {sys_._rx_charged} bytes "
+                    f"across connections (limit {limit})")
 
     async def _write_loop(self) -> None:
         outbox = self.outbox
@@ -344,7 +424,16 @@ class Connection:
         while True:
             await trio.sleep(cfg.heartbeat_interval)
             now = trio.current_time()
-            if now - self.last_recv > cfg.heartbeat_timeout:
+            started = self._partial_since
+            if started is not None:
+                # Mid-frame no ping can arrive; the frame itself must finish in time.
+                if now - started > cfg.frame_timeout:
+                    log.warning("closing connection with %s (%s): a frame of %d bytes so far "
+                                "was not completed within %.0fs", self.label, self.peer_name,
+                                self._reader.buffered, cfg.frame_timeout)
+                    self.close(f"frame not completed within {cfg.frame_timeout}s")
+                    return
+            elif now - self.last_recv > cfg.heartbeat_timeout:
                 log.warning("closing connection with %s (%s): peer silent for %.1fs",
                             self.label, self.peer_name, now - self.last_recv)
                 self.close(f"peer silent for {cfg.heartbeat_timeout}s")
@@ -355,28 +444,52 @@ class Connection:
     # -- receiving ------------------------------------------------------------------------
     def _dispatch(self, msg: wire.Message) -> None:
         sys_ = self.system
-        if type(msg) is wire.Tell:
-            sys_._deliver_remote_tell(msg)
-        elif type(msg) is wire.Ask:
-            sys_._deliver_remote_ask(self, msg)
-        elif type(msg) is wire.Reply:
+        if type(msg) is wire.Reply:
             slot = self.pending.pop(msg.id, None)
             if slot is not None:
                 if msg.e:
                     slot.set(error=_rebuild_error(msg))
                 else:
                     slot.set(msg.v)
+        elif type(msg) is wire.Tell:
+            # Requests: each is put to the system's policy before anything acts on it.
+            refusal = sys_._admit(self, "tell", msg.to, msg.m)
+            if refusal is None:
+                sys_._deliver_remote_tell(self, msg)
+            else:
+                self._refused_tell(msg, refusal)
+        elif type(msg) is wire.Ask:
+            refusal = sys_._admit(self, "ask", msg.to, msg.m)
+            if refusal is None:
+                sys_._deliver_remote_ask(self, msg)
+            else:
+                self.send_reply(msg.id, None, refusal)
         elif type(msg) is wire.Ping:
             pass
         elif type(msg) is wire.Stop:
-            sys_._remote_stop(msg, RemoteReply(self, msg.id))
+            refusal = sys_._admit(self, "kill" if msg.kill else "stop", msg.to, "")
+            if refusal is None:
+                sys_._remote_stop(msg, RemoteReply(self, msg.id))
+            else:
+                self.send_reply(msg.id, None, refusal)
         elif type(msg) is wire.Lookup:
-            if msg.to in sys_._registry:
+            refusal = sys_._admit(self, "lookup", msg.to, "")
+            if refusal is not None:
+                self.send_reply(msg.id, None, refusal)
+            elif msg.to in sys_._registry:
                 self.send_reply(msg.id, True, None)
             else:
-                self.send_reply(msg.id, None, ActorNotFound(f"no actor {msg.to!r} on {sys_.url}"))
+                self.send_reply(msg.id, None,
+                                ActorNotFound(f"no actor {msg.to!r} on {sys_.url}"))
         elif type(msg) is wire.Monitor:
-            sys_._remote_monitor(self, msg)
+            refusal = sys_._admit(self, "monitor", msg.to, "")
+            if refusal is None and len(self.monitors_in) >= sys_.config.max_monitors:
+                refusal = Forbidden(f"more than {sys_.config.max_monitors} monitors on "
+                                    "one connection")
+            if refusal is None:
+                sys_._remote_monitor(self, msg)
+            else:
+                self.send_control(wire.Down(id=msg.id, reason="refused", detail=str(refusal)))
         elif type(msg) is wire.Demonitor:
             cell = self.monitors_in.pop(msg.id, None)
             if cell is not None:
@@ -390,6 +503,20 @@ class Connection:
             self.close(f"peer closed the connection: {msg.reason}")
         else:  # Hello/Auth after the handshake
             raise ProtocolError(f"unexpected {type(msg).__name__.lower()} after the handshake")
+
+    def _refused_tell(self, msg: wire.Tell, refusal: BaseException) -> None:
+        """A tell has no one to answer: log it (at most once a second per connection)."""
+        self.refused_tells += 1
+        now = trio.current_time()
+        if now - self._last_refusal_log >= 1.0:
+            self._last_refusal_log = now
+            log.warning("tell %r to %r from %s (%s) dropped: %s (%d dropped so far)",
+                        msg.m[:100], msg.to[:100], self.label, self.peer_name, refusal,
+                        self.refused_tells)
+
+    def _overflowed(self, reason: str) -> None:
+        log.warning("closing connection with %s (%s): %s", self.label, self.peer_name, reason)
+        self.close(reason)
 
     # -- closing --------------------------------------------------------------------------
     def _mark_closed(self, reason: str) -> None:
@@ -407,6 +534,8 @@ class Connection:
         if self._finalized:
             return
         self._finalized = True
+        self.system._rx_charged -= self._charged
+        self._charged = 0
         self.system._drop_connection(self)
         lost = ConnectionLost(f"connection to {self.peer_name} ({self.label}) lost: {reason}")
         pending, self.pending = self.pending, {}
@@ -418,6 +547,28 @@ class Connection:
         monitors_in, self.monitors_in = self.monitors_in, {}
         for mon_id, cell in monitors_in.items():
             cell.monitors.pop((self, mon_id), None)
+
+
+class PeerInfo:
+    """Who is at the other end of a connection, for the system's policy and for logs.
+
+    `address` is where the connection came from (or what we dialled); `name` and `url`
+    are what the peer announced in its Hello: authenticated by the shared secret when one
+    is set, otherwise only claims."""
+
+    __slots__ = ("address", "name", "url")
+
+    def __init__(self, address: str, name: str, url: str | None) -> None:
+        self.address = address
+        self.name = name
+        self.url = url
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0].strip("[]") or self.address
+
+    def __repr__(self) -> str:
+        return f"PeerInfo({self.name!r} at {self.address})"
 
 
 def _reason(e: BaseException) -> str:
@@ -434,6 +585,10 @@ def _error_reply(req_id: int, error: BaseException) -> wire.Reply:
         return wire.Reply(id=req_id, e=wire.E_UNKNOWN_HANDLER, msg=error.message)
     if isinstance(error, BadArguments):
         return wire.Reply(id=req_id, e=wire.E_BAD_ARGS, msg=error.message)
+    if isinstance(error, Forbidden):
+        return wire.Reply(id=req_id, e=wire.E_FORBIDDEN, msg=error.message)
+    if isinstance(error, Busy):
+        return wire.Reply(id=req_id, e=wire.E_BUSY, msg=error.message)
     if isinstance(error, RemoteError):
         return wire.Reply(id=req_id, e=wire.E_REMOTE, t=error.type_name, msg=error.message,
                           tb=error.traceback)
@@ -449,4 +604,8 @@ def _rebuild_error(msg: wire.Reply) -> BaseException:
         return UnknownHandler(msg.msg)
     if msg.e == wire.E_BAD_ARGS:
         return BadArguments(msg.msg)
+    if msg.e == wire.E_FORBIDDEN:
+        return Forbidden(msg.msg)
+    if msg.e == wire.E_BUSY:
+        return Busy(msg.msg)
     return RemoteError(msg.t or "Exception", msg.msg, msg.tb)

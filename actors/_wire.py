@@ -9,6 +9,13 @@ Frame: a 4-byte big-endian length, then that many bytes holding one msgpack map.
 `k` field names the message kind. A frame longer than the limit, a body that does not decode
 or does not fit its kind, or an unknown kind raises `ProtocolError`: the transport closes that
 one connection and logs the reason.
+
+Two phases, two decoders. Until the handshake is done the peer is a stranger: its frames may
+be at most `HANDSHAKE_MAX_FRAME` bytes and are decoded only against the handshake's own kinds
+(`handshake_decoder`), so an unauthenticated peer can neither make us decode a large body nor
+reach any other kind. Whatever the bytes, a decoder raises `ProtocolError` and nothing else:
+a body nested deeper than the interpreter allows, or one that exhausts memory, is a protocol
+error of that one connection, never a crash of the process.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import hmac
 import os
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -26,6 +33,8 @@ from ._errors import AuthenticationFailed, ProtocolError
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+#: the largest frame a peer may send before the handshake is done (a Hello is ~100 bytes)
+HANDSHAKE_MAX_FRAME = 4096
 _HEADER = struct.Struct(">I")
 HEADER_SIZE = _HEADER.size
 _AUTH_LABEL = b"actors-auth-v1\x00"
@@ -35,20 +44,25 @@ class _Msg(msgspec.Struct, tag_field="k", omit_defaults=True):
     """Base of every frame body: a msgpack map whose `k` is the kind."""
 
 
+_Name = Annotated[str, msgspec.Meta(max_length=256)]
+_Url = Annotated[str, msgspec.Meta(max_length=512)]
+_Nonce = Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)]
+
+
 class Hello(_Msg, tag="hello"):
     """First frame on each side: who I am and how to reach me back."""
 
     v: int
-    sys: str
-    url: str
-    nonce: bytes
+    sys: _Name
+    url: _Url
+    nonce: _Nonce
     auth: bool = False
 
 
 class Auth(_Msg, tag="auth"):
     """Proof of the shared secret: HMAC over both nonces and the sender's name."""
 
-    mac: bytes
+    mac: Annotated[bytes, msgspec.Meta(max_length=64)]
 
 
 class Tell(_Msg, tag="t"):
@@ -119,12 +133,16 @@ class Close(_Msg, tag="x"):
 
 Message = (Hello | Auth | Tell | Ask | Reply | Stop | Lookup | Monitor | Demonitor | Down
            | Ping | Close)
+#: what a peer may send before the handshake is done
+HandshakeMessage = Hello | Auth | Close
 
 # Error codes carried in Reply.e.
 E_NOT_FOUND = "not_found"
 E_UNKNOWN_HANDLER = "unknown_handler"
 E_BAD_ARGS = "bad_args"
 E_REMOTE = "remote"
+E_FORBIDDEN = "forbidden"
+E_BUSY = "busy"
 
 
 def encode_frame(body: bytes) -> bytes:
@@ -147,6 +165,7 @@ class FrameReader:
         self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Every complete frame, in order; the rest stays buffered."""
         buf = self._buf
         buf += data
         out: list[bytes] = []
@@ -166,30 +185,64 @@ class FrameReader:
             del buf[:pos]
         return out
 
+    def next_frame(self, data: bytes = b"") -> bytes | None:
+        """At most one complete frame (the handshake takes them one at a time, because the
+        size limit changes once it is done); None until one is complete."""
+        buf = self._buf
+        buf += data
+        if len(buf) < HEADER_SIZE:
+            return None
+        (size,) = _HEADER.unpack_from(buf, 0)
+        if size > self.max_frame:
+            raise ProtocolError(f"frame of {size} bytes exceeds the limit of {self.max_frame}")
+        if len(buf) - HEADER_SIZE < size:
+            return None
+        body = bytes(buf[HEADER_SIZE:HEADER_SIZE + size])
+        del buf[:HEADER_SIZE + size]
+        return body
+
     @property
     def buffered(self) -> int:
+        """Bytes of a frame not yet complete: what a slow or hostile peer makes us hold."""
         return len(self._buf)
 
 
 class MessageDecoder:
     """Turns frame bodies into typed, validated messages.
 
-    `make_ref` rebuilds ActorRefs found in arguments; validation (field names and types,
-    known kinds) happens inside msgspec's decoder in the same pass.
+    `ext_hook` rebuilds ActorRefs found in arguments; validation (field names and types,
+    known kinds) happens inside msgspec's decoder in the same pass. `kinds` narrows what
+    this decoder accepts (the handshake's decoder knows only `HandshakeMessage`).
     """
 
-    def __init__(self, ext_hook: Callable[[int, memoryview], Any] | None = None) -> None:
-        self._decoder = msgspec.msgpack.Decoder(Message, ext_hook=ext_hook)
+    def __init__(self, ext_hook: Callable[[int, memoryview], Any] | None = None,
+                 kinds: Any = Message) -> None:
+        self._decoder = msgspec.msgpack.Decoder(kinds, ext_hook=ext_hook)
 
     def decode(self, body: bytes) -> Message:
         try:
-            return self._decoder.decode(body)
+            return self._decoder.decode(body)  # type: ignore[no-any-return]
         except msgspec.ValidationError as e:
-            raise ProtocolError(f"invalid message: {e}") from None
+            raise ProtocolError(f"invalid message: {_clip(e)}") from None
         except msgspec.DecodeError as e:
-            raise ProtocolError(f"undecodable frame: {e}") from None
-        except (ValueError, TypeError, OverflowError) as e:  # defensive: never crash on bytes
-            raise ProtocolError(f"undecodable frame: {e}") from None
+            raise ProtocolError(f"undecodable frame: {_clip(e)}") from None
+        except RecursionError:
+            raise ProtocolError("undecodable frame: nested too deeply") from None
+        except MemoryError:
+            raise ProtocolError("undecodable frame: too large to hold in memory") from None
+        except Exception as e:  # ext hooks, and whatever a decoder may raise: never crash
+            raise ProtocolError(f"undecodable frame: {type(e).__name__}: {_clip(e)}") from None
+
+
+def handshake_decoder() -> MessageDecoder:
+    """The decoder for a peer not yet authenticated: handshake kinds only, no extensions."""
+    return MessageDecoder(kinds=HandshakeMessage)
+
+
+def _clip(e: BaseException, limit: int = 200) -> str:
+    """An error's text, short enough for a log line whatever the peer sent."""
+    text = str(e)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _mac(secret: bytes, nonce_a: bytes, nonce_b: bytes, name: str) -> bytes:
