@@ -35,6 +35,16 @@ NODE_STATUSES = ("up", "down")
 DESIRED = ("run", "stop")
 
 
+#: characters kept of a reason (a task's, an event's): reasons come from nodes and
+#: containers (an exit message, a Docker error), so their size is not ours to choose
+MAX_REASON = 1000
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with a mark that says how much went."""
+    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more]"
+
+
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in data.items() if k in names}
@@ -163,6 +173,8 @@ class TaskStatus:
     def __post_init__(self) -> None:
         if self.state not in TASK_STATES:
             raise ValueError(f"task state {self.state!r} is not one of {TASK_STATES}")
+        if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON:
+            object.__setattr__(self, "reason", clip(str(self.reason), MAX_REASON))
 
     def __hash__(self) -> int:
         return hash((self.id, self.node, self.state, self.healthy))

@@ -10,9 +10,11 @@ Node daemon (`helios node`): actor `node` in the daemon's system.
       its "spec"); the node reconciles its containers to it (level-triggered). The same
       set is in the store: /assignments/<node> holds {"epoch", "generation"} and its
       children the Assignment dicts, so a node that starts while no conductor runs (or
-      missed a push) reads it there and keeps the newer (epoch, generation). An epoch
-      older than the newest the node has seen is refused: RemoteError(type_name
-      "StaleEpoch"). Within one epoch, a generation older than the newest is ignored.
+      missed a push) reads it there and keeps the newer (epoch, generation). The epoch
+      is checked against the store's /conductors/epoch: an older one is refused with
+      RemoteError(type_name "StaleEpoch"), a newer one (no leader holds it) or one the
+      node cannot check with "UnverifiedEpoch". Within one epoch, a generation older
+      than the newest is ignored.
   statuses() -> [TaskStatus dict, ...]      every task the node knows, with its last state
   info() -> NodeInfo dict + {"cpus_free", "memory_free", "tasks"}
   logs(task_id, since=None, tail=None) -> {"lines": [str, ...], "cursor": str | None}
@@ -74,8 +76,33 @@ class StaleEpoch(actors.Refusal):
     A refusal: the asker gets RemoteError(type_name "StaleEpoch"), the actor goes on."""
 
 
+class UnverifiedEpoch(actors.Refusal):
+    """An instruction whose epoch the node could not confirm as the store's current one
+    (newer than the store's, or the store unreachable). Not a reason to step down."""
+
+
 class NotLeader(actors.Refusal):
     """This conductor is a standby; the message is the leader's URL ("" if unknown)."""
+
+
+#: the only actors another Helios process may address; everything else (supervisors, job
+#: actors, the cron runner...) is internal to its process
+PUBLIC_ACTORS = frozenset({NODE_ACTOR, CONDUCTOR_ACTOR})
+#: what a peer may do to a public actor: send it messages, and look it up
+REMOTE_KINDS = frozenset({"tell", "ask", "lookup"})
+
+
+def policy(peer: actors.PeerInfo, kind: str, target: str, method: str) -> str | None:
+    """The Helios network's rule for every request that arrives from another process.
+
+    No Helios process stops, kills or monitors another's actors, so none may: a wire
+    `Stop` to `conductor-sup` would otherwise end a daemon. Only the two public actors
+    are reachable, and only through their handlers (the actor layer checks those)."""
+    if kind not in REMOTE_KINDS:
+        return f"{kind} is not allowed from another process (only tell, ask, lookup)"
+    if target not in PUBLIC_ACTORS:
+        return f"{target!r} is internal; only {', '.join(sorted(PUBLIC_ACTORS))} are reachable"
+    return None
 
 
 def network_options(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -86,7 +113,7 @@ def network_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     where `ps` would show them.
     """
     env = dict(os.environ if env is None else env)
-    opts: dict[str, Any] = {}
+    opts: dict[str, Any] = {"policy": policy}
     if env.get(ENV_SECRET):
         opts["secret"] = env[ENV_SECRET]
     cert, key, ca = env.get(ENV_TLS_CERT), env.get(ENV_TLS_KEY), env.get(ENV_TLS_CA)

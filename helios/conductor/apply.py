@@ -29,6 +29,7 @@ from helios.coordination.errors import (
     NotEmpty,
     StaleEpoch,
     TransactionFailed,
+    ValueTooLarge,
 )
 from helios.coordination.store import Create, Delete, Op, Set
 
@@ -143,6 +144,7 @@ class Writer:
         self.term = term
         self.persisted = persisted
         self.writes = 0  # ops written, for logs and tests
+        self.refused = 0  # ops the store refused for their size, dropped with a log line
 
     async def flush(self, state: ClusterState, extra: Sequence[Op] = (),
                     stamp: dict[str, int] | None = None) -> int:
@@ -166,9 +168,10 @@ class Writer:
         for chunk in chunks(ops):
             try:
                 await self.term.transaction(chunk)
-            except TransactionFailed as e:
+            except (TransactionFailed, ValueTooLarge) as e:
                 log.info("transaction of %d ops failed at %s (%s); writing one by one",
-                         len(chunk), getattr(e.op, "path", "?"), e.cause)
+                         len(chunk), getattr(getattr(e, "op", None), "path", "?"),
+                         getattr(e, "cause", e))
                 for op in chunk:
                     await self._one(op)
             self.writes += len(chunk)
@@ -181,6 +184,12 @@ class Writer:
             return
         except StaleEpoch:
             raise
+        except ValueTooLarge as e:
+            # One value the store cannot hold must not block every later write.
+            self.refused += 1
+            log.error("dropped the write of %s: %s (%d dropped so far)", op.path, e,
+                      self.refused)
+            return
         except TransactionFailed as e:
             cause: Any = e.cause
         if isinstance(op, Create) and isinstance(cause, NodeExists):

@@ -66,7 +66,7 @@ from helios.conductor.plan_events import plan_events, rollout_events, touched_no
 from helios.conductor.reconcile import reconcile
 from helios.conductor.state import load_snapshot, node_from_record, node_url
 from helios.coordination import paths
-from helios.coordination.election import Term, lead
+from helios.coordination.election import Term, current_epoch, lead
 from helios.coordination.errors import (
     ClusterIdMismatch,
     CoordinationError,
@@ -335,7 +335,7 @@ class Conductor(Collector):
                     reports = await ref.ask("statuses", timeout=NODE_TIMEOUT)
                     self._merge_reports(L, name, reports or [])
             except actors.RemoteError as e:
-                if e.type_name == "StaleEpoch":
+                if e.type_name == "StaleEpoch" and await self._deposed(L):
                     log.warning("node %s refused epoch %d: a newer leader exists", name,
                                 L.epoch)
                     L.term.lost.set()
@@ -399,6 +399,18 @@ class Conductor(Collector):
         if changed:
             L.poke()
         return changed
+
+    async def _deposed(self, L: Leadership) -> bool:
+        """Whether the store holds an epoch newer than this term's. A node's refusal
+        alone never deposes a leader: the node may be confused, or the message forged."""
+        try:
+            newer = await current_epoch(self.store) > L.epoch
+        except CoordinationError:
+            return False  # the term's own fenced writes will tell
+        if not newer:
+            log.warning("a node claims epoch %d is stale, but the store says it is "
+                        "current; not standing down", L.epoch)
+        return newer
 
     # ------------------------------------------------------------------ reconciling
     async def _reconcile_loop(self, L: Leadership) -> None:

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import msgspec
 import trio
 
 from helios.coordination import paths
 from helios.coordination.errors import CoordinationError, CorruptValue
 from helios.coordination.store import Create, Delete, Op, Store
+from helios.model import MAX_REASON, clip
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +33,48 @@ KEEP_BATCHES = 100
 MAX_BATCH_EVENTS = 200
 #: collected jobs whose late events are dropped (the newest this many are remembered)
 MAX_DROPPED = 10_000
+#: characters kept of an event's text fields other than the reason (model.MAX_REASON)
+MAX_FIELD = 200
+#: encoded bytes of one stored batch: a burst of events becomes several batches, each
+#: far below the store's value limit, so no batch is ever refused for its size
+MAX_BATCH_BYTES = 128 * 1024
+
+_json = msgspec.json.Encoder()
 
 
 def event(job: str, task: str, node: str, state: str, reason: str = "",
           at: float | None = None, **extra: Any) -> dict[str, Any]:
-    """One history record: what happened to which task, where, when and why."""
-    ev = {"time": time.time() if at is None else at, "job": job, "task": task,
-          "node": node, "state": state, "reason": reason}
-    ev.update({k: v for k, v in extra.items() if v is not None})
+    """One history record: what happened to which task, where, when and why; every
+    text field bounded (MAX_REASON, MAX_FIELD)."""
+    ev = {"time": time.time() if at is None else at, "job": clip(str(job), MAX_FIELD),
+          "task": clip(str(task), MAX_FIELD), "node": clip(str(node), MAX_FIELD),
+          "state": clip(str(state), MAX_FIELD), "reason": clip(str(reason), MAX_REASON)}
+    for k, v in extra.items():
+        if v is not None:
+            ev[k] = clip(v, MAX_FIELD) if isinstance(v, str) else v
     return ev
+
+
+def batches(events: list[dict[str, Any]], max_bytes: int = MAX_BATCH_BYTES
+            ) -> tuple[list[list[dict[str, Any]]], int]:
+    """Split `events` (in order) into batches of at most `max_bytes` encoded; an event
+    that alone is larger is dropped. Returns the batches and how many were dropped."""
+    out: list[list[dict[str, Any]]] = []
+    cur: list[dict[str, Any]] = []
+    size = dropped = 0
+    for ev in events:
+        n = len(_json.encode(ev)) + 1
+        if n > max_bytes:
+            dropped += 1
+            continue
+        if cur and (size + n > max_bytes or len(cur) >= MAX_BATCH_EVENTS):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(ev)
+        size += n
+    if cur:
+        out.append(cur)
+    return out, dropped
 
 
 class History:
@@ -58,6 +93,8 @@ class History:
         self._dirs: set[str] = set()
         #: jobs whose history was deleted (collected runs), in order, -> True
         self._dropped: dict[str, bool] = {}
+        #: events dropped because even alone they were over MAX_BATCH_BYTES
+        self.oversized = 0
         #: whether a job exists now (set by the owner): a dropped job that exists again
         #: (a name used anew) records events again
         self.exists: Callable[[str], bool] = lambda job: False
@@ -88,10 +125,17 @@ class History:
                     ops.append(Create(d))
                 known_dirs.add(d)
             self._dirs.add(d)
-            ops.append(Create(paths.history_event_prefix(job),
-                              {"events": events[-MAX_BATCH_EVENTS:]}, sequential=True))
-            if job in self._counts:
-                self._counts[job] += 1
+            # A burst keeps its newest events: at most a bound's worth of batches.
+            split, dropped = batches(events[-MAX_BATCH_EVENTS * 4:])
+            if dropped:
+                self.oversized += dropped
+                log.warning("history of %s: %d event(s) over %d bytes dropped (%d so far)",
+                            job, dropped, MAX_BATCH_BYTES, self.oversized)
+            for batch in split:
+                ops.append(Create(paths.history_event_prefix(job), {"events": batch},
+                                  sequential=True))
+                if job in self._counts:
+                    self._counts[job] += 1
         return ops
 
     def written(self) -> None:

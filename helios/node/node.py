@@ -37,7 +37,8 @@ import trio
 
 import actors
 from helios import protocol
-from helios.coordination import paths
+from helios.coordination import CoordinationError, paths
+from helios.coordination.election import current_epoch
 from helios.model import FINISHED_STATES, Assignment, NodeInfo, TaskStatus
 from helios.node.job import JobActor
 from helios.node.report import Reporter
@@ -158,8 +159,16 @@ class NodeCore:
 
     async def assign(self, epoch: int, generation: int, assignments: list[Any]
                      ) -> dict[str, Any]:
-        """The conductor's complete desired set (protocol `assign`)."""
-        if epoch < self.epoch:
+        """The conductor's complete desired set (protocol `assign`).
+
+        The epoch in the message is only a claim: with a store, it must be the store's
+        current epoch (`/conductors/epoch`), so no message alone can fence this node
+        (an epoch from the future) or depose a leader (a refusal it did not earn)."""
+        store_epoch = await self._verified_epoch(epoch)
+        if epoch < self.epoch and store_epoch == epoch:
+            log.warning("node %s: epoch %d is the store's; forgetting epoch %d, which no "
+                        "leader ever held", self.name, epoch, self.epoch)
+        elif epoch < self.epoch:
             raise protocol.StaleEpoch(
                 f"epoch {epoch} is older than epoch {self.epoch}, the newest node "
                 f"{self.name} has seen: refused")
@@ -171,6 +180,32 @@ class NodeCore:
         await self._apply(epoch, generation, parsed)
         return {"epoch": epoch, "generation": generation, "accepted": True,
                 "refused": problems}
+
+    async def _verified_epoch(self, epoch: int) -> int | None:
+        """The store's current epoch, when this node has a store; raises `StaleEpoch`
+        if `epoch` is older, and `UnverifiedEpoch` if it is newer or cannot be read."""
+        link = self.link
+        if link is None:
+            return None  # a node without a store (tests of the node alone) trusts order
+        store = link.store if link.connected.is_set() else None
+        if store is None:
+            raise protocol.UnverifiedEpoch(
+                f"node {self.name} is not connected to the store yet and cannot check "
+                f"epoch {epoch}; try again")
+        try:
+            current = await current_epoch(store)
+        except CoordinationError as e:
+            raise protocol.UnverifiedEpoch(
+                f"node {self.name} cannot check epoch {epoch} against the store ({e}); "
+                "try again") from None
+        if epoch < current:
+            raise protocol.StaleEpoch(
+                f"epoch {epoch} is older than the store's epoch {current}: refused")
+        if epoch > current:
+            raise protocol.UnverifiedEpoch(
+                f"epoch {epoch} is newer than the store's epoch {current}: not from a "
+                "leader; refused")
+        return current
 
     async def offer_assignments(self, epoch: int, generation: int, raw: list[Any], *,
                                 source: str) -> bool:

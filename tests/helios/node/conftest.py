@@ -18,6 +18,7 @@ import trio
 
 import actors
 from helios import protocol
+from helios.coordination import paths
 from helios.model import Assignment
 from helios.node.daemon import run_node
 from helios.node.node import NodeCore
@@ -49,6 +50,19 @@ def assignment(node: str, job: dict[str, Any], *, task: str | None = None, index
                       fingerprint=spec.fingerprint(), spec=spec, **kw).to_dict()
 
 
+async def claim_epoch(target: Any, epoch: int) -> None:
+    """Play the leader of `epoch` in the store (a NodeCore's, or a Store itself): a
+    node obeys only the epoch that `/conductors/epoch` holds, and this fake conductor
+    wins no election. Nothing to do for a node without a store."""
+    link = getattr(target, "link", None)
+    if link is not None:
+        with trio.fail_after(30):
+            await link.connected.wait()
+    store = target if hasattr(target, "transaction") else getattr(link, "store", None)
+    if store is not None:
+        await store.put(paths.EPOCH, {"epoch": epoch})
+
+
 class NodeUnderTest:
     """A running node plus a client system to talk to it as the conductor does."""
 
@@ -70,6 +84,7 @@ class NodeUnderTest:
         if epoch is not None:
             self.epoch = epoch
         self.generation = generation if generation is not None else self.generation + 1
+        await claim_epoch(self.core, self.epoch)
         return await self.ask("assign", self.epoch, self.generation, assignments)
 
     async def ask(self, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -25,7 +25,7 @@ from helios.node.runtime import LABEL_NODE
 from tests.fixtures.common import unique_name
 from tests.fixtures.docker import docker_cli, remove_containers
 from tests.fixtures.zookeeper import start_zookeeper
-from tests.helios.node.conftest import FakeConductor, assignment, node_running
+from tests.helios.node.conftest import FakeConductor, assignment, claim_epoch, node_running
 
 pytestmark = [pytest.mark.docker, pytest.mark.zookeeper, pytest.mark.slow]
 
@@ -121,6 +121,7 @@ async def test_sigkill_node_then_restart_adopts_and_restarts(
             job = {"name": "svc", "image": docker_test_image, "command": ["sleep", "300"],
                    "grace": 0, "restart": {"policy": "always", "backoff": "100ms"}}
             survivor, victim = assignment(name, job), assignment(name, job, index=1)
+            await claim_epoch(store, 1)
             reply = await node.ask("assign", 1, 1, [survivor, victim])
             assert reply["accepted"]
             s1 = await wait_status(node, survivor["id"], lambda s: s["state"] == "running")

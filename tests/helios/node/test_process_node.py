@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
+import actors
 from tests.helios.node.conftest import assignment, node_running
 
 
@@ -70,6 +72,13 @@ async def test_restart_without_zookeeper_runs_local_assignments(tmp_path: Path) 
                             store_url=dead_zk, session_timeout=1.0) as node:
         s = await node.wait_state(a["id"], "running")
         assert s["container"] == first["container"] and s["restarts"] == 0
+        # without its store the node cannot tell a leader's epoch from a forged one
+        with pytest.raises(actors.RemoteError) as refused:
+            await node.ref.ask("assign", 99, 1, [])
+        assert refused.value.type_name == "UnverifiedEpoch"
+        assert (await node.wait_state(a["id"], "running"))["restarts"] == 0
+    async with node_running(state, name=name, runtime="process",
+                            with_conductor=False) as node:  # no store: trusts the order
         await node.assign([])
         with trio.fail_after(10):
             while await node.core.runtime.list():

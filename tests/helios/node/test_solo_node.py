@@ -51,7 +51,8 @@ async def test_solo_node_takes_store_assignments_reports_and_restarts(tmp_path: 
                                               "backoff": "50ms"}})
         svc = assignment(name, {"name": "svc", "command": ["sleep", "60"], "grace": 0,
                                 "ports": {"http": {"container": 8000}}})
-        # desired state written by a (now absent) leader
+        # desired state written by a (now absent) leader of epoch 3
+        await store.put(paths.EPOCH, {"epoch": 3})
         await store.put(paths.assignments(name), {"epoch": 3, "generation": 9})
         for a in (crash, svc):
             await store.put(paths.assignment(name, a["id"]), a)
