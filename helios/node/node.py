@@ -97,6 +97,7 @@ class NodeCore:
         self.epoch: int = saved["epoch"]
         self.generation: int = saved["generation"]
         self.cluster_id: str | None = saved["cluster_id"]
+        runtime.cluster = self.cluster_id
         self.desired: dict[str, Assignment] = self._parse(saved["assignments"])[0]
         self.tasks: dict[str, dict[str, Any]] = state.load_tasks()
         self.statuses: dict[str, TaskStatus] = {}
@@ -234,6 +235,7 @@ class NodeCore:
     async def set_cluster_id(self, cluster_id: str) -> None:
         async with self._save_lock:
             self.cluster_id = cluster_id
+            self.runtime.cluster = cluster_id
             await trio.to_thread.run_sync(
                 self.state.save_assignments, self.epoch, self.generation,
                 [a.to_dict() for a in self.desired.values()], cluster_id)
@@ -399,6 +401,8 @@ class NodeCore:
                 del self.jobs[task]
         async with trio.open_nursery() as nursery:
             for task, cs in by_task.items():
+                if self.cluster_id is None and self.link is not None:
+                    break  # whose they are is unknown until the store names the cluster
                 if task not in self.desired and task not in self.jobs:
                     for c in cs:
                         nursery.start_soon(self._remove_orphan, c)

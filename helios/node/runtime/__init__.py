@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from helios.node.runtime.base import (
+    LABEL_CLUSTER,
     LABEL_JOB,
     LABEL_MANAGED,
     LABEL_NODE,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from helios.node.runtime.process import ProcessRuntime
 
 __all__ = [
+    "LABEL_CLUSTER",
     "LABEL_JOB",
     "LABEL_MANAGED",
     "LABEL_NODE",

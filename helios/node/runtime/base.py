@@ -44,6 +44,9 @@ LABEL_VERSION = "io.helios.version"
 LABEL_PORTS = "io.helios.ports"
 #: Always "true": marks a container as managed by Helios at all.
 LABEL_MANAGED = "io.helios.managed"
+#: Id of the cluster whose node made the container: two clusters whose nodes share a name
+#: and a Docker daemon must never adopt or remove each other's containers.
+LABEL_CLUSTER = "io.helios.cluster"
 
 # --------------------------------------------------------------------------- errors
 
@@ -227,9 +230,12 @@ _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _PORT_NAME_RE = re.compile(r"[a-zA-Z0-9_-]+")
 
 
-def helios_labels(node: str, spec: ContainerSpec, port_names: Mapping[str, int]) -> dict[str, str]:
+def helios_labels(node: str, spec: ContainerSpec, port_names: Mapping[str, int],
+                  cluster: str | None = None) -> dict[str, str]:
     """The labels every Helios container carries, merged over the spec's own labels."""
     labels = dict(spec.labels)
+    if cluster:
+        labels[LABEL_CLUSTER] = cluster
     labels.update({
         LABEL_MANAGED: "true",
         LABEL_NODE: node,
@@ -315,6 +321,16 @@ class Runtime(abc.ABC):
 
     def __init__(self, node: str) -> None:
         self.node = node
+        #: the cluster id, once the node knows it (`owner_labels`)
+        self.cluster: str | None = None
+
+    def owner_labels(self) -> dict[str, str]:
+        """The labels that make a container this node's: its name, and its cluster's id
+        once known. `list` filters on them; nothing else is ever adopted or removed."""
+        labels = {LABEL_NODE: self.node}
+        if self.cluster:
+            labels[LABEL_CLUSTER] = self.cluster
+        return labels
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire engine resources (connections, threads). Default: nothing."""
@@ -359,7 +375,7 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     async def list(self, labels: Mapping[str, str] | None = None) -> list[ContainerState]:
-        """Containers of this node (label `io.helios.node`) also carrying all `labels`."""
+        """Containers of this node (`owner_labels`) also carrying all `labels`."""
 
     @abc.abstractmethod
     async def adopt(self, cid: str) -> ContainerState:

@@ -35,7 +35,6 @@ from aiodocker.exceptions import DockerError
 
 from helios.node.runtime.aio_bridge import AsyncioBridge, BridgeClosed
 from helios.node.runtime.base import (
-    LABEL_NODE,
     LABEL_PORTS,
     ContainerConflict,
     ContainerNotFound,
@@ -334,7 +333,7 @@ class DockerRuntime(Runtime):
         config: dict[str, Any] = {
             "Image": spec.image,
             "Env": [f"{k}={v}" for k, v in env.items()],
-            "Labels": helios_labels(self.node, spec, container_ports),
+            "Labels": helios_labels(self.node, spec, container_ports, self.cluster),
             "ExposedPorts": exposed,
             "HostConfig": host_config,
         }
@@ -526,7 +525,7 @@ class DockerRuntime(Runtime):
     async def list(self, labels: Mapping[str, str] | None = None) -> list[ContainerState]:
         """This node's containers (running or not) carrying all `labels`."""
         docker = self._client()
-        wanted = {LABEL_NODE: self.node, **(labels or {})}
+        wanted = {**self.owner_labels(), **(labels or {})}
         filters = json.dumps({"label": [f"{k}={v}" for k, v in wanted.items()]})
 
         async def call() -> list[dict[str, Any]]:

@@ -41,7 +41,6 @@ from typing import Any, ClassVar
 import trio
 
 from helios.node.runtime.base import (
-    LABEL_NODE,
     ContainerConflict,
     ContainerNotFound,
     ContainerNotRunning,
@@ -236,7 +235,8 @@ class ProcessRuntime(Runtime):
             "id": cid, "name": spec.name, "image": spec.image,
             "command": list(spec.command), "env": env, "workdir": spec.workdir,
             "labels": helios_labels(self.node, spec,
-                                    {n: p.container for n, p in spec.ports.items()}),
+                                    {n: p.container for n, p in spec.ports.items()},
+                                    self.cluster),
             "host_ports": host_ports, "pid": None, "start_ticks": None,
             "started_at": None, "finished_at": None, "killed": False, "error": "",
         }
@@ -343,7 +343,7 @@ class ProcessRuntime(Runtime):
         return -1 if code is None else code
 
     async def list(self, labels: Mapping[str, str] | None = None) -> list[ContainerState]:
-        wanted = {LABEL_NODE: self.node, **(labels or {})}
+        wanted = {**self.owner_labels(), **(labels or {})}
         found = []
         for d in sorted(self.state_dir.iterdir()) if self.state_dir.is_dir() else []:
             try:
