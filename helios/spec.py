@@ -523,7 +523,7 @@ class _Checker:
         m = self.mapping(v, path, None)
         out: dict[str, str] = {}
         for k, val in (m or {}).items():
-            if key_re is not None and not key_re.match(k):
+            if key_re is not None and not key_re.fullmatch(k):
                 self.err(_join(path, k), f"invalid name: {key_rule}")
                 continue
             s = self.scalar_str(val, _join(path, k))
@@ -560,7 +560,7 @@ def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
     if "name" not in raw:
         c.err("name", "is required")
     elif (name := c.string(raw["name"], "name")) is not None:
-        if len(name) > max_name or not _NAME_RE.match(name):
+        if len(name) > max_name or not _NAME_RE.fullmatch(name):
             c.err("name", f"{name!r} must be 1-{max_name} characters of a-z, 0-9 and '-', "
                           "starting and ending with a letter or digit")
         else:
@@ -640,7 +640,7 @@ def _ports(c: _Checker, v: Any) -> FrozenMap:
     hosts: dict[int, str] = {}
     for name, pv in m.items():
         path = f"ports.{name}"
-        if not _PORT_NAME_RE.match(name):
+        if not _PORT_NAME_RE.fullmatch(name):
             c.err(path, "invalid port name: use a-z, 0-9, '-' and '_'")
             continue
         if isinstance(pv, int) and not isinstance(pv, bool):
@@ -699,6 +699,10 @@ def _health(c: _Checker, v: Any, ports: Mapping[str, Port]) -> HealthCheck | Non
             p = c.string(sub["path"], f"health.{kind}.path")
             if p is not None and not p.startswith("/"):
                 c.err(f"health.{kind}.path", f"{p!r} must start with '/'")
+            elif p is not None and (len(p) > 2048 or any(ch <= " " or ch == "\x7f"
+                                                         for ch in p)):
+                c.err(f"health.{kind}.path", f"{p[:100]!r} must be at most 2048 characters "
+                                             "with no spaces or control characters")
             elif p is not None:
                 hc["path"] = p
     for key in ("interval", "timeout"):

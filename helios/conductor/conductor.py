@@ -78,7 +78,7 @@ from helios.coordination.errors import (
 from helios.coordination.guard import init_cluster
 from helios.coordination.store import Create, Delete, Set, Store
 from helios.model import JobRecord, TaskStatus
-from helios.spec import JobSpec
+from helios.spec import JobSpec, validate
 
 log = logging.getLogger(__name__)
 
@@ -582,7 +582,7 @@ class Conductor(Collector):
     async def job_run(self, spec: Any) -> dict[str, Any]:
         if not isinstance(spec, dict):
             raise ValueError("job_run needs the job file as a mapping")
-        job = JobSpec.from_dict(spec)  # SpecError names every problem
+        job = validate(spec)  # SpecError names every problem; names as people give them
         L = await self.leading()
         async with L.lock:
             rec = L.state.jobs.get(job.name)

@@ -25,7 +25,7 @@ SERVICES = "/services"
 
 def check_name(name: str) -> str:
     """Refuse names that would escape their directory or break the layout ("/", "..")."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"invalid name for a store path: {name!r}")
     return name
 

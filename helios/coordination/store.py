@@ -389,7 +389,7 @@ _CANONICAL = re.compile(r"^(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)+$")
 
 def full_path(root: str, path: str) -> str:
     """Absolute backend path of relative `path` under `root`."""
-    rel = path if _CANONICAL.match(path) else paths.normalize(path)
+    rel = path if _CANONICAL.fullmatch(path) else paths.normalize(path)
     if rel == "/":
         return root or "/"
     return (root.rstrip("/") + rel) if root not in ("", "/") else rel

@@ -6,25 +6,29 @@ A check never raises for a failing service: failure is an answer, not an error. 
 check has its own timeout, and everything is pure trio (no blocking call), so a hung
 service cannot stall the node actor.
 
-The http check speaks just enough HTTP/1.1 by hand (one GET, read the status line) rather
-than pulling in a client library: it only needs the status code, 2xx and 3xx count as
-healthy (a redirect means the server is up), as in Nomad and Consul.
+The http check sends one GET and reads the status line through h11, the sans-I/O HTTP/1.1
+state machine: it writes a request that cannot carry an injected header (a path with CR or
+LF is refused, non-ASCII is percent-encoded) and parses whatever the service answers
+strictly. Only the status code matters: 2xx and 3xx count as healthy (a redirect means the
+server is up), as in Nomad and Consul.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
+from urllib.parse import quote
 
+import h11
 import trio
 
 from helios.node.runtime.base import ExecTimeout, Runtime, RuntimeFailure
 
 #: The most of a response the http check reads while looking for the status line.
 MAX_STATUS_BYTES = 8192
-_STATUS_RE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})(?: ([^\r\n]*))?\r?\n")
+#: what may stand in a request target unescaped (RFC 3986 path and query characters)
+_TARGET_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
 
 
 class HealthResult(NamedTuple):
@@ -59,13 +63,27 @@ class HealthCheck:
             raise ValueError("health check timeout must be positive")
 
 
-async def check_http(host: str, port: int, path: str = "/", timeout: float = 1.0) -> HealthResult:
-    """GET http://host:port/path; healthy on a 2xx or 3xx status."""
+def request_target(path: str) -> bytes:
+    """`path` as an HTTP request target: non-ASCII percent-encoded; raises ValueError for
+    whitespace or control characters (a CR LF would start a header of the path's choice)."""
+    if any(ch <= " " or ch == "\x7f" for ch in path):
+        raise ValueError("the path has spaces or control characters")
     if not path.startswith("/"):
         path = "/" + path
-    what = f"http GET {host}:{port}{path}"
-    request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               "User-Agent: helios-health\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+    return quote(path, safe=_TARGET_SAFE).encode("ascii")
+
+
+async def check_http(host: str, port: int, path: str = "/", timeout: float = 1.0) -> HealthResult:
+    """GET http://host:port/path; healthy on a 2xx or 3xx status."""
+    what = f"http GET {host}:{port}{path[:200]}"
+    try:
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_STATUS_BYTES)
+        request = conn.send(h11.Request(
+            method="GET", target=request_target(path),
+            headers=[("Host", f"{host}:{port}"), ("User-Agent", "helios-health"),
+                     ("Accept", "*/*"), ("Connection", "close")]))
+    except (ValueError, h11.LocalProtocolError) as e:
+        return HealthResult(False, f"{what}: cannot send this request: {e}")
     with trio.move_on_after(timeout):
         try:
             stream = await trio.open_tcp_stream(host, port)
@@ -73,25 +91,36 @@ async def check_http(host: str, port: int, path: str = "/", timeout: float = 1.0
             return HealthResult(False, f"{what}: {_os_reason(e)}")
         async with stream:
             try:
-                await stream.send_all(request.encode("latin-1"))
-                head = b""
-                while len(head) < MAX_STATUS_BYTES and b"\n" not in head:
-                    chunk = await stream.receive_some(MAX_STATUS_BYTES - len(head))
-                    if not chunk:
-                        break
-                    head += chunk
+                await stream.send_all(request or b"")
+                response = await _read_response(stream, conn)
             except (OSError, trio.BrokenResourceError) as e:
                 return HealthResult(False, f"{what}: connection broken: {e}")
-        m = _STATUS_RE.match(head)
-        if m is None:
+            except h11.RemoteProtocolError as e:
+                return HealthResult(False, f"{what}: no HTTP status line in the response ({e})")
+        if response is None:
             return HealthResult(False, f"{what}: no HTTP status line in the response")
-        status = int(m.group(1))
-        text = (m.group(2) or b"").decode("latin-1").strip()
+        status = response.status_code
+        text = bytes(response.reason).decode("latin-1").strip()[:200]
         label = f"status {status}{' ' + text if text else ''}"
         if 200 <= status < 400:
             return HealthResult(True, f"{what}: {label}")
         return HealthResult(False, f"{what}: {label}")
     return HealthResult(False, f"{what}: no answer within {timeout:g}s")
+
+
+async def _read_response(stream: trio.SocketStream, conn: h11.Connection
+                         ) -> h11.Response | None:
+    """The response head (h11 bounds it to MAX_STATUS_BYTES), or None if the peer
+    closed first. 1xx interim answers are skipped."""
+    for _ in range(64):  # bounded: h11 yields an event or needs data each round
+        event = conn.next_event()
+        if isinstance(event, h11.Response):
+            return event
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(MAX_STATUS_BYTES))
+    return None
 
 
 async def check_tcp(host: str, port: int, timeout: float = 1.0) -> HealthResult:

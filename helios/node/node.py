@@ -479,6 +479,8 @@ class NodeCore:
             if isinstance(since, int | float) and not isinstance(since, bool):
                 cursor = f"n{max(0, int(since))}"
             tail_n = None if tail is None else max(0, int(tail))
+            if cursor is None and tail_n is None:
+                tail_n = MAX_LOG_LINES  # a first read starts from the newest lines
             if cursor is not None and cursor.startswith("n"):  # line counting
                 lines, cursor = await read_logs_by_line(self.runtime, cid, cursor,
                                                         limit=MAX_LOG_LINES)

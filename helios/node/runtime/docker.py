@@ -47,6 +47,7 @@ from helios.node.runtime.base import (
     ImageNotFound,
     InvalidImageName,
     InvalidSpec,
+    LogConfig,
     LogsUnavailable,
     PortConflict,
     RegistryAuth,
@@ -74,9 +75,25 @@ _IMAGE_RE = re.compile(
 )
 
 
+#: json-file logs are capped unless the job says otherwise: Docker's own default keeps
+#: every byte a container ever wrote, on the node's disk
+JSON_FILE_DEFAULTS = {"max-size": "10m", "max-file": "3"}
+#: the most of a container's log one read returns (and holds in memory)
+MAX_READ_BYTES = 1024 * 1024
+
+
+def log_options(log: LogConfig) -> dict[str, str]:
+    """The driver's options as Docker takes them, with json-file's size cap by default."""
+    options = {k: str(v) for k, v in log.options.items()}
+    if log.driver == "json-file":
+        for key, value in JSON_FILE_DEFAULTS.items():
+            options.setdefault(key, value)
+    return options
+
+
 def check_image_name(image: str) -> None:
     """Raise `InvalidImageName` unless `image` looks like a Docker image reference."""
-    if not image or not _IMAGE_RE.match(image):
+    if not image or not _IMAGE_RE.fullmatch(image):
         raise InvalidImageName(
             f"image name {image!r} is not a valid Docker image reference "
             "(expected [registry/]repository[:tag][@digest], repository in lower case)")
@@ -96,7 +113,7 @@ _STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d
 def _split_stamp(value: str) -> tuple[int, str] | None:
     """Docker's RFC 3339 timestamp (nanoseconds, 'Z') -> (whole Unix seconds, the
     fraction's digits), or None when it does not parse."""
-    m = _STAMP.match(value)
+    m = _STAMP.fullmatch(value)
     if not m:
         return None
     base, frac, tz = m.groups()
@@ -318,8 +335,7 @@ class DockerRuntime(Runtime):
         host_config: dict[str, Any] = {
             "PortBindings": bindings,
             "RestartPolicy": {"Name": "no"},
-            "LogConfig": {"Type": spec.log.driver,
-                          "Config": {k: str(v) for k, v in spec.log.options.items()}},
+            "LogConfig": {"Type": spec.log.driver, "Config": log_options(spec.log)},
         }
         if spec.mounts:
             host_config["Mounts"] = [{"Type": "bind", "Source": m.source,
@@ -603,12 +619,13 @@ class DockerRuntime(Runtime):
             raise _logs_failure(e, cid) from None
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
-                        tail: int | None = None, limit: int = 10_000
-                        ) -> tuple[list[str], str | None]:
+                        tail: int | None = None, limit: int = 10_000,
+                        max_bytes: int = MAX_READ_BYTES) -> tuple[list[str], str | None]:
         """Resume after `cursor` with the Engine API's `since`, so a follower reads only
         what is new. The cursor is `t<timestamp of the last line>#<lines at exactly that
         timestamp already read>`: `since` includes its own instant, and two lines can
-        share one nanosecond."""
+        share one nanosecond. At most `limit` lines and about `max_bytes` are returned;
+        the cursor then points after the last one returned."""
         docker = self._client()
         params: dict[str, Any] = {"timestamps": True}
         last, seen = "", 0
@@ -632,8 +649,9 @@ class DockerRuntime(Runtime):
             raise _logs_failure(e, cid) from None
         lines: list[str] = []
         at, count = last, seen
+        taken = 0
         for raw in text.split("\n"):
-            if len(lines) >= limit:
+            if len(lines) >= limit or (lines and taken + len(raw) > max_bytes):
                 break
             if not raw:
                 continue
@@ -644,6 +662,7 @@ class DockerRuntime(Runtime):
             count = count + 1 if stamp == at else 1
             at = stamp
             lines.append(line)
+            taken += len(raw) + 1
         return lines, (f"t{at}#{count}" if at else cursor)
 
     async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:

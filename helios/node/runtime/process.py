@@ -7,11 +7,13 @@ Docker in the Docker tests.
 State lives on disk so a restarted node can adopt what still runs:
 
     <state_dir>/<id>/record.json   spec essentials, pid, process start time, ports
-    <state_dir>/<id>/output.log    stdout and stderr (appended across restarts)
+    <state_dir>/<id>/output.log    stdout and stderr (appended across restarts; rotated to
+                                   output.log.1 past MAX_LOG_BYTES)
     <state_dir>/<id>/exit_code     written by the wrapper when the command ends
 
 The command runs under a tiny wrapper (a few lines run by the node's Python) that
-records its exit code in `exit_code`, so the exit code is known even when the process
+copies the command's output from a pipe into output.log, rotating it, and records its
+exit code in `exit_code`, so the exit code is known even when the process
 ended while no node was its parent (after a node restart). The wrapper ignores TERM, INT
 and HUP so it outlives the command and writes the code; the command gets them with their
 default action. Signals are blocked across the wrapper's fork so that a stop arriving in
@@ -64,22 +66,27 @@ from helios.node.runtime.ports import PortAllocator
 #: delivered then); the wrapper ignores them (it must outlive the command) and forwards
 #: those that reached it before the fork (later group signals reach the child itself).
 _WRAPPER = """
-import os, signal, sys
-exit_file, argv = sys.argv[1], sys.argv[2:]
+import os, select, signal, sys
+exit_file, log_path, max_log, argv = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
 early = signal.sigpending()  # sent to the wrapper alone, before the command exists
+r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
+    os.dup2(w, 1)
+    os.dup2(w, 2)
+    os.close(r)
+    os.close(w)
     for s in sigs:
         signal.signal(s, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
     try:
         os.execvp(argv[0], argv)
     except OSError as e:
-        sys.stderr.write("helios: cannot run %s: %s\\n" % (argv[0], e.strerror))
-        sys.stderr.flush()
+        os.write(2, ("helios: cannot run %s: %s\\n" % (argv[0], e.strerror)).encode())
         os._exit(127)
+os.close(w)
 for s in sigs:
     signal.signal(s, signal.SIG_IGN)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
@@ -88,12 +95,39 @@ for s in early:
 with open(exit_file + ".pid.tmp", "w") as f:  # tells start() the command is launched
     f.write("%d\\n" % pid)
 os.replace(exit_file + ".pid.tmp", exit_file + ".pid")
-while True:
+out = open(log_path, "ab", buffering=0)
+size = out.tell()
+def write(data):
+    global out, size
+    if size + len(data) > max_log and size > 0:  # rotate: keep one older file
+        out.close()
+        os.replace(log_path, log_path + ".1")
+        out = open(log_path, "ab", buffering=0)
+        size = 0
+    out.write(data)
+    size += len(data)
+status = None
+eof = False
+while status is None:
+    if not eof and select.select([r], [], [], 0.2)[0]:
+        data = os.read(r, 65536)
+        if data:
+            write(data)
+        else:
+            eof = True
+    done, st = os.waitpid(pid, 0 if eof else os.WNOHANG)
+    if done:
+        status = st
+os.set_blocking(r, False)
+while not eof:  # what the command wrote just before it ended
     try:
-        _, status = os.waitpid(pid, 0)
+        data = os.read(r, 65536)
+    except BlockingIOError:
         break
-    except InterruptedError:
-        continue
+    if not data:
+        break
+    write(data)
+out.close()
 rc = os.waitstatus_to_exitcode(status)
 rc = 128 - rc if rc < 0 else rc
 with open(exit_file + ".tmp", "w") as f:
@@ -103,6 +137,11 @@ sys.exit(rc)
 """
 #: How often stop/wait/follow look again at a process that is not our child.
 POLL_INTERVAL = 0.05
+#: output.log is rotated past this size (the wrapper renames it output.log.1, replacing
+#: the previous one), so a chatty task holds at most twice this on disk
+MAX_LOG_BYTES = 10 * 1024 * 1024
+#: the most of output.log one read takes: reads of the newest lines start near the end
+MAX_READ_BYTES = 1024 * 1024
 EXEC_OUTPUT_LIMIT = 64 * 1024
 #: How long start() waits for the wrapper to launch the command.
 START_TIMEOUT = 10.0
@@ -128,9 +167,11 @@ class ProcessRuntime(Runtime):
     kind: ClassVar[str] = "process"
 
     def __init__(self, node: str, state_dir: str | os.PathLike[str], *,
-                 ports: PortAllocator | None = None, python: str | None = None) -> None:
+                 ports: PortAllocator | None = None, python: str | None = None,
+                 max_log_bytes: int = MAX_LOG_BYTES) -> None:
         super().__init__(node)
         self.state_dir = Path(state_dir)
+        self.max_log_bytes = max_log_bytes
         self.ports = ports if ports is not None else PortAllocator()
         self.python = python or sys.executable
         self._children: dict[str, trio.Process] = {}
@@ -259,11 +300,11 @@ class ProcessRuntime(Runtime):
                 (d / stale).unlink()
         env = self._env(rec)
         workdir = rec.get("workdir") or str(d)
-        with open(d / "output.log", "ab") as out:
+        with open(d / "output.log", "ab") as out:  # the wrapper's own last words
             try:
                 proc = await trio.lowlevel.open_process(
                     [self.python, "-I", "-S", "-c", _WRAPPER, str(d / "exit_code"),
-                     *rec["command"]],
+                     str(d / "output.log"), str(self.max_log_bytes), *rec["command"]],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     env=env, cwd=workdir, start_new_session=True)
             except OSError as e:
@@ -397,10 +438,13 @@ class ProcessRuntime(Runtime):
                 yield buf.decode("utf-8", "replace")
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
-                        tail: int | None = None, limit: int = 10_000
-                        ) -> tuple[list[str], str | None]:
+                        tail: int | None = None, limit: int = 10_000,
+                        max_bytes: int = MAX_READ_BYTES) -> tuple[list[str], str | None]:
         """Resume at a byte offset of output.log (cursor `b<offset>`), so a follower reads
-        only what is new. A partial last line waits for its newline while the task runs."""
+        only what is new. A partial last line waits for its newline while the task runs.
+        Without a cursor, `tail` lines are taken from the end. A read takes at most
+        `max_bytes` of the file; an offset past the end means the log was rotated, and
+        reading starts again at its beginning."""
         rec = self._load(cid)
         path = self._dir(cid) / "output.log"
         start = 0
@@ -410,20 +454,28 @@ class ProcessRuntime(Runtime):
             return [], f"b{start}"
         final = not self._alive(rec)
         async with await trio.open_file(path, "rb") as f:
+            size = await f.seek(0, os.SEEK_END)
+            if start > size:
+                start = 0  # rotated since the last read
+            if cursor is None and tail is not None:
+                start = max(0, size - max_bytes)
             await f.seek(start)
-            data = await f.read()
+            data = await f.read(max_bytes)
         parts = data.split(b"\n")
         rest = parts.pop()
+        if cursor is None and tail is not None and start > 0 and parts:
+            start += len(parts[0]) + 1  # the first piece began mid-line
+            parts = parts[1:]
         ends: list[int] = []  # offset after each complete line
         pos = start
         for part in parts:
             pos += len(part) + 1
             ends.append(pos)
-        if rest and final:
-            parts.append(rest)
+        if rest and (final or (len(data) >= max_bytes and not parts)):
+            parts.append(rest)  # the task's last words, or one line longer than a read
             ends.append(pos + len(rest))
         first = 0
-        if start == 0 and cursor is None and tail is not None:
+        if cursor is None and tail is not None:
             first = max(0, len(parts) - tail)
         chosen = parts[first:first + limit]
         end = ends[first + len(chosen) - 1] if chosen else (ends[first - 1] if first else start)
