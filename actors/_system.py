@@ -134,6 +134,7 @@ class ActorSystem:
         self._inbound_total = 0
         self.refused_connections = 0
         self._last_refusal_log = -1e9
+        self._warned: dict[str, tuple[float, int]] = {}
         self._encoder = make_encoder(ActorRef)
         self._ext_hook = make_ext_hook(self.ref)
 
@@ -486,6 +487,19 @@ class ActorSystem:
                 self._inbound[host] = left
             else:
                 del self._inbound[host]
+
+    def _warn_limited(self, kind: str, msg: str, *args: Any) -> None:
+        """A warning about a peer, at most one per `kind` a second: hostile peers must not
+        be able to fill the log. The next one says how many were held back."""
+        now = trio.current_time()
+        last, held = self._warned.get(kind, (-1e9, 0))
+        if now - last < 1.0:
+            self._warned[kind] = (last, held + 1)
+            return
+        self._warned[kind] = (now, 0)
+        if held:
+            msg += f" ({held} more like this not logged)"
+        log.warning(msg, *args)
 
     def _refuse_connection(self, label: str, per_host: int) -> None:
         """Over a connection limit: close at once; log at most once a second."""

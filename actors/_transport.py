@@ -280,7 +280,8 @@ class Connection:
                 except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
                         OSError, trio.TooSlowError, ssl.SSLError) as e:
                     reason = _reason(e)
-                    log.warning("handshake with %s failed: %s", self.label, reason)
+                    self.system._warn_limited("handshake", "handshake with %s failed: %s",
+                                              self.label, reason)
                     if isinstance(e, ProtocolError):
                         await self._say_goodbye(reason)
                     self._mark_closed(reason)
@@ -303,7 +304,8 @@ class Connection:
                 self._dispatch(msg)
             await self._read_loop()
         except ProtocolError as e:
-            log.warning("closing connection with %s (%s): %s", self.label, self.peer_name, e)
+            self.system._warn_limited("protocol", "closing connection with %s (%s): %s",
+                                      self.label, self.peer_name, e)
             await self._say_goodbye(str(e))
             self.close(str(e))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as e:

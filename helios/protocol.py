@@ -68,6 +68,18 @@ ENV_SECRET = "HELIOS_CLUSTER_SECRET"
 ENV_TLS_CERT = "HELIOS_TLS_CERT"
 ENV_TLS_KEY = "HELIOS_TLS_KEY"
 ENV_TLS_CA = "HELIOS_TLS_CA"
+#: `name=value,...` overrides of the actor network's limits (see `LIMITS`)
+ENV_LIMITS = "HELIOS_LIMITS"
+
+#: the limits an operator may set through HELIOS_LIMITS, with their type; the defaults
+#: are `actors.SystemConfig`'s, and the README's "Limits" table lists them all
+LIMITS: dict[str, type] = {
+    "max_frame": int, "send_queue": int, "max_queued_bytes": int,
+    "heartbeat_interval": float, "heartbeat_timeout": float, "handshake_timeout": float,
+    "connect_timeout": float, "frame_timeout": float, "max_connections": int,
+    "max_connections_per_host": int, "max_receive_buffer": int, "max_mailbox": int,
+    "max_monitors": int,
+}
 
 
 class StaleEpoch(actors.Refusal):
@@ -113,7 +125,7 @@ def network_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     where `ps` would show them.
     """
     env = dict(os.environ if env is None else env)
-    opts: dict[str, Any] = {"policy": policy}
+    opts: dict[str, Any] = {"policy": policy, **parse_limits(env.get(ENV_LIMITS, ""))}
     if env.get(ENV_SECRET):
         opts["secret"] = env[ENV_SECRET]
     cert, key, ca = env.get(ENV_TLS_CERT), env.get(ENV_TLS_KEY), env.get(ENV_TLS_CA)
@@ -122,6 +134,26 @@ def network_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     elif cert or key or ca:
         raise ValueError(f"set all of {ENV_TLS_CERT}, {ENV_TLS_KEY} and {ENV_TLS_CA} for TLS")
     return opts
+
+
+def parse_limits(text: str) -> dict[str, int | float]:
+    """`frame_timeout=5,max_connections=100` -> options; ValueError naming what is wrong."""
+    out: dict[str, int | float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in LIMITS:
+            raise ValueError(f"{ENV_LIMITS}: {item!r} is not NAME=VALUE with NAME one of "
+                             f"{', '.join(sorted(LIMITS))}")
+        try:
+            value = LIMITS[key](raw.strip())
+        except ValueError:
+            raise ValueError(f"{ENV_LIMITS}: {key} must be a {LIMITS[key].__name__}, "
+                             f"not {raw.strip()!r}") from None
+        if value <= 0:
+            raise ValueError(f"{ENV_LIMITS}: {key} must be positive, not {value}")
+        out[key] = value
+    return out
 
 
 def conductor_url(address: str) -> str:
