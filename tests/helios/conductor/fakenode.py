@@ -25,7 +25,7 @@ class StaleEpoch(Exception):
 
 class FakeNode(actors.Actor):
     def __init__(self, name: str, store: Store, batch_exit: int | None = 0,
-                 hold_batch: bool = False) -> None:
+                 hold_batch: bool = False, forge_stale: bool = False) -> None:
         self.node_name = name
         self.store = store
         self.epoch = 0
@@ -36,9 +36,13 @@ class FakeNode(actors.Actor):
         self.batch_exit = batch_exit
         self.hold_batch = hold_batch  # batch tasks stay `running` until told to stop
         self.outbox: list[dict[str, Any]] = []
+        self.forge_stale = forge_stale  # refuse every epoch: a lying or confused node
 
     @actors.handler
     async def assign(self, epoch: int, generation: int, assignments: list[dict]) -> dict:
+        if self.forge_stale:
+            self.assign_calls += 1
+            raise actors.Refusal(f"epoch {epoch} is stale (a lie)", type_name="StaleEpoch")
         if epoch < self.epoch:
             raise StaleEpoch(f"epoch {epoch} < {self.epoch}")
         if epoch == self.epoch and generation < self.generation:
@@ -111,11 +115,12 @@ class FakeNode(actors.Actor):
 async def run_fake_node(store: Store, system: actors.ActorSystem, name: str, *,
                         cpus: float = 2.0, memory: int = 1 << 30,
                         labels: dict[str, str] | None = None, hold_batch: bool = False,
+                        forge_stale: bool = False,
                         task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Register and run a fake node in `system` (its actor is named `node-<name>`...
     no: the protocol's `node`, so give each fake node its own system)."""
     ref = await system.spawn(FakeNode, name, store, hold_batch=hold_batch,
-                             name=protocol.NODE_ACTOR)
+                             forge_stale=forge_stale, name=protocol.NODE_ACTOR)
     record = {"name": name, "address": system.url, "cpus": cpus, "memory": memory,
               "labels": labels or {}, "runtime": "process"}
     try:
