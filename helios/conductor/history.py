@@ -20,6 +20,7 @@ import trio
 from helios.coordination import paths
 from helios.coordination.errors import CoordinationError, CorruptValue
 from helios.coordination.store import Create, Delete, Op, Store
+from helios.events import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class History:
         #: whether a job exists now (set by the owner): a dropped job that exists again
         #: (a name used anew) records events again
         self.exists: Callable[[str], bool] = lambda job: False
+        #: the cluster's event stream (helios.events): every flushed event goes there too
+        self.log = EventLog(store)
 
     def add(self, ev: Mapping[str, Any]) -> None:
         job = str(ev["job"])
@@ -92,6 +95,7 @@ class History:
                               {"events": events[-MAX_BATCH_EVENTS:]}, sequential=True))
             if job in self._counts:
                 self._counts[job] += 1
+        ops.extend(await self.log.append_ops(e for evs in buffer.values() for e in evs))
         return ops
 
     def written(self) -> None:
@@ -120,6 +124,10 @@ class History:
             for name in names[:extra]:
                 ops.append(Delete(f"{paths.history(job)}/{name}"))
             self._counts[job] = len(names) - extra
+        try:
+            ops.extend(await self.log.trim_ops())
+        except CoordinationError as e:
+            log.info("event log not trimmed: %s", e)
         return ops
 
     def _dirs_jobs(self) -> Iterable[str]:
