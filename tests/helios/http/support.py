@@ -80,3 +80,46 @@ def solo_with_http(tmp: Path) -> Iterator[Solo]:
 
         eventually(up, 30, "solo serving HTTP with its node up", diagnostics=p.tail)
         yield Solo(addr, url, p)
+
+
+class EventFollower:
+    """`GET /v1/events?follow=true&index=N` read line by line in a thread, as a client
+    would; `cut()` drops the connection mid-stream."""
+
+    def __init__(self, base: str, after: int = -1) -> None:
+        import http.client
+        import threading
+
+        host, port = base.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        self.conn.request("GET", f"/v1/events?follow=true&index={after}")
+        self.resp = self.conn.getresponse()
+        assert self.resp.status == 200, self.resp.status
+        self.events: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                line = self.resp.readline()
+                if not line:
+                    return
+                if line.strip():
+                    self.events.append(json.loads(line))
+        except (OSError, ValueError, AttributeError) as e:  # cut() closes the socket under us
+            self.error = e
+
+    def cut(self) -> list[dict[str, Any]]:
+        import socket
+
+        sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(10)
+        self.conn.close()
+        return list(self.events)
