@@ -339,32 +339,19 @@ def _failed_reason(doc: dict[str, Any]) -> str:
     return f"{len(bad)} task(s) failed" if bad else "see `helios job history`"
 
 
-def _progress(doc: dict[str, Any], kind: str) -> str:
-    tasks = doc.get("tasks", [])
-    counts: dict[str, int] = {}
-    for t in tasks:
-        counts[t["state"]] = counts.get(t["state"], 0) + 1
-    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks yet"
-    pending = doc.get("pending") or []
-    if pending:
-        text += f"; {len(pending)} pending: {pending[0].get('reason', '')}"
-    return f"{doc.get('name')} v{doc.get('version')} ({kind}): {text}"
-
-
 async def _wait(client: Client, name: str, kind: str, version: int, timeout: float,
                 quiet: bool = False) -> dict[str, Any]:
     """Poll `job_status` until the job runs (service) or finished (batch)."""
+    from helios.progress import WaitProgress
+
     goal = ("complete", "failed") if kind == "batch" else ("running",)
-    console = _console(stderr=True)
     deadline = time.monotonic() + timeout
     doc: dict[str, Any] = {}
-    status_cm = console.status("waiting", spinner="dots") if not quiet else None
-    with status_cm if status_cm is not None else _Null():
+    # a live display on a terminal, a plain line per change when stderr is piped
+    with WaitProgress(_console(stderr=True), kind, quiet=quiet) as progress:
         while True:
             doc = await client.call("job_status", name)
-            line = _progress(doc, kind)
-            if status_cm is not None:
-                status_cm.update(line)
+            line = progress.update(doc)
             if doc.get("version", 0) >= version and doc.get("status") in goal:
                 break
             if time.monotonic() > deadline:
@@ -376,14 +363,6 @@ async def _wait(client: Client, name: str, kind: str, version: int, timeout: flo
         _console().print(f"{name}: {doc.get('status')} ({ok} of {len(tasks)} tasks "
                          f"{'done' if kind == 'batch' else 'running'})")
     return doc
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @job_app.command("ls")
