@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,29 @@ def test_a_non_loopback_http_address_is_refused_without_insecure(tmp_path: Path)
     assert r.stderr.count("\n") == 1 and "--insecure" in r.stderr, r.stderr
     r = helios("solo", "--http", "nonsense", "--state-dir", str(tmp_path), timeout=30)
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
+
+
+def test_helios_events_follow_prints_new_events_as_they_come(solo: Solo) -> None:
+    from tests.integration.procs import HELIOS
+
+    name = unique_name("fol")
+    start = ndjson(request("GET", f"{solo.http}/v1/events").body)[-1]["index"]
+    p = subprocess.Popen([*HELIOS, "events", "--follow", "--json", "--job", name,
+                          "--since", str(start), "--conductor", solo.addr],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert request("POST", f"{solo.http}/v1/jobs", sleeper(name)).status == 200
+        seen: list[dict[str, Any]] = []
+        out = p.stdout
+        assert out is not None
+        reader = threading.Thread(target=lambda: seen.extend(
+            json.loads(line) for line in iter(out.readline, "")), daemon=True)
+        reader.start()
+        eventually(lambda: any(e["type"] == "running" for e in list(seen)), 30,
+                   "the follower printing the task running")
+        assert all(e["job"] == name and e["index"] > start for e in seen)
+        assert seen[0]["type"] == "submitted"
+    finally:
+        p.terminate()
+        p.wait(10)
+    assert request("DELETE", f"{solo.http}/v1/jobs/{name}").status == 200
