@@ -73,11 +73,25 @@ async def serve_http(conductor: Any, bind: str, *, extra: Iterable[Any] = (),
     app.on_request = lambda method, status: metrics.http_requests.labels(
         method, str(status)).inc()
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(_hypercorn, serve, app, _config(bind))
+        binds = await _start(nursery, serve, app, bind)
         url = binds[0] if binds else f"http://{bind}"
         conductor.http_url = url
         log.info("HTTP API at %s", url)
         task_status.started(url)
+
+
+async def _start(nursery: trio.Nursery, serve: Callable[..., Any], app: Any,
+                 bind: str) -> list[str]:
+    """Start hypercorn; a port it cannot bind is one clear line, not a socket error."""
+    try:
+        return await nursery.start(_hypercorn, serve, app, _config(bind))
+    except (OSError, BaseExceptionGroup) as e:
+        err = e
+        while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+            err = err.exceptions[0]
+        if not isinstance(err, OSError):
+            raise
+        raise OSError(err.errno, f"cannot serve HTTP at {bind}: {err.strerror}") from None
 
 
 async def _hypercorn(serve: Callable[..., Any], app: Any, config: Any,
@@ -117,7 +131,7 @@ async def serve_metrics(core: Any, bind: str, *,
         await send({"type": "http.response.body", "body": body})
 
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(_hypercorn, serve, app, _config(bind))
+        binds = await _start(nursery, serve, app, bind)
         url = binds[0] if binds else f"http://{bind}"
         log.info("node metrics at %s/metrics", url)
         task_status.started(url)

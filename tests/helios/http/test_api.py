@@ -275,3 +275,17 @@ def test_helios_events_follow_prints_new_events_as_they_come(solo: Solo) -> None
         p.terminate()
         p.wait(10)
     assert request("DELETE", f"{solo.http}/v1/jobs/{name}").status == 200
+
+
+def test_a_busy_http_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = helios("solo", "--http", f"127.0.0.1:{port}", "--state-dir", str(tmp_path),
+                   "--listen", f"127.0.0.1:{free_port()}", "--runtime", "process",
+                   timeout=60)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"cannot serve HTTP at 127.0.0.1:{port}" in last
+    assert "Traceback" not in r.stderr
