@@ -112,16 +112,46 @@ class EventLog:
         return [Delete(f"{EVENTS}/{n}") for n in names[:extra]]
 
 
+async def _entry(store: Store, name: str) -> list[Any]:
+    try:
+        entry = await store.get(f"{EVENTS}/{name}")
+    except CorruptValue as e:
+        log.warning("skipping %s", e)
+        return []
+    value = entry.value if entry is not None else None
+    lines = value.get("events") if isinstance(value, dict) else None
+    return list(lines or [])
+
+
+async def _newest(store: Store, names: list[str], seqs: list[int], job: str | None,
+                  last: int) -> dict[str, Any]:
+    """The newest `last` events (of `job`), reading entries from the newest back."""
+    picked: list[dict[str, Any]] = []
+    index = -1
+    for name, seq in zip(reversed(names), reversed(seqs), strict=True):
+        lines = await _entry(store, name)
+        if index < 0 and lines:
+            index = seq * PER_BATCH + len(lines) - 1
+        picked[:0] = [{"index": seq * PER_BATCH + i, **line} for i, line in enumerate(lines)
+                      if isinstance(line, dict) and (job is None or line.get("job") == job)]
+        if len(picked) >= last:
+            break
+    return {"events": picked[-last:] if last else [], "index": index, "truncated": False}
+
+
 async def read_events(store: Store, after: int = -1, job: str | None = None,
-                      limit: int | None = None) -> dict[str, Any]:
+                      limit: int | None = None, last: int | None = None) -> dict[str, Any]:
     """Events with an index greater than `after` (all kept ones by default), oldest
-    first, at most `limit`; with `job`, only that job's.
+    first, at most `limit`; with `job`, only that job's. With `last` (and no `after`),
+    only the newest `last` of them (a dashboard's first look).
 
     Returns {"events": [...], "index": the index to resume after (the last one read, also
     when `job` filtered it out), "truncated": whether events after `after` were already
     trimmed away}."""
     names = sorted(await store.children(EVENTS), key=paths.sequence_of)
     seqs = [paths.sequence_of(n) for n in names]
+    if last is not None and after < 0:
+        return await _newest(store, names, seqs, job, max(0, last))
     # Sequence numbers are contiguous (only this log creates children here), so a gap
     # between the entry of `after` and the oldest kept one means entries were trimmed.
     truncated = bool(seqs) and after >= 0 and seqs[0] > after // PER_BATCH + 1
@@ -130,14 +160,7 @@ async def read_events(store: Store, after: int = -1, job: str | None = None,
     for name, seq in zip(names, seqs, strict=True):
         if (seq + 1) * PER_BATCH - 1 <= after:
             continue
-        try:
-            entry = await store.get(f"{EVENTS}/{name}")
-        except CorruptValue as e:
-            log.warning("skipping %s", e)
-            continue
-        value = entry.value if entry is not None else None
-        lines = value.get("events") if isinstance(value, dict) else None
-        for i, line in enumerate(lines or []):
+        for i, line in enumerate(await _entry(store, name)):
             index = seq * PER_BATCH + i
             if index <= after or not isinstance(line, dict):
                 continue
@@ -150,12 +173,18 @@ async def read_events(store: Store, after: int = -1, job: str | None = None,
     return {"events": out, "index": last, "truncated": truncated}
 
 
-async def follow_events(store: Store, after: int = -1, job: str | None = None
-                        ) -> AsyncIterator[dict[str, Any]]:
-    """Every event after `after` and then each new one as the leader writes it, forever
-    (a store watch wakes it; no polling)."""
+async def follow_events(store: Store, after: int = -1, job: str | None = None,
+                        last: int | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Every event after `after` (or the newest `last`) and then each new one as the
+    leader writes it, forever (a store watch wakes it; no polling)."""
     async with aclosing(store.watch_children(EVENTS)) as changes:
         async for _ in changes:
+            if last is not None and after < 0:
+                got = await read_events(store, -1, job, last=last)
+                for ev in got["events"]:
+                    yield ev
+                after, last = got["index"], None
+                continue
             while True:
                 got = await read_events(store, after, job, limit=PER_BATCH)
                 for ev in got["events"]:

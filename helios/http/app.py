@@ -376,14 +376,17 @@ class Api:
     async def events(self, req: Request) -> Any:
         after = req.int_arg("index", -1)
         job = req.arg("job")
+        last = req.int_arg("last", -1) if req.arg("last") is not None else None
+        if last is not None and last < 0:
+            raise ApiError(400, "query parameter last must be >= 0")
         if req.flag("follow"):
             async def follow() -> AsyncIterator[bytes]:
-                async with aclosing(follow_events(self.store, after, job)) as evs:
+                async with aclosing(follow_events(self.store, after, job, last)) as evs:
                     async for ev in evs:
                         yield _dumps(ev) + b"\n"
 
             return Stream("application/x-ndjson", follow())
-        got = await read_events(self.store, after, job)
+        got = await read_events(self.store, after, job, last=last)
 
         async def once() -> AsyncIterator[bytes]:
             for ev in got["events"]:

@@ -176,6 +176,8 @@ def document() -> dict[str, Any]:
                 {"name": "index", "in": "query", "schema": _INT,
                  "description": "Only events with a greater index (resume after it)."},
                 {"name": "job", "in": "query", "schema": _STR},
+                {"name": "last", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                 "description": "Without index: only the newest this many events."},
                 {"name": "follow", "in": "query", "schema": _BOOL,
                  "description": "Keep the stream open and send new events as they come."}],
             "get": _op("The event stream (`helios events --json`): one Event per line",

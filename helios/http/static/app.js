@@ -170,7 +170,9 @@ function addEvent(ev) {
 async function follow() {
   for (;;) {
     try {
-      const r = await fetch(`/v1/events?follow=true&index=${state.lastIndex}`);
+      // the first time only the newest events; after a cut, all after the last seen
+      const from = state.lastIndex < 0 ? `last=${MAX_EVENTS}` : `index=${state.lastIndex}`;
+      const r = await fetch(`/v1/events?follow=true&${from}`);
       if (!r.ok || !r.body) throw new Error("status " + r.status);
       const reader = r.body.getReader();
       const decoder = new TextDecoder();

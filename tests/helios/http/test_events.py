@@ -62,6 +62,13 @@ async def test_read_after_an_index_filter_limit_and_follow(tmp_path: Path) -> No
         assert [e["index"] for e in limited["events"]] == [0, 1] and limited["index"] == 1
         # filtered out, the index still moves past what was read
         assert (await read_events(store, 1, job="b"))["index"] == PER_BATCH
+        # the newest few only, and where to resume after them
+        newest = await read_events(store, last=2)
+        assert [e["index"] for e in newest["events"]] == [1, PER_BATCH]
+        assert newest["index"] == PER_BATCH
+        assert [e["index"] for e in (await read_events(store, last=1, job="b"))["events"]] \
+            == [1]
+        assert (await read_events(store, last=0))["events"] == []
 
         seen: list[dict[str, Any]] = []
 
