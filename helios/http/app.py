@@ -12,6 +12,10 @@ exactly as the CLI does over the network, and when that conductor is a standby
 conductor, and writes are always made by the leader. The event stream is read from the
 store directly (`helios.events`), so it works without a leader at all.
 
+Reads (`GET` of jobs, a job, its history, nodes, endpoints) that find no leader within a
+few seconds are answered from the store as this conductor reads it, with the header
+`X-Helios-Stale: true`: a dashboard keeps working through a failover.
+
 Errors are one JSON object `{"error": "one line"}` with a status from the conductor's
 error type; an invalid job file is 422 with `"problems": [{"path", "reason"}]`, every
 one named (the same validation as `helios job run`).
@@ -44,6 +48,8 @@ __all__ = ["Api", "ApiError", "Forwarder", "Request"]
 MAX_BODY = 1 << 20
 #: how long a request waits for a leader during a failover before answering 503
 LEADER_WAIT = 10.0
+#: how long a read waits for a leader before it is answered from the store instead
+READ_WAIT = 3.0
 #: conductor error type -> HTTP status (anything else refused by the conductor: 400)
 STATUS = {"JobNotFound": 404, "TaskNotFound": 404, "NodeNotFound": 404, "NodeUp": 409,
           "SpecError": 422, "DispatchError": 422, "PayloadTooLarge": 413,
@@ -80,8 +86,9 @@ class Forwarder:
         self.local_url = local_url
         self.timeout = timeout
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + LEADER_WAIT
+    async def call(self, method: str, *args: Any, wait: float | None = None,
+                   **kwargs: Any) -> Any:
+        deadline = time.monotonic() + (LEADER_WAIT if wait is None else wait)
         url = self.local_url
         last = "no leader is known"
         while True:
@@ -174,22 +181,22 @@ class Api:
         self.on_request: Callable[[str, int], None] = lambda method, status: None
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         r = self._route
-        r("GET", "/v1/jobs", lambda q: self.client.call("job_ls"))
+        r("GET", "/v1/jobs", lambda q: self.read("job_ls"))
         r("POST", "/v1/jobs", self.job_run)
-        r("GET", "/v1/jobs/{name}", lambda q: self.client.call("job_status", q.params["name"]))
+        r("GET", "/v1/jobs/{name}", lambda q: self.read("job_status", q.params["name"]))
         r("DELETE", "/v1/jobs/{name}", lambda q: self.client.call("job_rm", q.params["name"]))
         r("POST", "/v1/jobs/{name}/stop",
           lambda q: self.client.call("job_stop", q.params["name"]))
         r("GET", "/v1/jobs/{name}/history",
-          lambda q: self.client.call("job_history", q.params["name"]))
+          lambda q: self.read("job_history", q.params["name"]))
         r("GET", "/v1/jobs/{name}/logs", self.job_logs)
         r("POST", "/v1/jobs/{name}/dispatch", self.job_dispatch)
-        r("GET", "/v1/nodes", lambda q: self.client.call("nodes"))
+        r("GET", "/v1/nodes", lambda q: self.read("nodes"))
         r("DELETE", "/v1/nodes/{name}", lambda q: self.client.call(
             "node_rm", q.params["name"], force=q.flag("force")))
         r("POST", "/v1/nodes/{name}/drain", self.node_drain)
         r("GET", "/v1/endpoints/{name}",
-          lambda q: self.client.call("endpoints", q.params["name"]))
+          lambda q: self.read("endpoints", q.params["name"]))
         r("GET", "/v1/leader", lambda q: self._leader())
         r("GET", "/v1/events", self.events)
         r("GET", "/v1/openapi.json", self.openapi)
@@ -224,6 +231,9 @@ class Api:
                 return
             if isinstance(result, tuple):  # (content type, bytes) of a static answer
                 await _send(send, 200, result[1], result[0])
+                return
+            if isinstance(result, FromStore):
+                await _send(send, 200, _dumps(result.doc), _JSON, {STALE_HEADER: "true"})
                 return
             await _send(send, 200, _dumps(result), _JSON)
         except ApiError as e:
@@ -297,6 +307,17 @@ class Api:
             nursery.cancel_scope.cancel()
 
     # ---------------------------------------------------------------- routes
+    async def read(self, method: str, *args: Any) -> Any:
+        """A read, from the leader; while no leader answers (a failover, a quorum
+        without a leader), from the store as this conductor sees it, marked stale."""
+        try:
+            return await self.client.call(method, *args, wait=READ_WAIT)
+        except ApiError as e:
+            if e.status != 503:
+                raise
+            log.info("no leader for %s (%s): answering from the store", method, e)
+        return FromStore(await store_read(self.store, method, *args))
+
     async def _leader(self) -> Any:
         return await self.conductor.system.ref(self.conductor.url).ask("leader",
                                                                        timeout=10.0)
@@ -418,6 +439,43 @@ class Api:
         except (FileNotFoundError, IsADirectoryError):
             raise ApiError(404, f"no such file: {name}") from None
         return (types[ext], data)
+
+
+#: set on an answer read from the store because no leader answered
+STALE_HEADER = "x-helios-stale"
+
+
+@dataclass
+class FromStore:
+    """A read answered from the store rather than by the leader."""
+
+    doc: Any
+
+
+async def store_read(store: Any, method: str, *args: Any) -> Any:
+    """The document `method` answers, computed from a snapshot of the store (what a new
+    leader would start from): jobs, statuses as last written, nodes up or down by their
+    presence. No pending slots nor rollout steps (only a leader plans)."""
+    from helios.conductor import views
+    from helios.conductor.history import read_history
+    from helios.conductor.state import load_snapshot
+
+    if method == "job_history":
+        events = await read_history(store, args[0])
+        if not events:
+            raise ApiError(404, f"no job named {args[0]!r}")
+        return events
+    state = (await load_snapshot(store)).state
+    if method == "job_ls":
+        return views.job_ls(state)
+    if method == "nodes":
+        return views.nodes(state)
+    record = state.jobs.get(args[0])
+    if record is None:
+        raise ApiError(404, f"no job named {args[0]!r}")
+    if method == "job_status":
+        return views.job_status(state, record)
+    return views.endpoints(state, record)
 
 
 def _dumps(doc: Any) -> bytes:
