@@ -43,6 +43,14 @@ def check_bind(text: str | None, insecure: bool = False, flag: str = "--http") -
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _is_loopback(bind: str) -> bool:
+    host = bind.rpartition(":")[0].strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _config(bind: str) -> Any:
     from hypercorn.config import Config
 
@@ -69,7 +77,7 @@ async def serve_http(conductor: Any, bind: str, *, extra: Iterable[Any] = (),
     for registry in extra:
         metrics.add_registry(registry)
     app = Api(conductor, metrics=lambda: render(metrics.registry) + b"".join(
-        render(r) for r in metrics.extra))
+        render(r) for r in metrics.extra), loopback_only=_is_loopback(bind))
     app.on_request = lambda method, status: metrics.http_requests.labels(
         method, str(status)).inc()
     async with trio.open_nursery() as nursery:

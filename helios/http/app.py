@@ -23,6 +23,7 @@ one named (the same validation as `helios job run`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -32,12 +33,13 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import trio
 
 import actors
 from helios import protocol
+from helios.coordination.errors import CoordinationError
 from helios.events import follow_events, read_events
 
 log = logging.getLogger(__name__)
@@ -173,8 +175,10 @@ Handler = Callable[[Request], Awaitable[Any]]
 class Api:
     """The ASGI application of one conductor (see the module docstring)."""
 
-    def __init__(self, conductor: Any, metrics: Callable[[], bytes] | None = None) -> None:
+    def __init__(self, conductor: Any, metrics: Callable[[], bytes] | None = None,
+                 loopback_only: bool = True) -> None:
         self.conductor = conductor
+        self.loopback_only = loopback_only
         self.store = conductor.store
         self.client = Forwarder(conductor.system, conductor.url)
         self.metrics = metrics
@@ -221,30 +225,47 @@ class Api:
         if scope["type"] != "http":
             return
         status = 500
+        stream: Stream | None = None
         try:
             req = await self._request(scope, receive)
+            self._check_origin(req)
             handler = self._match(req)
             result = await handler(req)
             status = 200
             if isinstance(result, Stream):
-                await self._stream(result, receive, send)
-                return
-            if isinstance(result, tuple):  # (content type, bytes) of a static answer
+                stream = result
+            elif isinstance(result, tuple):  # (content type, bytes) of a static answer
                 await _send(send, 200, result[1], result[0])
-                return
-            if isinstance(result, FromStore):
+            elif isinstance(result, FromStore):
                 await _send(send, 200, _dumps(result.doc), _JSON, {STALE_HEADER: "true"})
-                return
-            await _send(send, 200, _dumps(result), _JSON)
+            else:
+                await _send(send, 200, _dumps(result), _JSON)
         except ApiError as e:
             status = e.status
             await _send(send, e.status, _dumps(e.body()), _JSON, e.headers)
+        except CoordinationError as e:
+            status = 503
+            await _send(send, 503, _dumps({"error": f"the store is unavailable: {e}"}), _JSON)
         except Exception as e:
             log.exception("HTTP %s %s failed", scope.get("method"), scope.get("path"))
             await _send(send, 500, _dumps({"error": f"internal error: {type(e).__name__}"}),
                         _JSON)
         finally:
             self.on_request(str(scope.get("method")), status)
+        if stream is not None:
+            await self._stream(stream, receive, send)
+
+    def _check_origin(self, req: Request) -> None:
+        """Refuse what a web page elsewhere could make a browser send here: a write with
+        another site's `Origin` (cross-site request forgery) and, while the API is
+        loopback-only, a `Host` that is not a loopback name (DNS rebinding)."""
+        host = req.headers.get("host", "")
+        if self.loopback_only and not _loopback_host(host):
+            raise ApiError(403, f"forbidden: Host {host!r} is not a loopback address")
+        origin = req.headers.get("origin")
+        if origin is not None and req.method not in ("GET", "HEAD", "OPTIONS") \
+                and urlsplit(origin).netloc != host:
+            raise ApiError(403, f"forbidden: a request from {origin!r} to {host!r}")
 
     async def _request(self, scope: dict[str, Any], receive: Any) -> Request:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
@@ -299,10 +320,13 @@ class Api:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(gone)
-            async with aclosing(result.chunks) as chunks:  # type: ignore[type-var]
-                async for chunk in chunks:
-                    await send({"type": "http.response.body", "body": chunk,
-                                "more_body": True})
+            try:
+                async with aclosing(result.chunks) as chunks:  # type: ignore[type-var]
+                    async for chunk in chunks:
+                        await send({"type": "http.response.body", "body": chunk,
+                                    "more_body": True})
+            except Exception as e:  # the store or the leader went: end it, the client
+                log.warning("stream ended: %s", e)  # resumes from its last line
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             nursery.cancel_scope.cancel()
 
@@ -476,6 +500,18 @@ async def store_read(store: Any, method: str, *args: Any) -> Any:
     if method == "job_status":
         return views.job_status(state, record)
     return views.endpoints(state, record)
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a `Host` header names this machine by a loopback name or address."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _dumps(doc: Any) -> bytes:

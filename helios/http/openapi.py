@@ -86,12 +86,13 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {400: "Bad request", 404: "Not found", 409: "Conflict",
+    reasons = {400: "Bad request", 403: "Forbidden (foreign Origin or Host)",
+               404: "Not found", 409: "Conflict",
                413: "Too large", 415: "Unsupported media type",
                422: "Invalid (every problem named)", 501: "Not implemented yet",
                502: "A node did not answer", 503: "No leader reachable",
                504: "The conductor did not answer in time"}
-    out = {str(c): _json(_ref("Error"), reasons[c]) for c in (*codes, 503, 504)}
+    out = {str(c): _json(_ref("Error"), reasons[c]) for c in (*codes, 403, 503, 504)}
     return out
 
 

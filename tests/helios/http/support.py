@@ -27,7 +27,8 @@ class Answer:
 
 
 def request(method: str, url: str, body: bytes | str | dict[str, Any] | None = None,
-            content_type: str | None = None, timeout: float = 30.0) -> Answer:
+            content_type: str | None = None, timeout: float = 30.0,
+            headers: dict[str, str] | None = None) -> Answer:
     """One request; an error status is an answer too, not an exception."""
     data: bytes | None
     if isinstance(body, dict):
@@ -37,6 +38,8 @@ def request(method: str, url: str, body: bytes | str | dict[str, Any] | None = N
     req = urllib.request.Request(url, data=data, method=method)
     if content_type:
         req.add_header("Content-Type", content_type)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())

@@ -139,6 +139,16 @@ def test_errors_are_one_json_line_with_a_status(solo: Solo) -> None:
     assert request("PUT", f"{solo.http}/v1/jobs").headers["allow"] == "GET, POST"
     a = request("POST", f"{solo.http}/v1/jobs", "name: x", "text/plain")
     assert a.status == 415
+    # what a web page elsewhere could make a browser send is refused
+    evil_host = request("GET", f"{solo.http}/v1/jobs", headers={"Host": "evil.example"})
+    assert evil_host.status == 403 and "forbidden" in evil_host.json()["error"]
+    forged = request("POST", f"{solo.http}/v1/jobs/web/stop",
+                     headers={"Origin": "http://evil.example"})
+    assert forged.status == 403 and "forbidden" in forged.json()["error"]
+    host = solo.http.removeprefix("http://")
+    same = request("POST", f"{solo.http}/v1/jobs/no-such/stop",
+                   headers={"Origin": f"http://{host}"})
+    assert same.status == 404
     # the node is up: removing it needs force, as from the CLI
     node = get_json(f"{solo.http}/v1/nodes")[0]["name"]
     assert request("DELETE", f"{solo.http}/v1/nodes/{node}").status == 409
@@ -209,7 +219,7 @@ def test_the_event_stream_resumes_from_an_index_and_matches_the_cli(solo: Solo) 
     host, port = solo.http.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=20) as s:
         s.sendall(f"GET /v1/events?follow=true&index={last}&job={name} HTTP/1.1\r\n"
-                  f"Host: x\r\n\r\n".encode())
+                  f"Host: {host}\r\n\r\n".encode())
         assert request("POST", f"{solo.http}/v1/jobs/{name}/stop").status == 200
         got = b""
         while b"stop requested" not in got:
