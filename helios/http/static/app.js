@@ -7,7 +7,7 @@
 
 const POLL_MS = 1000;
 const MAX_EVENTS = 200;
-const state = { job: null, lastIndex: -1, refreshing: false, again: false };
+const state = { job: null, lastIndex: -1, refreshing: false, again: false, stale: false };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -47,6 +47,7 @@ function meter(label, used, total, fmt) {
 
 async function getJSON(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" } });
+  if (r.headers.get("x-helios-stale")) state.stale = true;  // no leader answered
   if (!r.ok) {
     let msg = r.status + "";
     try { msg = (await r.json()).error || msg; } catch (e) { /* not JSON */ }
@@ -126,6 +127,7 @@ async function refresh() {
   if (state.refreshing) { state.again = true; return; }
   state.refreshing = true;
   const conn = document.getElementById("conn");
+  state.stale = false;
   try {
     const [leader, nodes, jobs] = await Promise.all(
       [getJSON("/v1/leader"), getJSON("/v1/nodes"), getJSON("/v1/jobs")]);
@@ -145,7 +147,11 @@ async function refresh() {
         else throw e;
       }
     }
-    conn.textContent = "live"; conn.className = "badge live";
+    if (state.stale) {
+      conn.textContent = "no leader: read from the store"; conn.className = "badge pending";
+    } else {
+      conn.textContent = "live"; conn.className = "badge live";
+    }
     document.getElementById("updated").textContent =
       "updated " + new Date().toLocaleTimeString();
   } catch (e) {
