@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -215,11 +214,13 @@ def main() -> None:
             trio.run(bench, conductor, http, args.requests, args.dispatches,
                      [int(c) for c in args.concurrency.split(",")])
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
+            proc.terminate()  # SIGTERM: the daemon stops cleanly; SIGKILL if it hangs
+            deadline = time.monotonic() + 20
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if proc.poll() is None:
                 proc.kill()
+                proc.wait()
             log.close()
 
 
