@@ -590,10 +590,11 @@ def events_cmd(follow: bool = typer.Option(False, "--follow", "-f",
 
 
 def _event_line(ev: dict[str, Any]) -> str:
-    where = " ".join(f"{k}={ev[k]}" for k in ("job", "task", "node") if ev.get(k))
+    parts = [str(ev.get("index")), str(ev.get("time", ""))[11:23], str(ev.get("topic")),
+             str(ev.get("type")), *(f"{k}={ev[k]}" for k in ("job", "task", "node")
+                                    if ev.get(k))]
     detail = f": {ev['detail']}" if ev.get("detail") else ""
-    return (f"{ev.get('index')} {str(ev.get('time', ''))[11:23]} {ev.get('topic')} "
-            f"{ev.get('type')} {where}{detail}\n")
+    return " ".join(parts) + detail + "\n"
 
 
 # -- daemons ------------------------------------------------------------------------

@@ -299,7 +299,9 @@ class Conductor(Collector):
                 or dict(old.labels) != dict(node.labels):
             log.info("node %s is %s%s", name, node.status,
                      f" ({node.address})" if node.up else "")
-            if old is None or old.up != node.up:
+            # an event once presence is known (before, "down" is only a guess), for a
+            # node that changed, or a new one that came up
+            if name in L.presence and (node.up if old is None else old.up != node.up):
                 L.history.add(cluster_event("node", node.status, node=name,
                                             detail=node.address or "", at=now))
             L.poke()

@@ -215,6 +215,13 @@ def test_the_event_stream_resumes_from_an_index_and_matches_the_cli(solo: Solo) 
     assert ndjson(r.stdout.encode()) == [e for e in ndjson(request(
         "GET", f"{solo.http}/v1/events?index={cut}&job={name}").body)]
 
+    # for people: one line per event, index first
+    r = helios("events", "--since", str(cut), "--job", name, "--conductor", solo.addr)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == len([e for e in mine if e["index"] > cut])
+    first = next(e for e in mine if e["index"] > cut)
+    assert lines[0].startswith(f"{first['index']} ") and f"job={name}" in lines[0]
+
     # follow: a stopped job's new events arrive on an open stream
     last = everything[-1]["index"]
     host, port = solo.http.removeprefix("http://").split(":")
