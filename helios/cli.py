@@ -339,32 +339,19 @@ def _failed_reason(doc: dict[str, Any]) -> str:
     return f"{len(bad)} task(s) failed" if bad else "see `helios job history`"
 
 
-def _progress(doc: dict[str, Any], kind: str) -> str:
-    tasks = doc.get("tasks", [])
-    counts: dict[str, int] = {}
-    for t in tasks:
-        counts[t["state"]] = counts.get(t["state"], 0) + 1
-    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks yet"
-    pending = doc.get("pending") or []
-    if pending:
-        text += f"; {len(pending)} pending: {pending[0].get('reason', '')}"
-    return f"{doc.get('name')} v{doc.get('version')} ({kind}): {text}"
-
-
 async def _wait(client: Client, name: str, kind: str, version: int, timeout: float,
                 quiet: bool = False) -> dict[str, Any]:
     """Poll `job_status` until the job runs (service) or finished (batch)."""
+    from helios.progress import WaitProgress
+
     goal = ("complete", "failed") if kind == "batch" else ("running",)
-    console = _console(stderr=True)
     deadline = time.monotonic() + timeout
     doc: dict[str, Any] = {}
-    status_cm = console.status("waiting", spinner="dots") if not quiet else None
-    with status_cm if status_cm is not None else _Null():
+    # a live display on a terminal, a plain line per change when stderr is piped
+    with WaitProgress(_console(stderr=True), kind, quiet=quiet) as progress:
         while True:
             doc = await client.call("job_status", name)
-            line = _progress(doc, kind)
-            if status_cm is not None:
-                status_cm.update(line)
+            line = progress.update(doc)
             if doc.get("version", 0) >= version and doc.get("status") in goal:
                 break
             if time.monotonic() > deadline:
@@ -376,14 +363,6 @@ async def _wait(client: Client, name: str, kind: str, version: int, timeout: flo
         _console().print(f"{name}: {doc.get('status')} ({ok} of {len(tasks)} tasks "
                          f"{'done' if kind == 'batch' else 'running'})")
     return doc
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @job_app.command("ls")
@@ -576,6 +555,48 @@ def leader(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
         _console().print(f"standby; leader: {info.get('url') or 'unknown'}")
 
 
+@app.command("events")
+def events_cmd(follow: bool = typer.Option(False, "--follow", "-f",
+                                           help="Keep printing new events."),
+               job: str | None = typer.Option(None, "--job", metavar="NAME",
+                                              help="Only this job's events."),
+               since: int | None = typer.Option(None, "--since", metavar="INDEX",
+                                                help="Only events after INDEX (the last "
+                                                     "index seen: resume there)."),
+               as_json: bool = typer.Option(False, "--json",
+                                            help="One JSON object per line."),
+               zk: str | None = ZkOpt, conductor: str | None = ConductorOpt) -> None:
+    """The cluster's events: tasks, nodes, rollouts, leadership; oldest first."""
+    async def body(client: Client) -> None:
+        after = since if since is not None else -1
+        warned = False
+        while True:
+            out = await client.call("events", after=after, job=job, limit=1000)
+            if out.get("truncated") and not warned:
+                warned = True
+                sys.stderr.write(f"warning: events after {after} were already trimmed "
+                                 "from the log; showing what remains\n")
+            for ev in out.get("events") or []:
+                sys.stdout.write(json.dumps(ev) + "\n" if as_json else _event_line(ev))
+            sys.stdout.flush()
+            moved = out.get("index", after) > after
+            after = max(after, out.get("index", after))
+            if not moved:
+                if not follow:
+                    return
+                await trio.sleep(0.5)
+
+    run_client(zk, conductor, body)
+
+
+def _event_line(ev: dict[str, Any]) -> str:
+    parts = [str(ev.get("index")), str(ev.get("time", ""))[11:23], str(ev.get("topic")),
+             str(ev.get("type")), *(f"{k}={ev[k]}" for k in ("job", "task", "node")
+                                    if ev.get(k))]
+    detail = f": {ev['detail']}" if ev.get("detail") else ""
+    return " ".join(parts) + detail + "\n"
+
+
 # -- daemons ------------------------------------------------------------------------
 
 
@@ -630,6 +651,22 @@ KeyTtlOpt = typer.Option("24h", "--gc-key-ttl", metavar="DURATION",
                               "as their run exists; a retry after both starts a new run.")
 
 
+HttpOpt = typer.Option("127.0.0.1:7071", "--http", envvar="HELIOS_HTTP", metavar="H:P",
+                       help="Where the HTTP API, /metrics and the dashboard listen, or off.")
+InsecureOpt = typer.Option(False, "--insecure",
+                           help="Allow --http on a non-loopback address (the API has no "
+                                "authentication yet).")
+
+
+def _bind(text: str | None, insecure: bool, flag: str) -> str | None:
+    from helios.http import check_bind
+
+    try:
+        return check_bind(text, insecure, flag)
+    except ValueError as e:
+        raise CLIError(str(e), 2) from None
+
+
 @app.command("conductor")
 def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HOSTS"),
                   listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
@@ -642,9 +679,12 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
                       None, "--advertise", metavar="HOST",
                       help="Host clients and nodes reach this conductor at."),
                   gc_keep_runs: int = KeepRunsOpt, gc_run_retention: str = RunRetentionOpt,
-                  gc_key_ttl: str = KeyTtlOpt) -> None:
+                  gc_key_ttl: str = KeyTtlOpt, http: str = HttpOpt,
+                  insecure: bool = InsecureOpt) -> None:
     """A conductor; several may run, one leads."""
     from helios.conductor.daemon import run_conductor
+
+    http_bind = _bind(http, insecure, "--http")
 
     _check_positive(session_timeout=session_timeout)
     if failover_grace < 0:
@@ -653,7 +693,7 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
     hosts, root = split_zk(zk)
     _daemon(run_conductor, store_url=f"zk://{hosts}{root}", listen=listen, name=name,
             failover_grace=failover_grace, session_timeout=session_timeout,
-            advertise=advertise, gc=gc)
+            advertise=advertise, gc=gc, http=http_bind)
 
 
 def _check_positive(**values: float) -> None:
@@ -699,6 +739,10 @@ def node_cmd(ctx: typer.Context,
              advertise: str | None = typer.Option(
                  None, "--advertise", metavar="HOST",
                  help="Host the conductor reaches this node at."),
+             metrics: str | None = typer.Option(
+                 None, "--metrics", envvar="HELIOS_NODE_METRICS", metavar="H:P",
+                 help="Serve Prometheus metrics at http://H:P/metrics (default off)."),
+             insecure: bool = InsecureOpt,
              ) -> None:
     """The node daemon of one machine (`helios node --zk HOSTS --name N`).
 
@@ -727,6 +771,9 @@ def node_cmd(ctx: typer.Context,
         raise CLIError("--port-range must be LOW-HIGH") from None
     hosts, root = split_zk(zk)
     kwargs: dict[str, Any] = {}
+    metrics_bind = _bind(metrics, insecure, "--metrics")
+    if metrics_bind:
+        kwargs["metrics"] = metrics_bind
     if container_label:
         kwargs["container_labels"] = _labels(container_label, "--container-label")
     _daemon(run_node, name=name, store_url=f"zk://{hosts}{root}", listen=listen,
@@ -743,15 +790,18 @@ def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
                                          help="auto | docker | process"),
              name: str | None = typer.Option(None, "--name", hidden=True),
              gc_keep_runs: int = KeepRunsOpt, gc_run_retention: str = RunRetentionOpt,
-             gc_key_ttl: str = KeyTtlOpt) -> None:
+             gc_key_ttl: str = KeyTtlOpt, http: str = HttpOpt,
+             insecure: bool = InsecureOpt) -> None:
     """A conductor and one node in one process, on the embedded store."""
     from helios.solo import run_solo
+
+    http_bind = _bind(http, insecure, "--http")
 
     if runtime not in ("docker", "process", "auto"):
         raise CLIError(f"--runtime must be auto, docker or process, not {runtime!r}")
     gc = _gc_policy(gc_keep_runs, gc_run_retention, gc_key_ttl)
     _daemon(run_solo, listen=listen, state_dir=str(state_dir or default_state_dir("solo")),
-            runtime=runtime, name=name, gc=gc)
+            runtime=runtime, name=name, gc=gc, http=http_bind)
 
 
 # ---------------------------------------------------------------------------- main

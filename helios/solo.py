@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,12 @@ __all__ = ["run_solo"]
 
 async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
                    runtime: str = "auto", name: str | None = None,
-                   failover_grace: float = 2.0, gc: Any = None,
+                   failover_grace: float = 2.0, gc: Any = None, http: str | None = None,
                    task_status: trio.TaskStatus[actors.ActorSystem] = trio.TASK_STATUS_IGNORED
                    ) -> None:
     """Run solo mode until cancelled; `task_status.started(system)` once both halves run.
-    `gc` is the conductor's collection policy (`helios.conductor.gc.GCPolicy`)."""
+    `gc` is the conductor's collection policy (`helios.conductor.gc.GCPolicy`); `http`
+    where the HTTP API listens (None: nowhere), its `/metrics` showing the node's too."""
     from helios.node.daemon import run_node
 
     base = Path(state_dir).expanduser()
@@ -43,9 +45,16 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
         async with actors.open_system(name="helios-solo", listen=listen,
                                       **protocol.network_options()) as system, \
                 trio.open_nursery() as nursery:
-            await nursery.start(_run_conductor, store, system, failover_grace, gc)
-            await nursery.start(_run_node, run_node, store, system, node_name,
-                                str(base / "node"), runtime)
+            conductor = await nursery.start(_run_conductor, store, system, failover_grace,
+                                            gc)
+            core = await nursery.start(_run_node, run_node, store, system, node_name,
+                                       str(base / "node"), runtime)
+            if http:
+                from helios.http import serve_http
+                from helios.metrics import node_metrics
+
+                await nursery.start(partial(serve_http, conductor, http, extra=[
+                    node_metrics(core, actors=False).registry]))
             log.info("helios solo ready at %s (node %s, state in %s)", system.url,
                      node_name, base)
             task_status.started(system)

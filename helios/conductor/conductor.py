@@ -77,6 +77,8 @@ from helios.coordination.errors import (
 )
 from helios.coordination.guard import init_cluster
 from helios.coordination.store import Create, Delete, Set, Store
+from helios.events import cluster_event, read_events
+from helios.metrics import conductor_metrics
 from helios.model import JobRecord, TaskStatus
 from helios.spec import JobSpec, validate
 
@@ -154,6 +156,8 @@ class Conductor(Collector):
         self.leader_info: dict[str, Any] | None = None
         self.lead: Leadership | None = None
         self.terms = 0
+        #: where the HTTP API of this conductor listens (helios.http), when it does
+        self.http_url: str | None = None
 
     @property
     def url(self) -> str:
@@ -211,6 +215,8 @@ class Conductor(Collector):
                      self.name, term.epoch, len(snap.state.jobs), len(snap.state.nodes),
                      len(snap.state.assignments), (time.monotonic() - started) * 1000)
             L.history.exists = lambda job: job in L.state.jobs
+            L.history.add(cluster_event("leader", "elected", node=None,
+                                        detail=f"{self.name} leads (epoch {term.epoch})"))
             self.lead = L
             async with trio.open_nursery() as nursery:
                 L.nursery = nursery
@@ -293,6 +299,11 @@ class Conductor(Collector):
                 or dict(old.labels) != dict(node.labels):
             log.info("node %s is %s%s", name, node.status,
                      f" ({node.address})" if node.up else "")
+            # an event once presence is known (before, "down" is only a guess), for a
+            # node that changed, or a new one that came up
+            if name in L.presence and (node.up if old is None else old.up != node.up):
+                L.history.add(cluster_event("node", node.status, node=name,
+                                            detail=node.address or "", at=now))
             L.poke()
         if node.up and (old is None or not old.up or record_changed
                         or old.address != node.address):
@@ -450,6 +461,8 @@ class Conductor(Collector):
         """One reconciliation: plan, apply to the cache, write, push. Repeats (bounded)
         while a plan has changes, so a cascade settles within one trigger."""
         plan = Plan()
+        metrics = conductor_metrics(self)
+        started = time.monotonic()
         await self._fire_cron(L)
         await self._follow_rollout_endpoints(L)
         for _ in range(4):
@@ -462,6 +475,7 @@ class Conductor(Collector):
             if not plan.has_changes():
                 break
             log.info("epoch %d plan:\n%s", L.epoch, plan)
+            metrics.count_plan(plan)
             before = L.state
             L.state = apply_plan(before, plan, now)
             L.history.extend(plan_events(plan, now))
@@ -469,6 +483,7 @@ class Conductor(Collector):
             L.unpushed.update(touched_nodes(plan, before, L.state))
             await self._flush(L)
         await self._flush(L)
+        metrics.reconcile.observe(time.monotonic() - started)
         return plan
 
     # ------------------------------------------------------------------ rollout endpoints
@@ -820,6 +835,13 @@ class Conductor(Collector):
         L.poke()
         return out.to_dict()
 
+    async def events(self, after: int = -1, job: str | None = None,
+                     limit: int = 1000) -> dict[str, Any]:
+        """The event stream from the store (`helios.events`): any conductor answers,
+        a standby too, and the index means the same on every one. Never waits (the
+        actor answers one message at a time): followers poll."""
+        return await read_events(self.store, int(after), job, max(1, min(int(limit), 1000)))
+
     def _adopt_written_job(self, L: Leadership, record: JobRecord) -> None:
         """A job record another module already wrote (fenced): cache it as persisted, so
         the writer does not create it again."""
@@ -923,6 +945,11 @@ class ConductorActor(actors.Actor):
     @actors.handler
     async def leader(self) -> dict[str, Any]:
         return self.c.leader()
+
+    @actors.handler
+    async def events(self, after: int = -1, job: str | None = None,
+                     limit: int = 1000) -> dict[str, Any]:
+        return await _answer(self.c.events(after, job, limit))
 
 
 async def _answer(call: Any) -> Any:

@@ -46,6 +46,7 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
                         listen: str = protocol.DEFAULT_CONDUCTOR, name: str | None = None,
                         failover_grace: float = 2.0, session_timeout: float = 10.0,
                         advertise: str | None = None, gc: GCPolicy | None = None,
+                        http: str | None = None,
                         task_status: trio.TaskStatus[Conductor] = trio.TASK_STATUS_IGNORED
                         ) -> None:
     """Run a conductor until cancelled. `task_status.started(conductor)` once its actors
@@ -53,7 +54,8 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
 
     `advertise` is the host others reach this conductor at (what LEADER_PATH names) when
     `listen` is a wildcard such as 0.0.0.0. `gc` is the collection policy of finished
-    cron and dispatch runs and of idempotency keys (`helios.conductor.gc`)."""
+    cron and dispatch runs and of idempotency keys (`helios.conductor.gc`). `http` is
+    where the HTTP API listens (`helios.http`; None: nowhere)."""
     if store is None and store_url is None:
         raise ValueError("run_conductor needs a store or a store_url")
     name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -73,11 +75,16 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
                                  children=conductor_tree(conductor), name="conductor-sup")
         log.info("conductor %s listening at %s", name, conductor.url)
         monitor = await system.monitor(sup)
-        task_status.started(conductor)
         try:
-            down = await monitor.wait()
-            raise RuntimeError(f"the conductor's supervisor ended: {down.reason} "
-                               f"{down.detail}".strip())
+            async with trio.open_nursery() as nursery:
+                if http:
+                    from helios.http import serve_http
+
+                    await nursery.start(serve_http, conductor, http)
+                task_status.started(conductor)
+                down = await monitor.wait()
+                raise RuntimeError(f"the conductor's supervisor ended: {down.reason} "
+                                   f"{down.detail}".strip())
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:

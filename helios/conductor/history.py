@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import msgspec
 import trio
 
 from helios.coordination import paths
+from helios.coordination.codec import split_by_size
 from helios.coordination.errors import CoordinationError, CorruptValue
 from helios.coordination.store import Create, Delete, Op, Store
+from helios.events import EventLog
 from helios.model import MAX_REASON, clip
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,6 @@ MAX_FIELD = 200
 #: far below the store's value limit, so no batch is ever refused for its size
 MAX_BATCH_BYTES = 128 * 1024
 
-_json = msgspec.json.Encoder()
-
-
 def event(job: str, task: str, node: str, state: str, reason: str = "",
           at: float | None = None, **extra: Any) -> dict[str, Any]:
     """One history record: what happened to which task, where, when and why; every
@@ -53,28 +51,6 @@ def event(job: str, task: str, node: str, state: str, reason: str = "",
         if v is not None:
             ev[k] = clip(v, MAX_FIELD) if isinstance(v, str) else v
     return ev
-
-
-def batches(events: list[dict[str, Any]], max_bytes: int = MAX_BATCH_BYTES
-            ) -> tuple[list[list[dict[str, Any]]], int]:
-    """Split `events` (in order) into batches of at most `max_bytes` encoded; an event
-    that alone is larger is dropped. Returns the batches and how many were dropped."""
-    out: list[list[dict[str, Any]]] = []
-    cur: list[dict[str, Any]] = []
-    size = dropped = 0
-    for ev in events:
-        n = len(_json.encode(ev)) + 1
-        if n > max_bytes:
-            dropped += 1
-            continue
-        if cur and (size + n > max_bytes or len(cur) >= MAX_BATCH_EVENTS):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(ev)
-        size += n
-    if cur:
-        out.append(cur)
-    return out, dropped
 
 
 class History:
@@ -98,6 +74,8 @@ class History:
         #: whether a job exists now (set by the owner): a dropped job that exists again
         #: (a name used anew) records events again
         self.exists: Callable[[str], bool] = lambda job: False
+        #: the cluster's event stream (helios.events): every flushed event goes there too
+        self.log = EventLog(store)
 
     def add(self, ev: Mapping[str, Any]) -> None:
         job = str(ev["job"])
@@ -126,7 +104,8 @@ class History:
                 known_dirs.add(d)
             self._dirs.add(d)
             # A burst keeps its newest events: at most a bound's worth of batches.
-            split, dropped = batches(events[-MAX_BATCH_EVENTS * 4:])
+            split, dropped = split_by_size(events[-MAX_BATCH_EVENTS * 4:],
+                                           MAX_BATCH_BYTES, MAX_BATCH_EVENTS)
             if dropped:
                 self.oversized += dropped
                 log.warning("history of %s: %d event(s) over %d bytes dropped (%d so far)",
@@ -136,6 +115,7 @@ class History:
                                   sequential=True))
                 if job in self._counts:
                     self._counts[job] += 1
+        ops.extend(await self.log.append_ops(e for evs in buffer.values() for e in evs))
         return ops
 
     def written(self) -> None:
@@ -164,6 +144,10 @@ class History:
             for name in names[:extra]:
                 ops.append(Delete(f"{paths.history(job)}/{name}"))
             self._counts[job] = len(names) - extra
+        try:
+            ops.extend(await self.log.trim_ops())
+        except CoordinationError as e:
+            log.info("event log not trimmed: %s", e)
         return ops
 
     def _dirs_jobs(self) -> Iterable[str]:

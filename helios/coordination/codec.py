@@ -46,3 +46,26 @@ def decode(path: str, data: bytes | None) -> Any:
         return _decode(data)
     except msgspec.DecodeError as e:
         raise CorruptValue(path, str(e)) from None
+
+
+def split_by_size(items: list[Any], max_bytes: int, max_items: int
+                  ) -> tuple[list[list[Any]], int]:
+    """`items` in order, cut into lists of at most `max_items` whose encoded size stays
+    under `max_bytes`, so each can be one stored value. An item that alone is larger is
+    left out. Returns the lists and how many items were left out."""
+    out: list[list[Any]] = []
+    cur: list[Any] = []
+    size = dropped = 0
+    for item in items:
+        n = len(_encode(item)) + 1
+        if n > max_bytes:
+            dropped += 1
+            continue
+        if cur and (size + n > max_bytes or len(cur) >= max_items):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(item)
+        size += n
+    if cur:
+        out.append(cur)
+    return out, dropped

@@ -107,6 +107,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                    conductor: str | None = None,
                    container_labels: Mapping[str, str] | None = None,
                    restart_options: Mapping[str, float] | None = None,
+                   metrics: str | None = None,
                    task_status: trio.TaskStatus[NodeCore] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the node daemon until cancelled.
 
@@ -119,7 +120,8 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
     conductor: pin the conductor's address instead of following the elected leader.
     container_labels: extra labels on every container (tests use them for cleanup).
     restart_options: RestartTracker tuning (backoff_cap, stable_after, flap_restarts,
-    flap_window). task_status.started() receives the `NodeCore` (its `.url` is the node
+    flap_window). metrics: where `GET /metrics` is served (None: nowhere).
+    task_status.started() receives the `NodeCore` (its `.url` is the node
     actor's URL).
     """
     state = StateDir(state_dir)
@@ -146,6 +148,10 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                                                if store is None else None)
                             core.link = link
                             nursery.start_soon(_keep_linked, link)
+                        if metrics:
+                            from helios.http import serve_metrics
+
+                            await nursery.start(serve_metrics, core, metrics)
                         log.info("node %s up: %s, runtime %s, %g cpus, %d MiB", name,
                                  core.url, rt.kind, cpus_, memory_ >> 20)
                         task_status.started(core)

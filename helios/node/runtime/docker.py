@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -33,6 +34,7 @@ import aiodocker
 import trio
 from aiodocker.exceptions import DockerError
 
+from helios.metrics import observe_docker
 from helios.node.runtime.aio_bridge import AsyncioBridge, BridgeClosed
 from helios.node.runtime.base import (
     LABEL_PORTS,
@@ -258,10 +260,17 @@ class DockerRuntime(Runtime):
         return self._docker
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        started = time.monotonic()
         try:
             return await self._bridge.run(fn, *args)
         except BridgeClosed as e:
             raise RuntimeUnavailable(f"the Docker runtime is closed: {e}") from e
+        finally:
+            # `helios_docker_request_seconds{op}`: op is the method (`pull`, `start`...)
+            # whose local `call` this is
+            parts = getattr(fn, "__qualname__", "").split(".")
+            observe_docker(self.node, parts[-3] if len(parts) >= 3 else parts[-1],
+                           time.monotonic() - started)
 
     async def ping(self) -> str:
         """Check the daemon answers; returns its version. Raises `RuntimeUnavailable`."""

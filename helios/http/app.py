@@ -1,0 +1,528 @@
+"""The HTTP API as a plain ASGI application (CONTRACT.md section 6).
+
+Why hand-routed ASGI rather than a web framework: the routes are a dozen small functions
+that each ask the conductor actor one question and return its answer unchanged (the
+`--json` shapes of the CLI), so the only framework needed is a router and an error
+mapping. HTTP/1.1 parsing is hypercorn's (h11), served on the conductor's own trio loop
+(`helios.http.serve_http`).
+
+Every route goes through `Forwarder.call`: it asks the conductor actor of this process,
+exactly as the CLI does over the network, and when that conductor is a standby
+(`NotLeader` naming the leader) asks the leader instead. So reads and writes work on any
+conductor, and writes are always made by the leader. The event stream is read from the
+store directly (`helios.events`), so it works without a leader at all.
+
+Reads (`GET` of jobs, a job, its history, nodes, endpoints) that find no leader within a
+few seconds are answered from the store as this conductor reads it, with the header
+`X-Helios-Stale: true`: a dashboard keeps working through a failover.
+
+Errors are one JSON object `{"error": "one line"}` with a status from the conductor's
+error type; an invalid job file is 422 with `"problems": [{"path", "reason"}]`, every
+one named (the same validation as `helios job run`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+
+import actors
+from helios import protocol
+from helios.coordination.errors import CoordinationError
+from helios.events import follow_events, read_events
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Api", "ApiError", "Forwarder", "Request"]
+
+#: largest request body taken (a job file is far smaller)
+MAX_BODY = 1 << 20
+#: how long a request waits for a leader during a failover before answering 503
+LEADER_WAIT = 10.0
+#: how long a read waits for a leader before it is answered from the store instead
+READ_WAIT = 3.0
+#: conductor error type -> HTTP status (anything else refused by the conductor: 400)
+STATUS = {"JobNotFound": 404, "TaskNotFound": 404, "NodeNotFound": 404, "NodeUp": 409,
+          "SpecError": 422, "DispatchError": 422, "PayloadTooLarge": 413,
+          "NodeUnreachable": 502, "NotImplementedYet": 501, "ValueError": 400}
+_JSON = "application/json"
+_YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+class ApiError(Exception):
+    """An answer other than 200: status and a one-line reason (plus extra keys)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": str(self), **self.extra}
+
+
+def _one_line(text: str) -> str:
+    parts = [p.strip() for p in str(text).splitlines() if p.strip()]
+    return "; ".join(parts)
+
+
+class Forwarder:
+    """Asks this process's conductor actor, or the leader when it is a standby."""
+
+    def __init__(self, system: actors.ActorSystem, local_url: str,
+                 timeout: float = 30.0) -> None:
+        self.system = system
+        self.local_url = local_url
+        self.timeout = timeout
+
+    async def call(self, method: str, *args: Any, wait: float | None = None,
+                   **kwargs: Any) -> Any:
+        deadline = time.monotonic() + (LEADER_WAIT if wait is None else wait)
+        url = self.local_url
+        last = "no leader is known"
+        while True:
+            try:
+                return await self.system.ref(url).ask(method, *args, timeout=self.timeout,
+                                                      **kwargs)
+            except actors.RemoteError as e:
+                if e.type_name != "NotLeader":
+                    raise ApiError(STATUS.get(e.type_name, 400),
+                                   _one_line(e.message or e.type_name)) from None
+                if e.message and url == self.local_url:
+                    url = protocol.conductor_url(e.message)  # one hop to the leader
+                    continue
+                last = "no leader is known" if not e.message else \
+                    f"the leader moved ({e.message})"
+            except actors.AskTimeout:
+                raise ApiError(504, f"the conductor did not answer {method} within "
+                                    f"{self.timeout:g}s") from None
+            except actors.ActorError as e:
+                last = f"cannot reach the leader at {url}: {e}"
+            url = self.local_url
+            if time.monotonic() > deadline:
+                raise ApiError(503, last)
+            await trio.sleep(0.2)
+
+
+@dataclass
+class Request:
+    """What a route sees of one HTTP request."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+    def flag(self, name: str) -> bool:
+        value = self.arg(name)
+        if value is None:
+            return False
+        if value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no", ""):
+            return False
+        raise ApiError(400, f"query parameter {name} must be true or false, not {value!r}")
+
+    def int_arg(self, name: str, default: int) -> int:
+        value = self.arg(name)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise ApiError(400, f"query parameter {name} must be an integer, "
+                                f"not {value!r}") from None
+
+    def json(self) -> Any:
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError as e:
+            raise ApiError(400, f"the body is not valid JSON: {e}") from None
+
+
+@dataclass
+class Stream:
+    """A streamed answer: chunks until the source ends or the client goes."""
+
+    content_type: str
+    chunks: AsyncIterator[bytes]
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+class Api:
+    """The ASGI application of one conductor (see the module docstring)."""
+
+    def __init__(self, conductor: Any, metrics: Callable[[], bytes] | None = None,
+                 loopback_only: bool = True) -> None:
+        self.conductor = conductor
+        self.loopback_only = loopback_only
+        self.store = conductor.store
+        self.client = Forwarder(conductor.system, conductor.url)
+        self.metrics = metrics
+        self.on_request: Callable[[str, int], None] = lambda method, status: None
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        r = self._route
+        r("GET", "/v1/jobs", lambda q: self.read("job_ls"))
+        r("POST", "/v1/jobs", self.job_run)
+        r("GET", "/v1/jobs/{name}", lambda q: self.read("job_status", q.params["name"]))
+        r("DELETE", "/v1/jobs/{name}", lambda q: self.client.call("job_rm", q.params["name"]))
+        r("POST", "/v1/jobs/{name}/stop",
+          lambda q: self.client.call("job_stop", q.params["name"]))
+        r("GET", "/v1/jobs/{name}/history",
+          lambda q: self.read("job_history", q.params["name"]))
+        r("GET", "/v1/jobs/{name}/logs", self.job_logs)
+        r("POST", "/v1/jobs/{name}/dispatch", self.job_dispatch)
+        r("GET", "/v1/nodes", lambda q: self.read("nodes"))
+        r("DELETE", "/v1/nodes/{name}", lambda q: self.client.call(
+            "node_rm", q.params["name"], force=q.flag("force")))
+        r("POST", "/v1/nodes/{name}/drain", self.node_drain)
+        r("GET", "/v1/endpoints/{name}",
+          lambda q: self.read("endpoints", q.params["name"]))
+        r("GET", "/v1/leader", lambda q: self._leader())
+        r("GET", "/v1/events", self.events)
+        r("GET", "/v1/openapi.json", self.openapi)
+        r("GET", "/metrics", self.prometheus)
+        r("GET", "/", self.static)
+        r("GET", "/ui/{name}", self.static)
+
+    def _route(self, method: str, template: str, handler: Handler) -> None:
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+        self.routes.append((method, re.compile(f"^{pattern}$"), handler))
+
+    # ---------------------------------------------------------------- ASGI
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        status = 500
+        stream: Stream | None = None
+        try:
+            req = await self._request(scope, receive)
+            self._check_origin(req)
+            handler = self._match(req)
+            result = await handler(req)
+            status = 200
+            if isinstance(result, Stream):
+                stream = result
+            elif isinstance(result, tuple):  # (content type, bytes) of a static answer
+                await _send(send, 200, result[1], result[0])
+            elif isinstance(result, FromStore):
+                await _send(send, 200, _dumps(result.doc), _JSON, {STALE_HEADER: "true"})
+            else:
+                await _send(send, 200, _dumps(result), _JSON)
+        except ApiError as e:
+            status = e.status
+            await _send(send, e.status, _dumps(e.body()), _JSON, e.headers)
+        except CoordinationError as e:
+            status = 503
+            await _send(send, 503, _dumps({"error": f"the store is unavailable: {e}"}), _JSON)
+        except Exception as e:
+            log.exception("HTTP %s %s failed", scope.get("method"), scope.get("path"))
+            await _send(send, 500, _dumps({"error": f"internal error: {type(e).__name__}"}),
+                        _JSON)
+        finally:
+            self.on_request(str(scope.get("method")), status)
+        if stream is not None:
+            await self._stream(stream, receive, send)
+
+    def _check_origin(self, req: Request) -> None:
+        """Refuse what a web page elsewhere could make a browser send here: a write with
+        another site's `Origin` (cross-site request forgery) and, while the API is
+        loopback-only, a `Host` that is not a loopback name (DNS rebinding)."""
+        host = req.headers.get("host", "")
+        if self.loopback_only and not _loopback_host(host):
+            raise ApiError(403, f"forbidden: Host {host!r} is not a loopback address")
+        origin = req.headers.get("origin")
+        if origin is not None and req.method not in ("GET", "HEAD", "OPTIONS") \
+                and urlsplit(origin).netloc != host:
+            raise ApiError(403, f"forbidden: a request from {origin!r} to {host!r}")
+
+    async def _request(self, scope: dict[str, Any], receive: Any) -> Request:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        try:
+            query = parse_qs(scope.get("query_string", b"").decode("utf-8"),
+                             keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise ApiError(400, "the query string is not UTF-8") from None
+        req = Request(scope["method"], scope["path"], query, headers)
+        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise ApiError(413, f"the body is larger than {MAX_BODY} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    break
+            req.body = b"".join(chunks)
+        return req
+
+    def _match(self, req: Request) -> Handler:
+        allowed = []
+        for method, pattern, handler in self.routes:
+            m = pattern.match(req.path)
+            if m is None:
+                continue
+            if method == req.method:
+                req.params = m.groupdict()
+                return handler
+            allowed.append(method)
+        if allowed:
+            methods = ", ".join(sorted(set(allowed)))
+            raise ApiError(405, f"{req.method} is not allowed on {req.path} "
+                                f"(allowed: {methods})", headers={"allow": methods})
+        raise ApiError(404, f"no such route: {req.path}")
+
+    async def _stream(self, result: Stream, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", result.content_type.encode()),
+                                (b"cache-control", b"no-store")]})
+        async with trio.open_nursery() as nursery:
+            async def gone() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(gone)
+            try:
+                async with aclosing(result.chunks) as chunks:  # type: ignore[type-var]
+                    async for chunk in chunks:
+                        await send({"type": "http.response.body", "body": chunk,
+                                    "more_body": True})
+            except Exception as e:  # the store or the leader went: end it, the client
+                log.warning("stream ended: %s", e)  # resumes from its last line
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            nursery.cancel_scope.cancel()
+
+    # ---------------------------------------------------------------- routes
+    async def read(self, method: str, *args: Any) -> Any:
+        """A read, from the leader; while no leader answers (a failover, a quorum
+        without a leader), from the store as this conductor sees it, marked stale."""
+        try:
+            return await self.client.call(method, *args, wait=READ_WAIT)
+        except ApiError as e:
+            if e.status != 503:
+                raise
+            log.info("no leader for %s (%s): answering from the store", method, e)
+        return FromStore(await store_read(self.store, method, *args))
+
+    async def _leader(self) -> Any:
+        return await self.conductor.system.ref(self.conductor.url).ask("leader",
+                                                                       timeout=10.0)
+
+    async def job_run(self, req: Request) -> Any:
+        from helios.spec import SpecError, loads
+
+        ctype = req.headers.get("content-type", _JSON).split(";")[0].strip().lower()
+        if ctype not in (_JSON, *_YAML):
+            raise ApiError(415, f"send the job as {_JSON} or application/yaml, "
+                                f"not {ctype or 'no content type'}")
+        try:
+            text = req.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "the body is not UTF-8") from None
+        try:
+            if ctype == _JSON:
+                try:
+                    json.loads(text)
+                except ValueError as e:
+                    raise ApiError(400, f"the body is not valid JSON: {e}") from None
+            spec = loads(text, source="the job")
+        except SpecError as e:
+            n = len(e.problems)
+            raise ApiError(422, f"job refused, {n} problem{'s' if n != 1 else ''}: "
+                                + "; ".join(str(p) for p in e.problems),
+                           problems=[{"path": p.path, "reason": p.reason}
+                                     for p in e.problems]) from None
+        return await self.client.call("job_run", spec.to_dict())
+
+    async def job_dispatch(self, req: Request) -> Any:
+        doc = req.json()
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, dict):
+            raise ApiError(400, "the body must be a JSON object "
+                                '{"payload": ..., "idempotency_key": "..."}')
+        unknown = sorted(set(doc) - {"payload", "idempotency_key"})
+        if unknown:
+            raise ApiError(400, f"unknown field(s) in the body: {', '.join(unknown)}")
+        payload = doc.get("payload")
+        if payload is not None and not isinstance(payload, str):
+            payload = json.dumps(payload)  # the CLI sends the JSON text it was given
+        key = doc.get("idempotency_key")
+        if key is not None and not isinstance(key, str):
+            raise ApiError(400, "idempotency_key must be a string")
+        return await self.client.call("job_dispatch", req.params["name"], payload=payload,
+                                      idempotency_key=key)
+
+    async def job_logs(self, req: Request) -> Any:
+        name, task = req.params["name"], req.arg("task")
+        tail = req.arg("tail")
+        tail_n = req.int_arg("tail", 0) if tail is not None else None
+        first = await self.client.call("job_logs", name, task=task, since=None, tail=tail_n)
+        follow = req.flag("follow")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            out = first
+            cursor: Any = None
+            while True:
+                text = "".join(line if line.endswith("\n") else line + "\n"
+                               for line in out.get("lines") or [])
+                if text:
+                    yield text.encode("utf-8", "replace")
+                if out.get("cursor") is not None:
+                    cursor = out["cursor"]
+                if not follow:
+                    return
+                await trio.sleep(1.0)
+                out = await self.client.call("job_logs", name, task=task, since=cursor)
+
+        return Stream("text/plain; charset=utf-8", chunks())
+
+    async def node_drain(self, req: Request) -> Any:
+        raise ApiError(501, "not implemented yet: node drain")
+
+    async def events(self, req: Request) -> Any:
+        after = req.int_arg("index", -1)
+        job = req.arg("job")
+        last = req.int_arg("last", -1) if req.arg("last") is not None else None
+        if last is not None and last < 0:
+            raise ApiError(400, "query parameter last must be >= 0")
+        if req.flag("follow"):
+            async def follow() -> AsyncIterator[bytes]:
+                async with aclosing(follow_events(self.store, after, job, last)) as evs:
+                    async for ev in evs:
+                        yield _dumps(ev) + b"\n"
+
+            return Stream("application/x-ndjson", follow())
+        got = await read_events(self.store, after, job, last=last)
+
+        async def once() -> AsyncIterator[bytes]:
+            for ev in got["events"]:
+                yield _dumps(ev) + b"\n"
+
+        return Stream("application/x-ndjson", once())
+
+    async def openapi(self, req: Request) -> Any:
+        from helios.http.openapi import document
+
+        return document()
+
+    async def prometheus(self, req: Request) -> Any:
+        from helios.metrics import CONTENT_TYPE
+
+        if self.metrics is None:
+            raise ApiError(404, "no metrics here")
+        return (CONTENT_TYPE, self.metrics())
+
+    async def static(self, req: Request) -> Any:
+        name = req.params.get("name", "index.html")
+        types = {".html": "text/html; charset=utf-8", ".js": "text/javascript",
+                 ".css": "text/css"}
+        ext = name[name.rfind("."):] if "." in name else ""
+        if ext not in types or "/" in name or name.startswith("."):
+            raise ApiError(404, f"no such file: {name}")
+        try:
+            data = resources.files("helios.http").joinpath("static", name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise ApiError(404, f"no such file: {name}") from None
+        return (types[ext], data)
+
+
+#: set on an answer read from the store because no leader answered
+STALE_HEADER = "x-helios-stale"
+
+
+@dataclass
+class FromStore:
+    """A read answered from the store rather than by the leader."""
+
+    doc: Any
+
+
+async def store_read(store: Any, method: str, *args: Any) -> Any:
+    """The document `method` answers, computed from a snapshot of the store (what a new
+    leader would start from): jobs, statuses as last written, nodes up or down by their
+    presence. No pending slots nor rollout steps (only a leader plans)."""
+    from helios.conductor import views
+    from helios.conductor.history import read_history
+    from helios.conductor.state import load_snapshot
+
+    if method == "job_history":
+        events = await read_history(store, args[0])
+        if not events:
+            raise ApiError(404, f"no job named {args[0]!r}")
+        return events
+    state = (await load_snapshot(store)).state
+    if method == "job_ls":
+        return views.job_ls(state)
+    if method == "nodes":
+        return views.nodes(state)
+    record = state.jobs.get(args[0])
+    if record is None:
+        raise ApiError(404, f"no job named {args[0]!r}")
+    if method == "job_status":
+        return views.job_status(state, record)
+    return views.endpoints(state, record)
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a `Host` header names this machine by a loopback name or address."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _dumps(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), default=str).encode()
+
+
+async def _send(send: Any, status: int, body: bytes, content_type: str,
+                headers: dict[str, str] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode()),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"cache-control", b"no-store"),
+                            *((k.encode(), v.encode()) for k, v in (headers or {}).items())]})
+    await send({"type": "http.response.body", "body": body})
