@@ -78,8 +78,11 @@ class SystemConfig:
     frame_timeout: float = 20.0     # a frame begun must be complete within this
     max_connections: int = 1024     # connections accepted at once, from anywhere
     max_connections_per_host: int = 256  # ... and from one peer address
-    #: bytes held in partial frames beyond 64 KiB each, summed over all connections
-    max_receive_buffer: int = 32 * 1024 * 1024
+    #: new connections accepted per second from one peer address (a burst of twice as
+    #: many first); beyond it they are closed at once, before any work is done for them
+    max_connection_rate: float = 200.0
+    #: bytes held in partial frames beyond 16 KiB each, summed over all connections
+    max_receive_buffer: int = 16 * 1024 * 1024
     max_mailbox: int = 10_000       # a remote message to an actor with more queued is refused
     max_monitors: int = 10_000      # monitors one peer may place
     policy: Policy | None = None
@@ -132,6 +135,7 @@ class ActorSystem:
         self._rx_charged = 0  # bytes of partial frames over the free allowance, all peers
         self._inbound: dict[str, int] = {}  # accepted connections per peer host
         self._inbound_total = 0
+        self._buckets: dict[str, tuple[float, float]] = {}  # host -> (tokens, when)
         self.refused_connections = 0
         self._last_refusal_log = -1e9
         self._warned: dict[str, tuple[float, int]] = {}
@@ -472,7 +476,8 @@ class ActorSystem:
             host = label = "?"
         cfg = self.config
         per_host = self._inbound.get(host, 0)
-        if self._inbound_total >= cfg.max_connections or per_host >= cfg.max_connections_per_host:
+        if (self._inbound_total >= cfg.max_connections
+                or per_host >= cfg.max_connections_per_host or not self._rate_ok(host)):
             self._refuse_connection(label, per_host)
             await trio.aclose_forcefully(stream)
             return
@@ -501,6 +506,21 @@ class ActorSystem:
             msg += f" ({held} more like this not logged)"
         log.warning(msg, *args)
 
+    def _rate_ok(self, host: str) -> bool:
+        """A token bucket per peer host: `max_connection_rate` a second, bursts of twice
+        that. Buckets of hosts not seen for a while are dropped (bounded memory)."""
+        rate = self.config.max_connection_rate
+        now = trio.current_time()
+        tokens, last = self._buckets.get(host, (2 * rate, now))
+        tokens = min(2 * rate, tokens + (now - last) * rate)
+        if len(self._buckets) > 10_000:
+            self._buckets = {h: b for h, b in self._buckets.items() if now - b[1] < 10}
+        if tokens < 1:
+            self._buckets[host] = (tokens, now)
+            return False
+        self._buckets[host] = (tokens - 1, now)
+        return True
+
     def _refuse_connection(self, label: str, per_host: int) -> None:
         """Over a connection limit: close at once; log at most once a second."""
         self.refused_connections += 1
@@ -509,9 +529,10 @@ class ActorSystem:
             self._last_refusal_log = now
             cfg = self.config
             log.warning("refusing connection from %s: %d connections open (limit %d), %d "
-                        "from that host (limit %d); %d refused so far", label,
-                        self._inbound_total, cfg.max_connections, per_host,
-                        cfg.max_connections_per_host, self.refused_connections)
+                        "from that host (limit %d), at most %g new a second from one "
+                        "host; %d refused so far", label, self._inbound_total,
+                        cfg.max_connections, per_host, cfg.max_connections_per_host,
+                        cfg.max_connection_rate, self.refused_connections)
 
     async def _listen(self, listen: str, advertise: str | None) -> None:
         host, _, port_text = listen.rpartition(":")

@@ -47,7 +47,9 @@ MAX_BATCH_BYTES = 256 * 1024
 FRAME_OVERHEAD = 64
 #: a partial frame up to this size is free; beyond it, it draws on the system's budget
 #: (`SystemConfig.max_receive_buffer`), so many slow peers cannot add up to gigabytes
-FREE_PARTIAL = 64 * 1024
+FREE_PARTIAL = 16 * 1024
+#: frames dispatched from one read before the reader lets other tasks run
+FAIR_BATCH = 64
 
 
 class Outbox:
@@ -383,8 +385,12 @@ class Connection:
                 # Only whole frames prove the peer alive: a byte dripped now and then
                 # must not keep a connection (and its buffer) open for ever.
                 self.last_recv = trio.current_time()
-                for body in bodies:
+                for i, body in enumerate(bodies, 1):
                     dispatch(decode(body))
+                    if not i % FAIR_BATCH:
+                        # A read can hold ~20,000 small frames: let everyone else run
+                        # between slices of it, so one busy peer cannot stall the rest.
+                        await trio.lowlevel.checkpoint()
             if reader.buffered or self._partial_since is not None:
                 self._track_partial()
 

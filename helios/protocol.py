@@ -77,7 +77,8 @@ LIMITS: dict[str, type] = {
     "max_frame": int, "send_queue": int, "max_queued_bytes": int,
     "heartbeat_interval": float, "heartbeat_timeout": float, "handshake_timeout": float,
     "connect_timeout": float, "frame_timeout": float, "max_connections": int,
-    "max_connections_per_host": int, "max_receive_buffer": int, "max_mailbox": int,
+    "max_connections_per_host": int, "max_connection_rate": float,
+    "max_receive_buffer": int, "max_mailbox": int,
     "max_monitors": int,
 }
 

@@ -281,3 +281,17 @@ async def test_partial_frames_share_one_receive_budget(caplog) -> None:
             await s.aclose()
         await trio.sleep(0.1)
         assert server._rx_charged == 0
+
+
+async def test_new_connections_from_one_host_are_rate_limited() -> None:
+    async with actors.open_system("server", listen="127.0.0.1:0",
+                                  max_connection_rate=5) as server:
+        host, port = host_port(server.url)
+        streams = [await trio.open_tcp_stream(host, port) for _ in range(30)]
+        await trio.sleep(0.2)
+        assert server.refused_connections >= 15  # a burst of 10 passes, then ~5 a second
+        for s in streams:
+            await s.aclose()
+        await trio.sleep(1.0)  # the bucket refills
+        stream, _ = await raw_handshake(server.url)
+        await stream.aclose()
