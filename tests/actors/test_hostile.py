@@ -295,3 +295,27 @@ async def test_new_connections_from_one_host_are_rate_limited() -> None:
         await trio.sleep(1.0)  # the bucket refills
         stream, _ = await raw_handshake(server.url)
         await stream.aclose()
+
+
+HELLO = wire.encode_frame(ENC.encode(wire.Hello(v=1, sys="x", url="u", nonce=b"n" * 16)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(min_size=1, max_size=300),
+    st.tuples(st.binary(max_size=len(HELLO)), st.integers(0, len(HELLO))).map(
+        lambda t: HELLO[:t[1]] + t[0] + HELLO[t[1]:]),  # a Hello with bytes spliced in
+    st.integers(1, len(HELLO) - 1).map(lambda cut: HELLO[:cut]),  # a Hello cut short
+))
+async def test_live_listener_survives_any_bytes_before_the_handshake(data: bytes) -> None:
+    async with actors.open_system("server", listen="127.0.0.1:0",
+                                  handshake_timeout=0.3) as server, \
+            actors.open_system("client") as client:
+        await server.spawn(Counter, 7, name="c")
+        host, port = host_port(server.url)
+        stream = await trio.open_tcp_stream(host, port)
+        await stream.send_all(data)
+        with trio.move_on_after(0.05):
+            await stream.receive_some(65536)
+        await stream.aclose()
+        assert await client.ref(f"{server.url}/c").ask("get", timeout=5) == 7

@@ -471,7 +471,8 @@ class ProcessRuntime(Runtime):
         for part in parts:
             pos += len(part) + 1
             ends.append(pos)
-        if rest and (final or (len(data) >= max_bytes and not parts)):
+        cut = len(data) >= max_bytes  # the read stopped at max_bytes, not at the end
+        if rest and ((final and not cut) or (cut and not parts)):
             parts.append(rest)  # the task's last words, or one line longer than a read
             ends.append(pos + len(rest))
         first = 0
