@@ -436,9 +436,10 @@ class Connection:
             if started is not None:
                 # Mid-frame no ping can arrive; the frame itself must finish in time.
                 if now - started > cfg.frame_timeout:
-                    log.warning("closing connection with %s (%s): a frame of %d bytes so far "
-                                "was not completed within %.0fs", self.label, self.peer_name,
-                                self._reader.buffered, cfg.frame_timeout)
+                    self.system._warn_limited(
+                        "frame_timeout", "closing connection with %s (%s): a frame of %d "
+                        "bytes so far was not completed within %.0fs", self.label,
+                        self.peer_name, self._reader.buffered, cfg.frame_timeout)
                     self.close(f"frame not completed within {cfg.frame_timeout}s")
                     return
             elif now - self.last_recv > cfg.heartbeat_timeout:
@@ -523,7 +524,8 @@ class Connection:
                         self.refused_tells)
 
     def _overflowed(self, reason: str) -> None:
-        log.warning("closing connection with %s (%s): %s", self.label, self.peer_name, reason)
+        self.system._warn_limited("overflow", "closing connection with %s (%s): %s",
+                                  self.label, self.peer_name, reason)
         self.close(reason)
 
     # -- closing --------------------------------------------------------------------------
