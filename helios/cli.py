@@ -743,11 +743,28 @@ def node_cmd(ctx: typer.Context,
                  None, "--metrics", envvar="HELIOS_NODE_METRICS", metavar="H:P",
                  help="Serve Prometheus metrics at http://H:P/metrics (default off)."),
              insecure: bool = InsecureOpt,
+             allow_cap: list[str] | None = typer.Option(
+                 None, "--allow-cap", metavar="CAP",
+                 help="Give containers this capability too (beyond the minimal set)."),
+             pids_limit: int = typer.Option(1024, "--pids-limit", metavar="N",
+                                            help="Processes per container (0: no limit)."),
+             allow_privilege_escalation: bool = typer.Option(
+                 False, "--allow-privilege-escalation",
+                 help="Do not set no-new-privileges on containers."),
+             refuse_root: bool = typer.Option(
+                 False, "--refuse-root", help="Refuse tasks that would run as root."),
+             allow_log_driver: list[str] | None = typer.Option(
+                 None, "--allow-log-driver", metavar="NAME",
+                 help="Allow this Docker log driver too."),
+             allow_log_address: list[str] | None = typer.Option(
+                 None, "--allow-log-address", metavar="HOST[:PORT]",
+                 help="Allow log drivers to send here (loopback only by default)."),
              ) -> None:
     """The node daemon of one machine (`helios node --zk HOSTS --name N`).
 
     `helios node rm NAME` forgets a machine that is gone for good."""
     from helios.node.daemon import run_node
+    from helios.node.workload import WorkloadPolicy
     from helios.units import UnitError, parse_size
 
     if ctx.invoked_subcommand is not None:
@@ -776,6 +793,12 @@ def node_cmd(ctx: typer.Context,
         kwargs["metrics"] = metrics_bind
     if container_label:
         kwargs["container_labels"] = _labels(container_label, "--container-label")
+    if pids_limit < 0:
+        raise CLIError("--pids-limit must be 0 (no limit) or more")
+    kwargs["workload"] = WorkloadPolicy.from_flags(
+        allow_caps=allow_cap or (), pids_limit=pids_limit,
+        allow_privilege_escalation=allow_privilege_escalation, refuse_root=refuse_root,
+        allow_log_drivers=allow_log_driver or (), allow_log_addresses=allow_log_address or ())
     _daemon(run_node, name=name, store_url=f"zk://{hosts}{root}", listen=listen,
             cpus=cpus, memory=memory, labels=_labels(label), runtime=runtime,
             state_dir=str(state_dir or default_state_dir(f"node-{name}")),

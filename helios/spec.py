@@ -59,6 +59,8 @@ MIN_MEMORY = 6 * MIB  # Docker refuses a smaller memory limit; say so at submit 
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _PORT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}(:[a-z_][a-z0-9_.-]{0,31})?"
+                      r"|[0-9]{1,10}(:[0-9]{1,10})?")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -256,6 +258,7 @@ class JobSpec:
     payload: str | None = None
     log: LogConfig = field(default_factory=LogConfig)
     registry_auth: RegistryAuth | None = None
+    user: str | None = None
     _fp: str | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     # ---- storage
@@ -284,6 +287,8 @@ class JobSpec:
         d["log"] = self.log.to_dict()
         if self.registry_auth is not None:
             d["registry_auth"] = self.registry_auth.to_dict()
+        if self.user is not None:
+            d["user"] = self.user
         return d
 
     @classmethod
@@ -303,7 +308,10 @@ class JobSpec:
         d = self.to_dict()
         keep = ("kind", "image", "command", "env", "resources", "ports", "constraints",
                 "health", "log", "registry_auth")
-        canon = json.dumps({k: d.get(k) for k in keep}, sort_keys=True, separators=(",", ":"))
+        fields = {k: d.get(k) for k in keep}
+        if self.user is not None:  # only when set: older specs keep their fingerprint
+            fields["user"] = self.user
+        canon = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         fp = hashlib.sha256(canon.encode()).hexdigest()[:16]
         object.__setattr__(self, "_fp", fp)  # frozen: cache the hash, it is pure
         return fp
@@ -538,7 +546,7 @@ def _join(path: str, key: str) -> str:
 
 _TOP = ("name", "kind", "image", "command", "env", "count", "resources", "ports",
         "constraints", "spread", "health", "restart", "update", "grace", "schedule",
-        "timezone", "overlap", "catch_up", "payload", "log", "registry_auth")
+        "timezone", "overlap", "catch_up", "payload", "log", "registry_auth", "user")
 
 
 MAX_NAME = 63
@@ -578,6 +586,12 @@ def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
             spec["image"] = image
     if "command" in raw and (cmd := c.argv(raw["command"], "command")) is not None:
         spec["command"] = cmd
+    if "user" in raw and (user := c.string(raw["user"], "user")) is not None:
+        if not _USER_RE.fullmatch(user):
+            c.err("user", f"{user[:64]!r} must be a user name or uid, optionally with "
+                          ":group or :gid (as Docker's --user)")
+        else:
+            spec["user"] = user
     if "image" not in raw and "command" not in raw:
         c.err("image", "is required (or give a command, for the process runtime)")
 

@@ -32,6 +32,7 @@ from helios.node.cluster import ClusterLink
 from helios.node.node import NodeCore, spawn_node_actor
 from helios.node.runtime import PortAllocator, Runtime, RuntimeFailure
 from helios.node.state import StateDir
+from helios.node.workload import WorkloadPolicy
 from helios.units import parse_size
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,14 @@ def detect_memory() -> int:
 
 
 async def open_runtime(kind: str, name: str, state: StateDir,
-                       ports: PortAllocator) -> Runtime:
+                       ports: PortAllocator, workload: WorkloadPolicy | None = None) -> Runtime:
     """An open runtime of `kind`; "auto" is docker when its daemon answers, else process."""
     if kind not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {kind!r}")
     if kind in ("docker", "auto"):
         from helios.node.runtime.docker import DockerRuntime
 
-        docker = DockerRuntime(name, ports=ports)
+        docker = DockerRuntime(name, ports=ports, workload=workload)
         await docker.open()
         try:
             await docker.ping()
@@ -108,6 +109,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                    container_labels: Mapping[str, str] | None = None,
                    restart_options: Mapping[str, float] | None = None,
                    metrics: str | None = None,
+                   workload: WorkloadPolicy | None = None,
                    task_status: trio.TaskStatus[NodeCore] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the node daemon until cancelled.
 
@@ -120,7 +122,8 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
     conductor: pin the conductor's address instead of following the elected leader.
     container_labels: extra labels on every container (tests use them for cleanup).
     restart_options: RestartTracker tuning (backoff_cap, stable_after, flap_restarts,
-    flap_window). metrics: where `GET /metrics` is served (None: nowhere).
+    flap_window). workload: the operator's rules for containers (`WorkloadPolicy`).
+    metrics: where `GET /metrics` is served (None: nowhere).
     task_status.started() receives the `NodeCore` (its `.url` is the node
     actor's URL).
     """
@@ -130,7 +133,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
         cpus_ = float(cpus) if cpus else detect_cpus()
         memory_ = parse_size(memory) if memory else detect_memory()
         ports = PortAllocator(port_range[0], port_range[1])
-        rt = await open_runtime(runtime, name, state, ports)
+        rt = await open_runtime(runtime, name, state, ports, workload)
         try:
             async with _system(system, name, listen, advertise) as sys_:
                 core = NodeCore(name=name, system=sys_, runtime=rt, state=state, cpus=cpus_,

@@ -155,7 +155,7 @@ def container_spec(ctx: JobContext, a: Assignment,
         labels=dict(ctx.container_labels), ports=ports,
         cpus=a.cpus or spec.resources.cpus, memory=a.memory or spec.resources.memory,
         log=LogConfig(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
-        job=a.job, task=a.id, version=a.version, mounts=tuple(mounts))
+        job=a.job, task=a.id, version=a.version, mounts=tuple(mounts), user=spec.user)
 
 
 def health_check(a: Assignment) -> HealthCheck | None:

@@ -198,6 +198,7 @@ class ContainerSpec:
     entrypoint: Sequence[str] | None = None
     workdir: str | None = None
     mounts: Sequence[Mount] = ()
+    user: str | None = None  # Docker's --user; None: the image's default
 
     def validate(self) -> None:
         """Refuse what no engine could run, with a reason naming the field."""

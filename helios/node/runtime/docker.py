@@ -62,6 +62,7 @@ from helios.node.runtime.base import (
     port_env,
 )
 from helios.node.runtime.ports import PortAllocator
+from helios.node.workload import WorkloadPolicy
 
 #: Exec output kept for a health check reason (the rest is read and dropped).
 EXEC_OUTPUT_LIMIT = 64 * 1024
@@ -224,8 +225,11 @@ class DockerRuntime(Runtime):
     kind: ClassVar[str] = "docker"
 
     def __init__(self, node: str, *, ports: PortAllocator | None = None,
-                 url: str | None = None, bind_host: str = "127.0.0.1") -> None:
+                 url: str | None = None, bind_host: str = "127.0.0.1",
+                 workload: WorkloadPolicy | None = None) -> None:
         super().__init__(node)
+        #: the node operator's rules for containers (restrictive by default)
+        self.workload = workload if workload is not None else WorkloadPolicy()
         self.ports = ports if ports is not None else PortAllocator(host=bind_host)
         self.bind_host = bind_host
         self._url = url
@@ -368,6 +372,9 @@ class DockerRuntime(Runtime):
             config["Entrypoint"] = list(spec.entrypoint)
         if spec.workdir:
             config["WorkingDir"] = spec.workdir
+        if spec.user:
+            config["User"] = spec.user
+        host_config.update(self.workload.host_config())
         return config
 
     async def create(self, spec: ContainerSpec) -> str:
@@ -375,9 +382,11 @@ class DockerRuntime(Runtime):
 
         If the caller is cancelled mid-request, Docker may still have created the
         container: it carries the node's labels, so the node's reconciliation (list, then
-        remove what no assignment owns) cleans it up.
+        remove what no assignment owns) cleans it up. The node's workload rules are
+        checked first (`WorkloadRefused` names the rule and the flag that allows it).
         """
         spec.validate()
+        self.workload.check(spec, self.node)
         check_image_name(spec.image)
         docker = self._client()
         host_ports = self.ports.allocate(spec.name, {n: p.host for n, p in spec.ports.items()})
