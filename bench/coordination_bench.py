@@ -18,6 +18,10 @@ layer adds, whatever else the machine is doing.
 - leader failover: SIGKILL of the leader's process until another process holds a higher
   epoch, against the session timeout (the floor: ZooKeeper must expire the session).
   Target: under session timeout + 1 s.
+- the embedded store (`helios solo`), which syncs every acknowledged write
+  (`synchronous=FULL`): `EmbeddedStore.set` against raw sqlite3 upserts with FULL and
+  with NORMAL on the same disk, so the price of durability is printed next to the layer's
+  own cost (`--embedded-only` runs this part alone, without ZooKeeper).
 """
 
 from __future__ import annotations
@@ -225,6 +229,50 @@ def row(what: str, raws: list[float], layers: list[float]) -> None:
           f"(rounds: {' '.join(f'{lay / r:.2f}' for lay, r in zip(layers, raws, strict=True))})")
 
 
+def bench_embedded(n: int) -> None:
+    """Writes per second: the embedded store, and raw SQLite in WAL mode with FULL and
+    NORMAL sync, in one temporary directory."""
+    import sqlite3
+    import tempfile
+
+    from helios.coordination import open_embedded
+
+    def raw(mode: str, d: str) -> float:
+        db = sqlite3.connect(os.path.join(d, f"raw-{mode}.db"), isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={mode}")
+        db.execute("CREATE TABLE t(k TEXT PRIMARY KEY, v BLOB)")
+        data = json.dumps(VALUE).encode()
+        t0 = time.perf_counter()
+        for i in range(n):
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR REPLACE INTO t VALUES (?, ?)", (f"k{i % 50}", data))
+            db.execute("COMMIT")
+        dt = time.perf_counter() - t0
+        db.close()
+        return n / dt
+
+    async def layer(d: str) -> float:
+        store = await open_embedded(os.path.join(d, "store.db"))
+        try:
+            for i in range(50):
+                await store.put(f"/k{i}", VALUE)
+            t0 = time.perf_counter()
+            for i in range(n):
+                await store.set(f"/k{i % 50}", VALUE)
+            return n / (time.perf_counter() - t0)
+        finally:
+            await store.aclose()
+
+    with tempfile.TemporaryDirectory(prefix="helios-embedded-bench-") as d:
+        full, normal = raw("FULL", d), raw("NORMAL", d)
+        store = trio.run(layer, d)
+    print(f"{'embedded store writes':<26} layer {store:>7.0f} ops/s   raw sqlite FULL "
+          f"{full:>7.0f} ops/s   layer/raw {store / full:4.2f}   "
+          f"(raw sqlite NORMAL {normal:.0f} ops/s: durability costs "
+          f"{normal / full:.0f}x on this disk)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--zk", help="connection string; default: start a ZooKeeper")
@@ -233,7 +281,12 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=256, help="outstanding pipelined calls")
     ap.add_argument("--session-timeout", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3, help="failovers to measure")
+    ap.add_argument("--embedded-only", action="store_true",
+                    help="only the embedded store's figures (no ZooKeeper)")
     args = ap.parse_args()
+    bench_embedded(min(args.n, 500))
+    if args.embedded_only:
+        return
 
     with bench_zookeeper(args.zk) as hosts:
         root = f"/helios-bench-{uuid.uuid4().hex[:8]}"

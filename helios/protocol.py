@@ -65,6 +65,9 @@ DEFAULT_CONDUCTOR = "127.0.0.1:7070"
 
 #: environment variables that secure the actor network between Helios processes
 ENV_SECRET = "HELIOS_CLUSTER_SECRET"
+#: a file holding the cluster secret: unlike a variable, it is not in /proc/<pid>/environ
+#: for any process of the same user to read, nor inherited by children
+ENV_SECRET_FILE = "HELIOS_CLUSTER_SECRET_FILE"
 ENV_TLS_CERT = "HELIOS_TLS_CERT"
 ENV_TLS_KEY = "HELIOS_TLS_KEY"
 ENV_TLS_CA = "HELIOS_TLS_CA"
@@ -127,7 +130,9 @@ def network_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     """
     env = dict(os.environ if env is None else env)
     opts: dict[str, Any] = {"policy": policy, **parse_limits(env.get(ENV_LIMITS, ""))}
-    if env.get(ENV_SECRET):
+    if env.get(ENV_SECRET_FILE):
+        opts["secret"] = read_secret_file(env[ENV_SECRET_FILE])
+    elif env.get(ENV_SECRET):
         opts["secret"] = env[ENV_SECRET]
     cert, key, ca = env.get(ENV_TLS_CERT), env.get(ENV_TLS_KEY), env.get(ENV_TLS_CA)
     if cert and key and ca:
@@ -135,6 +140,18 @@ def network_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     elif cert or key or ca:
         raise ValueError(f"set all of {ENV_TLS_CERT}, {ENV_TLS_KEY} and {ENV_TLS_CA} for TLS")
     return opts
+
+
+def read_secret_file(path: str) -> str:
+    """The secret in `path` (surrounding whitespace dropped); ValueError in one line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+    except OSError as e:
+        raise ValueError(f"{ENV_SECRET_FILE}: cannot read {path}: {e.strerror}") from None
+    if not secret:
+        raise ValueError(f"{ENV_SECRET_FILE}: {path} is empty")
+    return secret
 
 
 def parse_limits(text: str) -> dict[str, int | float]:

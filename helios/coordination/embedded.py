@@ -108,9 +108,13 @@ class _Hub:
 
     def __init__(self, file: str) -> None:
         self.file = file
+        if not os.path.exists(file):  # the store holds every job's env: owner only
+            os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
         self.db = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: what the store acknowledged survives a power loss (with NORMAL a WAL
+        # commit may be lost, and with it, say, a dispatch's idempotency key)
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
         self.lock = threading.RLock()

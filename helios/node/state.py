@@ -78,7 +78,7 @@ class StateDir:
 
     def lock(self) -> None:
         """Take the directory's lock, or raise `StateDirLocked` naming the holder's pid."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -177,7 +177,7 @@ class ProcessRuntime(Runtime):
         self._children: dict[str, trio.Process] = {}
 
     async def open(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     async def aclose(self) -> None:
         """Forget our child handles; the processes keep running (adoption finds them)."""
@@ -197,9 +197,12 @@ class ProcessRuntime(Runtime):
             raise ContainerNotFound(f"process task {cid} does not exist") from None
 
     def _save(self, cid: str, rec: Mapping[str, Any]) -> None:
+        """record.json holds the task's environment, secrets included: 0600, always."""
         path = self._dir(cid) / "record.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rec))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(rec))
         os.replace(tmp, path)
 
     def _alive(self, rec: Mapping[str, Any]) -> bool:
@@ -261,7 +264,7 @@ class ProcessRuntime(Runtime):
         cid = spec.name
         d = self._dir(cid)
         try:
-            d.mkdir(parents=True)
+            d.mkdir(parents=True, mode=0o700)
         except FileExistsError:
             raise ContainerConflict(f"a process task named {cid} already exists") from None
         try:
