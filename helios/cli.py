@@ -33,6 +33,7 @@ import typer
 
 import actors
 from helios import protocol
+from helios.outcome import judge, placement_warning
 
 log = logging.getLogger("helios.cli")
 
@@ -306,15 +307,10 @@ def job_run(file: Path = typer.Argument(..., help="Job file (YAML or JSON)."),
                                           "seconds."),
             as_json: bool = JsonOpt, zk: str | None = ZkOpt,
             conductor: str | None = ConductorOpt) -> None:
-    """Create or update a job from FILE and deploy it."""
-    from helios.spec import SpecError, load_file
-
-    try:
-        spec = load_file(str(file))
-    except SpecError as e:
-        n = len(e.problems)
-        raise CLIError(f"{file}: refused, {n} problem{'s' if n != 1 else ''}: "
-                       + "; ".join(str(p) for p in e.problems)) from None
+    """Create or update a job from FILE and deploy it. Warns on stderr at once when a
+    task fits on no node (the job stays registered); with --wait, exits 2 unless the
+    version runs healthy (service) or succeeded (batch)."""
+    spec = _load_job_file(file)
 
     async def body(client: Client) -> dict[str, Any]:
         out = await client.call("job_run", spec.to_dict())
@@ -322,6 +318,12 @@ def job_run(file: Path = typer.Argument(..., help="Job file (YAML or JSON)."),
             what = "updated to" if out["version"] > 1 and out["changed"] else \
                 "created as" if out["changed"] else "unchanged at"
             _console().print(f"job {out['name']} {what} version {out['version']}")
+        warning = placement_warning(spec.name, out.get("unplaced") or [],
+                                    out.get("failures") or [])
+        if warning is not None and wait:
+            raise CLIError(warning, code=WAIT_FAILED)
+        if warning is not None:  # the job stays registered, as in Nomad
+            sys.stderr.write(f"warning: {warning}\n")
         if wait:
             out["status"] = await _wait(client, spec.name, spec.kind, out["version"],
                                         timeout, quiet=as_json)
@@ -330,13 +332,32 @@ def job_run(file: Path = typer.Argument(..., help="Job file (YAML or JSON)."),
     out = run_client(zk, conductor, body)
     if as_json:
         print_json(out)
-    if wait and out.get("status", {}).get("status") == "failed":
-        raise CLIError(f"job {spec.name} failed: " + _failed_reason(out["status"]))
+    _raise_outcome(out)
 
 
-def _failed_reason(doc: dict[str, Any]) -> str:
-    bad = [t for t in doc.get("tasks", []) if t.get("state") == "failed"]
-    return f"{len(bad)} task(s) failed" if bad else "see `helios job history`"
+def _load_job_file(file: Path) -> Any:
+    """The validated job file, or a CLIError naming every problem."""
+    from helios.spec import SpecError, load_file
+
+    try:
+        return load_file(str(file))
+    except SpecError as e:
+        n = len(e.problems)
+        raise CLIError(f"{file}: refused, {n} problem{'s' if n != 1 else ''}: "
+                       + "; ".join(str(p) for p in e.problems)) from None
+
+
+#: exit status of `--wait` when the job was accepted but did not reach its goal (a
+#: failed or rolled-back rollout, a task that fits nowhere or failed), as `nomad job run`
+WAIT_FAILED = 2
+
+
+def _raise_outcome(out: dict[str, Any]) -> None:
+    """After the JSON (if any) is printed: a `--wait` that ended in failure exits
+    WAIT_FAILED with its one-line reason."""
+    error = out.get("status", {}).get("error")
+    if error:
+        raise CLIError(error, code=WAIT_FAILED)
 
 
 def _progress(doc: dict[str, Any], kind: str) -> str:
@@ -353,8 +374,8 @@ def _progress(doc: dict[str, Any], kind: str) -> str:
 
 async def _wait(client: Client, name: str, kind: str, version: int, timeout: float,
                 quiet: bool = False) -> dict[str, Any]:
-    """Poll `job_status` until the job runs (service) or finished (batch)."""
-    goal = ("complete", "failed") if kind == "batch" else ("running",)
+    """Poll `job_status` until version ``version`` runs (service) or finished (batch),
+    or failed (`outcome.judge`); a failure's reason is the returned doc's `error`."""
     console = _console(stderr=True)
     deadline = time.monotonic() + timeout
     doc: dict[str, Any] = {}
@@ -365,10 +386,14 @@ async def _wait(client: Client, name: str, kind: str, version: int, timeout: flo
             line = _progress(doc, kind)
             if status_cm is not None:
                 status_cm.update(line)
-            if doc.get("version", 0) >= version and doc.get("status") in goal:
+            verdict = judge(doc, kind, version)
+            if verdict.error is not None:
+                return {**doc, "error": verdict.error}
+            if verdict.done:
                 break
             if time.monotonic() > deadline:
-                raise CLIError(f"timed out after {timeout:g}s waiting for {line}")
+                raise CLIError(f"timed out after {timeout:g}s waiting for {line}",
+                               code=WAIT_FAILED)
             await trio.sleep(0.25)
     if not quiet:
         tasks = doc.get("tasks", [])
@@ -425,8 +450,36 @@ def job_status(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
         for st in ro.get("steps") or []:
             _console().print(f"  slot {st['index']}: {st['action']} "
                              f"{st.get('old') or '-'} -> {st.get('new') or '-'}")
+    waits = doc.get("reschedule") or []
+    for w in waits:
+        _console().print(f"slot {w['index']} waits: {w['reason']}", markup=False)
+    waiting = {w["index"] for w in waits}
     for p in doc.get("pending") or []:
-        _console().print(f"pending slot {p['index']}: {p['reason']}")
+        if p.get("kind") != "reschedule" or p["index"] not in waiting:
+            _console().print(f"pending slot {p['index']}: {p['reason']}", markup=False)
+
+
+@job_app.command("plan")
+def job_plan(file: Path = typer.Argument(..., help="Job file (YAML or JSON)."),
+             as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+             conductor: str | None = ConductorOpt) -> None:
+    """What `job run FILE` would change and where it would place tasks; applies nothing.
+    Exits 2 when a task would fit on no node (as `nomad job plan`)."""
+    spec = _load_job_file(file)
+    out = _call(zk, conductor, "job_plan", spec.to_dict())
+    if as_json:
+        print_json(out)
+    else:
+        head = (f"job {out['name']}: would become version {out['version']}"
+                if out.get("changed") else f"job {out['name']}: no changes")
+        if out.get("changes"):
+            head += f" (changes: {', '.join(out['changes'])})"
+        _console().print(head, markup=False)
+        for line in out.get("plan") or []:
+            if line != "no changes" and not line.startswith("job "):
+                _console().print(line, markup=False)
+    if out.get("unplaced") or out.get("failures"):
+        raise typer.Exit(WAIT_FAILED)
 
 
 @job_app.command("stop")
@@ -490,20 +543,29 @@ def job_logs(name: str, task: str | None = typer.Option(None, "--task", metavar=
 def job_dispatch(name: str,
                  payload: str | None = typer.Option(None, "--payload", metavar="JSON"),
                  key: str | None = typer.Option(None, "--idempotency-key", metavar="K"),
+                 wait: bool = typer.Option(False, "--wait", help="Return once the run is "
+                                           "done; exit 2 if it failed."),
+                 timeout: float = typer.Option(300.0, "--timeout", help="Bound for --wait, "
+                                               "seconds."),
                  as_json: bool = JsonOpt, zk: str | None = ZkOpt,
                  conductor: str | None = ConductorOpt) -> None:
-    """Run a parameterised job once."""
-    if payload is not None:
-        try:
-            json.loads(payload)
-        except ValueError as e:
-            raise CLIError(f"--payload is not valid JSON: {e}") from None
-    out = _call(zk, conductor, "job_dispatch", name, payload=payload, idempotency_key=key)
+    """Run a parameterised job once. The payload is text (JSON or not), passed as is."""
+
+    async def body(client: Client) -> dict[str, Any]:
+        out = await client.call("job_dispatch", name, payload=payload,
+                                idempotency_key=key)
+        if not as_json:
+            what = "dispatched" if out.get("created") else "already dispatched"
+            _console().print(f"{what}: {out.get('run')}")
+        if wait:
+            out["status"] = await _wait(client, out["run"], "batch", 1, timeout,
+                                        quiet=as_json)
+        return out
+
+    out = run_client(zk, conductor, body)
     if as_json:
         print_json(out)
-    else:
-        _console().print(f"{'dispatched' if out.get('created') else 'already dispatched'}"
-                         f": {out.get('run')}")
+    _raise_outcome(out)
 
 
 # -- cluster ------------------------------------------------------------------------

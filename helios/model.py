@@ -206,6 +206,11 @@ class JobRecord:
     replaced), from which ``update.deadline`` runs for a slot left with no task;
     ``rolled_out`` is the newest version that once had a healthy task in every slot,
     after which an empty slot is plain pending, no longer the rollout's failure.
+
+    ``reschedule`` maps a slot (as a string) to its reschedule tracker (see
+    ``conductor/reschedule.py``): when its tasks failed, and until when the slot waits
+    before it is placed again. Kept here, like the rollout clock, so a new leader keeps
+    the backoff instead of placing a crash-looping slot again at once.
     """
 
     spec: JobSpec
@@ -219,6 +224,7 @@ class JobRecord:
     progress: float = 0.0
     rolled_out: int = 0
     failure: str = ""  # why the rollout of ``failed_version`` failed
+    reschedule: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     @property
     def rolling(self) -> bool:
@@ -246,7 +252,8 @@ class JobRecord:
                 "previous": self.previous.to_dict() if self.previous else None,
                 "created": self.created, "submitted": self.submitted,
                 "progress": self.progress, "rolled_out": self.rolled_out,
-                "failure": self.failure}
+                "failure": self.failure,
+                "reschedule": {k: dict(v) for k, v in self.reschedule.items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:

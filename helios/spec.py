@@ -40,6 +40,7 @@ __all__ = [
     "Port",
     "Problem",
     "RegistryAuth",
+    "ReschedulePolicy",
     "Resources",
     "RestartPolicy",
     "SpecError",
@@ -207,6 +208,26 @@ class UpdatePolicy:
 
 
 @dataclass(frozen=True)
+class ReschedulePolicy:
+    """When the conductor places a service slot again after its task failed for good (a
+    pull that failed, a crash loop past ``restart.max``, a lost node), as Nomad's
+    ``reschedule`` block: the first wait is ``delay``, doubled for each failure of the
+    slot in a row before it, capped at ``max_delay``. ``attempts`` (None = unlimited)
+    bounds the reschedules within ``interval``; past it the slot stays empty until the
+    oldest attempt leaves the interval. Why: a failure that recurs at once (a missing
+    image) must not become a loop that burns a node and floods the history."""
+
+    delay: float = 30.0
+    max_delay: float = 3600.0
+    attempts: int | None = None
+    interval: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"delay": self.delay, "max_delay": self.max_delay,
+                "attempts": self.attempts, "interval": self.interval}
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Docker log driver and its options, passed through so logs go where operators route
     Docker logs already."""
@@ -249,6 +270,7 @@ class JobSpec:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     grace: float = 3.0
+    reschedule: ReschedulePolicy | None = None  # services only (validate fills it in)
     schedule: str | None = None
     timezone: str | None = None
     overlap: str | None = None
@@ -278,6 +300,8 @@ class JobSpec:
         d["restart"] = self.restart.to_dict()
         d["update"] = self.update.to_dict()
         d["grace"] = self.grace
+        if self.reschedule is not None:
+            d["reschedule"] = self.reschedule.to_dict()
         for key in ("schedule", "timezone", "overlap", "catch_up", "payload"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
@@ -538,7 +562,7 @@ def _join(path: str, key: str) -> str:
 
 _TOP = ("name", "kind", "image", "command", "env", "count", "resources", "ports",
         "constraints", "spread", "health", "restart", "update", "grace", "schedule",
-        "timezone", "overlap", "catch_up", "payload", "log", "registry_auth")
+        "timezone", "overlap", "catch_up", "payload", "log", "registry_auth", "reschedule")
 
 
 MAX_NAME = 63
@@ -603,6 +627,11 @@ def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
         spec["grace"] = g
     if "log" in raw:
         spec["log"] = _log(c, raw["log"])
+    if kind == "service":
+        spec["reschedule"] = _reschedule(c, raw.get("reschedule", {}))
+    elif "reschedule" in raw:
+        c.err("reschedule", f"only applies to kind service (this job is {kind}; its tasks "
+                            "are retried by restart:)")
     if "registry_auth" in raw:
         spec["registry_auth"] = _registry_auth(c, raw["registry_auth"])
     _kind_fields(c, raw, kind, spec)
@@ -742,6 +771,25 @@ def _update(c: _Checker, v: Any) -> UpdatePolicy:
             is not None:
         u["auto_rollback"] = b
     return UpdatePolicy(**u)
+
+
+def _reschedule(c: _Checker, v: Any) -> ReschedulePolicy:
+    """Nomad's service defaults: 30s, doubling, at most 1h apart, unlimited attempts."""
+    m = c.mapping(v, "reschedule", ("delay", "max_delay", "attempts", "interval")) or {}
+    r: dict[str, Any] = {}
+    for key, positive in (("delay", True), ("max_delay", True), ("interval", False)):
+        if m.get(key) is not None and (
+                d := c.duration(m[key], f"reschedule.{key}", positive=positive)) is not None:
+            r[key] = d
+    if m.get("attempts") not in (None, "unlimited") and (
+            n := c.integer(m["attempts"], "reschedule.attempts", 0)) is not None:
+        r["attempts"] = n
+    if r.get("max_delay", 3600.0) < r.get("delay", 30.0):
+        c.err("reschedule.max_delay", "must not be shorter than reschedule.delay")
+    if r.get("attempts") is not None and not r.get("interval"):
+        c.err("reschedule.interval", "is required with reschedule.attempts (the window "
+                                     "the attempts are counted in)")
+    return ReschedulePolicy(**r)
 
 
 def _log(c: _Checker, v: Any) -> LogConfig:

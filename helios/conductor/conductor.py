@@ -63,7 +63,9 @@ from helios.conductor.history import History, event, read_history
 from helios.conductor.plan import ClusterState, Pending, Plan, RolloutStep
 from helios.conductor.plan import apply as apply_plan
 from helios.conductor.plan_events import plan_events, rollout_events, touched_nodes
+from helios.conductor.preview import candidate_record, placement_problems, preview
 from helios.conductor.reconcile import reconcile
+from helios.conductor.reschedule import reschedule_due
 from helios.conductor.state import load_snapshot, node_from_record, node_url
 from helios.coordination import paths
 from helios.coordination.election import Term, lead
@@ -427,6 +429,8 @@ class Conductor(Collector):
             wake = L.cron.next_wakeup(L.state.jobs, now)
             if wake is not None:
                 timeout = min(timeout, wake - now + 0.005)
+        for wait in reschedule_due(L.state.jobs.values(), now):
+            timeout = min(timeout, wait + 0.02)
         for n in L.state.nodes.values():
             if not n.up and n.down_since is not None:
                 left = n.down_since + self.failover_grace - now
@@ -574,21 +578,45 @@ class Conductor(Collector):
         L = await self.leading()
         async with L.lock:
             rec = L.state.jobs.get(job.name)
-            if rec is not None and rec.spec == job and not rec.stopped:
-                return {"name": job.name, "version": rec.version, "changed": False}
             now = self.clock()
-            if rec is None:
-                new = JobRecord(spec=job, version=1, created=now, submitted=now)
-            else:
-                new = JobRecord(spec=job, version=rec.version + 1, parent=rec.parent,
-                                previous=_rollback_target(rec), created=rec.created,
-                                submitted=now, rolled_out=rec.rolled_out)
+            new = candidate_record(rec, job, now, _rollback_target(rec) if rec else None)
+            if new is None:
+                assert rec is not None
+                return {"name": job.name, "version": rec.version, "changed": False}
             L.state.jobs[job.name] = new
             L.history.add(event(job.name, "", "", "submitted",
                                 f"version {new.version}", at=now))
             await self._client_flush(L)
+            problems = self._placement_problems(L, job.name, now)
         L.poke()
-        return {"name": job.name, "version": new.version, "changed": True}
+        return {"name": job.name, "version": new.version, "changed": True, **problems}
+
+    def _placement_problems(self, L: Leadership, name: str, now: float) -> dict[str, Any]:
+        """What the next reconciliation will find wrong with placing job ``name`` (the
+        pure reconciler, nothing applied), for `job run` to warn about at once."""
+        plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments,
+                         L.state.statuses, now, self.failover_grace, L.registered)
+        return placement_problems(plan, name)
+
+    async def job_plan(self, spec: Any) -> dict[str, Any]:
+        """`helios job plan`: what `job run` of ``spec`` would change and where it would
+        place tasks, from the leader's cache; nothing is written."""
+        if not isinstance(spec, dict):
+            raise ValueError("job_plan needs the job file as a mapping")
+        job = JobSpec.from_dict(spec)
+        L = await self.leading()
+        async with L.lock:
+            rec = L.state.jobs.get(job.name)
+            now = self.clock()
+            new = candidate_record(rec, job, now, _rollback_target(rec) if rec else None)
+            if new is None:
+                assert rec is not None
+                return {"name": job.name, "version": rec.version, "changed": False,
+                        "changes": [], "place": [], "stop": [], "update": [],
+                        "unplaced": [], "failures": [], "plan": ["no changes"]}
+            out = preview(L.state, new, now, self.failover_grace, L.registered,
+                          rec.spec if rec else None)
+        return {**out, "changed": True}
 
     def _job(self, L: Leadership, name: str) -> JobRecord:
         rec = L.state.jobs.get(name)
@@ -644,7 +672,8 @@ class Conductor(Collector):
 
     async def job_status(self, name: str) -> dict[str, Any]:
         L = await self.leading()
-        return views.job_status(L.state, self._job(L, name), L.pending, L.steps)
+        return views.job_status(L.state, self._job(L, name), L.pending, L.steps,
+                                now=self.clock())
 
     async def job_ls(self) -> list[dict[str, Any]]:
         L = await self.leading()
@@ -864,6 +893,10 @@ class ConductorActor(actors.Actor):
     @actors.handler
     async def job_run(self, spec: dict[str, Any]) -> dict[str, Any]:
         return await _answer(self.c.job_run(spec))
+
+    @actors.handler
+    async def job_plan(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return await _answer(self.c.job_plan(spec))
 
     @actors.handler
     async def job_ls(self) -> list[dict[str, Any]]:

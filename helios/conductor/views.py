@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from helios.conductor.plan import ClusterState, Pending, RolloutStep
+from helios.conductor.reschedule import Tracker, hold
 from helios.model import FINISHED_STATES, Assignment, JobRecord, NodeInfo, TaskStatus
 
 __all__ = ["endpoints", "job_ls", "job_status", "job_summary_status", "node_host", "nodes",
-           "rollout_progress"]
+           "reschedule_waits", "rollout_progress"]
 
 
 def node_host(address: str) -> str:
@@ -68,18 +69,37 @@ def _job_tasks(state: ClusterState, job: str) -> list[tuple[Assignment | None,
 
 def job_status(state: ClusterState, record: JobRecord,
                pending: Iterable[Pending] = (),
-               steps: Iterable[RolloutStep] = ()) -> dict[str, Any]:
+               steps: Iterable[RolloutStep] = (), now: float | None = None) -> dict[str, Any]:
     """`helios job status NAME --json`: the job's tasks, why any slot is pending, and
-    (service jobs) the rollout's progress under the extra key `rollout`."""
+    (service jobs) the rollout's progress under the extra key `rollout` and the slots
+    waiting to be rescheduled after a failure under `reschedule`."""
     tasks = [_task_row(a, st) for a, st in _job_tasks(state, record.name)]
     doc = {"name": record.name, "kind": record.spec.kind, "version": record.version,
            "tasks": tasks,
            "status": job_summary_status(state, record),
-           "pending": [{"index": p.index, "reason": p.explanation}
+           "pending": [{"index": p.index, "reason": p.explanation, "kind": p.kind}
                        for p in pending if p.job == record.name]}
     if record.spec.kind == "service":
         doc["rollout"] = rollout_progress(state, record, steps)
+        if now is not None:
+            doc["reschedule"] = reschedule_waits(record, now)
     return doc
+
+
+def reschedule_waits(record: JobRecord, now: float) -> list[dict[str, Any]]:
+    """The slots of a service that wait after a failure: until when (epoch seconds;
+    None once its attempts are used up), seconds left, how many failures, and why."""
+    policy = record.spec.reschedule
+    out = []
+    for key, raw in sorted(record.reschedule.items()):
+        if policy is None or not key.isdigit():
+            continue
+        h = hold(policy, Tracker.from_dict(raw), record.version, int(key), now)
+        if h is not None:
+            out.append({"index": h.index, "until": h.until,
+                        "wait": None if h.until is None else round(max(0.0, h.until - now), 1),
+                        "failures": h.attempt, "reason": h.explain(now)})
+    return out
 
 
 def rollout_progress(state: ClusterState, record: JobRecord,
