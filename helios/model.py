@@ -24,6 +24,7 @@ __all__ = [
     "NodeInfo",
     "Task",
     "TaskStatus",
+    "task_ready",
 ]
 
 TASK_STATES = ("pending", "pulling", "starting", "healthchecking", "running", "stopping",
@@ -262,3 +263,14 @@ class JobRecord:
         if d.get("previous") is not None:
             d["previous"] = JobSpec.from_dict(d["previous"])
         return cls(**d)
+
+
+def task_ready(spec: JobSpec, st: TaskStatus, now: float | None) -> bool:
+    """Whether a task counts as healthy for its rollout and for `--wait`: running and
+    passing its health check, or, without a check, running for ``min_healthy_time``
+    (so a task that exits at once never passes). ``now`` None skips the time test."""
+    if st.state != "running":
+        return False
+    if spec.health is not None:
+        return st.healthy is True
+    return now is None or now - st.since >= spec.update.min_healthy_time

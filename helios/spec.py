@@ -201,10 +201,14 @@ class UpdatePolicy:
     parallel: int = 1
     deadline: float = 300.0
     auto_rollback: bool = True
+    # A task of a service without a health check counts as healthy once it has run this
+    # long (Nomad's min_healthy_time): one that exits at once must not pass for healthy.
+    min_healthy_time: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"parallel": self.parallel, "deadline": self.deadline,
-                "auto_rollback": self.auto_rollback}
+                "auto_rollback": self.auto_rollback,
+                "min_healthy_time": self.min_healthy_time}
 
 
 @dataclass(frozen=True)
@@ -760,7 +764,8 @@ def _restart(c: _Checker, v: Any, kind: str) -> RestartPolicy:
 
 
 def _update(c: _Checker, v: Any) -> UpdatePolicy:
-    m = c.mapping(v, "update", ("parallel", "deadline", "auto_rollback")) or {}
+    m = c.mapping(v, "update", ("parallel", "deadline", "auto_rollback",
+                                "min_healthy_time")) or {}
     u: dict[str, Any] = {}
     if "parallel" in m and (n := c.integer(m["parallel"], "update.parallel", 1)) is not None:
         u["parallel"] = n
@@ -770,6 +775,9 @@ def _update(c: _Checker, v: Any) -> UpdatePolicy:
     if "auto_rollback" in m and (b := c.boolean(m["auto_rollback"], "update.auto_rollback")) \
             is not None:
         u["auto_rollback"] = b
+    if "min_healthy_time" in m and (
+            d := c.duration(m["min_healthy_time"], "update.min_healthy_time")) is not None:
+        u["min_healthy_time"] = d
     return UpdatePolicy(**u)
 
 

@@ -677,7 +677,7 @@ class Conductor(Collector):
 
     async def job_ls(self) -> list[dict[str, Any]]:
         L = await self.leading()
-        return views.job_ls(L.state)
+        return views.job_ls(L.state, self.clock())
 
     async def nodes(self) -> list[dict[str, Any]]:
         L = await self.leading()

@@ -48,7 +48,14 @@ from helios.conductor.plan import (
 from helios.conductor.reschedule import deadline_failure, slot_holds
 from helios.conductor.rollout import plan_service
 from helios.conductor.scheduler import Cluster, Request, cpu_is_scarcer
-from helios.model import FINISHED_STATES, Assignment, JobRecord, NodeInfo, TaskStatus
+from helios.model import (
+    FINISHED_STATES,
+    Assignment,
+    JobRecord,
+    NodeInfo,
+    TaskStatus,
+    task_ready,
+)
 from helios.units import format_duration
 
 __all__ = ["reconcile"]
@@ -225,8 +232,7 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
 
         def healthy(a: Assignment, _spec=spec, _reg=reg) -> bool:
             st = status_of(a)
-            return (st is not None and st.state == "running"
-                    and (_spec.health is None or st.healthy is True)
+            return (st is not None and task_ready(_spec, st, now)
                     and (_reg is None or a.id in _reg))
 
         keep: list[Assignment] = []

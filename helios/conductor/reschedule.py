@@ -25,6 +25,7 @@ a first deployment with a missing image fails instead of retrying in silence.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +77,7 @@ class Hold:
     def explain(self, now: float) -> str:
         if self.until is None:
             return f"not rescheduled: {self.reason}"
-        return (f"rescheduling in {format_duration(max(0.0, self.until - now))} "
+        return (f"rescheduling in {format_duration(math.ceil(max(0.0, self.until - now)))} "
                 f"(failure {self.attempt}): {self.reason}")
 
 

@@ -14,7 +14,14 @@ from typing import Any
 
 from helios.conductor.plan import ClusterState, Pending, RolloutStep
 from helios.conductor.reschedule import Tracker, hold
-from helios.model import FINISHED_STATES, Assignment, JobRecord, NodeInfo, TaskStatus
+from helios.model import (
+    FINISHED_STATES,
+    Assignment,
+    JobRecord,
+    NodeInfo,
+    TaskStatus,
+    task_ready,
+)
 
 __all__ = ["endpoints", "job_ls", "job_status", "job_summary_status", "node_host", "nodes",
            "reschedule_waits", "rollout_progress"]
@@ -76,11 +83,11 @@ def job_status(state: ClusterState, record: JobRecord,
     tasks = [_task_row(a, st) for a, st in _job_tasks(state, record.name)]
     doc = {"name": record.name, "kind": record.spec.kind, "version": record.version,
            "tasks": tasks,
-           "status": job_summary_status(state, record),
+           "status": job_summary_status(state, record, now),
            "pending": [{"index": p.index, "reason": p.explanation, "kind": p.kind}
                        for p in pending if p.job == record.name]}
     if record.spec.kind == "service":
-        doc["rollout"] = rollout_progress(state, record, steps)
+        doc["rollout"] = rollout_progress(state, record, steps, now)
         if now is not None:
             doc["reschedule"] = reschedule_waits(record, now)
     return doc
@@ -103,7 +110,8 @@ def reschedule_waits(record: JobRecord, now: float) -> list[dict[str, Any]]:
 
 
 def rollout_progress(state: ClusterState, record: JobRecord,
-                     steps: Iterable[RolloutStep] = ()) -> dict[str, Any]:
+                     steps: Iterable[RolloutStep] = (), now: float | None = None
+                     ) -> dict[str, Any]:
     """Where the job's latest version stands, from the state alone (so every leader shows
     the same): `updated` of `total` slots run a healthy task of the current version,
     `old` tasks of other versions still run. `state` is `complete`, `rolling`, `failed`
@@ -119,8 +127,7 @@ def rollout_progress(state: ClusterState, record: JobRecord,
             old += 1
             continue
         st = _status_of(state, a)
-        if (st is not None and st.state == "running"
-                and (spec.health is None or st.healthy is True)):
+        if st is not None and task_ready(spec, st, now):
             updated += 1
     done = updated >= spec.count and old == 0
     rollback = (record.failed_version is not None
@@ -152,11 +159,13 @@ def _running(state: ClusterState, record: JobRecord) -> int:
     return n
 
 
-def job_summary_status(state: ClusterState, record: JobRecord) -> str:
+def job_summary_status(state: ClusterState, record: JobRecord,
+                       now: float | None = None) -> str:
     """One word for `job ls`: stopped, running, deploying, complete, failed, pending.
 
-    A service is `running` when `count` tasks of its current version run (and are healthy
-    where it has a health check); a batch job is `complete` once every slot exited 0,
+    A service is `running` when `count` tasks of its current version run and are healthy
+    (`model.task_ready`: its health check passes, or without one it has run for
+    `update.min_healthy_time`); a batch job is `complete` once every slot exited 0,
     `failed` once every slot finished and one failed.
     """
     spec = record.spec
@@ -175,19 +184,18 @@ def job_summary_status(state: ClusterState, record: JobRecord) -> str:
         return "running" if mine else "pending"
     ready = 0
     for a, st in mine:
-        if (a.version == record.version and st is not None and st.state == "running"
-                and (spec.health is None or st.healthy is True)):
+        if a.version == record.version and st is not None and task_ready(spec, st, now):
             ready += 1
     if ready >= spec.count and len(mine) == spec.count:
         return "running"
     return "deploying" if mine else "pending"
 
 
-def job_ls(state: ClusterState) -> list[dict[str, Any]]:
+def job_ls(state: ClusterState, now: float | None = None) -> list[dict[str, Any]]:
     """`helios job ls --json`: jobs with kind, count, running tasks."""
     return [{"name": r.name, "kind": r.spec.kind, "count": r.spec.count,
              "running": _running(state, r), "version": r.version,
-             "status": job_summary_status(state, r)}
+             "status": job_summary_status(state, r, now)}
             for r in sorted(state.jobs.values(), key=lambda r: r.name)]
 
 

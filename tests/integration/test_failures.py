@@ -1,0 +1,167 @@
+"""Failures a user can see, that end, and that exit non-zero, against a real `helios solo
+--runtime process`: a crash-looping service backs off by its reschedule policy (placements
+per minute bounded) with the wait and its reason in `job status`; `job run --wait` exits 2
+for a failed, rolled-back or unplaceable version and for a failed batch, 0 for a healthy
+one; `job run` without --wait warns about a task that fits nowhere; `job plan` changes
+nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.common import free_port, unique_name
+from tests.integration.procs import Proc, eventually, helios, helios_json, processes, write_job
+
+
+@pytest.fixture(scope="module")
+def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("solo-failures")
+    addr = f"127.0.0.1:{free_port()}"
+    with processes() as procs:
+        p = Proc("solo", ["solo", "--runtime", "process", "--listen", addr,
+                          "--state-dir", str(tmp / "state"), "--name", unique_name("solo")],
+                 tmp).start()
+        procs.append(p)
+        eventually(lambda: json.loads(helios("nodes", "--conductor", addr, "--json").stdout),
+                   30, "solo up", diagnostics=p.tail)
+        yield addr
+
+
+def service(name: str, command: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "service", "command": ["sh", "-c", command], "count": 1,
+            "resources": {"cpus": 0.05, "memory": "16M"}, "grace": "0s",
+            "update": {"min_healthy_time": "1s"}, **extra}
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_a_crash_loop_backs_off_and_says_why(solo: str, tmp_path: Path) -> None:
+    name = unique_name("crash")
+    f = write_job(tmp_path / "crash.json", service(
+        name, "echo boom; exit 3", restart={"policy": "on-failure", "max": 1,
+                                            "backoff": "0.1s"},
+        reschedule={"delay": "2s", "max_delay": "4s"}))
+    r = helios("job", "run", str(f), "--wait", "--timeout", "60", "--conductor", solo)
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = one_error_line(r.stderr)
+    assert f"job {name}: slot 0 rescheduling in" in line and "failed" in line, line
+
+    # (between two waits the slot runs its next try: read until a wait is seen)
+    st = eventually(lambda: (lambda d: d if d["reschedule"] else None)(
+        helios_json("job", "status", name, "--conductor", solo)), 15, "a reschedule wait")
+    assert st["reschedule"][0]["reason"].startswith("rescheduling in")
+    assert st["reschedule"][0]["wait"] <= 4
+    eventually(lambda: "slot 0 waits: rescheduling in" in helios(
+        "job", "status", name, "--conductor", solo).stdout, 15, "the wait in job status")
+
+    # Watch 12 s: delays 2, 4, 4, ... allow at most one placement per 2 s (plus the
+    # one under way), where without the policy it was placed again at once, many per s.
+    start = time.time()
+    time.sleep(12)
+    hist = helios_json("job", "history", name, "--conductor", solo)
+    placed = [e for e in hist if e["state"] == "placed" and e["time"] >= start]
+    assert 1 <= len(placed) <= 12 / 2 + 1, placed
+    assert any(e["state"] == "reschedule" for e in hist)
+    assert helios("job", "rm", name, "--conductor", solo).returncode == 0
+
+
+def test_unplaceable_job_warns_at_once_and_wait_exits_2(solo: str, tmp_path: Path) -> None:
+    name = unique_name("huge")
+    f = write_job(tmp_path / "huge.json", service(name, "sleep 600",
+                                                  resources={"cpus": 64, "memory": "16M"}))
+    r = helios("job", "run", str(f), "--conductor", solo)
+    assert r.returncode == 0, r.stderr  # registered, as in Nomad
+    assert r.stderr.startswith(f"warning: job {name}: 1 task cannot be placed:"), r.stderr
+    assert "cpu" in r.stderr.lower()
+    assert helios_json("job", "status", name, "--conductor", solo)["version"] == 1
+    f2 = write_job(tmp_path / "huge2.json", service(name, "sleep 601",
+                                                    resources={"cpus": 64, "memory": "16M"}))
+    r = helios("job", "run", str(f2), "--wait", "--conductor", solo, timeout=20)
+    assert r.returncode == 2
+    assert "cannot be placed" in one_error_line(r.stderr)
+    assert helios("job", "rm", name, "--conductor", solo).returncode == 0
+
+
+def test_rolled_back_version_exits_2_and_healthy_exits_0(solo: str, tmp_path: Path) -> None:
+    name = unique_name("roll")
+    ok = write_job(tmp_path / "v1.json", service(name, "sleep 600"))
+    r = helios("job", "run", str(ok), "--wait", "--timeout", "60", "--conductor", solo)
+    assert r.returncode == 0, r.stderr
+    bad = write_job(tmp_path / "v2.json", service(name, "exit 3",
+                                                  restart={"policy": "never"}))
+    r = helios("job", "run", str(bad), "--wait", "--timeout", "60", "--conductor", solo)
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = one_error_line(r.stderr)
+    assert "rollout of v2 failed" in line and "rolled back" in line, line
+    assert helios("job", "rm", name, "--conductor", solo).returncode == 0
+
+
+def test_failed_batch_exits_2(solo: str, tmp_path: Path) -> None:
+    name = unique_name("fails")
+    f = write_job(tmp_path / "b.json", {**service(name, "exit 3"), "kind": "batch",
+                                        "restart": {"policy": "never"}})
+    r = helios("job", "run", str(f), "--wait", "--timeout", "60", "--conductor", solo)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "1 task(s) failed" in one_error_line(r.stderr)
+
+
+def test_job_plan_changes_nothing(solo: str, tmp_path: Path) -> None:
+    name = unique_name("plan")
+    f = write_job(tmp_path / "p.json", service(name, "sleep 600"))
+    out = helios_json("job", "plan", str(f), "--conductor", solo)
+    assert out["changed"] and out["version"] == 1 and len(out["place"]) == 1
+    r = helios("job", "status", name, "--conductor", solo)
+    assert r.returncode != 0 and f"no job named '{name}'" in r.stderr
+    assert helios("job", "run", str(f), "--wait", "--conductor", solo).returncode == 0
+    f3 = write_job(tmp_path / "p3.json", service(name, "sleep 600", count=3))
+    human = helios("job", "plan", str(f3), "--conductor", solo)
+    assert human.returncode == 0 and "would become version 2 (changes: count)" in human.stdout
+    assert human.stdout.count("+ place") == 2
+    st = helios_json("job", "status", name, "--conductor", solo)
+    assert st["version"] == 1 and len(st["tasks"]) == 1
+    assert helios("job", "rm", name, "--conductor", solo).returncode == 0
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_missing_image_backs_off_under_docker(tmp_path: Path, docker_available: None) -> None:
+    """The issue's loop (177 history events in 10 s): a pull of an image that exists
+    nowhere fails its task, and the slot waits by the policy before the next try."""
+    addr = f"127.0.0.1:{free_port()}"
+    node = unique_name("solo")
+    name = unique_name("nope")
+    f = write_job(tmp_path / "nope.json", {
+        "name": name, "image": "local/doesnotexist:9", "count": 1,
+        "resources": {"cpus": 0.05, "memory": "16M"},
+        "reschedule": {"delay": "2s", "max_delay": "4s"}})
+    with processes() as procs:
+        p = Proc("solo-docker", ["solo", "--runtime", "docker", "--listen", addr,
+                                 "--state-dir", str(tmp_path / "state"), "--name", node],
+                 tmp_path).start()
+        procs.append(p)
+        eventually(lambda: helios("nodes", "--conductor", addr).returncode == 0, 30,
+                   "solo up", diagnostics=p.tail)
+        r = helios("job", "run", str(f), "--wait", "--timeout", "60", "--conductor", addr)
+        assert r.returncode == 2, r.stdout + r.stderr + p.tail()
+        line = one_error_line(r.stderr)
+        assert "rescheduling in" in line and "doesnotexist" in line, line
+        start = time.time()
+        time.sleep(10)
+        hist = helios_json("job", "history", name, "--conductor", addr)
+        recent = [e for e in hist if e["time"] >= start]
+        placed = [e for e in recent if e["state"] == "placed"]
+        assert 1 <= len(placed) <= 10 / 2 + 1, placed
+        assert len(recent) <= 10 * len(placed) + 5, recent  # was 177 in 10 s
+        assert helios("job", "rm", name, "--conductor", addr).returncode == 0
