@@ -243,7 +243,7 @@ def _short_id(cid: Any) -> str:
 
 def _when(t: Any) -> str:
     try:
-        return datetime.fromtimestamp(float(t), tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+        return datetime.fromtimestamp(float(t), tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     except (TypeError, ValueError, OverflowError):
         return ""
 
@@ -450,6 +450,14 @@ def job_status(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
         for st in ro.get("steps") or []:
             _console().print(f"  slot {st['index']}: {st['action']} "
                              f"{st.get('old') or '-'} -> {st.get('new') or '-'}")
+    if "runs" in doc:
+        runs = doc["runs"]
+        _console().print(f"runs: {len(runs)}" + (", newest last:" if runs else ""))
+        for r in runs[-10:]:
+            _console().print(f"  {r['name']}  {r['status']}  {_when(r.get('created'))}",
+                             markup=False)
+    if doc.get("kind") == "cron":
+        _console().print(f"next launch: {doc.get('next_launch') or '-'} (UTC)")
     waits = doc.get("reschedule") or []
     for w in waits:
         _console().print(f"slot {w['index']} waits: {w['reason']}", markup=False)

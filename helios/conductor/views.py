@@ -10,10 +10,13 @@ explanation for slots that fit nowhere.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from helios.conductor.cron_runner import schedule_of
 from helios.conductor.plan import ClusterState, Pending, RolloutStep
 from helios.conductor.reschedule import Tracker, hold
+from helios.cron import CronError
 from helios.model import (
     FINISHED_STATES,
     Assignment,
@@ -24,7 +27,7 @@ from helios.model import (
 )
 
 __all__ = ["endpoints", "job_ls", "job_status", "job_summary_status", "node_host", "nodes",
-           "reschedule_waits", "rollout_progress"]
+           "reschedule_waits", "rollout_progress", "template_runs"]
 
 
 def node_host(address: str) -> str:
@@ -52,7 +55,9 @@ def _task_row(a: Assignment | None, st: TaskStatus | None) -> dict[str, Any]:
     return {"id": a.id if a is not None else st.id,  # type: ignore[union-attr]
             "node": a.node if a is not None else st.node,  # type: ignore[union-attr]
             "state": state,
-            "healthy": st.healthy if st is not None else None,
+            # a lost task's last report may say healthy; its node is gone, so it is not
+            "healthy": (False if state == "lost" and st is not None and st.healthy
+                        is not None else st.healthy if st is not None else None),
             "container": st.container if st is not None else None,
             "ports": ports}
 
@@ -86,11 +91,35 @@ def job_status(state: ClusterState, record: JobRecord,
            "status": job_summary_status(state, record, now),
            "pending": [{"index": p.index, "reason": p.explanation, "kind": p.kind}
                        for p in pending if p.job == record.name]}
+    if record.spec.kind in ("cron", "parameterized"):
+        doc.update(template_runs(state, record, now))
     if record.spec.kind == "service":
         doc["rollout"] = rollout_progress(state, record, steps, now)
         if now is not None:
             doc["reschedule"] = reschedule_waits(record, now)
     return doc
+
+
+def template_runs(state: ClusterState, record: JobRecord,
+                  now: float | None) -> dict[str, Any]:
+    """A cron or parameterized job's runs (oldest first, each with its status) and, for
+    cron, its next launch (None while stopped): what `nomad job status` shows of a
+    periodic job's children, instead of the bare word `template`."""
+    runs = sorted((r for r in state.jobs.values() if r.parent == record.name),
+                  key=lambda r: (r.created, r.name))
+    out: dict[str, Any] = {"runs": [{"name": r.name, "status": job_summary_status(state, r,
+                                                                                  now),
+                                     "created": r.created} for r in runs]}
+    if record.spec.kind == "cron":
+        nxt = None
+        if now is not None and not record.stopped:
+            try:
+                tick = schedule_of(record).next_tick(datetime.fromtimestamp(now, UTC))
+                nxt = tick.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            except CronError:
+                nxt = None
+        out["next_launch"] = nxt
+    return out
 
 
 def reschedule_waits(record: JobRecord, now: float) -> list[dict[str, Any]]:
@@ -132,8 +161,10 @@ def rollout_progress(state: ClusterState, record: JobRecord,
     done = updated >= spec.count and old == 0
     rollback = (record.failed_version is not None
                 and record.failed_version == record.version - 1)
-    if record.failed_version == record.version and not (done and record.rolled_out
-                                                        == record.version):
+    if record.stopped:
+        phase = "stopped"  # `job stop`: nothing is rolling any more
+    elif record.failed_version == record.version and not (done and record.rolled_out
+                                                          == record.version):
         # (a version that failed its deadline for lack of room and then found it has
         # run in every slot: it is out, whatever its deadline said)
         phase = "failed"
