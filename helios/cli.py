@@ -769,6 +769,11 @@ def node_cmd(ctx: typer.Context,
              advertise: str | None = typer.Option(
                  None, "--advertise", metavar="HOST",
                  help="Host the conductor reaches this node at."),
+             publish_address: str | None = typer.Option(
+                 None, "--publish-address", metavar="HOST",
+                 help="Host task ports are published on and endpoints registered with "
+                      "(default: the --advertise host, else the --listen host, else "
+                      "127.0.0.1)."),
              ) -> None:
     """The node daemon of one machine (`helios node --zk HOSTS --name N`).
 
@@ -803,7 +808,7 @@ def node_cmd(ctx: typer.Context,
             cpus=cpus, memory=memory, labels=_labels(label), runtime=runtime,
             state_dir=str(state_dir or default_state_dir(f"node-{name}")),
             session_timeout=session_timeout, port_range=ports, advertise=advertise,
-            **kwargs)
+            publish_address=publish_address, **kwargs)
 
 
 @app.command("solo")

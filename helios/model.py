@@ -57,6 +57,7 @@ class NodeInfo:
     status: str = "up"
     down_since: float | None = None
     runtime: str = "docker"
+    publish: str = ""  # the host its tasks' ports are published on (empty: address's)
 
     def __post_init__(self) -> None:
         if self.status not in NODE_STATUSES:
@@ -72,7 +73,8 @@ class NodeInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "cpus": self.cpus,
                 "memory": self.memory, "labels": dict(self.labels), "status": self.status,
-                "down_since": self.down_since, "runtime": self.runtime}
+                "down_since": self.down_since, "runtime": self.runtime,
+                "publish": self.publish}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NodeInfo:

@@ -273,6 +273,7 @@ def endpoints(state: ClusterState, record: JobRecord,
         node = node_map.get(a.node)
         if node is None or not node.up:
             continue
-        out.append({"task": a.id, "node": a.node, "host": node_host(node.address),
+        out.append({"task": a.id, "node": a.node,
+                    "host": node.publish or node_host(node.address),
                     "ports": dict(st.ports)})
     return out

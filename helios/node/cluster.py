@@ -50,12 +50,26 @@ RETRY_MIN = 0.5
 RETRY_MAX = 5.0
 
 
+async def connect_store(url: str, session_timeout: float, credential: Any = None,
+                        connect_timeout: float | None = None) -> Store:
+    """Like `open_store`, with a connect timeout bounded by the session timeout: the
+    connect runs in a thread that cancellation cannot interrupt, so a short one keeps a
+    daemon stopped while ZooKeeper is down from hanging on exit."""
+    if url.startswith("zk://"):
+        hosts, _, root = url[len("zk://"):].partition("/")
+        return await open_zookeeper(
+            hosts, "/" + (root or "helios"), session_timeout=session_timeout,
+            connect_timeout=connect_timeout or max(1.0, min(5.0, session_timeout)),
+            credential=credential)
+    return await open_store(url, session_timeout=session_timeout, credential=credential)
+
+
 class ClusterLink:
     """Runs the node's side of coordination until cancelled (`run`)."""
 
     def __init__(self, core: NodeCore, *, store: Store | None = None,
                  store_url: str | None = None, session_timeout: float = 10.0,
-                 credential: Any = None) -> None:
+                 credential: Any = None, instance: str | None = None) -> None:
         if store is None and not store_url:
             raise ValueError("give a store or a store URL")
         self.core = core
@@ -64,6 +78,7 @@ class ClusterLink:
         self.store_url = store_url
         self.session_timeout = session_timeout
         self.credential = credential
+        self.instance = instance  # see node/identity.py
         self.connected = trio.Event()  # set once the guard passed on the first session
 
     async def run(self) -> None:
@@ -92,17 +107,7 @@ class ClusterLink:
                 delay = min(RETRY_MAX, delay * 2)
 
     async def _connect(self, url: str) -> Store:
-        """Like `open_store`, with a connect timeout bounded by the session timeout:
-        the connect runs in a thread that cancellation cannot interrupt, so a short one
-        keeps a daemon stopped while ZooKeeper is down from hanging on exit."""
-        if url.startswith("zk://"):
-            hosts, _, root = url[len("zk://"):].partition("/")
-            return await open_zookeeper(
-                hosts, "/" + (root or "helios"), session_timeout=self.session_timeout,
-                connect_timeout=max(1.0, min(5.0, self.session_timeout)),
-                credential=self.credential)
-        return await open_store(url, session_timeout=self.session_timeout,
-                                credential=self.credential)
+        return await connect_store(url, self.session_timeout, self.credential)
 
     async def _serve(self, store: Store) -> None:
         core = self.core
@@ -124,7 +129,8 @@ class ClusterLink:
         delay = RETRY_MIN
         while True:
             try:
-                async with presence(store, self.core.name, self.core.record()):
+                async with presence(store, self.core.name, self.core.record(),
+                                    self.instance):
                     delay = RETRY_MIN
                     await trio.sleep_forever()
             except CoordinationError as e:
