@@ -43,7 +43,7 @@ ENV_CONDUCTOR = "HELIOS_CONDUCTOR"
 LEADER_WAIT = 20.0
 #: how long a client retries a refused connection to a fixed address (a conductor or
 #: `helios solo` that is still starting)
-CONNECT_WAIT = float(os.environ.get("HELIOS_CONNECT_WAIT", "5"))
+CONNECT_WAIT = float(os.environ.get("HELIOS_CONNECT_WAIT", "1.5"))
 
 
 class CLIError(Exception):
@@ -125,7 +125,9 @@ class Client:
     async def _resolve(self) -> str | None:
         if self.zk:
             return await self._leader_from_zk()
-        return protocol.conductor_url(self.conductor or protocol.DEFAULT_CONDUCTOR)
+        address = self.conductor or protocol.DEFAULT_CONDUCTOR
+        check_address(address, "--conductor")
+        return protocol.conductor_url(address)
 
     async def call(self, method: str, *args: Any, timeout: float | None = None,
                    **kwargs: Any) -> Any:
@@ -153,7 +155,11 @@ class Client:
                     last = f"{url} knows no leader yet"
                     self.url = None if self.zk else url
                 except actors.ActorNotFound:
-                    last = f"no conductor at {url}"  # restarting its front, or not one
+                    # restarting its front, or not a conductor at all (a node's address)
+                    last = (f"no conductor at {_addr(url)} (something else listens there, "
+                            "e.g. a node; give a conductor's --listen address)")
+                    if not self.zk and time.monotonic() - start > CONNECT_WAIT:
+                        raise CLIError(last) from None
                     self.url = None if self.zk else url
                 except actors.ConnectionLost as e:
                     last = f"cannot reach the conductor at {_addr(url)}: {_reason(e)}"
@@ -173,6 +179,15 @@ class Client:
                 raise CLIError(last or f"no conductor answers at {self.where}")
             await trio.sleep(delay)
             delay = min(1.0, delay * 2)
+
+
+def check_address(address: str, flag: str) -> None:
+    """Refuse an address that is not HOST:PORT (or a tcp:// URL) in one line naming the
+    flag and the fix, before anything tries to parse its port."""
+    rest = address.split("://", 1)[-1].split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CLIError(f"{flag} {address!r} is not HOST:PORT (e.g. 127.0.0.1:7070)")
 
 
 def _addr(url: str) -> str:
@@ -527,8 +542,12 @@ def job_logs(name: str, task: str | None = typer.Option(None, "--task", metavar=
              follow: bool = typer.Option(False, "--follow", "-f"),
              tail: int | None = typer.Option(None, "--tail", metavar="N"),
              zk: str | None = ZkOpt, conductor: str | None = ConductorOpt) -> None:
-    """Container output."""
-    async def body(client: Client) -> None:
+    """Container output. Tasks whose logs cannot be read (node down, container gone)
+    are named on stderr, and then the exit status is 1: a partial answer is never
+    passed off as the whole."""
+    warned: set[tuple[str, str]] = set()
+
+    async def body(client: Client) -> str | None:
         cursor: Any = None
         first = True
         while True:
@@ -540,11 +559,32 @@ def job_logs(name: str, task: str | None = typer.Option(None, "--task", metavar=
             sys.stdout.flush()
             if out.get("cursor") is not None:
                 cursor = out["cursor"]
+            problem = logs_problem(name, out)
             if not follow:
-                return
+                return problem
+            for m in out.get("missing") or []:  # following: say it once per cause
+                if (m["task"], m["reason"]) not in warned:
+                    warned.add((m["task"], m["reason"]))
+                    sys.stderr.write(f"warning: no logs from {m['task']}: {m['reason']}\n")
             await trio.sleep(1.0)
 
-    run_client(zk, conductor, body)
+    problem = run_client(zk, conductor, body)
+    if problem:
+        raise CLIError(problem)
+
+
+def logs_problem(name: str, out: dict[str, Any]) -> str | None:
+    """Why a `job logs` answer is not the whole output, in one line, or None."""
+    missing = out.get("missing") or []
+    total = out.get("tasks")
+    if missing:
+        first = missing[0]
+        return (f"logs of job {name} incomplete: {len(missing)} of {total or len(missing)} "
+                f"task(s) left out ({first['task']}: {first['reason']})")
+    if total == 0:
+        return (f"job {name} has no tasks, so no logs (stopped or finished tasks are "
+                "forgotten with their containers)")
+    return None
 
 
 @job_app.command("dispatch")
@@ -653,7 +693,10 @@ def _daemon(fn: Callable[..., Awaitable[None]], **kwargs: Any) -> None:
     """Run a daemon coroutine until SIGINT/SIGTERM, logging at INFO."""
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    # kazoo warns once per failed connect attempt; `coordination/reach.py` says it once
+    # ("ZooKeeper unreachable at ..."), so its lines are for -v only
+    logging.getLogger("kazoo").setLevel(
+        logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.ERROR)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -850,7 +893,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(inner, CLIError):
             _fail(str(inner), inner.code)
         log.debug("unexpected error", exc_info=eg)
-        _fail(f"{type(inner).__name__}: {one_line(str(inner))}", 1)
+        _fail(describe_error(inner), 1)
     except Exception as e:
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # a usage error
             if type(e).__name__ == "NoArgsIsHelpError":
@@ -859,8 +902,22 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(0)
             _fail(one_line(e.format_message()), int(e.exit_code) or 2)
         log.debug("unexpected error", exc_info=True)
-        _fail(f"{type(e).__name__}: {one_line(str(e))}", 1)
+        _fail(describe_error(e), 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+#: errors whose message is written for the user already: shown without a type name
+_PLAIN_ERRORS = ("NodeNameTaken", "StateDirLocked", "ZooKeeperUnreachable")
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an error that reached the top: the message alone where it was
+    written for the user (an OSError's reason names its address), else `Type: message`."""
+    if isinstance(e, OSError) and e.strerror:
+        return one_line(e.strerror)
+    if type(e).__name__ in _PLAIN_ERRORS:
+        return one_line(str(e))
+    return f"{type(e).__name__}: {one_line(str(e))}"
 
 
 def _first(eg: BaseExceptionGroup) -> BaseException:

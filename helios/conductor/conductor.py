@@ -797,9 +797,15 @@ class Conductor(Collector):
         cursors: dict[str, Any] = dict(since) if isinstance(since, dict) else {}
         lines: list[str] = []
         cursor: Any = since
+        # tasks whose logs are not in the answer, and why: the CLI says so and exits
+        # non-zero rather than pass a partial answer off as the whole
+        missing: list[dict[str, str]] = []
         for tid, node_name in rows:
             node = L.state.nodes.get(node_name)
             if node is None or not node.up:
+                missing.append({"task": tid, "node": node_name,
+                                "reason": f"node {node_name} is "
+                                          f"{'down' if node is not None else 'gone'}"})
                 continue
             start = cursors.get(tid) if isinstance(since, dict) else since
             try:
@@ -809,11 +815,16 @@ class Conductor(Collector):
                 if not many:
                     raise NodeUnreachable(f"node {node_name} did not give the logs of "
                                           f"{tid}: {e}") from None
+                missing.append({"task": tid, "node": node_name,
+                                "reason": f"node {node_name} did not answer: {e}"})
                 continue
+            if out.get("error"):
+                missing.append({"task": tid, "node": node_name, "reason": str(out["error"])})
             got = list(out.get("lines") or [])
             lines.extend(f"[{tid}] {line}" if many else line for line in got)
             cursors[tid] = cursor = out.get("cursor")
-        return {"lines": lines, "cursor": cursors if many else cursor}
+        return {"lines": lines, "cursor": cursors if many else cursor, "missing": missing,
+                "tasks": len(rows)}
 
     async def job_dispatch(self, name: str, payload: Any = None,
                            idempotency_key: str | None = None) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from helios.coordination import (
     register_node,
     wait_for_cluster,
 )
+from helios.coordination.reach import ATTEMPT_TIMEOUT, open_when_reachable, zk_hosts
 
 if TYPE_CHECKING:
     from helios.node.node import NodeCore
@@ -95,16 +96,15 @@ class ClusterLink:
                     await store.aclose()
 
     async def _open(self) -> Store:
-        assert self.store_url is not None
-        delay = RETRY_MIN
-        while True:
-            try:
-                return await self._connect(self.store_url)
-            except Unavailable as e:
-                log.warning("node %s: store not reachable yet (%s); running local "
-                            "assignments, retrying in %.1fs", self.core.name, e, delay)
-                await trio.sleep(delay)
-                delay = min(RETRY_MAX, delay * 2)
+        """Open the store as long as it takes (containers keep running meanwhile);
+        `reach.py` says once that ZooKeeper is unreachable."""
+        url = self.store_url
+        assert url is not None
+        return await open_when_reachable(
+            lambda: connect_store(url, self.session_timeout, self.credential,
+                                  connect_timeout=ATTEMPT_TIMEOUT),
+            zk_hosts(url), f"node {self.core.name} (running its last assignments)",
+            max_delay=RETRY_MAX)
 
     async def _connect(self, url: str) -> Store:
         return await connect_store(url, self.session_timeout, self.credential)

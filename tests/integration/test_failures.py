@@ -165,3 +165,20 @@ def test_a_missing_image_backs_off_under_docker(tmp_path: Path, docker_available
         assert 1 <= len(placed) <= 10 / 2 + 1, placed
         assert len(recent) <= 10 * len(placed) + 5, recent  # was 177 in 10 s
         assert helios("job", "rm", name, "--conductor", addr).returncode == 0
+
+
+def test_logs_of_a_job_without_tasks_say_so(solo: str, tmp_path: Path) -> None:
+    name = unique_name("quiet")
+    f = write_job(tmp_path / "q.json", service(name, "echo hi; sleep 600"))
+    assert helios("job", "run", str(f), "--wait", "--conductor", solo).returncode == 0
+    r = helios("job", "logs", name, "--conductor", solo)
+    assert r.returncode == 0 and r.stdout.strip() == "hi", r.stderr
+    assert helios("job", "stop", name, "--conductor", solo).returncode == 0
+    eventually(lambda: not helios_json("job", "status", name, "--conductor", solo)["tasks"],
+               30, "tasks gone")
+    r = helios("job", "logs", name, "--conductor", solo)
+    assert r.returncode == 1 and r.stdout == ""
+    assert f"job {name} has no tasks, so no logs" in one_error_line(r.stderr)
+    st = helios_json("job", "status", name, "--conductor", solo)
+    assert st["rollout"]["state"] == "stopped"  # not "rolling" after job stop
+    assert helios("job", "rm", name, "--conductor", solo).returncode == 0

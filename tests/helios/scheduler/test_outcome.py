@@ -86,3 +86,14 @@ def test_run_preview_names_unplaced_slots_of_that_job_only():
     out = preview(st, new, 2.0, 2.0, old=st.jobs["ok"].spec)
     assert out["failures"] and "cannot be placed" in out["failures"][0]
     assert set(out["changes"]) == {"image", "resources"}
+
+
+def test_logs_problem_names_what_is_left_out():
+    from helios.cli import logs_problem
+
+    assert logs_problem("w", {"lines": ["x"], "missing": [], "tasks": 2}) is None
+    assert logs_problem("w", {"lines": [], "missing": [], "tasks": 0}).startswith(
+        "job w has no tasks")
+    text = logs_problem("w", {"lines": ["x"], "tasks": 3, "missing": [
+        {"task": "w-1", "node": "n2", "reason": "node n2 is down"}]})
+    assert text == "logs of job w incomplete: 1 of 3 task(s) left out (w-1: node n2 is down)"
