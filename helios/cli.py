@@ -327,27 +327,87 @@ def job_run(file: Path = typer.Argument(..., help="Job file (YAML or JSON)."),
     version runs healthy (service) or succeeded (batch)."""
     spec = _load_job_file(file)
 
+    _submit(zk, conductor, "job_run", (spec.to_dict(),), spec.name, spec.kind, wait,
+            timeout, as_json)
+
+
+def _submit(zk: str | None, conductor: str | None, method: str, args: tuple[Any, ...],
+            name: str, kind: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+    """Send a new version (`job run`, `job scale`, `job revert`), warn at once about
+    tasks that fit nowhere, and with `wait` follow it to its outcome."""
     async def body(client: Client) -> dict[str, Any]:
-        out = await client.call("job_run", spec.to_dict())
+        job_kind = kind or (await client.call("job_inspect", name))["spec"]["kind"]
+        out = await client.call(method, *args)
         if not as_json:
             what = "updated to" if out["version"] > 1 and out["changed"] else \
                 "created as" if out["changed"] else "unchanged at"
             _console().print(f"job {out['name']} {what} version {out['version']}")
-        warning = placement_warning(spec.name, out.get("unplaced") or [],
+        warning = placement_warning(name, out.get("unplaced") or [],
                                     out.get("failures") or [])
         if warning is not None and wait:
             raise CLIError(warning, code=WAIT_FAILED)
         if warning is not None:  # the job stays registered, as in Nomad
             sys.stderr.write(f"warning: {warning}\n")
         if wait:
-            out["status"] = await _wait(client, spec.name, spec.kind, out["version"],
-                                        timeout, quiet=as_json)
+            out["status"] = await _wait(client, name, job_kind, out["version"], timeout,
+                                        quiet=as_json)
         return out
 
     out = run_client(zk, conductor, body)
     if as_json:
         print_json(out)
     _raise_outcome(out)
+
+
+WaitOpt = typer.Option(False, "--wait", help="Return once the version runs healthy "
+                       "(service) or is done (batch); exit 2 if it failed.")
+TimeoutOpt = typer.Option(300.0, "--timeout", help="Bound for --wait, seconds.")
+
+
+@job_app.command("scale")
+def job_scale(name: str, count: int = typer.Argument(..., min=0), wait: bool = WaitOpt,
+              timeout: float = TimeoutOpt, as_json: bool = JsonOpt,
+              zk: str | None = ZkOpt, conductor: str | None = ConductorOpt) -> None:
+    """Set the job's count, as a new version (running tasks are kept)."""
+    _submit(zk, conductor, "job_scale", (name, count), name, None, wait, timeout, as_json)
+
+
+@job_app.command("revert")
+def job_revert(name: str, version: int = typer.Argument(..., min=1), wait: bool = WaitOpt,
+               timeout: float = TimeoutOpt, as_json: bool = JsonOpt,
+               zk: str | None = ZkOpt, conductor: str | None = ConductorOpt) -> None:
+    """Submit a kept version's spec again, as a new version rolled out like any update
+    (see `helios job versions`)."""
+    _submit(zk, conductor, "job_revert", (name, version), name, None, wait, timeout,
+            as_json)
+
+
+@job_app.command("versions")
+def job_versions(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                 conductor: str | None = ConductorOpt) -> None:
+    """The job's kept versions, newest first, and what each changed."""
+    rows = _call(zk, conductor, "job_versions", name)
+    if as_json:
+        print_json(rows)
+        return
+    _table(None, ["VERSION", "SUBMITTED", "CURRENT", "STABLE", "CHANGES"],
+           [[r["version"], _when(r.get("submitted")), "yes" if r["current"] else "",
+             "failed" if r.get("failed") else "yes" if r["stable"] else "",
+             ", ".join(r["changes"])] for r in rows])
+
+
+@job_app.command("inspect")
+def job_inspect(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                conductor: str | None = ConductorOpt) -> None:
+    """The job's stored spec (the current version, as Helios normalised it)."""
+    out = _call(zk, conductor, "job_inspect", name)
+    if as_json:
+        print_json(out)
+        return
+    import yaml
+
+    sys.stdout.write(f"# job {out['name']}, version {out['version']}\n")
+    sys.stdout.write(yaml.safe_dump(out["spec"], sort_keys=False))
 
 
 def _load_job_file(file: Path) -> Any:

@@ -24,6 +24,7 @@ __all__ = [
     "NodeInfo",
     "Task",
     "TaskStatus",
+    "remember_version",
     "task_ready",
 ]
 
@@ -228,6 +229,9 @@ class JobRecord:
     rolled_out: int = 0
     failure: str = ""  # why the rollout of ``failed_version`` failed
     reschedule: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    # the newest specs submitted, oldest first: [{"version", "submitted", "spec"}], for
+    # `job versions` / `job revert` (the last KEEP_VERSIONS, see `remember_version`)
+    versions: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
 
     @property
     def rolling(self) -> bool:
@@ -256,7 +260,8 @@ class JobRecord:
                 "created": self.created, "submitted": self.submitted,
                 "progress": self.progress, "rolled_out": self.rolled_out,
                 "failure": self.failure,
-                "reschedule": {k: dict(v) for k, v in self.reschedule.items()}}
+                "reschedule": {k: dict(v) for k, v in self.reschedule.items()},
+                "versions": [dict(v) for v in self.versions]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
@@ -264,6 +269,7 @@ class JobRecord:
         d["spec"] = JobSpec.from_dict(d["spec"])
         if d.get("previous") is not None:
             d["previous"] = JobSpec.from_dict(d["previous"])
+        d["versions"] = tuple(v for v in d.get("versions") or () if isinstance(v, dict))
         return cls(**d)
 
 
@@ -276,3 +282,16 @@ def task_ready(spec: JobSpec, st: TaskStatus, now: float | None) -> bool:
     if spec.health is not None:
         return st.healthy is True
     return now is None or now - st.since >= spec.update.min_healthy_time
+
+
+#: versions of a job's spec kept in its record for `job versions` / `job revert` (Nomad
+#: keeps 6 by default; specs are small, and a record stays far below the store's limit)
+KEEP_VERSIONS = 10
+
+
+def remember_version(versions: tuple[Mapping[str, Any], ...], version: int, spec: JobSpec,
+                     now: float) -> tuple[Mapping[str, Any], ...]:
+    """``versions`` with ``spec`` recorded as ``version``, the oldest beyond
+    KEEP_VERSIONS dropped."""
+    entry = {"version": version, "submitted": now, "spec": spec.to_dict()}
+    return (*[v for v in versions if v.get("version") != version], entry)[-KEEP_VERSIONS:]

@@ -53,6 +53,7 @@ from helios.conductor.errors import (
     NodeUp,
     NotLeader,
     TaskNotFound,
+    VersionNotFound,
 )
 from helios.conductor.gc import (
     GCPolicy,
@@ -574,7 +575,11 @@ class Conductor(Collector):
     async def job_run(self, spec: Any) -> dict[str, Any]:
         if not isinstance(spec, dict):
             raise ValueError("job_run needs the job file as a mapping")
-        job = JobSpec.from_dict(spec)  # SpecError names every problem
+        return await self._submit(JobSpec.from_dict(spec))  # SpecError names every problem
+
+    async def _submit(self, job: JobSpec) -> dict[str, Any]:
+        """Write ``job`` as the job's next version (unless it is the current one) and
+        say what placing it will find wrong: `job run`, `job scale`, `job revert`."""
         L = await self.leading()
         async with L.lock:
             rec = L.state.jobs.get(job.name)
@@ -597,6 +602,34 @@ class Conductor(Collector):
         plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments,
                          L.state.statuses, now, self.failover_grace, L.registered)
         return placement_problems(plan, name)
+
+    async def job_scale(self, name: str, count: Any) -> dict[str, Any]:
+        """`helios job scale`: the current spec with another `count`, as a new version
+        (applied in place: scaling replaces no running task)."""
+        L = await self.leading()
+        rec = self._job(L, name)
+        return await self._submit(JobSpec.from_dict(rec.spec.to_dict() | {"count": count}))
+
+    async def job_versions(self, name: str) -> list[dict[str, Any]]:
+        L = await self.leading()
+        return views.job_versions(self._job(L, name))
+
+    async def job_revert(self, name: str, version: Any) -> dict[str, Any]:
+        """`helios job revert`: submit a kept version's spec again, as a new version
+        rolled out like any update (as `nomad job revert`)."""
+        L = await self.leading()
+        rec = self._job(L, name)
+        spec = views.kept_spec(rec, version)
+        if spec is None:
+            kept = [v.get("version") for v in rec.versions]
+            raise VersionNotFound(
+                f"job {name!r} has no version {version!r} kept"
+                + (f" (kept: {', '.join(str(v) for v in kept)})" if kept else ""))
+        return await self._submit(JobSpec.from_dict(spec))
+
+    async def job_inspect(self, name: str) -> dict[str, Any]:
+        L = await self.leading()
+        return views.job_inspect(self._job(L, name))
 
     async def job_plan(self, spec: Any) -> dict[str, Any]:
         """`helios job plan`: what `job run` of ``spec`` would change and where it would
@@ -908,6 +941,22 @@ class ConductorActor(actors.Actor):
     @actors.handler
     async def job_plan(self, spec: dict[str, Any]) -> dict[str, Any]:
         return await _answer(self.c.job_plan(spec))
+
+    @actors.handler
+    async def job_scale(self, name: str, count: Any) -> dict[str, Any]:
+        return await _answer(self.c.job_scale(name, count))
+
+    @actors.handler
+    async def job_versions(self, name: str) -> list[dict[str, Any]]:
+        return await _answer(self.c.job_versions(name))
+
+    @actors.handler
+    async def job_revert(self, name: str, version: Any) -> dict[str, Any]:
+        return await _answer(self.c.job_revert(name, version))
+
+    @actors.handler
+    async def job_inspect(self, name: str) -> dict[str, Any]:
+        return await _answer(self.c.job_inspect(name))
 
     @actors.handler
     async def job_ls(self) -> list[dict[str, Any]]:

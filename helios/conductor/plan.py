@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from helios.model import Assignment, JobRecord, NodeInfo, TaskStatus
+from helios.model import Assignment, JobRecord, NodeInfo, TaskStatus, remember_version
 
 __all__ = [
     "ClusterState",
@@ -288,7 +288,10 @@ def apply(state: ClusterState, plan: Plan, now: float = 0.0) -> ClusterState:
         if f.rollback and job.previous is not None:
             out.jobs[f.job] = job.replace(spec=job.previous, version=job.version + 1,
                                           previous=None, failed_version=job.version,
-                                          submitted=now, progress=0.0, failure=f.reason)
+                                          submitted=now, progress=0.0, failure=f.reason,
+                                          versions=remember_version(
+                                              job.versions, job.version + 1, job.previous,
+                                              now))
         else:
             out.jobs[f.job] = job.replace(failed_version=job.version, failure=f.reason)
     for m in plan.marks:

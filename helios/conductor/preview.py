@@ -12,7 +12,7 @@ from typing import Any
 
 from helios.conductor.plan import ClusterState, Plan
 from helios.conductor.reconcile import reconcile
-from helios.model import JobRecord
+from helios.model import JobRecord, remember_version
 from helios.spec import JobSpec
 
 __all__ = ["candidate_record", "placement_problems", "preview"]
@@ -31,10 +31,12 @@ def candidate_record(rec: JobRecord | None, spec: JobSpec, now: float,
     if rec is not None and rec.spec == spec and not rec.stopped:
         return None
     if rec is None:
-        return JobRecord(spec=spec, version=1, created=now, submitted=now)
+        return JobRecord(spec=spec, version=1, created=now, submitted=now,
+                         versions=remember_version((), 1, spec, now))
     return JobRecord(spec=spec, version=rec.version + 1, parent=rec.parent,
                      previous=rollback_target, created=rec.created, submitted=now,
-                     rolled_out=rec.rolled_out)
+                     rolled_out=rec.rolled_out,
+                     versions=remember_version(rec.versions, rec.version + 1, spec, now))
 
 
 def changed_fields(old: JobSpec | None, new: JobSpec) -> list[str]:

@@ -26,8 +26,20 @@ from helios.model import (
     task_ready,
 )
 
-__all__ = ["endpoints", "job_ls", "job_status", "job_summary_status", "node_host", "nodes",
-           "reschedule_waits", "rollout_progress", "template_runs"]
+__all__ = [
+    "endpoints",
+    "job_inspect",
+    "job_ls",
+    "job_status",
+    "job_summary_status",
+    "job_versions",
+    "kept_spec",
+    "node_host",
+    "nodes",
+    "reschedule_waits",
+    "rollout_progress",
+    "template_runs",
+]
 
 
 def node_host(address: str) -> str:
@@ -277,3 +289,42 @@ def endpoints(state: ClusterState, record: JobRecord,
                     "host": node.publish or node_host(node.address),
                     "ports": dict(st.ports)})
     return out
+
+
+def kept_spec(record: JobRecord, version: Any) -> dict[str, Any] | None:
+    """The spec (as stored) of a kept version of the job, or None."""
+    for v in record.versions:
+        if v.get("version") == version and isinstance(v.get("spec"), dict):
+            return dict(v["spec"])
+    return None
+
+
+def job_versions(record: JobRecord) -> list[dict[str, Any]]:
+    """`helios job versions NAME --json`: the kept versions, newest first, with what each
+    changed from the one before it (top-level fields of the job file), whether it is the
+    current one, whether it once ran healthy in every slot (`stable`, services), and
+    whether its rollout failed."""
+    out = []
+    prev: dict[str, Any] | None = None
+    for v in record.versions:
+        spec = v.get("spec") if isinstance(v.get("spec"), dict) else {}
+        keys = sorted(set(spec) | set(prev or {}))
+        changes = [k for k in keys if k != "name" and (prev or {}).get(k) != spec.get(k)]
+        n = v.get("version")
+        out.append({"version": n, "submitted": v.get("submitted"),
+                    "current": n == record.version,
+                    "stable": isinstance(n, int) and record.rolled_out >= n
+                    and record.failed_version != n,
+                    "failed": n == record.failed_version,
+                    "changes": changes if prev is not None else ["created"]})
+        prev = spec
+    return list(reversed(out))
+
+
+def job_inspect(record: JobRecord) -> dict[str, Any]:
+    """`helios job inspect NAME --json`: the stored spec of the current version (the
+    job file as Helios normalised it), a registry password redacted."""
+    spec = record.spec.to_dict()
+    if isinstance(spec.get("registry_auth"), dict) and "password" in spec["registry_auth"]:
+        spec["registry_auth"] = {**spec["registry_auth"], "password": "<redacted>"}
+    return {"name": record.name, "version": record.version, "spec": spec}

@@ -182,3 +182,28 @@ def test_logs_of_a_job_without_tasks_say_so(solo: str, tmp_path: Path) -> None:
     st = helios_json("job", "status", name, "--conductor", solo)
     assert st["rollout"]["state"] == "stopped"  # not "rolling" after job stop
     assert helios("job", "rm", name, "--conductor", solo).returncode == 0
+
+
+def test_scale_versions_revert_and_inspect(solo: str, tmp_path: Path) -> None:
+    name = unique_name("ver")
+    f = write_job(tmp_path / "v.json", service(name, "sleep 600"))
+    assert helios("job", "run", str(f), "--wait", "--conductor", solo).returncode == 0
+    r = helios("job", "scale", name, "2", "--wait", "--conductor", solo)
+    assert r.returncode == 0, r.stderr
+    assert f"job {name} updated to version 2" in r.stdout
+    st = helios_json("job", "status", name, "--conductor", solo)
+    assert st["version"] == 2 and len(st["tasks"]) == 2
+    vs = helios_json("job", "versions", name, "--conductor", solo)
+    assert [(v["version"], v["current"], v["changes"]) for v in vs] == [
+        (2, True, ["count"]), (1, False, ["created"])]
+    r = helios("job", "revert", name, "1", "--wait", "--json", "--conductor", solo)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["version"] == 3
+    spec = helios_json("job", "inspect", name, "--conductor", solo)
+    assert spec["version"] == 3 and spec["spec"]["count"] == 1
+    assert "count: 1" in helios("job", "inspect", name, "--conductor", solo).stdout
+    eventually(lambda: len(helios_json("job", "status", name, "--conductor",
+                                       solo)["tasks"]) == 1, 30, "scaled back to 1")
+    r = helios("job", "revert", name, "99", "--conductor", solo)
+    assert "has no version 99 kept (kept: 1, 2, 3)" in one_error_line(r.stderr)
+    assert helios("job", "rm", name, "--conductor", solo).returncode == 0

@@ -53,3 +53,23 @@ def test_reschedule_wait_is_in_status():
     assert w == {"index": 0, "until": 40.0, "wait": 15.0, "failures": 1,
                  "reason": "rescheduling in 15s (failure 1): web-1 failed: exit 3"}
     assert views.job_status(st, rec, now=41.0)["reschedule"] == []
+
+
+def test_versions_say_what_changed_and_which_is_stable():
+    from helios.conductor.preview import candidate_record
+
+    v1 = candidate_record(None, spec("web", count=1), 1.0, None)
+    v2 = candidate_record(v1.replace(rolled_out=1), spec("web", count=2), 2.0, v1.spec)
+    v3 = candidate_record(v2, spec("web", count=2, image="local/other:2"), 3.0, v2.spec)
+    rows = views.job_versions(v3.replace(failed_version=3))
+    assert [(r["version"], r["current"], r["stable"], r["failed"], r["changes"])
+            for r in rows] == [(3, True, False, True, ["image"]),
+                               (2, False, False, False, ["count"]),
+                               (1, False, True, False, ["created"])]
+    assert views.kept_spec(v3, 1)["count"] == 1 and views.kept_spec(v3, 9) is None
+
+
+def test_inspect_redacts_a_registry_password():
+    rec = job("web", registry_auth={"username": "u", "password": "p"})
+    out = views.job_inspect(rec)
+    assert out["spec"]["registry_auth"] == {"username": "u", "password": "<redacted>"}
