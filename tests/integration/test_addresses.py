@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.common import free_port, unique_name
+from tests.fixtures.docker import node_containers
 from tests.integration.procs import Proc, eventually, helios, helios_json, processes, write_job
 from tests.integration.test_cluster import conductor, containers, diag
 
@@ -123,12 +124,6 @@ def _solo(tmp: Path, state: str) -> tuple[Proc, str]:
     return p, addr
 
 
-def _node_containers(node: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=io.helios.node={node}"],
-                         capture_output=True, text=True, timeout=30)
-    return out.stdout.split()
-
-
 def test_a_second_solo_leaves_the_first_alone(tmp_path: Path,
                                               docker_test_image: str) -> None:
     names: list[str] = []
@@ -143,7 +138,7 @@ def test_a_second_solo_leaves_the_first_alone(tmp_path: Path,
             r = helios("job", "run", str(f), "--wait", "--timeout", "90", "--conductor",
                        addr1, timeout=120)
             assert r.returncode == 0, r.stderr + one.tail()
-            before = _node_containers(n1)
+            before = node_containers(n1)
             assert len(before) == 1
 
             two, addr2 = _solo(tmp_path, "two")
@@ -152,14 +147,14 @@ def test_a_second_solo_leaves_the_first_alone(tmp_path: Path,
             names.append(n2)
             assert n2 != n1
             time.sleep(3)  # the second has adopted or removed what it considers its own
-            assert _node_containers(n1) == before
+            assert node_containers(n1) == before
             st = json.loads(helios("job", "status", "web", "--json", "--conductor",
                                    addr1).stdout)
             assert [t["state"] for t in st["tasks"]] == ["running"]
             assert helios("job", "rm", "web", "--conductor", addr1).returncode == 0
-            eventually(lambda: not _node_containers(n1), 60, "container removed")
+            eventually(lambda: not node_containers(n1), 60, "container removed")
     finally:
         for n in names:
-            ids = _node_containers(n)
+            ids = node_containers(n)
             if ids:
                 subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=60)
