@@ -868,7 +868,9 @@ def node_cmd(ctx: typer.Context,
              session_timeout: float = typer.Option(10.0, "--session-timeout", metavar="S"),
              container_label: list[str] | None = typer.Option(
                  None, "--container-label", metavar="k=v", hidden=True),
-             port_range: str = typer.Option("21000-21999", "--port-range", hidden=True),
+             port_range: str = typer.Option("21000-21999", "--port-range", metavar="LO-HI",
+                                            help="Host ports the node picks task ports "
+                                                 "from."),
              advertise: str | None = typer.Option(
                  None, "--advertise", metavar="HOST",
                  help="Host the conductor reaches this node at."),
@@ -916,10 +918,15 @@ def node_cmd(ctx: typer.Context,
 
 @app.command("solo")
 def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
-             state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
+             state_dir: Path | None = typer.Option(
+                 None, "--state-dir", metavar="D",
+                 help="Default: $HELIOS_STATE_DIR/solo, else "
+                      "${XDG_STATE_HOME:-~/.local/state}/helios/solo."),
              runtime: str = typer.Option("auto", "--runtime",
                                          help="auto | docker | process"),
-             name: str | None = typer.Option(None, "--name", hidden=True),
+             name: str | None = typer.Option(
+                 None, "--name", help="The node's name (default: <host>-<6 hex>, made once "
+                                      "per state directory and kept there)."),
              gc_keep_runs: int = KeepRunsOpt, gc_run_retention: str = RunRetentionOpt,
              gc_key_ttl: str = KeyTtlOpt) -> None:
     """A conductor and one node in one process, on the embedded store."""
