@@ -82,15 +82,6 @@ def solo_node_name(state_dir: Path) -> str:
     in `<state dir>/node-name`. Why not the host name alone: two `helios solo` on one
     Docker host (two state directories) would then share a node name, and each would take
     the other's containers for its own orphans and remove them."""
-    path = state_dir / NAME_FILE
-    try:
-        kept = path.read_text().strip()
-    except FileNotFoundError:
-        kept = ""
-    if kept:
-        return kept
-    name = f"{_host_name()}-{secrets.token_hex(3)}"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(name + "\n")
-    tmp.replace(path)
-    return name
+    from helios.node.identity import kept_value
+
+    return kept_value(state_dir / NAME_FILE, lambda: f"{_host_name()}-{secrets.token_hex(3)}")

@@ -582,11 +582,8 @@ class Conductor(Collector):
         say what placing it will find wrong: `job run`, `job scale`, `job revert`."""
         L = await self.leading()
         async with L.lock:
-            rec = L.state.jobs.get(job.name)
-            now = self.clock()
-            new = candidate_record(rec, job, now, _rollback_target(rec) if rec else None)
+            rec, new, now = self._candidate(L, job)
             if new is None:
-                assert rec is not None
                 return {"name": job.name, "version": rec.version, "changed": False}
             L.state.jobs[job.name] = new
             L.history.add(event(job.name, "", "", "submitted",
@@ -595,6 +592,14 @@ class Conductor(Collector):
             problems = self._placement_problems(L, job.name, now)
         L.poke()
         return {"name": job.name, "version": new.version, "changed": True, **problems}
+
+    def _candidate(self, L: Leadership, job: JobSpec) -> tuple[Any, JobRecord | None, float]:
+        """(the stored record, the record `job run` of ``job`` would write or None when
+        nothing changes, now); the caller holds the lock."""
+        rec = L.state.jobs.get(job.name)
+        now = self.clock()
+        return rec, candidate_record(rec, job, now,
+                                     _rollback_target(rec) if rec else None), now
 
     def _placement_problems(self, L: Leadership, name: str, now: float) -> dict[str, Any]:
         """What the next reconciliation will find wrong with placing job ``name`` (the
@@ -639,11 +644,8 @@ class Conductor(Collector):
         job = JobSpec.from_dict(spec)
         L = await self.leading()
         async with L.lock:
-            rec = L.state.jobs.get(job.name)
-            now = self.clock()
-            new = candidate_record(rec, job, now, _rollback_target(rec) if rec else None)
+            rec, new, now = self._candidate(L, job)
             if new is None:
-                assert rec is not None
                 return {"name": job.name, "version": rec.version, "changed": False,
                         "changes": [], "place": [], "stop": [], "update": [],
                         "unplaced": [], "failures": [], "plan": ["no changes"]}

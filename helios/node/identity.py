@@ -24,7 +24,7 @@ from helios.coordination import CoordinationError, Store, paths
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INSTANCE_FILE", "NodeNameTaken", "instance_id", "refuse_duplicate"]
+__all__ = ["INSTANCE_FILE", "NodeNameTaken", "instance_id", "kept_value", "refuse_duplicate"]
 
 INSTANCE_FILE = "instance"
 #: how long the start-up check waits for the store; a node must still start (and run its
@@ -36,20 +36,25 @@ class NodeNameTaken(RuntimeError):
     """A live daemon of the same name is in the cluster."""
 
 
-def instance_id(state_dir: Path) -> str:
-    """This state directory's instance id, made on first use."""
-    path = state_dir / INSTANCE_FILE
+def kept_value(path: Path, make: Callable[[], str]) -> str:
+    """The one-line value kept in ``path``, or ``make()``'s, written there (atomically)
+    on first use: identities that must outlive the process, one per state directory."""
     try:
         kept = path.read_text().strip()
     except FileNotFoundError:
         kept = ""
     if kept:
         return kept
-    new = secrets.token_hex(8)
-    tmp = path.with_name(f".{INSTANCE_FILE}.tmp")
+    new = make()
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(new + "\n")
     tmp.replace(path)
     return new
+
+
+def instance_id(state_dir: Path) -> str:
+    """This state directory's instance id, made on first use."""
+    return kept_value(state_dir / INSTANCE_FILE, lambda: secrets.token_hex(8))
 
 
 async def refuse_duplicate(name: str, instance: str,

@@ -23,7 +23,15 @@ import pytest
 
 from tests.fixtures.common import free_port, unique_name
 from tests.fixtures.docker import node_containers
-from tests.integration.procs import Proc, eventually, helios, helios_json, processes, write_job
+from tests.integration.procs import (
+    Proc,
+    eventually,
+    helios,
+    helios_json,
+    processes,
+    start_solo,
+    write_job,
+)
 from tests.integration.test_cluster import conductor, containers, diag
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -115,22 +123,12 @@ def test_a_node_with_a_live_name_is_refused(zk_hosts: str, zk_root: str, tmp_pat
         assert first.alive()
 
 
-def _solo(tmp: Path, state: str) -> tuple[Proc, str]:
-    addr = f"127.0.0.1:{free_port()}"
-    p = Proc(f"solo-{state}", ["solo", "--runtime", "docker", "--listen", addr,
-                               "--state-dir", str(tmp / state)], tmp).start()
-    eventually(lambda: helios("nodes", "--conductor", addr).returncode == 0, 30,
-               "solo up", diagnostics=p.tail)
-    return p, addr
-
-
 def test_a_second_solo_leaves_the_first_alone(tmp_path: Path,
                                               docker_test_image: str) -> None:
     names: list[str] = []
     try:
         with processes() as procs:
-            one, addr1 = _solo(tmp_path, "one")
-            procs.append(one)
+            one, addr1 = start_solo(procs, tmp_path, "docker", state="one")
             (n1,) = [n["name"] for n in helios_json("nodes", "--conductor", addr1)]
             names.append(n1)
             assert (tmp_path / "one" / "node-name").read_text().strip() == n1
@@ -141,8 +139,7 @@ def test_a_second_solo_leaves_the_first_alone(tmp_path: Path,
             before = node_containers(n1)
             assert len(before) == 1
 
-            two, addr2 = _solo(tmp_path, "two")
-            procs.append(two)
+            _, addr2 = start_solo(procs, tmp_path, "docker", state="two")
             (n2,) = [n["name"] for n in helios_json("nodes", "--conductor", addr2)]
             names.append(n2)
             assert n2 != n1

@@ -15,21 +15,21 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.common import free_port, unique_name
-from tests.integration.procs import Proc, eventually, helios, helios_json, processes, write_job
+from tests.fixtures.common import unique_name
+from tests.integration.procs import (
+    eventually,
+    helios,
+    helios_json,
+    processes,
+    start_solo,
+    write_job,
+)
 
 
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("solo-failures")
-    addr = f"127.0.0.1:{free_port()}"
     with processes() as procs:
-        p = Proc("solo", ["solo", "--runtime", "process", "--listen", addr,
-                          "--state-dir", str(tmp / "state"), "--name", unique_name("solo")],
-                 tmp).start()
-        procs.append(p)
-        eventually(lambda: json.loads(helios("nodes", "--conductor", addr, "--json").stdout),
-                   30, "solo up", diagnostics=p.tail)
+        _, addr = start_solo(procs, tmp_path_factory.mktemp("solo-failures"), "process")
         yield addr
 
 
@@ -139,20 +139,13 @@ def test_job_plan_changes_nothing(solo: str, tmp_path: Path) -> None:
 def test_a_missing_image_backs_off_under_docker(tmp_path: Path, docker_available: None) -> None:
     """The issue's loop (177 history events in 10 s): a pull of an image that exists
     nowhere fails its task, and the slot waits by the policy before the next try."""
-    addr = f"127.0.0.1:{free_port()}"
-    node = unique_name("solo")
     name = unique_name("nope")
     f = write_job(tmp_path / "nope.json", {
         "name": name, "image": "local/doesnotexist:9", "count": 1,
         "resources": {"cpus": 0.05, "memory": "16M"},
         "reschedule": {"delay": "2s", "max_delay": "4s"}})
     with processes() as procs:
-        p = Proc("solo-docker", ["solo", "--runtime", "docker", "--listen", addr,
-                                 "--state-dir", str(tmp_path / "state"), "--name", node],
-                 tmp_path).start()
-        procs.append(p)
-        eventually(lambda: helios("nodes", "--conductor", addr).returncode == 0, 30,
-                   "solo up", diagnostics=p.tail)
+        p, addr = start_solo(procs, tmp_path, "docker")
         r = helios("job", "run", str(f), "--wait", "--timeout", "60", "--conductor", addr)
         assert r.returncode == 2, r.stdout + r.stderr + p.tail()
         line = one_error_line(r.stderr)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.common import free_port, unique_name
+from tests.fixtures.common import unique_name
 from tests.fixtures.docker import node_containers
-from tests.integration.procs import Proc, eventually, helios, helios_json, processes
+from tests.integration.procs import eventually, helios, helios_json, processes, start_solo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,16 +23,10 @@ def test_hello_runs_under_docker(tmp_path: Path, docker_available: None) -> None
     built = subprocess.run(["bash", str(ROOT / "examples" / "make-busybox-image.sh")],
                            capture_output=True, text=True, timeout=120)
     assert built.returncode == 0 and "built local/busybox:1" in built.stdout, built.stderr
-    addr = f"127.0.0.1:{free_port()}"
     node = unique_name("solo")
     try:
         with processes() as procs:
-            p = Proc("solo", ["solo", "--runtime", "docker", "--listen", addr,
-                              "--state-dir", str(tmp_path / "state"), "--name", node],
-                     tmp_path).start()
-            procs.append(p)
-            eventually(lambda: helios("nodes", "--conductor", addr).returncode == 0, 30,
-                       "solo up", diagnostics=p.tail)
+            p, addr = start_solo(procs, tmp_path, "docker", name=node)
             r = helios("job", "run", str(ROOT / "examples" / "jobs" / "hello.yaml"),
                        "--wait", "--timeout", "90", "--conductor", addr, timeout=120)
             assert r.returncode == 0, r.stderr + p.tail()
