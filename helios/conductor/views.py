@@ -138,7 +138,9 @@ def reschedule_waits(record: JobRecord, now: float) -> list[dict[str, Any]]:
     """The slots of a service that wait after a failure: until when (epoch seconds;
     None once its attempts are used up), seconds left, how many failures, and why."""
     policy = record.spec.reschedule
-    out = []
+    out: list[dict[str, Any]] = []
+    if record.stopped:
+        return out  # nothing is placed again while the job is stopped
     for key, raw in sorted(record.reschedule.items()):
         if policy is None or not key.isdigit():
             continue

@@ -200,3 +200,20 @@ def test_scale_versions_revert_and_inspect(solo: str, tmp_path: Path) -> None:
     r = helios("job", "revert", name, "99", "--conductor", solo)
     assert "has no version 99 kept (kept: 1, 2, 3)" in one_error_line(r.stderr)
     assert helios("job", "rm", name, "--conductor", solo).returncode == 0
+
+
+def test_dispatch_wait_exit_codes_and_text_payloads(solo: str, tmp_path: Path) -> None:
+    name = unique_name("disp")
+    f = write_job(tmp_path / "d.json", {
+        "name": name, "kind": "parameterized",
+        "command": ["sh", "-c", 'test "$HELIOS_PAYLOAD" = "hello world"'],
+        "resources": {"cpus": 0.05, "memory": "16M"}, "restart": {"policy": "never"}})
+    assert helios("job", "run", str(f), "--conductor", solo).returncode == 0
+    ok = helios("job", "dispatch", name, "--payload", "hello world", "--wait", "--json",
+                "--conductor", solo)
+    assert ok.returncode == 0, ok.stderr  # a text payload, not JSON, is accepted
+    assert json.loads(ok.stdout)["status"]["status"] == "complete"
+    bad = helios("job", "dispatch", name, "--payload", "other", "--wait", "--conductor", solo)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "1 task(s) failed" in one_error_line(bad.stderr)
+    assert helios("job", "rm", name, "--conductor", solo).returncode == 0
