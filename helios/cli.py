@@ -33,7 +33,7 @@ import typer
 
 import actors
 from helios import protocol
-from helios.outcome import judge, placement_warning
+from helios.outcome import PLACEMENT_GRACE, judge, placement_warning
 
 log = logging.getLogger("helios.cli")
 
@@ -344,8 +344,6 @@ def _submit(zk: str | None, conductor: str | None, method: str, args: tuple[Any,
             _console().print(f"job {out['name']} {what} version {out['version']}")
         warning = placement_warning(name, out.get("unplaced") or [],
                                     out.get("failures") or [])
-        if warning is not None and wait:
-            raise CLIError(warning, code=WAIT_FAILED)
         if warning is not None:  # the job stays registered, as in Nomad
             sys.stderr.write(f"warning: {warning}\n")
         if wait:
@@ -454,6 +452,7 @@ async def _wait(client: Client, name: str, kind: str, version: int, timeout: flo
     console = _console(stderr=True)
     deadline = time.monotonic() + timeout
     doc: dict[str, Any] = {}
+    unplaced_since: float | None = None
     status_cm = console.status("waiting", spinner="dots") if not quiet else None
     with status_cm if status_cm is not None else _Null():
         while True:
@@ -462,9 +461,14 @@ async def _wait(client: Client, name: str, kind: str, version: int, timeout: flo
             if status_cm is not None:
                 status_cm.update(line)
             verdict = judge(doc, kind, version)
+            # a task that fits nowhere: given PLACEMENT_GRACE (nodes may be joining)
+            unplaced_since = ((unplaced_since or time.monotonic()) if verdict.transient
+                              else None)
             if verdict.error is not None:
-                return {**doc, "error": verdict.error}
-            if verdict.done:
+                if (unplaced_since is None
+                        or time.monotonic() - unplaced_since > PLACEMENT_GRACE):
+                    return {**doc, "error": verdict.error}
+            elif verdict.done:
                 break
             if time.monotonic() > deadline:
                 raise CLIError(f"timed out after {timeout:g}s waiting for {line}",

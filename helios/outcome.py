@@ -5,6 +5,9 @@
 batch run finished with every task exited 0), failed (its rollout failed or rolled back,
 a task fits on no node, a task failed for good and waits to be rescheduled, a batch task
 failed), or still under way. Pure, so every exit code is unit-tested on documents.
+A task that fits on no node is a failure marked ``transient``: the CLI gives it
+PLACEMENT_GRACE to resolve (nodes of a cluster that was just started may still be
+registering) before it exits with it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Outcome", "judge", "placement_warning"]
+__all__ = ["PLACEMENT_GRACE", "Outcome", "judge", "placement_warning"]
+
+#: seconds a task may fit nowhere during `--wait` before that is the outcome
+PLACEMENT_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class Outcome:
 
     done: bool
     error: str | None = None
+    transient: bool = False  # a task fits nowhere now: nodes may still be joining
 
 
 def _unplaced(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,7 +62,7 @@ def judge(doc: dict[str, Any], kind: str, version: int) -> Outcome:
     if doc.get("version", 0) == version:
         warning = placement_warning(name, _unplaced(doc), [])
         if warning is not None:
-            return Outcome(True, warning)
+            return Outcome(True, warning, transient=True)
         waits = doc.get("reschedule") or []
         if waits:
             return Outcome(True, f"job {name}: slot {waits[0]['index']} "

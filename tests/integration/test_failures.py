@@ -88,9 +88,12 @@ def test_unplaceable_job_warns_at_once_and_wait_exits_2(solo: str, tmp_path: Pat
     assert helios_json("job", "status", name, "--conductor", solo)["version"] == 1
     f2 = write_job(tmp_path / "huge2.json", service(name, "sleep 601",
                                                     resources={"cpus": 64, "memory": "16M"}))
-    r = helios("job", "run", str(f2), "--wait", "--conductor", solo, timeout=20)
-    assert r.returncode == 2
-    assert "cannot be placed" in one_error_line(r.stderr)
+    r = helios("job", "run", str(f2), "--wait", "--conductor", solo, timeout=60)
+    assert r.returncode == 2  # after PLACEMENT_GRACE, not the 300 s --timeout
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith(f"warning: job {name}: 1 task cannot be placed"), r.stderr
+    assert len(lines) == 2 and "cannot be placed" in lines[1] and \
+        lines[1].startswith("error: "), r.stderr
     assert helios("job", "rm", name, "--conductor", solo).returncode == 0
 
 

@@ -97,3 +97,9 @@ def test_logs_problem_names_what_is_left_out():
     text = logs_problem("w", {"lines": ["x"], "tasks": 3, "missing": [
         {"task": "w-1", "node": "n2", "reason": "node n2 is down"}]})
     assert text == "logs of job w incomplete: 1 of 3 task(s) left out (w-1: node n2 is down)"
+
+
+def test_an_unplaceable_task_is_a_transient_failure():
+    v = judge(doc(pending=[{"index": 0, "kind": "placement", "reason": "r"}]), "service", 1)
+    assert v.transient and v.error
+    assert not judge(doc(rollout={"failed_version": 1, "failure": "x"}), "service", 1).transient
