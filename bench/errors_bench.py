@@ -40,26 +40,31 @@ def timed(*args: str) -> tuple[float, str]:
     return time.perf_counter() - t, r.stderr.strip().splitlines()[-1] if r.stderr else ""
 
 
-def wait_for_line(proc: subprocess.Popen[str], text: str, limit: float = 30) -> float:
-    t = time.perf_counter()
+def wait_for_line(proc: subprocess.Popen[bytes], text: str, started: float,
+                  limit: float = 30) -> float:
+    """Seconds from `started` until `text` appears in the daemon's output."""
     assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    buf = ""
-    while time.perf_counter() - t < limit:
-        chunk = proc.stdout.read() or ""
-        buf += chunk
-        if text in buf:
-            return time.perf_counter() - t
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    buf = b""
+    while time.perf_counter() - started < limit:
+        try:
+            buf += os.read(fd, 65536)
+        except BlockingIOError:
+            pass
+        if text.encode() in buf:
+            return time.perf_counter() - started
         time.sleep(0.02)
-    raise RuntimeError(f"no {text!r} within {limit}s: {buf[-500:]}")
+    raise RuntimeError(f"no {text!r} within {limit}s: {buf[-500:]!r}")
 
 
-def daemon(*args: str) -> subprocess.Popen[str]:
+def daemon(*args: str) -> tuple[subprocess.Popen[bytes], float]:
+    started = time.perf_counter()
     return subprocess.Popen(HELIOS + list(args), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT), started
 
 
-def stop(proc: subprocess.Popen[str]) -> float:
+def stop(proc: subprocess.Popen[bytes]) -> float:
     t = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
     try:
@@ -78,13 +83,16 @@ def one_round(tmp: Path) -> dict[str, float]:
                                        f"127.0.0.1:{free_port()}")[0]
     zk = f"127.0.0.1:{free_port()}"
     node_addr = f"127.0.0.1:{free_port()}"
-    node = daemon("node", "--zk", zk, "--name", f"bench{os.getpid()}", "--runtime", "process",
-                  "--listen", node_addr, "--state-dir", str(tmp / f"n{time.time_ns()}"))
-    conductor = daemon("conductor", "--zk", zk, "--listen", f"127.0.0.1:{free_port()}")
+    node, node_t = daemon("node", "--zk", zk, "--name", f"bench{os.getpid()}", "--runtime",
+                          "process", "--listen", node_addr,
+                          "--state-dir", str(tmp / f"n{time.time_ns()}"))
+    conductor, cond_t = daemon("conductor", "--zk", zk, "--listen",
+                               f"127.0.0.1:{free_port()}")
     try:
-        out["conductor: 'ZooKeeper unreachable' line"] = wait_for_line(
-            conductor, "ZooKeeper unreachable at")
-        wait_for_line(node, "ZooKeeper unreachable at")
+        out["conductor start: 'ZooKeeper unreachable' line"] = wait_for_line(
+            conductor, "ZooKeeper unreachable at", cond_t)
+        out["node start: 'ZooKeeper unreachable' line"] = wait_for_line(
+            node, "ZooKeeper unreachable at", node_t)
         out["--conductor <a node's address>"] = timed("job", "ls", "--conductor",
                                                       node_addr)[0]
     finally:

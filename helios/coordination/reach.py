@@ -31,11 +31,12 @@ def zk_hosts(url: str) -> str:
 
 
 async def open_when_reachable(opener: Callable[[], Awaitable[Store]], where: str,
-                              who: str, max_delay: float = 5.0) -> Store:
+                              who: str, max_delay: float = 5.0, said: bool = False) -> Store:
     """Call ``opener`` until it returns a store; log the first failure once as a warning
-    naming ``where``, later ones at debug level, and the recovery."""
+    naming ``where`` (unless ``said``: the caller did already), later ones at debug
+    level, and the recovery."""
     delay = 0.25
-    failures = 0
+    failures = 1 if said else 0
     while True:
         try:
             store = await opener()

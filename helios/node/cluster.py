@@ -80,6 +80,7 @@ class ClusterLink:
         self.session_timeout = session_timeout
         self.credential = credential
         self.instance = instance  # see node/identity.py
+        self.unreachable_said = False  # the daemon's name check said it already
         self.connected = trio.Event()  # set once the guard passed on the first session
 
     async def run(self) -> None:
@@ -104,7 +105,7 @@ class ClusterLink:
             lambda: connect_store(url, self.session_timeout, self.credential,
                                   connect_timeout=ATTEMPT_TIMEOUT),
             zk_hosts(url), f"node {self.core.name} (running its last assignments)",
-            max_delay=RETRY_MAX)
+            max_delay=RETRY_MAX, said=self.unreachable_said)
 
     async def _connect(self, url: str) -> Store:
         return await connect_store(url, self.session_timeout, self.credential)

@@ -29,7 +29,7 @@ from helios import protocol
 from helios.coordination import Store
 from helios.coordination.acl import load_credential
 from helios.node.cluster import ClusterLink, connect_store
-from helios.node.identity import instance_id, refuse_duplicate
+from helios.node.identity import CHECK_TIMEOUT, instance_id, refuse_duplicate
 from helios.node.node import NodeCore, spawn_node_actor
 from helios.node.runtime import PortAllocator, Runtime, RuntimeFailure
 from helios.node.state import StateDir
@@ -142,13 +142,15 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                                 restart_options=restart_options, conductor=conductor,
                                 health_host=publish)
                 try:
+                    reached = True
                     if store is None and store_url:
                         # before anything touches a container: a daemon of this name
                         # from another state directory would take its containers
-                        await refuse_duplicate(
+                        reached = await refuse_duplicate(
                             name, instance,
                             lambda: connect_store(store_url, session_timeout,
-                                                  load_credential(), connect_timeout=2.0),
+                                                  load_credential(),
+                                                  connect_timeout=CHECK_TIMEOUT),
                             store_url.removeprefix("zk://"))
                     await spawn_node_actor(core)
                     async with trio.open_nursery() as nursery:
@@ -159,6 +161,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                                                credential=load_credential()
                                                if store is None else None,
                                                instance=instance)
+                            link.unreachable_said = not reached
                             core.link = link
                             nursery.start_soon(_keep_linked, link)
                         log.info("node %s up: %s, runtime %s, %g cpus, %d MiB", name,

@@ -29,7 +29,7 @@ __all__ = ["INSTANCE_FILE", "NodeNameTaken", "instance_id", "kept_value", "refus
 INSTANCE_FILE = "instance"
 #: how long the start-up check waits for the store; a node must still start (and run its
 #: last assignments) while ZooKeeper is down, so past this it starts unchecked
-CHECK_TIMEOUT = 3.0
+CHECK_TIMEOUT = 1.5
 
 
 class NodeNameTaken(RuntimeError):
@@ -59,10 +59,12 @@ def instance_id(state_dir: Path) -> str:
 
 async def refuse_duplicate(name: str, instance: str,
                            connect: Callable[[], Awaitable[Store]],
-                           where: str, timeout: float = CHECK_TIMEOUT) -> None:
-    """Raise NodeNameTaken when `/nodes/<name>/up` is held by another instance."""
+                           where: str, timeout: float = CHECK_TIMEOUT) -> bool:
+    """Raise NodeNameTaken when `/nodes/<name>/up` is held by another instance. Returns
+    whether the store answered (when not, this said "ZooKeeper unreachable" already)."""
     store: Store | None = None
     holder = None
+    failed = False
     with trio.move_on_after(timeout) as scope:
         try:
             store = await connect()
@@ -70,18 +72,20 @@ async def refuse_duplicate(name: str, instance: str,
             holder = entry.value if entry is not None and isinstance(entry.value, dict) \
                 else None
         except CoordinationError as e:
-            log.warning("node %s: could not check that its name is free (%s); starting",
-                        name, e)
+            failed = True
+            log.debug("node %s: name check: %s", name, e)
     if store is not None:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             await store.aclose()
-    if scope.cancelled_caught:
-        log.warning("node %s: the store at %s did not answer within %gs; starting without "
-                    "checking that the name is free", name, where, timeout)
-        return
+    if failed or scope.cancelled_caught:
+        log.warning("node %s: ZooKeeper unreachable at %s (no answer); starting without "
+                    "checking that the name is free, running its last assignments and "
+                    "retrying quietly", name, where)
+        return False
     other = holder.get("instance") if holder else None
     if other and other != instance:
         raise NodeNameTaken(
             f"node {name} is already running in the cluster at {where} (another daemon, "
             f"session {holder.get('session')}); give this one another --name, or stop "
             "that one first")
+    return True
