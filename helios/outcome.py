@@ -64,7 +64,7 @@ def judge(doc: dict[str, Any], kind: str, version: int) -> Outcome:
         if warning is not None:
             return Outcome(True, warning, transient=True)
         waits = doc.get("reschedule") or []
-        if waits:
+        if waits and kind == "service":  # (a batch run's retry is part of its run)
             return Outcome(True, f"job {name}: slot {waits[0]['index']} "
                                  f"{waits[0]['reason']}")
     status = doc.get("status")

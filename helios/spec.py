@@ -228,7 +228,12 @@ class ReschedulePolicy:
 
     def to_dict(self) -> dict[str, Any]:
         return {"delay": self.delay, "max_delay": self.max_delay,
-                "attempts": self.attempts, "interval": self.interval}
+                "attempts": "unlimited" if self.attempts is None else self.attempts,
+                "interval": self.interval}
+
+
+#: Nomad's batch default: rescheduled once within 24h, 5s after the failure
+BATCH_RESCHEDULE = ReschedulePolicy(delay=5.0, max_delay=5.0, attempts=1, interval=86400.0)
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,7 @@ class JobSpec:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     grace: float = 3.0
-    reschedule: ReschedulePolicy | None = None  # services only (validate fills it in)
+    reschedule: ReschedulePolicy | None = None  # service and batch (validate fills it in)
     schedule: str | None = None
     timezone: str | None = None
     overlap: str | None = None
@@ -366,7 +371,8 @@ def run_spec(parent: JobSpec, run_id: str, payload: str | None = None,
         merged[PAYLOAD_ENV] = payload
     return dataclasses.replace(
         parent, name=f"{parent.name}-{run_id}", kind="batch", env=FrozenMap(merged),
-        schedule=None, timezone=None, overlap=None, catch_up=None, payload=None)
+        schedule=None, timezone=None, overlap=None, catch_up=None, payload=None,
+        reschedule=BATCH_RESCHEDULE)
 
 
 # --------------------------------------------------------------------------- loading
@@ -631,11 +637,11 @@ def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
         spec["grace"] = g
     if "log" in raw:
         spec["log"] = _log(c, raw["log"])
-    if kind == "service":
-        spec["reschedule"] = _reschedule(c, raw.get("reschedule", {}))
+    if kind in ("service", "batch"):
+        spec["reschedule"] = _reschedule(c, raw.get("reschedule", {}), kind)
     elif "reschedule" in raw:
-        c.err("reschedule", f"only applies to kind service (this job is {kind}; its tasks "
-                            "are retried by restart:)")
+        c.err("reschedule", f"does not apply to kind {kind} (its runs are batch jobs with "
+                            "the batch defaults)")
     if "registry_auth" in raw:
         spec["registry_auth"] = _registry_auth(c, raw["registry_auth"])
     _kind_fields(c, raw, kind, spec)
@@ -781,10 +787,13 @@ def _update(c: _Checker, v: Any) -> UpdatePolicy:
     return UpdatePolicy(**u)
 
 
-def _reschedule(c: _Checker, v: Any) -> ReschedulePolicy:
-    """Nomad's service defaults: 30s, doubling, at most 1h apart, unlimited attempts."""
+def _reschedule(c: _Checker, v: Any, kind: str) -> ReschedulePolicy:
+    """Nomad's defaults. Services: 30s, doubling, at most 1h apart, unlimited attempts.
+    Batch: once within 24h, after 5s (constant: `max_delay` defaults to `delay`)."""
     m = c.mapping(v, "reschedule", ("delay", "max_delay", "attempts", "interval")) or {}
     r: dict[str, Any] = {}
+    if kind == "batch":
+        r = BATCH_RESCHEDULE.to_dict() | {"max_delay": None}
     for key, positive in (("delay", True), ("max_delay", True), ("interval", False)):
         if m.get(key) is not None and (
                 d := c.duration(m[key], f"reschedule.{key}", positive=positive)) is not None:
@@ -792,6 +801,10 @@ def _reschedule(c: _Checker, v: Any) -> ReschedulePolicy:
     if m.get("attempts") not in (None, "unlimited") and (
             n := c.integer(m["attempts"], "reschedule.attempts", 0)) is not None:
         r["attempts"] = n
+    if kind == "batch" and m.get("max_delay") is None:
+        r["max_delay"] = r["delay"]
+    if m.get("attempts") == "unlimited":
+        r["attempts"] = None
     if r.get("max_delay", 3600.0) < r.get("delay", 30.0):
         c.err("reschedule.max_delay", "must not be shorter than reschedule.delay")
     if r.get("attempts") is not None and not r.get("interval"):

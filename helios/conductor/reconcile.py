@@ -45,7 +45,7 @@ from helios.conductor.plan import (
     RolloutStep,
     Stop,
 )
-from helios.conductor.reschedule import deadline_failure, slot_holds
+from helios.conductor.reschedule import deadline_failure, retries_batch_task, slot_holds
 from helios.conductor.rollout import plan_service
 from helios.conductor.scheduler import Cluster, Request, cpu_is_scarcer
 from helios.model import (
@@ -194,9 +194,16 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
         live: dict[int, list[Assignment]] = {}
         dead: dict[int, list[tuple[Assignment, TaskStatus | None]]] = {}
         done: set[int] = set()
+        retried: dict[int, list[tuple[Assignment, TaskStatus | None]]] = {}
         for a in tasks:
             st = status_of(a)
             is_done = batch and st is not None and st.state in ("exited", "failed")
+            if is_done and st is not None and retries_batch_task(job, a, st, now):
+                # a failed batch task its reschedule policy runs again (after a delay)
+                plan.remove.append(Remove(a.id, a.job, a.node, f"failed: {st.reason}; "
+                                          "to be rescheduled" if st.reason else "failed"))
+                retried.setdefault(a.index, []).append((a, st))
+                continue
             if is_done:
                 done.add(a.index)
                 continue
@@ -237,6 +244,8 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
 
         keep: list[Assignment] = []
         if batch:
+            marks, holds = slot_holds(job, retried, now)
+            plan.reschedules.extend(marks)
             for i in range(spec.count):
                 tasks_i = sorted(live.get(i, []), key=lambda t: (t.created, t.id))
                 if i in done:
@@ -251,9 +260,12 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                     stop(a, f"duplicate in slot {i}")
                 if current:
                     keep.append(current[0])
+                elif i in holds:
+                    plan.pending.append(Pending(name, i, holds[i].explain(now), "reschedule"))
                 else:
                     wants.append(_Want(job, i, "replacing a lost task" if i in dead
-                                       else "missing"))
+                                       else _fill_reason(job, i, "missing"),
+                                       salt=_fill_salt(job, i)))
         else:
             decision = plan_service(job, live, dead, healthy, now,
                                     "healthy" if reg is None else "healthy and registered")

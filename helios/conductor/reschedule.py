@@ -36,7 +36,7 @@ from helios.spec import ReschedulePolicy
 from helios.units import format_duration
 
 __all__ = ["Hold", "Tracker", "deadline_failure", "hold", "record", "reschedule_due",
-           "slot_holds"]
+           "retries_batch_task", "slot_holds"]
 
 _MAX_EVENTS = 64  # a tracker never grows past this, whatever the window
 
@@ -170,6 +170,18 @@ def slot_holds(job: JobRecord, dead: Mapping[int, list[tuple[Assignment, TaskSta
         if h is not None and i < job.spec.count:
             holds[i] = h
     return marks, holds
+
+
+def retries_batch_task(job: JobRecord, a: Assignment, st: TaskStatus, now: float) -> bool:
+    """Whether a batch task that finished ``failed`` (its restarts used up) is run
+    again by the job's reschedule policy (Nomad's batch default: once within 24h, after
+    5s), rather than its slot being done, failed."""
+    policy = job.spec.reschedule
+    if policy is None or st.state != "failed" or a.index >= job.spec.count:
+        return False
+    raw = job.reschedule.get(str(a.index))
+    prev = Tracker.from_dict(raw) if raw is not None else None
+    return record(policy, prev, job.version, f"{a.id}@{a.created!r}", "", now).due is not None
 
 
 def deadline_failure(job: JobRecord, now: float) -> RolloutFailure | None:

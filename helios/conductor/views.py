@@ -107,8 +107,8 @@ def job_status(state: ClusterState, record: JobRecord,
         doc.update(template_runs(state, record, now))
     if record.spec.kind == "service":
         doc["rollout"] = rollout_progress(state, record, steps, now)
-        if now is not None:
-            doc["reschedule"] = reschedule_waits(record, now)
+    if record.spec.kind in ("service", "batch") and now is not None:
+        doc["reschedule"] = reschedule_waits(record, now)
     return doc
 
 

@@ -4,6 +4,7 @@ deadline ends a version whose tasks keep failing)."""
 
 import pytest
 
+from helios.conductor import views
 from helios.conductor.plan import ClusterState, apply
 from helios.conductor.reschedule import Tracker, hold, record
 from helios.spec import ReschedulePolicy, SpecError, validate
@@ -58,14 +59,17 @@ def test_spec_defaults_and_problems():
                                                           "attempts": 3, "interval": "1m"}})
     assert s.reschedule == ReschedulePolicy(2, 8, 3, 60)
     assert validate(s.to_dict()) == s
-    assert validate({"name": "b", "kind": "batch", "image": "i"}).reschedule is None
+    batch = validate({"name": "b", "kind": "batch", "image": "i"})
+    assert batch.reschedule == ReschedulePolicy(5, 5, 1, 86400)  # Nomad's batch default
+    assert validate(batch.to_dict()) == batch
     with pytest.raises(SpecError) as e:
         validate({"name": "w", "image": "i", "reschedule": {"delay": "1m", "max_delay": "1s",
                                                           "attempts": 2}})
     text = str(e.value)
     assert "reschedule.max_delay" in text and "reschedule.interval" in text
-    with pytest.raises(SpecError, match="reschedule: only applies to kind service"):
-        validate({"name": "b", "kind": "batch", "image": "i", "reschedule": {}})
+    with pytest.raises(SpecError, match="reschedule: does not apply to kind cron"):
+        validate({"name": "b", "kind": "cron", "schedule": "@hourly", "image": "i",
+                  "reschedule": {}})
 
 
 def _fail_all(st, now, reason="pull failed: image not found"):
@@ -108,3 +112,20 @@ def test_failures_end_the_first_deployment_at_its_deadline():
     assert "image not found" in f.reason
     st = apply(st, p, now)
     assert st.jobs["bad"].failed_version == 1
+
+
+def test_a_failed_batch_task_runs_once_more_after_5s_then_its_slot_is_failed():
+    st = ClusterState.of([job("b", kind="batch", count=1)], [node("a")])
+    st = run_nodes(apply(st, plan_for(st, 0.0), 0.0), 0.0)
+    st = _fail_all(st, 0.0, "exit 3")
+    p = plan_for(st, 1.0)
+    assert not p.place and [m.tracker["due"] for m in p.reschedules] == [6.0]
+    st = apply(st, p, 1.0)
+    assert [pe.kind for pe in plan_for(st, 2.0).pending] == ["reschedule"]
+    p = plan_for(st, 6.0)
+    (placed,) = p.place
+    assert placed.reason.startswith("rescheduled after b-") and "exit 3" in placed.reason
+    st = _fail_all(run_nodes(apply(st, p, 6.0), 6.0), 6.0, "exit 3")
+    p = plan_for(st, 7.0)  # attempts (1 within 24h) used: the slot is done, failed
+    assert not p.place and not p.remove and not p.reschedules
+    assert views.job_summary_status(apply(st, p, 7.0), st.jobs["b"]) == "failed"
