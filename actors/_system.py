@@ -542,7 +542,12 @@ class ActorSystem:
         except ValueError:
             raise ValueError(f"listen address must be HOST:PORT, got {listen!r}") from None
         assert self._nursery is not None
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as e:
+            # name the address: "Address already in use" alone does not say which
+            raise OSError(e.errno, f"cannot listen on {listen}: "
+                                   f"{(e.strerror or str(e)).lower()}") from None
         bound = listeners[0].socket.getsockname()
         adv_host = advertise or host
         if adv_host in ("0.0.0.0", "::"):

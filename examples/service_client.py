@@ -1,14 +1,15 @@
 """A client that finds a service's healthy endpoints and follows them as they change.
 
     python examples/service_client.py                        # self-contained demo
-    python examples/service_client.py --zk 127.0.0.1:2181 --job web [--port http]
+    python examples/service_client.py --zk 127.0.0.1:2181[/root] --job web [--port http]
     python examples/service_client.py --store /var/lib/helios/store.db --job web
 
 The demo opens an embedded store in a temporary file, plays the node's part (two tiny
 HTTP servers registered as endpoints of `web`, later one drained), and sends requests
 round-robin through a `Resolver`, which keeps the list current from the store's watches.
-Against a cluster (`--zk`, root /helios) or a `helios solo` store file, it prints the
-endpoints of `--job` on every change and sends one GET to each new list's next endpoint.
+Against a cluster (`--zk HOSTS[/root]`, root /helios by default) or a `helios solo`
+store file, it prints the endpoints of `--job` on every change and sends one GET to each
+new list's next endpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from helios.cli import split_zk
 from helios.coordination import Store, open_embedded, open_zookeeper
 from helios.endpoints import (
     Resolver,
@@ -95,7 +97,8 @@ async def follow(store: Store, job: str, port_name: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     where = ap.add_mutually_exclusive_group()
-    where.add_argument("--zk", help="ZooKeeper hosts of a cluster (root /helios)")
+    where.add_argument("--zk", help="ZooKeeper hosts of a cluster, HOSTS[/root] "
+                                    "(root /helios by default)")
     where.add_argument("--store", help="a `helios solo` store file (root /helios)")
     ap.add_argument("--job", default="web")
     ap.add_argument("--port", default="http", help="named port to send a GET to")
@@ -103,7 +106,8 @@ def main() -> None:
 
     async def run() -> None:
         if args.zk:
-            await follow(await open_zookeeper(args.zk, "/helios"), args.job, args.port)
+            hosts, root = split_zk(args.zk)  # HOSTS/root, as every helios command takes
+            await follow(await open_zookeeper(hosts, root), args.job, args.port)
         elif args.store:
             await follow(await open_embedded(args.store, "/helios"), args.job, args.port)
         else:

@@ -33,6 +33,7 @@ import typer
 
 import actors
 from helios import protocol
+from helios.outcome import PLACEMENT_GRACE, judge, placement_warning
 
 log = logging.getLogger("helios.cli")
 
@@ -42,7 +43,7 @@ ENV_CONDUCTOR = "HELIOS_CONDUCTOR"
 LEADER_WAIT = 20.0
 #: how long a client retries a refused connection to a fixed address (a conductor or
 #: `helios solo` that is still starting)
-CONNECT_WAIT = float(os.environ.get("HELIOS_CONNECT_WAIT", "5"))
+CONNECT_WAIT = float(os.environ.get("HELIOS_CONNECT_WAIT", "1.5"))
 
 
 class CLIError(Exception):
@@ -124,7 +125,9 @@ class Client:
     async def _resolve(self) -> str | None:
         if self.zk:
             return await self._leader_from_zk()
-        return protocol.conductor_url(self.conductor or protocol.DEFAULT_CONDUCTOR)
+        address = self.conductor or protocol.DEFAULT_CONDUCTOR
+        check_address(address, "--conductor")
+        return protocol.conductor_url(address)
 
     async def call(self, method: str, *args: Any, timeout: float | None = None,
                    **kwargs: Any) -> Any:
@@ -152,7 +155,11 @@ class Client:
                     last = f"{url} knows no leader yet"
                     self.url = None if self.zk else url
                 except actors.ActorNotFound:
-                    last = f"no conductor at {url}"  # restarting its front, or not one
+                    # restarting its front, or not a conductor at all (a node's address)
+                    last = (f"no conductor at {_addr(url)} (something else listens there, "
+                            "e.g. a node; give a conductor's --listen address)")
+                    if not self.zk and time.monotonic() - start > CONNECT_WAIT:
+                        raise CLIError(last) from None
                     self.url = None if self.zk else url
                 except actors.ConnectionLost as e:
                     last = f"cannot reach the conductor at {_addr(url)}: {_reason(e)}"
@@ -172,6 +179,15 @@ class Client:
                 raise CLIError(last or f"no conductor answers at {self.where}")
             await trio.sleep(delay)
             delay = min(1.0, delay * 2)
+
+
+def check_address(address: str, flag: str) -> None:
+    """Refuse an address that is not HOST:PORT (or a tcp:// URL) in one line naming the
+    flag and the fix, before anything tries to parse its port."""
+    rest = address.split("://", 1)[-1].split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CLIError(f"{flag} {address!r} is not HOST:PORT (e.g. 127.0.0.1:7070)")
 
 
 def _addr(url: str) -> str:
@@ -242,7 +258,7 @@ def _short_id(cid: Any) -> str:
 
 def _when(t: Any) -> str:
     try:
-        return datetime.fromtimestamp(float(t), tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+        return datetime.fromtimestamp(float(t), tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     except (TypeError, ValueError, OverflowError):
         return ""
 
@@ -306,56 +322,144 @@ def job_run(file: Path = typer.Argument(..., help="Job file (YAML or JSON)."),
                                           "seconds."),
             as_json: bool = JsonOpt, zk: str | None = ZkOpt,
             conductor: str | None = ConductorOpt) -> None:
-    """Create or update a job from FILE and deploy it."""
-    from helios.spec import SpecError, load_file
+    """Create or update a job from FILE and deploy it. Warns on stderr at once when a
+    task fits on no node (the job stays registered); with --wait, exits 2 unless the
+    version runs healthy (service) or succeeded (batch)."""
+    spec = _load_job_file(file)
 
-    try:
-        spec = load_file(str(file))
-    except SpecError as e:
-        n = len(e.problems)
-        raise CLIError(f"{file}: refused, {n} problem{'s' if n != 1 else ''}: "
-                       + "; ".join(str(p) for p in e.problems)) from None
+    _submit(zk, conductor, "job_run", (spec.to_dict(),), spec.name, spec.kind, wait,
+            timeout, as_json)
 
+
+def _submit(zk: str | None, conductor: str | None, method: str, args: tuple[Any, ...],
+            name: str, kind: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+    """Send a new version (`job run`, `job scale`, `job revert`), warn at once about
+    tasks that fit nowhere, and with `wait` follow it to its outcome."""
     async def body(client: Client) -> dict[str, Any]:
-        out = await client.call("job_run", spec.to_dict())
+        job_kind = kind or (await client.call("job_inspect", name))["spec"]["kind"]
+        out = await client.call(method, *args)
         if not as_json:
             what = "updated to" if out["version"] > 1 and out["changed"] else \
                 "created as" if out["changed"] else "unchanged at"
             _console().print(f"job {out['name']} {what} version {out['version']}")
+        warning = placement_warning(name, out.get("unplaced") or [],
+                                    out.get("failures") or [])
+        if warning is not None:  # the job stays registered, as in Nomad
+            sys.stderr.write(f"warning: {warning}\n")
         if wait:
-            out["status"] = await _wait(client, spec.name, spec.kind, out["version"],
-                                        timeout, quiet=as_json)
+            out["status"] = await _wait(client, name, job_kind, out["version"], timeout,
+                                        quiet=as_json)
         return out
 
     out = run_client(zk, conductor, body)
     if as_json:
         print_json(out)
-    if wait and out.get("status", {}).get("status") == "failed":
-        raise CLIError(f"job {spec.name} failed: " + _failed_reason(out["status"]))
+    _raise_outcome(out)
 
 
-def _failed_reason(doc: dict[str, Any]) -> str:
-    bad = [t for t in doc.get("tasks", []) if t.get("state") == "failed"]
-    return f"{len(bad)} task(s) failed" if bad else "see `helios job history`"
+WaitOpt = typer.Option(False, "--wait", help="Return once the version runs healthy "
+                       "(service) or is done (batch); exit 2 if it failed.")
+TimeoutOpt = typer.Option(300.0, "--timeout", help="Bound for --wait, seconds.")
+
+
+@job_app.command("scale")
+def job_scale(name: str, count: int = typer.Argument(..., min=0), wait: bool = WaitOpt,
+              timeout: float = TimeoutOpt, as_json: bool = JsonOpt,
+              zk: str | None = ZkOpt, conductor: str | None = ConductorOpt) -> None:
+    """Set the job's count, as a new version (running tasks are kept)."""
+    _submit(zk, conductor, "job_scale", (name, count), name, None, wait, timeout, as_json)
+
+
+@job_app.command("revert")
+def job_revert(name: str, version: int = typer.Argument(..., min=1), wait: bool = WaitOpt,
+               timeout: float = TimeoutOpt, as_json: bool = JsonOpt,
+               zk: str | None = ZkOpt, conductor: str | None = ConductorOpt) -> None:
+    """Submit a kept version's spec again, as a new version rolled out like any update
+    (see `helios job versions`)."""
+    _submit(zk, conductor, "job_revert", (name, version), name, None, wait, timeout,
+            as_json)
+
+
+@job_app.command("versions")
+def job_versions(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                 conductor: str | None = ConductorOpt) -> None:
+    """The job's kept versions, newest first, and what each changed."""
+    rows = _call(zk, conductor, "job_versions", name)
+    if as_json:
+        print_json(rows)
+        return
+    _table(None, ["VERSION", "SUBMITTED", "CURRENT", "STABLE", "CHANGES"],
+           [[r["version"], _when(r.get("submitted")), "yes" if r["current"] else "",
+             "failed" if r.get("failed") else "yes" if r["stable"] else "",
+             ", ".join(r["changes"])] for r in rows])
+
+
+@job_app.command("inspect")
+def job_inspect(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                conductor: str | None = ConductorOpt) -> None:
+    """The job's stored spec (the current version, as Helios normalised it)."""
+    out = _call(zk, conductor, "job_inspect", name)
+    if as_json:
+        print_json(out)
+        return
+    import yaml
+
+    sys.stdout.write(f"# job {out['name']}, version {out['version']}\n")
+    sys.stdout.write(yaml.safe_dump(out["spec"], sort_keys=False))
+
+
+def _load_job_file(file: Path) -> Any:
+    """The validated job file, or a CLIError naming every problem."""
+    from helios.spec import SpecError, load_file
+
+    try:
+        return load_file(str(file))
+    except SpecError as e:
+        n = len(e.problems)
+        raise CLIError(f"{file}: refused, {n} problem{'s' if n != 1 else ''}: "
+                       + "; ".join(str(p) for p in e.problems)) from None
+
+
+#: exit status of `--wait` when the job was accepted but did not reach its goal (a
+#: failed or rolled-back rollout, a task that fits nowhere or failed), as `nomad job run`
+WAIT_FAILED = 2
+
+
+def _raise_outcome(out: dict[str, Any]) -> None:
+    """After the JSON (if any) is printed: a `--wait` that ended in failure exits
+    WAIT_FAILED with its one-line reason."""
+    error = out.get("status", {}).get("error")
+    if error:
+        raise CLIError(error, code=WAIT_FAILED)
 
 
 async def _wait(client: Client, name: str, kind: str, version: int, timeout: float,
                 quiet: bool = False) -> dict[str, Any]:
-    """Poll `job_status` until the job runs (service) or finished (batch)."""
+    """Poll `job_status` until version ``version`` runs (service) or finished (batch),
+    or failed (`outcome.judge`); a failure's reason is the returned doc's `error`.
+    A live display on a terminal, a plain line per change when stderr is piped."""
     from helios.progress import WaitProgress
 
-    goal = ("complete", "failed") if kind == "batch" else ("running",)
     deadline = time.monotonic() + timeout
     doc: dict[str, Any] = {}
-    # a live display on a terminal, a plain line per change when stderr is piped
+    unplaced_since: float | None = None
     with WaitProgress(_console(stderr=True), kind, quiet=quiet) as progress:
         while True:
             doc = await client.call("job_status", name)
             line = progress.update(doc)
-            if doc.get("version", 0) >= version and doc.get("status") in goal:
+            verdict = judge(doc, kind, version)
+            # a task that fits nowhere: given PLACEMENT_GRACE (nodes may be joining)
+            unplaced_since = ((unplaced_since or time.monotonic()) if verdict.transient
+                              else None)
+            if verdict.error is not None:
+                if (unplaced_since is None
+                        or time.monotonic() - unplaced_since > PLACEMENT_GRACE):
+                    return {**doc, "error": verdict.error}
+            elif verdict.done:
                 break
             if time.monotonic() > deadline:
-                raise CLIError(f"timed out after {timeout:g}s waiting for {line}")
+                raise CLIError(f"timed out after {timeout:g}s waiting for {line}",
+                               code=WAIT_FAILED)
             await trio.sleep(0.25)
     if not quiet:
         tasks = doc.get("tasks", [])
@@ -404,8 +508,44 @@ def job_status(name: str, as_json: bool = JsonOpt, zk: str | None = ZkOpt,
         for st in ro.get("steps") or []:
             _console().print(f"  slot {st['index']}: {st['action']} "
                              f"{st.get('old') or '-'} -> {st.get('new') or '-'}")
+    if "runs" in doc:
+        runs = doc["runs"]
+        _console().print(f"runs: {len(runs)}" + (", newest last:" if runs else ""))
+        for r in runs[-10:]:
+            _console().print(f"  {r['name']}  {r['status']}  {_when(r.get('created'))}",
+                             markup=False)
+    if doc.get("kind") == "cron":
+        _console().print(f"next launch: {doc.get('next_launch') or '-'} (UTC)")
+    waits = doc.get("reschedule") or []
+    for w in waits:
+        _console().print(f"slot {w['index']} waits: {w['reason']}", markup=False)
+    waiting = {w["index"] for w in waits}
     for p in doc.get("pending") or []:
-        _console().print(f"pending slot {p['index']}: {p['reason']}")
+        if p.get("kind") != "reschedule" or p["index"] not in waiting:
+            _console().print(f"pending slot {p['index']}: {p['reason']}", markup=False)
+
+
+@job_app.command("plan")
+def job_plan(file: Path = typer.Argument(..., help="Job file (YAML or JSON)."),
+             as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+             conductor: str | None = ConductorOpt) -> None:
+    """What `job run FILE` would change and where it would place tasks; applies nothing.
+    Exits 2 when a task would fit on no node (as `nomad job plan`)."""
+    spec = _load_job_file(file)
+    out = _call(zk, conductor, "job_plan", spec.to_dict())
+    if as_json:
+        print_json(out)
+    else:
+        head = (f"job {out['name']}: would become version {out['version']}"
+                if out.get("changed") else f"job {out['name']}: no changes")
+        if out.get("changes"):
+            head += f" (changes: {', '.join(out['changes'])})"
+        _console().print(head, markup=False)
+        for line in out.get("plan") or []:
+            if line != "no changes" and not line.startswith("job "):
+                _console().print(line, markup=False)
+    if out.get("unplaced") or out.get("failures"):
+        raise typer.Exit(WAIT_FAILED)
 
 
 @job_app.command("stop")
@@ -445,8 +585,12 @@ def job_logs(name: str, task: str | None = typer.Option(None, "--task", metavar=
              follow: bool = typer.Option(False, "--follow", "-f"),
              tail: int | None = typer.Option(None, "--tail", metavar="N"),
              zk: str | None = ZkOpt, conductor: str | None = ConductorOpt) -> None:
-    """Container output."""
-    async def body(client: Client) -> None:
+    """Container output. Tasks whose logs cannot be read (node down, container gone)
+    are named on stderr, and then the exit status is 1: a partial answer is never
+    passed off as the whole."""
+    warned: set[tuple[str, str]] = set()
+
+    async def body(client: Client) -> str | None:
         cursor: Any = None
         first = True
         while True:
@@ -458,31 +602,61 @@ def job_logs(name: str, task: str | None = typer.Option(None, "--task", metavar=
             sys.stdout.flush()
             if out.get("cursor") is not None:
                 cursor = out["cursor"]
+            problem = logs_problem(name, out)
             if not follow:
-                return
+                return problem
+            for m in out.get("missing") or []:  # following: say it once per cause
+                if (m["task"], m["reason"]) not in warned:
+                    warned.add((m["task"], m["reason"]))
+                    sys.stderr.write(f"warning: no logs from {m['task']}: {m['reason']}\n")
             await trio.sleep(1.0)
 
-    run_client(zk, conductor, body)
+    problem = run_client(zk, conductor, body)
+    if problem:
+        raise CLIError(problem)
+
+
+def logs_problem(name: str, out: dict[str, Any]) -> str | None:
+    """Why a `job logs` answer is not the whole output, in one line, or None."""
+    missing = out.get("missing") or []
+    total = out.get("tasks")
+    if missing:
+        first = missing[0]
+        return (f"logs of job {name} incomplete: {len(missing)} of {total or len(missing)} "
+                f"task(s) left out ({first['task']}: {first['reason']})")
+    if total == 0:
+        return (f"job {name} has no tasks, so no logs (stopped or finished tasks are "
+                "forgotten with their containers)")
+    return None
 
 
 @job_app.command("dispatch")
 def job_dispatch(name: str,
                  payload: str | None = typer.Option(None, "--payload", metavar="JSON"),
                  key: str | None = typer.Option(None, "--idempotency-key", metavar="K"),
+                 wait: bool = typer.Option(False, "--wait", help="Return once the run is "
+                                           "done; exit 2 if it failed."),
+                 timeout: float = typer.Option(300.0, "--timeout", help="Bound for --wait, "
+                                               "seconds."),
                  as_json: bool = JsonOpt, zk: str | None = ZkOpt,
                  conductor: str | None = ConductorOpt) -> None:
-    """Run a parameterised job once."""
-    if payload is not None:
-        try:
-            json.loads(payload)
-        except ValueError as e:
-            raise CLIError(f"--payload is not valid JSON: {e}") from None
-    out = _call(zk, conductor, "job_dispatch", name, payload=payload, idempotency_key=key)
+    """Run a parameterised job once. The payload is text (JSON or not), passed as is."""
+
+    async def body(client: Client) -> dict[str, Any]:
+        out = await client.call("job_dispatch", name, payload=payload,
+                                idempotency_key=key)
+        if not as_json:
+            what = "dispatched" if out.get("created") else "already dispatched"
+            _console().print(f"{what}: {out.get('run')}")
+        if wait:
+            out["status"] = await _wait(client, out["run"], "batch", 1, timeout,
+                                        quiet=as_json)
+        return out
+
+    out = run_client(zk, conductor, body)
     if as_json:
         print_json(out)
-    else:
-        _console().print(f"{'dispatched' if out.get('created') else 'already dispatched'}"
-                         f": {out.get('run')}")
+    _raise_outcome(out)
 
 
 # -- cluster ------------------------------------------------------------------------
@@ -604,7 +778,10 @@ def _daemon(fn: Callable[..., Awaitable[None]], **kwargs: Any) -> None:
     """Run a daemon coroutine until SIGINT/SIGTERM, logging at INFO."""
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    # kazoo warns once per failed connect attempt; `coordination/reach.py` says it once
+    # ("ZooKeeper unreachable at ..."), so its lines are for -v only
+    logging.getLogger("kazoo").setLevel(
+        logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.ERROR)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -735,10 +912,17 @@ def node_cmd(ctx: typer.Context,
              session_timeout: float = typer.Option(10.0, "--session-timeout", metavar="S"),
              container_label: list[str] | None = typer.Option(
                  None, "--container-label", metavar="k=v", hidden=True),
-             port_range: str = typer.Option("21000-21999", "--port-range", hidden=True),
+             port_range: str = typer.Option("21000-21999", "--port-range", metavar="LO-HI",
+                                            help="Host ports the node picks task ports "
+                                                 "from."),
              advertise: str | None = typer.Option(
                  None, "--advertise", metavar="HOST",
                  help="Host the conductor reaches this node at."),
+             publish_address: str | None = typer.Option(
+                 None, "--publish-address", metavar="HOST",
+                 help="Host task ports are published on and endpoints registered with "
+                      "(default: the --advertise host, else the --listen host, else "
+                      "127.0.0.1)."),
              metrics: str | None = typer.Option(
                  None, "--metrics", envvar="HELIOS_NODE_METRICS", metavar="H:P",
                  help="Serve Prometheus metrics at http://H:P/metrics (default off)."),
@@ -803,15 +987,20 @@ def node_cmd(ctx: typer.Context,
             cpus=cpus, memory=memory, labels=_labels(label), runtime=runtime,
             state_dir=str(state_dir or default_state_dir(f"node-{name}")),
             session_timeout=session_timeout, port_range=ports, advertise=advertise,
-            **kwargs)
+            publish_address=publish_address, **kwargs)
 
 
 @app.command("solo")
 def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
-             state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
+             state_dir: Path | None = typer.Option(
+                 None, "--state-dir", metavar="D",
+                 help="Default: $HELIOS_STATE_DIR/solo, else "
+                      "${XDG_STATE_HOME:-~/.local/state}/helios/solo."),
              runtime: str = typer.Option("auto", "--runtime",
                                          help="auto | docker | process"),
-             name: str | None = typer.Option(None, "--name", hidden=True),
+             name: str | None = typer.Option(
+                 None, "--name", help="The node's name (default: <host>-<6 hex>, made once "
+                                      "per state directory and kept there)."),
              gc_keep_runs: int = KeepRunsOpt, gc_run_retention: str = RunRetentionOpt,
              gc_key_ttl: str = KeyTtlOpt, http: str = HttpOpt,
              insecure: bool = InsecureOpt) -> None:
@@ -848,7 +1037,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(inner, CLIError):
             _fail(str(inner), inner.code)
         log.debug("unexpected error", exc_info=eg)
-        _fail(f"{type(inner).__name__}: {one_line(str(inner))}", 1)
+        _fail(describe_error(inner), 1)
     except Exception as e:
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # a usage error
             if type(e).__name__ == "NoArgsIsHelpError":
@@ -857,8 +1046,22 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(0)
             _fail(one_line(e.format_message()), int(e.exit_code) or 2)
         log.debug("unexpected error", exc_info=True)
-        _fail(f"{type(e).__name__}: {one_line(str(e))}", 1)
+        _fail(describe_error(e), 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+#: errors whose message is written for the user already: shown without a type name
+_PLAIN_ERRORS = ("NodeNameTaken", "StateDirLocked", "ZooKeeperUnreachable")
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an error that reached the top: the message alone where it was
+    written for the user (an OSError's reason names its address), else `Type: message`."""
+    if isinstance(e, OSError) and e.strerror:
+        return one_line(e.strerror)
+    if type(e).__name__ in _PLAIN_ERRORS:
+        return one_line(str(e))
+    return f"{type(e).__name__}: {one_line(str(e))}"
 
 
 def _first(eg: BaseExceptionGroup) -> BaseException:

@@ -24,6 +24,8 @@ __all__ = [
     "NodeInfo",
     "Task",
     "TaskStatus",
+    "remember_version",
+    "task_ready",
 ]
 
 TASK_STATES = ("pending", "pulling", "starting", "healthchecking", "running", "stopping",
@@ -66,6 +68,7 @@ class NodeInfo:
     status: str = "up"
     down_since: float | None = None
     runtime: str = "docker"
+    publish: str = ""  # the host its tasks' ports are published on (empty: address's)
 
     def __post_init__(self) -> None:
         if self.status not in NODE_STATUSES:
@@ -81,7 +84,8 @@ class NodeInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "cpus": self.cpus,
                 "memory": self.memory, "labels": dict(self.labels), "status": self.status,
-                "down_since": self.down_since, "runtime": self.runtime}
+                "down_since": self.down_since, "runtime": self.runtime,
+                "publish": self.publish}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NodeInfo:
@@ -218,6 +222,11 @@ class JobRecord:
     replaced), from which ``update.deadline`` runs for a slot left with no task;
     ``rolled_out`` is the newest version that once had a healthy task in every slot,
     after which an empty slot is plain pending, no longer the rollout's failure.
+
+    ``reschedule`` maps a slot (as a string) to its reschedule tracker (see
+    ``conductor/reschedule.py``): when its tasks failed, and until when the slot waits
+    before it is placed again. Kept here, like the rollout clock, so a new leader keeps
+    the backoff instead of placing a crash-looping slot again at once.
     """
 
     spec: JobSpec
@@ -231,6 +240,10 @@ class JobRecord:
     progress: float = 0.0
     rolled_out: int = 0
     failure: str = ""  # why the rollout of ``failed_version`` failed
+    reschedule: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    # the newest specs submitted, oldest first: [{"version", "submitted", "spec"}], for
+    # `job versions` / `job revert` (the last KEEP_VERSIONS, see `remember_version`)
+    versions: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
 
     @property
     def rolling(self) -> bool:
@@ -258,7 +271,9 @@ class JobRecord:
                 "previous": self.previous.to_dict() if self.previous else None,
                 "created": self.created, "submitted": self.submitted,
                 "progress": self.progress, "rolled_out": self.rolled_out,
-                "failure": self.failure}
+                "failure": self.failure,
+                "reschedule": {k: dict(v) for k, v in self.reschedule.items()},
+                "versions": [dict(v) for v in self.versions]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
@@ -266,4 +281,29 @@ class JobRecord:
         d["spec"] = JobSpec.from_dict(d["spec"])
         if d.get("previous") is not None:
             d["previous"] = JobSpec.from_dict(d["previous"])
+        d["versions"] = tuple(v for v in d.get("versions") or () if isinstance(v, dict))
         return cls(**d)
+
+
+def task_ready(spec: JobSpec, st: TaskStatus, now: float | None) -> bool:
+    """Whether a task counts as healthy for its rollout and for `--wait`: running and
+    passing its health check, or, without a check, running for ``min_healthy_time``
+    (so a task that exits at once never passes). ``now`` None skips the time test."""
+    if st.state != "running":
+        return False
+    if spec.health is not None:
+        return st.healthy is True
+    return now is None or now - st.since >= spec.update.min_healthy_time
+
+
+#: versions of a job's spec kept in its record for `job versions` / `job revert` (Nomad
+#: keeps 6 by default; specs are small, and a record stays far below the store's limit)
+KEEP_VERSIONS = 10
+
+
+def remember_version(versions: tuple[Mapping[str, Any], ...], version: int, spec: JobSpec,
+                     now: float) -> tuple[Mapping[str, Any], ...]:
+    """``versions`` with ``spec`` recorded as ``version``, the oldest beyond
+    KEEP_VERSIONS dropped."""
+    entry = {"version": version, "submitted": now, "spec": spec.to_dict()}
+    return (*[v for v in versions if v.get("version") != version], entry)[-KEEP_VERSIONS:]

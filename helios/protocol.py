@@ -27,14 +27,25 @@ Conductor (`helios conductor`): actor `conductor` in the conductor's system.
                                    no conductor is reachable and replay them in order
   Called by the CLI (names follow CONTRACT.md section 2):
     job_run(spec) -> {"name", "version", "changed"}      spec: the job file as a dict
+                                   (a new version adds "unplaced": [{"index", "reason"}]
+                                   and "failures": [reason]: what placing it finds wrong)
+    job_plan(spec) -> {"name", "version", "changed", "changes", "place", "stop",
+                       "update", "unplaced", "failures", "plan"}    nothing is written
+    job_scale(name, count) / job_revert(name, version) -> like job_run
+                                   (VersionNotFound for a version not kept)
+    job_versions(name) -> [{"version", "submitted", "current", "stable", "failed",
+                            "changes"}] newest first
+    job_inspect(name) -> {"name", "version", "spec"}
     job_ls() -> [{"name", "kind", "count", "running", "version", "status"}]
     job_status(name) -> CONTRACT.md `job status --json` shape
     job_stop(name) / job_rm(name) -> {"name", ...}
                                    (job_rm of a cron or parameterized job adds "runs":
                                    its runs, which stop and are collected once finished)
     job_history(name) -> [event dict, ...] newest last
-    job_logs(name, task=None, since=None, tail=None) -> {"lines", "cursor"}
-                                   (with several tasks, `cursor` maps task id -> cursor)
+    job_logs(name, task=None, since=None, tail=None) -> {"lines", "cursor", "missing",
+                                                          "tasks"}
+                                   (with several tasks, `cursor` maps task id -> cursor;
+                                   `missing`: [{"task", "node", "reason"}] left out)
     job_dispatch(name, payload=None, idempotency_key=None) -> {"job", "run", "created"}
     nodes() -> CONTRACT.md `nodes --json` shape
     node_rm(name, force=False) -> {"name", "removed", "was_up", "tasks", "kept"}

@@ -10,6 +10,7 @@ daemon answers; otherwise the process runtime does (like Nomad's raw_exec).
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,7 @@ from helios.coordination import open_embedded
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_solo"]
+__all__ = ["run_solo", "solo_node_name"]
 
 
 async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
@@ -39,7 +40,7 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
 
     base = Path(state_dir).expanduser()
     base.mkdir(parents=True, exist_ok=True)
-    node_name = name or _node_name()
+    node_name = name or solo_node_name(base)
     store = await open_embedded(base / "helios.db")
     try:
         async with actors.open_system(name="helios-solo", listen=listen,
@@ -75,8 +76,21 @@ async def _run_node(run_node, store, system, name, state_dir, runtime,  # type: 
                    state_dir=state_dir, task_status=task_status)
 
 
-def _node_name() -> str:
+def _host_name() -> str:
     """The machine's host name as a valid node name."""
     raw = socket.gethostname().split(".")[0].lower()
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in raw).strip("-_")
-    return cleaned or "solo"
+    cleaned = "".join(c if c.isalnum() or c in "-" else "-" for c in raw).strip("-")
+    return cleaned[:40] or "solo"
+
+
+NAME_FILE = "node-name"
+
+
+def solo_node_name(state_dir: Path) -> str:
+    """This state directory's own node name, `<host>-<6 hex>`, made on first use and kept
+    in `<state dir>/node-name`. Why not the host name alone: two `helios solo` on one
+    Docker host (two state directories) would then share a node name, and each would take
+    the other's containers for its own orphans and remove them."""
+    from helios.node.identity import kept_value
+
+    return kept_value(state_dir / NAME_FILE, lambda: f"{_host_name()}-{secrets.token_hex(3)}")

@@ -40,6 +40,7 @@ __all__ = [
     "Port",
     "Problem",
     "RegistryAuth",
+    "ReschedulePolicy",
     "Resources",
     "RestartPolicy",
     "SpecError",
@@ -202,10 +203,39 @@ class UpdatePolicy:
     parallel: int = 1
     deadline: float = 300.0
     auto_rollback: bool = True
+    # A task of a service without a health check counts as healthy once it has run this
+    # long (Nomad's min_healthy_time): one that exits at once must not pass for healthy.
+    min_healthy_time: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"parallel": self.parallel, "deadline": self.deadline,
-                "auto_rollback": self.auto_rollback}
+                "auto_rollback": self.auto_rollback,
+                "min_healthy_time": self.min_healthy_time}
+
+
+@dataclass(frozen=True)
+class ReschedulePolicy:
+    """When the conductor places a service slot again after its task failed for good (a
+    pull that failed, a crash loop past ``restart.max``, a lost node), as Nomad's
+    ``reschedule`` block: the first wait is ``delay``, doubled for each failure of the
+    slot in a row before it, capped at ``max_delay``. ``attempts`` (None = unlimited)
+    bounds the reschedules within ``interval``; past it the slot stays empty until the
+    oldest attempt leaves the interval. Why: a failure that recurs at once (a missing
+    image) must not become a loop that burns a node and floods the history."""
+
+    delay: float = 30.0
+    max_delay: float = 3600.0
+    attempts: int | None = None
+    interval: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"delay": self.delay, "max_delay": self.max_delay,
+                "attempts": "unlimited" if self.attempts is None else self.attempts,
+                "interval": self.interval}
+
+
+#: Nomad's batch default: rescheduled once within 24h, 5s after the failure
+BATCH_RESCHEDULE = ReschedulePolicy(delay=5.0, max_delay=5.0, attempts=1, interval=86400.0)
 
 
 @dataclass(frozen=True)
@@ -251,6 +281,7 @@ class JobSpec:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     grace: float = 3.0
+    reschedule: ReschedulePolicy | None = None  # service and batch (validate fills it in)
     schedule: str | None = None
     timezone: str | None = None
     overlap: str | None = None
@@ -281,6 +312,8 @@ class JobSpec:
         d["restart"] = self.restart.to_dict()
         d["update"] = self.update.to_dict()
         d["grace"] = self.grace
+        if self.reschedule is not None:
+            d["reschedule"] = self.reschedule.to_dict()
         for key in ("schedule", "timezone", "overlap", "catch_up", "payload"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
@@ -346,7 +379,8 @@ def run_spec(parent: JobSpec, run_id: str, payload: str | None = None,
         merged[PAYLOAD_ENV] = payload
     return dataclasses.replace(
         parent, name=f"{parent.name}-{run_id}", kind="batch", env=FrozenMap(merged),
-        schedule=None, timezone=None, overlap=None, catch_up=None, payload=None)
+        schedule=None, timezone=None, overlap=None, catch_up=None, payload=None,
+        reschedule=BATCH_RESCHEDULE)
 
 
 # --------------------------------------------------------------------------- loading
@@ -546,7 +580,8 @@ def _join(path: str, key: str) -> str:
 
 _TOP = ("name", "kind", "image", "command", "env", "count", "resources", "ports",
         "constraints", "spread", "health", "restart", "update", "grace", "schedule",
-        "timezone", "overlap", "catch_up", "payload", "log", "registry_auth", "user")
+        "timezone", "overlap", "catch_up", "payload", "log", "registry_auth", "user",
+        "reschedule")
 
 
 MAX_NAME = 63
@@ -617,6 +652,11 @@ def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
         spec["grace"] = g
     if "log" in raw:
         spec["log"] = _log(c, raw["log"])
+    if kind in ("service", "batch"):
+        spec["reschedule"] = _reschedule(c, raw.get("reschedule", {}), kind)
+    elif "reschedule" in raw:
+        c.err("reschedule", f"does not apply to kind {kind} (its runs are batch jobs with "
+                            "the batch defaults)")
     if "registry_auth" in raw:
         spec["registry_auth"] = _registry_auth(c, raw["registry_auth"])
     _kind_fields(c, raw, kind, spec)
@@ -749,7 +789,8 @@ def _restart(c: _Checker, v: Any, kind: str) -> RestartPolicy:
 
 
 def _update(c: _Checker, v: Any) -> UpdatePolicy:
-    m = c.mapping(v, "update", ("parallel", "deadline", "auto_rollback")) or {}
+    m = c.mapping(v, "update", ("parallel", "deadline", "auto_rollback",
+                                "min_healthy_time")) or {}
     u: dict[str, Any] = {}
     if "parallel" in m and (n := c.integer(m["parallel"], "update.parallel", 1)) is not None:
         u["parallel"] = n
@@ -759,7 +800,36 @@ def _update(c: _Checker, v: Any) -> UpdatePolicy:
     if "auto_rollback" in m and (b := c.boolean(m["auto_rollback"], "update.auto_rollback")) \
             is not None:
         u["auto_rollback"] = b
+    if "min_healthy_time" in m and (
+            d := c.duration(m["min_healthy_time"], "update.min_healthy_time")) is not None:
+        u["min_healthy_time"] = d
     return UpdatePolicy(**u)
+
+
+def _reschedule(c: _Checker, v: Any, kind: str) -> ReschedulePolicy:
+    """Nomad's defaults. Services: 30s, doubling, at most 1h apart, unlimited attempts.
+    Batch: once within 24h, after 5s (constant: `max_delay` defaults to `delay`)."""
+    m = c.mapping(v, "reschedule", ("delay", "max_delay", "attempts", "interval")) or {}
+    r: dict[str, Any] = {}
+    if kind == "batch":
+        r = BATCH_RESCHEDULE.to_dict() | {"max_delay": None}
+    for key, positive in (("delay", True), ("max_delay", True), ("interval", False)):
+        if m.get(key) is not None and (
+                d := c.duration(m[key], f"reschedule.{key}", positive=positive)) is not None:
+            r[key] = d
+    if m.get("attempts") not in (None, "unlimited") and (
+            n := c.integer(m["attempts"], "reschedule.attempts", 0)) is not None:
+        r["attempts"] = n
+    if kind == "batch" and m.get("max_delay") is None:
+        r["max_delay"] = r["delay"]
+    if m.get("attempts") == "unlimited":
+        r["attempts"] = None
+    if r.get("max_delay", 3600.0) < r.get("delay", 30.0):
+        c.err("reschedule.max_delay", "must not be shorter than reschedule.delay")
+    if r.get("attempts") is not None and not r.get("interval"):
+        c.err("reschedule.interval", "is required with reschedule.attempts (the window "
+                                     "the attempts are counted in)")
+    return ReschedulePolicy(**r)
 
 
 def _log(c: _Checker, v: Any) -> LogConfig:

@@ -53,6 +53,7 @@ from helios.conductor.errors import (
     NodeUp,
     NotLeader,
     TaskNotFound,
+    VersionNotFound,
 )
 from helios.conductor.gc import (
     GCPolicy,
@@ -63,7 +64,9 @@ from helios.conductor.history import History, event, read_history
 from helios.conductor.plan import ClusterState, Pending, Plan, RolloutStep
 from helios.conductor.plan import apply as apply_plan
 from helios.conductor.plan_events import plan_events, rollout_events, touched_nodes
+from helios.conductor.preview import candidate_record, placement_problems, preview
 from helios.conductor.reconcile import reconcile
+from helios.conductor.reschedule import reschedule_due
 from helios.conductor.state import load_snapshot, node_from_record, node_url
 from helios.coordination import paths
 from helios.coordination.election import Term, current_epoch, lead
@@ -450,6 +453,8 @@ class Conductor(Collector):
             wake = L.cron.next_wakeup(L.state.jobs, now)
             if wake is not None:
                 timeout = min(timeout, wake - now + 0.005)
+        for wait in reschedule_due(L.state.jobs.values(), now):
+            timeout = min(timeout, wait + 0.02)
         for n in L.state.nodes.values():
             if not n.up and n.down_since is not None:
                 left = n.down_since + self.failover_grace - now
@@ -597,25 +602,83 @@ class Conductor(Collector):
     async def job_run(self, spec: Any) -> dict[str, Any]:
         if not isinstance(spec, dict):
             raise ValueError("job_run needs the job file as a mapping")
-        job = validate(spec)  # SpecError names every problem; names as people give them
+        return await self._submit(validate(spec))  # SpecError names every problem; names as people give them
+
+    async def _submit(self, job: JobSpec) -> dict[str, Any]:
+        """Write ``job`` as the job's next version (unless it is the current one) and
+        say what placing it will find wrong: `job run`, `job scale`, `job revert`."""
         L = await self.leading()
         async with L.lock:
-            rec = L.state.jobs.get(job.name)
-            if rec is not None and rec.spec == job and not rec.stopped:
+            rec, new, now = self._candidate(L, job)
+            if new is None:
                 return {"name": job.name, "version": rec.version, "changed": False}
-            now = self.clock()
-            if rec is None:
-                new = JobRecord(spec=job, version=1, created=now, submitted=now)
-            else:
-                new = JobRecord(spec=job, version=rec.version + 1, parent=rec.parent,
-                                previous=_rollback_target(rec), created=rec.created,
-                                submitted=now, rolled_out=rec.rolled_out)
             L.state.jobs[job.name] = new
             L.history.add(event(job.name, "", "", "submitted",
                                 f"version {new.version}", at=now))
             await self._client_flush(L)
+            problems = self._placement_problems(L, job.name, now)
         L.poke()
-        return {"name": job.name, "version": new.version, "changed": True}
+        return {"name": job.name, "version": new.version, "changed": True, **problems}
+
+    def _candidate(self, L: Leadership, job: JobSpec) -> tuple[Any, JobRecord | None, float]:
+        """(the stored record, the record `job run` of ``job`` would write or None when
+        nothing changes, now); the caller holds the lock."""
+        rec = L.state.jobs.get(job.name)
+        now = self.clock()
+        return rec, candidate_record(rec, job, now,
+                                     _rollback_target(rec) if rec else None), now
+
+    def _placement_problems(self, L: Leadership, name: str, now: float) -> dict[str, Any]:
+        """What the next reconciliation will find wrong with placing job ``name`` (the
+        pure reconciler, nothing applied), for `job run` to warn about at once."""
+        plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments,
+                         L.state.statuses, now, self.failover_grace, L.registered)
+        return placement_problems(plan, name)
+
+    async def job_scale(self, name: str, count: Any) -> dict[str, Any]:
+        """`helios job scale`: the current spec with another `count`, as a new version
+        (applied in place: scaling replaces no running task)."""
+        L = await self.leading()
+        rec = self._job(L, name)
+        return await self._submit(JobSpec.from_dict(rec.spec.to_dict() | {"count": count}))
+
+    async def job_versions(self, name: str) -> list[dict[str, Any]]:
+        L = await self.leading()
+        return views.job_versions(self._job(L, name))
+
+    async def job_revert(self, name: str, version: Any) -> dict[str, Any]:
+        """`helios job revert`: submit a kept version's spec again, as a new version
+        rolled out like any update (as `nomad job revert`)."""
+        L = await self.leading()
+        rec = self._job(L, name)
+        spec = views.kept_spec(rec, version)
+        if spec is None:
+            kept = [v.get("version") for v in rec.versions]
+            raise VersionNotFound(
+                f"job {name!r} has no version {version!r} kept"
+                + (f" (kept: {', '.join(str(v) for v in kept)})" if kept else ""))
+        return await self._submit(JobSpec.from_dict(spec))
+
+    async def job_inspect(self, name: str) -> dict[str, Any]:
+        L = await self.leading()
+        return views.job_inspect(self._job(L, name))
+
+    async def job_plan(self, spec: Any) -> dict[str, Any]:
+        """`helios job plan`: what `job run` of ``spec`` would change and where it would
+        place tasks, from the leader's cache; nothing is written."""
+        if not isinstance(spec, dict):
+            raise ValueError("job_plan needs the job file as a mapping")
+        job = JobSpec.from_dict(spec)
+        L = await self.leading()
+        async with L.lock:
+            rec, new, now = self._candidate(L, job)
+            if new is None:
+                return {"name": job.name, "version": rec.version, "changed": False,
+                        "changes": [], "place": [], "stop": [], "update": [],
+                        "unplaced": [], "failures": [], "plan": ["no changes"]}
+            out = preview(L.state, new, now, self.failover_grace, L.registered,
+                          rec.spec if rec else None)
+        return {**out, "changed": True}
 
     def _job(self, L: Leadership, name: str) -> JobRecord:
         rec = L.state.jobs.get(name)
@@ -671,11 +734,12 @@ class Conductor(Collector):
 
     async def job_status(self, name: str) -> dict[str, Any]:
         L = await self.leading()
-        return views.job_status(L.state, self._job(L, name), L.pending, L.steps)
+        return views.job_status(L.state, self._job(L, name), L.pending, L.steps,
+                                now=self.clock())
 
     async def job_ls(self) -> list[dict[str, Any]]:
         L = await self.leading()
-        return views.job_ls(L.state)
+        return views.job_ls(L.state, self.clock())
 
     async def nodes(self) -> list[dict[str, Any]]:
         L = await self.leading()
@@ -795,9 +859,15 @@ class Conductor(Collector):
         cursors: dict[str, Any] = dict(since) if isinstance(since, dict) else {}
         lines: list[str] = []
         cursor: Any = since
+        # tasks whose logs are not in the answer, and why: the CLI says so and exits
+        # non-zero rather than pass a partial answer off as the whole
+        missing: list[dict[str, str]] = []
         for tid, node_name in rows:
             node = L.state.nodes.get(node_name)
             if node is None or not node.up:
+                missing.append({"task": tid, "node": node_name,
+                                "reason": f"node {node_name} is "
+                                          f"{'down' if node is not None else 'gone'}"})
                 continue
             start = cursors.get(tid) if isinstance(since, dict) else since
             try:
@@ -807,11 +877,16 @@ class Conductor(Collector):
                 if not many:
                     raise NodeUnreachable(f"node {node_name} did not give the logs of "
                                           f"{tid}: {e}") from None
+                missing.append({"task": tid, "node": node_name,
+                                "reason": f"node {node_name} did not answer: {e}"})
                 continue
+            if out.get("error"):
+                missing.append({"task": tid, "node": node_name, "reason": str(out["error"])})
             got = list(out.get("lines") or [])
             lines.extend(f"[{tid}] {line}" if many else line for line in got)
             cursors[tid] = cursor = out.get("cursor")
-        return {"lines": lines, "cursor": cursors if many else cursor}
+        return {"lines": lines, "cursor": cursors if many else cursor, "missing": missing,
+                "tasks": len(rows)}
 
     async def job_dispatch(self, name: str, payload: Any = None,
                            idempotency_key: str | None = None) -> dict[str, Any]:
@@ -898,6 +973,26 @@ class ConductorActor(actors.Actor):
     @actors.handler
     async def job_run(self, spec: dict[str, Any]) -> dict[str, Any]:
         return await _answer(self.c.job_run(spec))
+
+    @actors.handler
+    async def job_plan(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return await _answer(self.c.job_plan(spec))
+
+    @actors.handler
+    async def job_scale(self, name: str, count: Any) -> dict[str, Any]:
+        return await _answer(self.c.job_scale(name, count))
+
+    @actors.handler
+    async def job_versions(self, name: str) -> list[dict[str, Any]]:
+        return await _answer(self.c.job_versions(name))
+
+    @actors.handler
+    async def job_revert(self, name: str, version: Any) -> dict[str, Any]:
+        return await _answer(self.c.job_revert(name, version))
+
+    @actors.handler
+    async def job_inspect(self, name: str) -> dict[str, Any]:
+        return await _answer(self.c.job_inspect(name))
 
     @actors.handler
     async def job_ls(self) -> list[dict[str, Any]]:

@@ -18,8 +18,8 @@ import actors
 from helios import protocol
 from helios.conductor.conductor import Conductor, conductor_tree
 from helios.conductor.gc import GCPolicy
-from helios.coordination import open_store
-from helios.coordination.errors import Unavailable
+from helios.coordination import open_store, open_zookeeper
+from helios.coordination.reach import ATTEMPT_TIMEOUT, open_when_reachable, zk_hosts
 from helios.coordination.store import Store
 
 log = logging.getLogger(__name__)
@@ -27,17 +27,17 @@ log = logging.getLogger(__name__)
 __all__ = ["run_conductor"]
 
 
-async def _open(url: str, session_timeout: float) -> Store:
+async def _open(url: str, session_timeout: float, name: str) -> Store:
     """Open the store, waiting for ZooKeeper as long as it takes (a conductor may boot
-    before its ensemble, like a node)."""
-    delay = 0.5
-    while True:
-        try:
-            return await open_store(url, session_timeout=session_timeout)
-        except Unavailable as e:
-            log.warning("store not reachable yet (%s); retrying in %.0fs", e, delay)
-            await trio.sleep(delay)
-            delay = min(5.0, delay * 2)
+    before its ensemble, like a node); `reach.py` says so once."""
+    if not url.startswith("zk://"):
+        return await open_store(url, session_timeout=session_timeout)
+    hosts, _, root = url[len("zk://"):].partition("/")
+    return await open_when_reachable(
+        lambda: open_zookeeper(hosts, "/" + (root or "helios"),
+                               session_timeout=session_timeout,
+                               connect_timeout=ATTEMPT_TIMEOUT),
+        zk_hosts(url), f"conductor {name}")
 
 
 
@@ -62,7 +62,7 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
     async with AsyncExitStack() as stack:
         if store is None:
             assert store_url is not None
-            store = await _open(store_url, session_timeout)
+            store = await _open(store_url, session_timeout, name)
             stack.push_async_callback(store.aclose)
         if system is None:
             system = await stack.enter_async_context(

@@ -18,6 +18,7 @@ __all__ = [
     "NotImplementedYet",
     "NotLeader",
     "TaskNotFound",
+    "VersionNotFound",
 ]
 
 
@@ -27,6 +28,10 @@ class JobNotFound(LookupError):
 
 class TaskNotFound(LookupError):
     """No task of that id belongs to the job."""
+
+
+class VersionNotFound(LookupError):
+    """The job keeps no version of that number (`job revert`)."""
 
 
 class NodeUnreachable(ConnectionError):
@@ -48,4 +53,4 @@ class NotImplementedYet(NotImplementedError):
 #: type names of errors that are answers, not faults (logged quietly by the conductor)
 EXPECTED = frozenset({"NotLeader", "JobNotFound", "TaskNotFound", "NodeUnreachable",
                       "NotImplementedYet", "SpecError", "ValueError", "DispatchError",
-                      "PayloadTooLarge", "NodeNotFound", "NodeUp"})
+                      "PayloadTooLarge", "NodeNotFound", "NodeUp", "VersionNotFound"})

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from helios.model import Assignment, JobRecord, NodeInfo, TaskStatus
+from helios.model import Assignment, JobRecord, NodeInfo, TaskStatus, remember_version
 
 __all__ = [
     "ClusterState",
@@ -23,6 +23,7 @@ __all__ = [
     "Placement",
     "Plan",
     "Remove",
+    "RescheduleMark",
     "RolloutFailure",
     "RolloutMark",
     "RolloutStep",
@@ -94,11 +95,16 @@ class Remove:
 
 @dataclass(frozen=True)
 class Pending:
-    """A task that should exist but fits nowhere now; ``explanation`` says why."""
+    """A task that should exist but is not placed now; ``explanation`` says why.
+
+    ``kind`` is ``placement`` (it fits on no node: what ``job run`` warns about),
+    ``waiting`` (a rollout waits for an old task to stop) or ``reschedule`` (the slot
+    backs off after a failure)."""
 
     job: str
     index: int
     explanation: str
+    kind: str = "placement"
 
 
 @dataclass(frozen=True)
@@ -140,9 +146,20 @@ class RolloutMark:
     rolled_out: bool = False
 
 
+@dataclass(frozen=True)
+class RescheduleMark:
+    """A slot's reschedule tracker after a failure (``conductor/reschedule.py``), kept
+    in the job's record (``JobRecord.reschedule``) so the backoff survives a failover."""
+
+    job: str
+    version: int
+    index: int
+    tracker: Mapping[str, Any]
+
+
 _SIMPLE = {"stop": Stop, "lost": Lost, "update": InPlace, "remove": Remove,
            "pending": Pending, "rollout": RolloutStep, "failures": RolloutFailure,
-           "marks": RolloutMark}
+           "marks": RolloutMark, "reschedules": RescheduleMark}
 
 
 @dataclass
@@ -158,12 +175,13 @@ class Plan:
     rollout: list[RolloutStep] = field(default_factory=list)
     failures: list[RolloutFailure] = field(default_factory=list)
     marks: list[RolloutMark] = field(default_factory=list)
+    reschedules: list[RescheduleMark] = field(default_factory=list)
 
     def has_changes(self) -> bool:
         """Whether applying the plan changes the desired state. ``pending`` and waiting
         rollout steps are reports: they repeat until the cluster changes."""
         return bool(self.place or self.stop or self.lost or self.update or self.remove
-                    or self.failures or self.marks)
+                    or self.failures or self.marks or self.reschedules)
 
     def __bool__(self) -> bool:
         return self.has_changes()
@@ -213,6 +231,10 @@ class Plan:
         for m in self.marks:
             if m.rolled_out:
                 add(m.job, f"= v{m.version} has a healthy task in every slot")
+        for rs in self.reschedules:
+            due = rs.tracker.get("due")
+            add(rs.job, f"! slot {rs.index} failed ({rs.tracker.get('reason', '')}); "
+                        + ("attempts used up" if due is None else "rescheduling after a delay"))
         for pe in self.pending:
             add(pe.job, f"? pending slot {pe.index}: {pe.explanation}")
         for rm in self.remove:
@@ -266,7 +288,10 @@ def apply(state: ClusterState, plan: Plan, now: float = 0.0) -> ClusterState:
         if f.rollback and job.previous is not None:
             out.jobs[f.job] = job.replace(spec=job.previous, version=job.version + 1,
                                           previous=None, failed_version=job.version,
-                                          submitted=now, progress=0.0, failure=f.reason)
+                                          submitted=now, progress=0.0, failure=f.reason,
+                                          versions=remember_version(
+                                              job.versions, job.version + 1, job.previous,
+                                              now))
         else:
             out.jobs[f.job] = job.replace(failed_version=job.version, failure=f.reason)
     for m in plan.marks:
@@ -278,6 +303,12 @@ def apply(state: ClusterState, plan: Plan, now: float = 0.0) -> ClusterState:
         if m.rolled_out:
             job = job.replace(rolled_out=m.version)
         out.jobs[m.job] = job
+    for rs in plan.reschedules:
+        job = out.jobs.get(rs.job)
+        if job is None or job.version != rs.version:
+            continue
+        kept = {k: v for k, v in job.reschedule.items() if v.get("version") == job.version}
+        out.jobs[rs.job] = job.replace(reschedule={**kept, str(rs.index): dict(rs.tracker)})
     for p in plan.place:
         out.assignments[p.task.id] = p.task
     for s in plan.stop:

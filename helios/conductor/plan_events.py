@@ -9,6 +9,7 @@ from typing import Any
 from helios.conductor import views
 from helios.conductor.history import event
 from helios.conductor.plan import ClusterState, Plan
+from helios.units import format_duration
 
 __all__ = ["plan_events", "rollout_events", "touched_nodes"]
 
@@ -23,6 +24,13 @@ def plan_events(plan: Plan, now: float) -> list[dict[str, Any]]:
         out.append(event(s.job, s.task, s.node, "stop", s.reason, at=now))
     for lo in plan.lost:
         out.append(event(lo.job, lo.task, lo.node, "lost", lo.reason, at=now))
+    for rs in plan.reschedules:
+        due = rs.tracker.get("due")
+        wait = ("attempts used up" if due is None else
+                f"placed again in {format_duration(max(0.0, float(due) - now))}")
+        out.append(event(rs.job, "", "", "reschedule", f"slot {rs.index}: "
+                         f"{rs.tracker.get('reason', '')}; {wait}", at=now,
+                         version=rs.version, slot=rs.index))
     for f in plan.failures:
         out.append(event(f.job, "", "", "rollout failed", f.reason, at=now,
                          version=f.version))

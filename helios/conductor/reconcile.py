@@ -39,14 +39,23 @@ from helios.conductor.plan import (
     Placement,
     Plan,
     Remove,
+    RescheduleMark,
     RolloutFailure,
     RolloutMark,
     RolloutStep,
     Stop,
 )
+from helios.conductor.reschedule import deadline_failure, retries_batch_task, slot_holds
 from helios.conductor.rollout import plan_service
 from helios.conductor.scheduler import Cluster, Request, cpu_is_scarcer
-from helios.model import FINISHED_STATES, Assignment, JobRecord, NodeInfo, TaskStatus
+from helios.model import (
+    FINISHED_STATES,
+    Assignment,
+    JobRecord,
+    NodeInfo,
+    TaskStatus,
+    task_ready,
+)
 from helios.units import format_duration
 
 __all__ = ["reconcile"]
@@ -61,9 +70,11 @@ class _Want:
     reason: str
     replaces: Assignment | None = None  # rollout surge: stop this one first if no room
     deadline_at: float | None = None  # a rollout's empty slot: fail if still unplaced then
+    salt: str = ""  # a rescheduled slot: its failure count, so its new id is a new one
 
 
-def _new_id(job: str, version: int, index: int, taken: set[str], created: float = 0.0) -> str:
+def _new_id(job: str, version: int, index: int, taken: set[str], created: float = 0.0,
+            salt: str = "") -> str:
     """A task id from (job, its creation time, version, slot, attempt): the same input
     gives the same plan, and a job removed and created again under its old name gets new
     ids, so no node mistakes a new task for the finished one it still remembers.
@@ -72,7 +83,7 @@ def _new_id(job: str, version: int, index: int, taken: set[str], created: float 
     `taken`), and with four a long-lived job's ids met again in practice, mixing two
     tasks in its history."""
     n = 0
-    incarnation = f"@{created!r}" if created else ""
+    incarnation = (f"@{created!r}" if created else "") + (f"#{salt}" if salt else "")
     while True:
         digest = hashlib.sha1(f"{job}{incarnation}/{version}/{index}/{n}".encode()).hexdigest()
         width = 6 if n < 64 else 10  # a crowded job gets longer ids rather than a loop
@@ -183,9 +194,16 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
         live: dict[int, list[Assignment]] = {}
         dead: dict[int, list[tuple[Assignment, TaskStatus | None]]] = {}
         done: set[int] = set()
+        retried: dict[int, list[tuple[Assignment, TaskStatus | None]]] = {}
         for a in tasks:
             st = status_of(a)
             is_done = batch and st is not None and st.state in ("exited", "failed")
+            if is_done and st is not None and retries_batch_task(job, a, st, now):
+                # a failed batch task its reschedule policy runs again (after a delay)
+                plan.remove.append(Remove(a.id, a.job, a.node, f"failed: {st.reason}; "
+                                          "to be rescheduled" if st.reason else "failed"))
+                retried.setdefault(a.index, []).append((a, st))
+                continue
             if is_done:
                 done.add(a.index)
                 continue
@@ -221,12 +239,13 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
 
         def healthy(a: Assignment, _spec=spec, _reg=reg) -> bool:
             st = status_of(a)
-            return (st is not None and st.state == "running"
-                    and (_spec.health is None or st.healthy is True)
+            return (st is not None and task_ready(_spec, st, now)
                     and (_reg is None or a.id in _reg))
 
         keep: list[Assignment] = []
         if batch:
+            marks, holds = slot_holds(job, retried, now)
+            plan.reschedules.extend(marks)
             for i in range(spec.count):
                 tasks_i = sorted(live.get(i, []), key=lambda t: (t.created, t.id))
                 if i in done:
@@ -241,9 +260,12 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                     stop(a, f"duplicate in slot {i}")
                 if current:
                     keep.append(current[0])
+                elif i in holds:
+                    plan.pending.append(Pending(name, i, holds[i].explain(now), "reschedule"))
                 else:
                     wants.append(_Want(job, i, "replacing a lost task" if i in dead
-                                       else "missing"))
+                                       else _fill_reason(job, i, "missing"),
+                                       salt=_fill_salt(job, i)))
         else:
             decision = plan_service(job, live, dead, healthy, now,
                                     "healthy" if reg is None else "healthy and registered")
@@ -256,9 +278,19 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                 plan.marks.append(RolloutMark(name, job.version, rolled_out=True))
             deadline_at = (job.progress_since + spec.update.deadline
                            if job.rolling and job.progress_since > 0 else None)
+            marks, holds = slot_holds(job, dead, now)
+            plan.reschedules.extend(marks)
+            if decision.failure is None and not decision.complete:
+                late = deadline_failure(_with_marks(job, marks), now)
+                if late is not None:
+                    plan.failures.append(late)
             for i, why in decision.fills:
+                if i in holds:
+                    plan.pending.append(Pending(name, i, holds[i].explain(now), "reschedule"))
+                    continue
                 wants.append(_Want(job, i, "replacing a lost or ended task" if i in dead
-                                   else why, deadline_at=deadline_at))
+                                   else _fill_reason(job, i, why), deadline_at=deadline_at,
+                                   salt=_fill_salt(job, i)))
             for i, old in decision.surges:
                 wants.append(_Want(job, i, f"rolling update from {old.id}", replaces=old))
             keep = [a for ts in live.values() for a in ts
@@ -273,6 +305,33 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
     plan.lost.sort(key=lambda s: (s.job, s.task))
     plan.remove.sort(key=lambda s: (s.job, s.task))
     return plan
+
+
+def _with_marks(job: JobRecord, marks: list[RescheduleMark]) -> JobRecord:
+    """``job`` as it will be once this pass's reschedule trackers are recorded."""
+    if not marks:
+        return job
+    return job.replace(reschedule={**job.reschedule,
+                                   **{str(m.index): m.tracker for m in marks}})
+
+
+def _fill_reason(job: JobRecord, index: int, why: str) -> str:
+    """Why an empty slot gets a task, for the history: a slot that waited after a
+    failure says so; a slot never filled before is a first placement."""
+    tracker = job.reschedule.get(str(index))
+    if tracker is not None and tracker.get("version") == job.version:
+        return f"rescheduled after {tracker.get('reason', 'a failure')}"
+    return "new slot" if why == "missing" else why
+
+
+def _fill_salt(job: JobRecord, index: int) -> str:
+    """A rescheduled slot's failure count: its failed task is forgotten by then, so
+    without it the replacement would draw the same id, which its node still remembers
+    as failed."""
+    tracker = job.reschedule.get(str(index))
+    if tracker is None or tracker.get("version") != job.version:
+        return ""
+    return str(len(tracker.get("events") or ()))
 
 
 #: rollout steps that move a rollout forward (``wait`` only reports)
@@ -320,7 +379,7 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
 
     # Restore missing slots before starting surge copies for rollouts.
     ordered = sorted(wants, key=lambda w: (w.replaces is not None, w.job.name, w.index))
-    ids = [_new_id(w.job.spec.name, w.job.version, w.index, taken, w.job.created)
+    ids = [_new_id(w.job.spec.name, w.job.version, w.index, taken, w.job.created, w.salt)
            for w in ordered]
     requests = [Request.for_spec(tid, w.job.spec) for tid, w in zip(ids, ordered, strict=True)]
     occupying = [a for a in assigns if occupies(a)]
@@ -355,7 +414,7 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
                                                 None, "stop-first"))
                 plan.pending.append(Pending(spec.name, w.index,
                                             f"waiting for {old.id} to stop (no room to "
-                                            "start the new task first)"))
+                                            "start the new task first)", "waiting"))
             else:
                 why = cluster.explain(req)
                 if (w.deadline_at is not None and now > w.deadline_at

@@ -56,8 +56,10 @@ async def members(store: Store) -> tuple[dict[str, Member], list[CorruptValue]]:
     return out, bad
 
 
-async def _claim_up(store: Store, name: str) -> None:
-    """Create our presence; wait for a stale one (our previous, dead session) to expire."""
+async def _claim_up(store: Store, name: str, instance: str | None = None) -> None:
+    """Create our presence; wait for a stale one (our previous, dead session) to expire.
+    ``instance`` (the daemon's state-directory id, `node/identity.py`) goes into it, so a
+    daemon of the same name from another state directory is told apart and refused."""
     up = paths.node_up(name)
     warned = False
     async with aclosing(store.watch_data(up)) as watch:
@@ -75,8 +77,10 @@ async def _claim_up(store: Store, name: str) -> None:
             while True:
                 await wait_connected(store)
                 try:
-                    await store.create(up, {"session": store.session_id,
-                                            "since": time.time()}, ephemeral=True)
+                    value = {"session": store.session_id, "since": time.time()}
+                    if instance:
+                        value["instance"] = instance
+                    await store.create(up, value, ephemeral=True)
                     return
                 except NodeExists:
                     break          # someone else's (or a race): the watch shows it
@@ -85,7 +89,8 @@ async def _claim_up(store: Store, name: str) -> None:
                     await trio.sleep(0.5)
 
 
-async def _keep_up(store: Store, name: str, record: dict[str, Any] | None = None) -> None:
+async def _keep_up(store: Store, name: str, record: dict[str, Any] | None = None,
+                   instance: str | None = None) -> None:
     """Re-create the presence whenever it vanishes (session lost, or deleted by hand).
 
     If the record went too (`helios node rm --force` of a node whose daemon still
@@ -101,19 +106,19 @@ async def _keep_up(store: Store, name: str, record: dict[str, Any] | None = None
                     await register_node(store, name, record)
                 else:
                     log.warning("presence of node %s vanished; re-registering", name)
-                await _claim_up(store, name)
+                await _claim_up(store, name, instance)
 
 
 @asynccontextmanager
-async def presence(store: Store, name: str,
-                   record: dict[str, Any] | None = None) -> AsyncIterator[None]:
+async def presence(store: Store, name: str, record: dict[str, Any] | None = None,
+                   instance: str | None = None) -> AsyncIterator[None]:
     """Register (`record`, if given) and be present until the block ends."""
     if record is not None:
         await register_node(store, name, record)
-    await _claim_up(store, name)
+    await _claim_up(store, name, instance)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_keep_up, store, name, record)
+            nursery.start_soon(_keep_up, store, name, record, instance)
             try:
                 yield
             finally:

@@ -40,6 +40,7 @@ from helios.coordination import (
     register_node,
     wait_for_cluster,
 )
+from helios.coordination.reach import ATTEMPT_TIMEOUT, open_when_reachable, zk_hosts
 
 if TYPE_CHECKING:
     from helios.node.node import NodeCore
@@ -50,12 +51,26 @@ RETRY_MIN = 0.5
 RETRY_MAX = 5.0
 
 
+async def connect_store(url: str, session_timeout: float, credential: Any = None,
+                        connect_timeout: float | None = None) -> Store:
+    """Like `open_store`, with a connect timeout bounded by the session timeout: the
+    connect runs in a thread that cancellation cannot interrupt, so a short one keeps a
+    daemon stopped while ZooKeeper is down from hanging on exit."""
+    if url.startswith("zk://"):
+        hosts, _, root = url[len("zk://"):].partition("/")
+        return await open_zookeeper(
+            hosts, "/" + (root or "helios"), session_timeout=session_timeout,
+            connect_timeout=connect_timeout or max(1.0, min(5.0, session_timeout)),
+            credential=credential)
+    return await open_store(url, session_timeout=session_timeout, credential=credential)
+
+
 class ClusterLink:
     """Runs the node's side of coordination until cancelled (`run`)."""
 
     def __init__(self, core: NodeCore, *, store: Store | None = None,
                  store_url: str | None = None, session_timeout: float = 10.0,
-                 credential: Any = None) -> None:
+                 credential: Any = None, instance: str | None = None) -> None:
         if store is None and not store_url:
             raise ValueError("give a store or a store URL")
         self.core = core
@@ -64,6 +79,8 @@ class ClusterLink:
         self.store_url = store_url
         self.session_timeout = session_timeout
         self.credential = credential
+        self.instance = instance  # see node/identity.py
+        self.unreachable_said = False  # the daemon's name check said it already
         self.connected = trio.Event()  # set once the guard passed on the first session
 
     async def run(self) -> None:
@@ -80,29 +97,18 @@ class ClusterLink:
                     await store.aclose()
 
     async def _open(self) -> Store:
-        assert self.store_url is not None
-        delay = RETRY_MIN
-        while True:
-            try:
-                return await self._connect(self.store_url)
-            except Unavailable as e:
-                log.warning("node %s: store not reachable yet (%s); running local "
-                            "assignments, retrying in %.1fs", self.core.name, e, delay)
-                await trio.sleep(delay)
-                delay = min(RETRY_MAX, delay * 2)
+        """Open the store as long as it takes (containers keep running meanwhile);
+        `reach.py` says once that ZooKeeper is unreachable."""
+        url = self.store_url
+        assert url is not None
+        return await open_when_reachable(
+            lambda: connect_store(url, self.session_timeout, self.credential,
+                                  connect_timeout=ATTEMPT_TIMEOUT),
+            zk_hosts(url), f"node {self.core.name} (running its last assignments)",
+            max_delay=RETRY_MAX, said=self.unreachable_said)
 
     async def _connect(self, url: str) -> Store:
-        """Like `open_store`, with a connect timeout bounded by the session timeout:
-        the connect runs in a thread that cancellation cannot interrupt, so a short one
-        keeps a daemon stopped while ZooKeeper is down from hanging on exit."""
-        if url.startswith("zk://"):
-            hosts, _, root = url[len("zk://"):].partition("/")
-            return await open_zookeeper(
-                hosts, "/" + (root or "helios"), session_timeout=self.session_timeout,
-                connect_timeout=max(1.0, min(5.0, self.session_timeout)),
-                credential=self.credential)
-        return await open_store(url, session_timeout=self.session_timeout,
-                                credential=self.credential)
+        return await connect_store(url, self.session_timeout, self.credential)
 
     async def _serve(self, store: Store) -> None:
         core = self.core
@@ -124,7 +130,8 @@ class ClusterLink:
         delay = RETRY_MIN
         while True:
             try:
-                async with presence(store, self.core.name, self.core.record()):
+                async with presence(store, self.core.name, self.core.record(),
+                                    self.instance):
                     delay = RETRY_MIN
                     await trio.sleep_forever()
             except CoordinationError as e:

@@ -28,7 +28,8 @@ import actors
 from helios import protocol
 from helios.coordination import Store
 from helios.coordination.acl import load_credential
-from helios.node.cluster import ClusterLink
+from helios.node.cluster import ClusterLink, connect_store
+from helios.node.identity import CHECK_TIMEOUT, instance_id, refuse_duplicate
 from helios.node.node import NodeCore, spawn_node_actor
 from helios.node.runtime import PortAllocator, Runtime, RuntimeFailure
 from helios.node.state import StateDir
@@ -68,7 +69,7 @@ async def open_runtime(kind: str, name: str, state: StateDir,
     if kind in ("docker", "auto"):
         from helios.node.runtime.docker import DockerRuntime
 
-        docker = DockerRuntime(name, ports=ports, workload=workload)
+        docker = DockerRuntime(name, ports=ports, bind_host=ports.host, workload=workload)
         await docker.open()
         try:
             await docker.ping()
@@ -105,7 +106,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                    labels: Mapping[str, str] | None = None, runtime: str = "docker",
                    session_timeout: float = 10.0,
                    port_range: tuple[int, int] = (21000, 21999),
-                   conductor: str | None = None,
+                   conductor: str | None = None, publish_address: str | None = None,
                    container_labels: Mapping[str, str] | None = None,
                    restart_options: Mapping[str, float] | None = None,
                    metrics: str | None = None,
@@ -120,6 +121,8 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
     caller's actor system, or where this daemon's own system listens. cpus / memory:
     capacity offered to the scheduler (detected when None; memory may be "4G").
     conductor: pin the conductor's address instead of following the elected leader.
+    publish_address: the host that task ports are published on and endpoints registered
+    with (`publish_host`: by default the advertised host, so other machines reach them).
     container_labels: extra labels on every container (tests use them for cleanup).
     restart_options: RestartTracker tuning (backoff_cap, stable_after, flap_restarts,
     flap_window). workload: the operator's rules for containers (`WorkloadPolicy`).
@@ -130,17 +133,30 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
     state = StateDir(state_dir)
     state.lock()
     try:
+        instance = instance_id(state.path)
         cpus_ = float(cpus) if cpus else detect_cpus()
         memory_ = parse_size(memory) if memory else detect_memory()
-        ports = PortAllocator(port_range[0], port_range[1])
+        publish = publish_host(publish_address, advertise, listen)
+        ports = PortAllocator(port_range[0], port_range[1], host=publish)
         rt = await open_runtime(runtime, name, state, ports, workload)
         try:
             async with _system(system, name, listen, advertise) as sys_:
                 core = NodeCore(name=name, system=sys_, runtime=rt, state=state, cpus=cpus_,
                                 memory=memory_, labels=labels,
                                 container_labels=container_labels,
-                                restart_options=restart_options, conductor=conductor)
+                                restart_options=restart_options, conductor=conductor,
+                                health_host=publish)
                 try:
+                    reached = True
+                    if store is None and store_url:
+                        # before anything touches a container: a daemon of this name
+                        # from another state directory would take its containers
+                        reached = await refuse_duplicate(
+                            name, instance,
+                            lambda: connect_store(store_url, session_timeout,
+                                                  load_credential(),
+                                                  connect_timeout=CHECK_TIMEOUT),
+                            store_url.removeprefix("zk://"))
                     await spawn_node_actor(core)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(core.run)
@@ -148,7 +164,9 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                             link = ClusterLink(core, store=store, store_url=store_url,
                                                session_timeout=session_timeout,
                                                credential=load_credential()
-                                               if store is None else None)
+                                               if store is None else None,
+                                               instance=instance)
+                            link.unreachable_said = not reached
                             core.link = link
                             nursery.start_soon(_keep_linked, link)
                         if metrics:
@@ -167,6 +185,29 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                 await rt.aclose()
     finally:
         state.unlock()
+
+
+def _host_of(address: str) -> str:
+    """`h`, `h:p`, `[v6]:p` or `tcp://h:p` -> `h`."""
+    rest = address.split("://", 1)[-1].split("/", 1)[0]
+    if rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    return host if sep and port.isdigit() and ":" not in host else rest
+
+
+def publish_host(publish_address: str | None, advertise: str | None,
+                 listen: str | None) -> str:
+    """Where a node publishes task ports and says its endpoints are: `--publish-address`,
+    else the `--advertise` host, else the `--listen` host when it is a specific one, else
+    127.0.0.1. Why not always 127.0.0.1: a client on another machine reads the endpoint's
+    host from `/services/<job>` and must be able to reach it there."""
+    for candidate in (publish_address, advertise, listen):
+        if candidate:
+            host = _host_of(candidate)
+            if host and host not in ("0.0.0.0", "::", "*"):
+                return host
+    return "127.0.0.1"
 
 
 async def _keep_linked(link: ClusterLink) -> None:

@@ -132,7 +132,8 @@ class NodeCore:
         """The node record in the store (NodeInfo fields plus the actor URL)."""
         return NodeInfo(name=self.name, address=self.address, cpus=self.cpus,
                         memory=self.memory, labels=self.labels,
-                        runtime=self.runtime.kind).to_dict() | {"url": self.url}
+                        runtime=self.runtime.kind,
+                        publish=self.health_host).to_dict() | {"url": self.url}
 
     # -- desired state --------------------------------------------------------------------
 

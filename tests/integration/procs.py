@@ -122,3 +122,18 @@ def current_leader(zk: str, timeout: float = 30.0) -> dict[str, Any]:
     """`helios leader --json` once a conductor leads (a standby's answer names none)."""
     return eventually(lambda: (lambda i: i if i.get("leader") and i.get("name") else None)(
         helios_json("leader", "--zk", zk)), timeout, "a leader")
+
+
+def start_solo(procs: list[Proc], tmp: Path, runtime: str, state: str = "state",
+               name: str | None = None) -> tuple[Proc, str]:
+    """`helios solo --runtime RUNTIME` on a free port with its state in `tmp/state`
+    (appended to `procs`, so it is stopped by PID), once it answers; (proc, address)."""
+    from tests.fixtures.common import free_port
+
+    addr = f"127.0.0.1:{free_port()}"
+    args = ["solo", "--runtime", runtime, "--listen", addr, "--state-dir", str(tmp / state)]
+    p = Proc(f"solo-{state}", args + (["--name", name] if name else []), tmp).start()
+    procs.append(p)
+    eventually(lambda: helios("nodes", "--conductor", addr).returncode == 0, 30, "solo up",
+               diagnostics=p.tail)
+    return p, addr

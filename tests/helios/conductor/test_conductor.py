@@ -10,7 +10,8 @@ import actors
 from helios.conductor.reconcile import reconcile
 
 WEB = {"name": "web", "kind": "service", "image": "local/busybox:1",
-       "command": ["httpd", "-f"], "count": 4, "resources": {"cpus": 0.5, "memory": "64M"}}
+       "command": ["httpd", "-f"], "count": 4, "resources": {"cpus": 0.5, "memory": "64M"},
+       "update": {"min_healthy_time": "0s"}}  # fake nodes: running is healthy at once
 
 
 async def running(cluster, c, job="web", n=None):
@@ -24,7 +25,7 @@ async def test_service_packs_onto_fewest_nodes_and_runs(cluster):
     for n in ("n1", "n2", "n3"):
         await cluster.node(n)
     out = await cluster.ask(c, "job_run", WEB)
-    assert out == {"name": "web", "version": 1, "changed": True}
+    assert out == {"name": "web", "version": 1, "changed": True, "unplaced": [], "failures": []}
     st = await cluster.wait_for(lambda: running(cluster, c), what="4 running")
     assert len({t["node"] for t in st["tasks"]}) == 1  # 4 x 0.5 cpu fill one 2-cpu node
     assert (await cluster.ask(c, "job_run", WEB))["changed"] is False
@@ -209,7 +210,7 @@ async def test_changed_job_rolls_out_to_a_new_version(cluster):
     await cluster.ask(c, "job_run", dict(WEB, count=2))
     first = await cluster.wait_for(lambda: running(cluster, c, n=2), what="v1 running")
     out = await cluster.ask(c, "job_run", dict(WEB, count=2, command=["httpd", "-v"]))
-    assert out == {"name": "web", "version": 2, "changed": True}
+    assert out == {"name": "web", "version": 2, "changed": True, "unplaced": [], "failures": []}
 
     async def rolled():
         s = await cluster.ask(c, "job_status", "web")

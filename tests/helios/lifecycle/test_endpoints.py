@@ -197,3 +197,35 @@ def test_the_service_client_example_runs() -> None:
                          timeout=60, check=True).stdout
     answers = [line.split("-> ")[1] for line in out.splitlines() if "-> " in line]
     assert answers == ["hello from web-1a", "hello from web-2b"] * 2 + ["hello from web-2b"] * 2
+
+
+@pytest.mark.zookeeper
+async def test_the_service_client_example_honours_the_zk_root(zk_hosts: str,
+                                                              zk_root: str) -> None:
+    """`--zk HOSTS/root` follows the endpoints under that root, not /helios."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helios.coordination import open_zookeeper
+
+    script = Path(__file__).resolve().parents[3] / "examples" / "service_client.py"
+    store = await open_zookeeper(zk_hosts, zk_root)
+    async with store:
+        await register_endpoint(store, "web", "web-root1", "n1", "127.0.0.1", {"http": 1})
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, str(script), "--zk", f"{zk_hosts}{zk_root}", "--job", "web"],
+            stdout=subprocess.PIPE)
+        out = b""
+        try:
+            with trio.move_on_after(20):
+                assert proc.stdout is not None
+                while b"web-root1" not in out:
+                    chunk = await proc.stdout.receive_some(4096)
+                    if not chunk:
+                        break
+                    out += chunk
+        finally:
+            proc.kill()
+            await proc.wait()
+    assert b"web: 1 healthy endpoint(s)" in out and b"web-root1" in out, out

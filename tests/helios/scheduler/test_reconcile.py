@@ -113,14 +113,29 @@ def test_orphan_copy_is_stopped_then_forgotten():
     assert [r.task for r in p.remove] == ["web-dead"]
 
 
-def test_ended_service_task_is_replaced():
+def test_ended_service_task_is_replaced_after_the_reschedule_delay():
     st = converge(ClusterState.of([job("web", count=1)], [node("a")]))
     (t,) = live(st, "web")
     st.statuses[t.id] = st.statuses[t.id].replace(state="failed", reason="exit 1")
     p = plan_for(st, 60)
     assert [(r.task, r.reason) for r in p.remove] == [(t.id, "failed: exit 1")]
+    assert not p.place  # Nomad's service default: 30s before the slot is placed again
+    assert [(m.index, m.tracker["due"]) for m in p.reschedules] == [(0, 90.0)]
+    st = apply(st, p, 60)
+    assert st.jobs["web"].reschedule["0"]["due"] == 90.0  # in the store: a new leader waits
+    p = plan_for(st, 61)
+    assert not p.has_changes()
+    assert [pe.explanation for pe in p.pending] == [
+        f"rescheduling in 29s (failure 1): {t.id} failed: exit 1"]
+    p = plan_for(st, 90)
     assert [pl.task.index for pl in p.place] == [0]
-    assert not plan_for(apply(st, p, 60), 61).has_changes()
+    assert p.place[0].reason == f"rescheduled after {t.id} failed: exit 1"
+    assert not plan_for(apply(st, p, 90), 91).has_changes()
+
+
+def test_first_placement_says_new_slot():
+    p = plan_for(ClusterState.of([job("web", count=1)], [node("a")]), 1)
+    assert [pl.reason for pl in p.place] == ["new slot"]
 
 
 def test_pending_explains():
