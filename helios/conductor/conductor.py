@@ -602,7 +602,8 @@ class Conductor(Collector):
     async def job_run(self, spec: Any) -> dict[str, Any]:
         if not isinstance(spec, dict):
             raise ValueError("job_run needs the job file as a mapping")
-        return await self._submit(validate(spec))  # SpecError names every problem; names as people give them
+        # SpecError names every problem; names as people give them (63 characters)
+        return await self._submit(validate(spec))
 
     async def _submit(self, job: JobSpec) -> dict[str, Any]:
         """Write ``job`` as the job's next version (unless it is the current one) and
