@@ -690,7 +690,7 @@ def node_cmd(ctx: typer.Context,
              memory: str | None = typer.Option(None, "--memory", metavar="M"),
              label: list[str] | None = typer.Option(None, "--label", metavar="k=v"),
              runtime: str = typer.Option("docker", "--runtime",
-                                         help="docker | process | auto"),
+                                         help="docker | process | auto | sim"),
              state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
              session_timeout: float = typer.Option(10.0, "--session-timeout", metavar="S"),
              container_label: list[str] | None = typer.Option(
@@ -713,8 +713,8 @@ def node_cmd(ctx: typer.Context,
     if not name:
         raise CLIError("Missing option '--name'.", 2)
     _check_positive(session_timeout=session_timeout)
-    if runtime not in ("docker", "process", "auto"):
-        raise CLIError(f"--runtime must be docker, process or auto, not {runtime!r}")
+    if runtime not in ("docker", "process", "auto", "sim"):
+        raise CLIError(f"--runtime must be docker, process, auto or sim, not {runtime!r}")
     if memory is not None:
         try:
             parse_size(memory)
