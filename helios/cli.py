@@ -754,6 +754,11 @@ def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
             runtime=runtime, name=name, gc=gc)
 
 
+from helios.cli_fleet import register as _register_fleet  # noqa: E402
+
+_register_fleet(sys.modules[__name__])  # node drain, node eligibility, rebalance
+
+
 # ---------------------------------------------------------------------------- main
 
 

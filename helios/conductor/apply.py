@@ -73,6 +73,7 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
             ops.append(Set(paths.job(name), rec.to_dict()))
     for name in old.jobs.keys() - new.jobs.keys():
         ops.append(Delete(paths.job(name)))
+    ops.extend(_drain_ops(old, new, dirs))
 
     task_ops: list[Op] = []
     touched: set[str] = set()
@@ -109,6 +110,23 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
                       for tid, st in old.statuses.items()
                       if tid not in new.statuses or new.statuses[tid].node != st.node]
     return ops, status_deletes
+
+
+def _drain_ops(old: ClusterState, new: ClusterState, dirs: set[str]) -> list[Op]:
+    """Writes of the operators' drain records (`/drain/<node>`, drain.py); the directory
+    is created with the first one (clusters made before drains existed lack it)."""
+    ops: list[Op] = []
+    for name, d in new.drains.items():
+        prev = old.drains.get(name)
+        if prev is d or prev == d:
+            continue
+        ops.append(Set(paths.drain(name), d.to_dict()) if prev is not None
+                   else Create(paths.drain(name), d.to_dict()))
+    ops.extend(Delete(paths.drain(name)) for name in old.drains.keys() - new.drains.keys())
+    if ops and paths.DRAIN not in dirs:
+        ops.insert(0, Create(paths.DRAIN))
+        dirs.add(paths.DRAIN)
+    return ops
 
 
 def _size(op: Op) -> int:

@@ -165,4 +165,12 @@ async def load_snapshot(store: Store, now: float | None = None) -> Snapshot:
         prev = state.statuses.get(st.id)
         if prev is None or st.updated >= prev.updated:
             state.statuses[st.id] = st
+    if await store.exists(paths.DRAIN):  # operators' drain records (drain.py)
+        from helios.conductor.drain import records as drain_records
+
+        adirs.add(paths.DRAIN)
+        names = await store.children(paths.DRAIN)
+        values = await _gather([lambda n=n: _read(store, paths.drain(n), problems)
+                                for n in names])
+        state.drains = drain_records(zip(names, values, strict=True))
     return Snapshot(state, adirs | sdirs, problems, records)

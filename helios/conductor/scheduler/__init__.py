@@ -37,8 +37,9 @@ class Placements:
 class Cluster:
     """Free capacity of a snapshot of nodes, updated as placements are made.
 
-    Only up nodes are candidates. Allocations on unknown or down nodes are ignored (they
-    hold nothing a placement could use). Pools per constraint signature are built the
+    Only up nodes that are eligible and not draining are candidates (they count as
+    "up" here). Allocations on unknown or down nodes are ignored (they hold nothing a
+    placement could use). Pools per constraint signature are built the
     first time a signature is asked for, from an index of label -> nodes.
     """
 
@@ -51,7 +52,8 @@ class Cluster:
         top_mem = max((n.memory for n in infos), default=1) or 1
         for n in infos:
             st = NodeState(name=n.name, cpu_total=max(millis(n.cpus), 1),
-                           mem_total=max(n.memory, 1), labels=dict(n.labels), up=n.up)
+                           mem_total=max(n.memory, 1), labels=dict(n.labels),
+                           up=n.schedulable)
             st.cpu_free, st.mem_free = millis(n.cpus), n.memory
             st.size = n.cpus / top_cpu + n.memory / top_mem
             self.nodes[n.name] = st
