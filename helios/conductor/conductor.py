@@ -64,6 +64,7 @@ from helios.conductor.history import History, event, read_history
 from helios.conductor.plan import ClusterState, Pending, Plan, RolloutStep
 from helios.conductor.plan import apply as apply_plan
 from helios.conductor.plan_events import plan_events, rollout_events, touched_nodes
+from helios.conductor.rebalance import plan_rebalance
 from helios.conductor.reconcile import reconcile
 from helios.conductor.state import load_snapshot, node_from_record, node_url
 from helios.coordination import paths
@@ -747,6 +748,24 @@ class Conductor(Collector):
         L.poke()
         return drain_report(L.state, name, self.clock(), L.pending)
 
+    async def rebalance(self, dry_run: bool = False) -> dict[str, Any]:
+        """Plan moves that free whole nodes (`rebalance.plan_rebalance`); unless
+        `dry_run`, carry them out by draining the freed nodes for the rebalance (the
+        rollout's rules move every task)."""
+        L = await self.leading()
+        async with L.lock:
+            plan = plan_rebalance(L.state, with_drains(L.state.nodes, L.state.drains))
+            out = {**plan.to_dict(), "dry_run": bool(dry_run)}
+            if dry_run or not plan.frees:
+                return out
+            now = self.clock()
+            for name in plan.frees:
+                set_drain(L.state, name, now, reason="rebalance")
+            log.info("rebalance: freeing %s (%s)", ", ".join(plan.frees), plan.gain)
+            await self._client_flush(L)
+        L.poke()
+        return out
+
     async def node_drain_status(self, name: str) -> dict[str, Any]:
         """Where a node's drain is, and what it still waits for."""
         L = await self.leading()
@@ -943,6 +962,10 @@ class ConductorActor(actors.Actor):
                          draining: bool = True, eligible: bool | None = None
                          ) -> dict[str, Any]:
         return await _answer(self.c.node_drain(name, deadline, draining, eligible))
+
+    @actors.handler
+    async def rebalance(self, dry_run: bool = False) -> dict[str, Any]:
+        return await _answer(self.c.rebalance(dry_run))
 
     @actors.handler
     async def node_drain_status(self, name: str) -> dict[str, Any]:

@@ -42,13 +42,17 @@ DEFAULT_DEADLINE = 3600.0
 @dataclass(frozen=True)
 class DrainState:
     """The operator's word on one node. `deadline` (epoch seconds) bounds its batch tasks;
-    `since` is when the drain started, `done` when it completed (None while running)."""
+    `since` is when the drain started, `done` when it completed (None while running).
+    `reason` is "drain" (the node stays ineligible once empty) or "rebalance" (a node
+    freed by `helios rebalance` takes placements again once empty: its room is the
+    point)."""
 
     eligible: bool = True
     draining: bool = False
     deadline: float | None = None
     since: float | None = None
     done: float | None = None
+    reason: str = "drain"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -131,8 +135,11 @@ def finish_drains(state: ClusterState, now: float) -> list[str]:
     finished = []
     for name, d in sorted(state.drains.items()):
         if d.draining and not _remaining(state, name):
-            state.drains[name] = dataclasses.replace(d, draining=False, eligible=False,
-                                                     done=now)
+            if d.reason == "rebalance":
+                del state.drains[name]
+            else:
+                state.drains[name] = dataclasses.replace(d, draining=False, eligible=False,
+                                                         done=now)
             finished.append(name)
     return finished
 
@@ -154,7 +161,8 @@ def records(values: Iterable[tuple[str, Any]]) -> dict[str, DrainState]:
 
 
 def set_drain(state: ClusterState, name: str, now: float, *, deadline: float | None = None,
-              draining: bool = True, eligible: bool | None = None) -> bool:
+              draining: bool = True, eligible: bool | None = None,
+              reason: str = "drain") -> bool:
     """Apply an operator's command to `state.drains`; returns whether anything changed.
 
     `eligible` given: only eligibility changes (`helios node eligibility`); enabling a
@@ -167,8 +175,9 @@ def set_drain(state: ClusterState, name: str, now: float, *, deadline: float | N
                                   draining=d.draining and not eligible)
     elif draining:
         left = DEFAULT_DEADLINE if deadline is None else max(0.0, float(deadline))
-        new = DrainState(eligible=False, draining=True, deadline=now + left,
-                         since=d.since if d.draining and d.since else now)
+        new = DrainState(eligible=False, draining=True,
+                         deadline=None if reason == "rebalance" else now + left,
+                         since=d.since if d.draining and d.since else now, reason=reason)
     else:
         new = dataclasses.replace(d, draining=False)
     if new.default:

@@ -1,12 +1,14 @@
-"""`helios node drain` against real processes: `helios conductor`, `helios node
---runtime sim` daemons (their tasks answer HTTP on real loopback ports), a real
-ZooKeeper, and a client that follows the job's endpoints and counts failed requests.
+"""`helios node drain` and `helios rebalance` against real processes: `helios
+conductor`, `helios node --runtime sim` daemons (their tasks answer HTTP on real loopback
+ports), a real ZooKeeper, and a client that follows the job's endpoints and counts failed requests.
 
 - a node serving a 2-task service and a batch task is drained: the service moves with
   no failed request, the batch task is allowed to finish, the node ends empty and
   ineligible, `nodes --json` shows `eligible`/`draining`;
 - the leader is SIGKILLed right after a drain starts: the new leader carries it on from
-  the store and it completes.
+  the store and it completes;
+- a deliberately fragmented cluster (one task per node) is rebalanced: the nodes the
+  dry run promised are freed, with no failed request, and take placements again.
 
 Each test uses its own ZooKeeper root and node names, and stops every process it
 started by PID. No assertion is about speed.
@@ -144,3 +146,33 @@ def test_a_drain_interrupted_by_a_leader_kill_completes(zk_hosts: str, zk_root: 
         assert tasks_on(zk, job, first) == []
         n = nodes_by_name(zk)[first]
         assert n["eligible"] is False and n["draining"] is False
+
+
+def test_rebalance_frees_the_nodes_its_dry_run_promised_without_a_failed_request(
+        zk_hosts: str, zk_root: str, tmp_path: Path) -> None:
+    zk = f"{zk_hosts}{zk_root}"
+    job = unique_name("web")
+    with processes() as procs:
+        names = start(procs, zk, tmp_path, 3)
+        spread = {**web(job, count=3), "spread": True}  # one task per node: fragmented
+        deploy(tmp_path / "web.json", spread, zk, procs)
+        deploy(tmp_path / "web.json", {**spread, "spread": False}, zk, procs)  # in place
+        assert sorted(n["tasks"] for n in nodes_by_name(zk).values()) == [1, 1, 1]
+        with ServiceClient(zk_hosts, zk_root, job) as client:
+            eventually(lambda: client.traffic.ok >= 10, 30, "the client served")
+            dry = helios_json("rebalance", "--dry-run", "--zk", zk)
+            assert dry["dry_run"] and len(dry["frees"]) == 2 and len(dry["moves"]) == 2
+            assert "frees 2 of 3 nodes" in dry["gain"]
+            assert all(n["tasks"] == 1 for n in nodes_by_name(zk).values())  # moved nothing
+            done = helios_json("rebalance", "--zk", zk)
+            assert done["frees"] == dry["frees"] and not done["dry_run"]
+            eventually(lambda: all(nodes_by_name(zk)[n]["tasks"] == 0 for n in dry["frees"]),
+                       90, "the promised nodes freed", diagnostics=lambda: diag(procs))
+            eventually(lambda: all(nodes_by_name(zk)[n]["eligible"]
+                                   and not nodes_by_name(zk)[n]["draining"]
+                                   for n in dry["frees"]), 30, "freed nodes eligible again")
+            kept = (set(names) - set(dry["frees"])).pop()
+            s = helios_json("job", "status", job, "--zk", zk)
+            live = [t for t in s["tasks"] if t["state"] == "running"]
+            assert len(live) == 3 and {t["node"] for t in live} == {kept}
+        client.traffic.check_none_failed()
