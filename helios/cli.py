@@ -519,7 +519,9 @@ def nodes(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
         return
     _table(None, ["NAME", "STATUS", "ADDRESS", "CPUS FREE/TOTAL", "MEMORY FREE/TOTAL",
                   "LABELS", "TASKS"],
-           [[n["name"], n["status"], n["address"], f"{n['cpus_free']:g}/{n['cpus']:g}",
+           [[n["name"], n["status"] + (" (draining)" if n.get("draining") else
+                                       " (ineligible)" if n.get("eligible") is False else ""),
+             n["address"], f"{n['cpus_free']:g}/{n['cpus']:g}",
              f"{_size(n['memory_free'])}/{_size(n['memory'])}",
              ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())), n["tasks"]]
             for n in rows])
