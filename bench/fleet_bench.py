@@ -272,11 +272,11 @@ async def bench(zk: str, args: argparse.Namespace, procs: Procs) -> dict[str, An
               f"outstanding peak {z['outstanding_peak']:.0f}, {z.get('znodes', 0):.0f} "
               f"znodes, {z.get('watches', 0):.0f} watches, "
               f"{z.get('connections', 0):.0f} connections", flush=True)
-        await trio.sleep(3)
-        z = mntr.window(time.monotonic() - 2.5, time.monotonic())
+        await trio.sleep(15)  # settled: the last reports are written
+        z = mntr.window(time.monotonic() - 10, time.monotonic())
         fig["zk_idle"] = z
-        print(f"ZooKeeper at rest: {z['requests_per_s']:.0f} requests/s (session pings)",
-              flush=True)
+        print(f"ZooKeeper at rest: {z['requests_per_s']:.0f} requests/s "
+              f"({z['requests_per_s'] / args.nodes:.2f} per node)", flush=True)
 
         # --- kill `--kill` nodes at once
         names = [j["name"] for j in await client.call("job_ls")]
