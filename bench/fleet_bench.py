@@ -14,11 +14,12 @@ Measured, in order:
 
 1. nodes up: from the first fleet process started to every node listed `up`;
 2. converge: `--jobs` services totalling `--tasks` tasks (0.1 cpu, 64 MiB, no ports,
-   no health check) submitted at once, until every task is `running`; placements per
-   second, the leader's CPU seconds per placement and its RSS (from /proc), ZooKeeper's
-   requests per second (`mntr` zk_packets_received, sampled every 0.5 s) and its
-   outstanding-request peak (`zk_outstanding_requests`, sampled the same way), znodes
-   and watches;
+   no health check, `spread: true`, so each node ends with about tasks/nodes of them
+   rather than a few full nodes; nodes have `--node-cpus`) submitted at once, until
+   every task is `running`; placements per second, the leader's CPU seconds per
+   placement and its RSS (from /proc), ZooKeeper's requests per second (`mntr`
+   zk_packets_received, sampled every 0.5 s) and its outstanding-request peak
+   (`zk_outstanding_requests`, sampled the same way), znodes and watches;
 3. re-place: the first fleet process SIGKILLed (`--kill` nodes at once) until every
    task is `running` again; the floor is the session timeout (ZooKeeper must expire the
    sessions) plus the failover grace (1 s), printed next to it;
@@ -231,7 +232,7 @@ async def bench(zk: str, args: argparse.Namespace, procs: Procs) -> dict[str, An
         procs.start(f"fleet{i}", [*FLEET, "--zk", zkr, "--count", str(count),
                                   "--prefix", f"f{i}", "--first", str(first),
                                   "--state-dir", str(state / f"f{i}"),
-                                  "--cpus", "16", "--memory", "64G",
+                                  "--cpus", str(args.node_cpus), "--memory", "64G",
                                   "--session-timeout", session,
                                   "--start-rate", str(args.start_rate)])
         first += count
@@ -251,7 +252,7 @@ async def bench(zk: str, args: argparse.Namespace, procs: Procs) -> dict[str, An
             await client.call("job_run", {
                 "name": f"svc{j:03d}", "kind": "service", "command": ["server"],
                 "count": per_job + (args.tasks - per_job * args.jobs if j == 0 else 0),
-                "resources": {"cpus": 0.1, "memory": "64M"}})
+                "resources": {"cpus": 0.1, "memory": "64M"}, "spread": True})
         await wait_for(client, "job_ls", lambda js: running(js) == args.tasks, args.timeout,
                        f"{args.tasks} tasks running")
         t2 = time.monotonic()
@@ -345,6 +346,8 @@ def main() -> None:
     p.add_argument("--kill", type=int, default=100)
     p.add_argument("--jobs", type=int, default=20)
     p.add_argument("--session-timeout", type=float, default=4.0)
+    p.add_argument("--node-cpus", type=float, default=2.0,
+                   help="CPUs of each sim node (tasks take 0.1)")
     p.add_argument("--start-rate", type=float, default=50.0,
                    help="nodes started per second per fleet process")
     p.add_argument("--timeout", type=float, default=900.0,
