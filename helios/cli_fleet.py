@@ -43,9 +43,11 @@ def register(cli: ModuleType) -> None:
     @node_app.command("drain")
     def node_drain(ctx: typer.Context,
                    name: str = typer.Argument(..., help="The node to empty."),
-                   deadline: str = typer.Option("1h", "--deadline", metavar="DURATION",
-                                                help="How long batch tasks may run before "
-                                                     "they are stopped and run elsewhere."),
+                   deadline: str | None = typer.Option(
+                       None, "--deadline", metavar="DURATION",
+                       help="How long batch tasks may run before they are stopped and "
+                            "run elsewhere (default 1h; a drain in progress keeps its "
+                            "own unless this is given)."),
                    no_wait: bool = typer.Option(False, "--no-wait",
                                                 help="Start the drain and return at once."),
                    timeout: float | None = typer.Option(
@@ -62,16 +64,17 @@ def register(cli: ModuleType) -> None:
         from helios.units import UnitError, parse_duration
 
         try:
-            seconds = parse_duration(deadline)
+            seconds = parse_duration(deadline) if deadline is not None else None
         except (UnitError, ValueError) as e:
             raise CLIError(f"--deadline: {e}") from None
-        bound = timeout if timeout is not None else seconds + WAIT_MARGIN
 
         async def body(client: Client) -> dict[str, Any]:
             report = await client.call("node_drain", name, seconds)
             if no_wait or report.get("complete"):
                 return report
             console = _console(stderr=True)
+            left = max(0.0, (report.get("deadline") or time.time()) - time.time())
+            bound = timeout if timeout is not None else left + WAIT_MARGIN
             end = time.monotonic() + bound
             shown: list[str] = []
             while not report.get("complete"):

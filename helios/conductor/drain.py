@@ -167,16 +167,23 @@ def set_drain(state: ClusterState, name: str, now: float, *, deadline: float | N
 
     `eligible` given: only eligibility changes (`helios node eligibility`); enabling a
     draining node also ends its drain, moving nothing further. Else `draining=True`
-    starts a drain with batch tasks allowed `deadline` seconds (a drain already running
-    keeps its start and takes the new deadline), `draining=False` ends it."""
+    starts a drain with batch tasks allowed `deadline` seconds (default an hour); a drain
+    already running keeps its start, and its deadline unless a new one is given.
+    `draining=False` ends it."""
     d = state.drains.get(name, DrainState())
     if eligible is not None:
         new = dataclasses.replace(d, eligible=eligible,
                                   draining=d.draining and not eligible)
     elif draining:
-        left = DEFAULT_DEADLINE if deadline is None else max(0.0, float(deadline))
-        new = DrainState(eligible=False, draining=True,
-                         deadline=None if reason == "rebalance" else now + left,
+        if reason == "rebalance":
+            until = None
+        elif deadline is not None:
+            until = now + max(0.0, float(deadline))
+        elif d.draining and d.deadline is not None:
+            until = d.deadline  # asked again without a deadline: keep the running one
+        else:
+            until = now + DEFAULT_DEADLINE
+        new = DrainState(eligible=False, draining=True, deadline=until,
                          since=d.since if d.draining and d.since else now, reason=reason)
     else:
         new = dataclasses.replace(d, draining=False)

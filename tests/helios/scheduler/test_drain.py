@@ -117,3 +117,17 @@ def test_a_drain_survives_in_the_state_a_new_leader_loads():
     assert DrainState.from_dict(st.drains["a"].to_dict()) == st.drains["a"]
     assert with_drains(st.nodes, st.drains)["a"].draining
     assert not with_drains(st.nodes, st.drains)["a"].schedulable
+
+
+def test_asking_again_keeps_the_running_drain_unless_a_deadline_is_given():
+    st = ClusterState.of([], [node("a")])
+    set_drain(st, "a", 100.0)
+    assert st.drains["a"].deadline == 100.0 + 3600 and st.drains["a"].since == 100.0
+    assert not set_drain(st, "a", 200.0)  # again, no deadline: nothing changes
+    assert set_drain(st, "a", 300.0, deadline=10)
+    assert st.drains["a"].deadline == 310.0 and st.drains["a"].since == 100.0
+    assert set_drain(st, "a", 400.0, eligible=True)  # enabling ends the drain
+    assert "a" not in st.drains
+    set_drain(st, "a", 500.0, reason="rebalance")
+    assert st.drains["a"].deadline is None
+    assert finish_drains(st, 501.0) == ["a"] and "a" not in st.drains  # eligible again
