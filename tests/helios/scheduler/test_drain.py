@@ -5,28 +5,11 @@ left until the deadline, the drain complete once the node holds nothing."""
 
 from helios.conductor.drain import DrainState, drain_report, finish_drains, set_drain, with_drains
 from helios.conductor.plan import ClusterState, apply
-from helios.conductor.reconcile import reconcile
 from helios.model import FINISHED_STATES
 
-from .sim import job, make_healthy, node, run_nodes
-
-
-def plan(st, now):
-    return reconcile(st.jobs, with_drains(st.nodes, st.drains), st.assignments, st.statuses,
-                     now, 2.0)
-
-
-def step(st, now, **kw):
-    p = plan(st, now)
-    return run_nodes(apply(st, p, now), now, **kw), p
-
-
-def converge(st, now=100.0, rounds=30, **kw):
-    for i in range(rounds):
-        st, p = step(st, now + i, **kw)
-        if not p.has_changes():
-            return st
-    raise AssertionError("did not converge")
+from .sim import job, make_healthy, node, run_nodes, step
+from .sim import plan_for as plan
+from .test_reconcile import converge
 
 
 def on(st, node_name):
