@@ -31,6 +31,7 @@ from helios.coordination.errors import (
     TransactionFailed,
 )
 from helios.coordination.store import Create, Delete, Op, Set
+from helios.model import Assignment
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,21 @@ class Persisted:
 
     state: ClusterState = field(default_factory=ClusterState)
     dirs: set[str] = field(default_factory=set)
+    _by_node: dict[str, list[Assignment]] = field(default_factory=dict, repr=False)
+    _indexed: Any = field(default=None, repr=False)
+
+    def on_node(self, node: str) -> list[Assignment]:
+        """The stored assignments of `node`. Why an index: the leader pushes each node
+        its complete set after every change, and scanning every assignment per push cost
+        O(nodes x tasks) per flush (10 million steps at 1,000 nodes and 10,000 tasks,
+        enough to starve the leader's heartbeats); it is rebuilt once per flush."""
+        current = self.state.assignments
+        if self._indexed is not current:
+            index: dict[str, list[Assignment]] = {}
+            for a in current.values():
+                index.setdefault(a.node, []).append(a)
+            self._by_node, self._indexed = index, current
+        return self._by_node.get(node, [])
 
 
 def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],

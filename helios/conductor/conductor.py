@@ -325,8 +325,7 @@ class Conductor(Collector):
                 continue
             # What the store holds, never the cache: a node must not run a task that a
             # successor leader could not find.
-            durable = L.writer.persisted.state.assignments
-            tasks = [a.to_dict() for a in durable.values() if a.node == name]
+            tasks = [a.to_dict() for a in L.writer.persisted.on_node(name)]
             generation = next(L.generation)
             ref = self.system.ref(self._node_url(L, name, node.address))
             try:
