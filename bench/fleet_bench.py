@@ -175,6 +175,20 @@ async def wait_for(client: Client, method: str, pred: Any, timeout: float,
                        f"{str(last)[:300]}")
 
 
+async def call(client: Client, method: str, *args: Any, timeout: float = 300.0) -> Any:
+    """`client.call`, retried while the leader is too busy to answer (on a saturated
+    machine its handshakes and heartbeats time out now and then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await client.call(method, *args, timeout=60.0)
+        except Exception as e:
+            if time.monotonic() > deadline:
+                raise
+            print(f"({method}: {e}; asking again)", flush=True)
+            await trio.sleep(1.0)
+
+
 def running(jobs: list[dict[str, Any]]) -> int:
     return sum(j["running"] for j in jobs)
 
@@ -243,13 +257,13 @@ async def bench(zk: str, args: argparse.Namespace, procs: Procs) -> dict[str, An
         fig["nodes_up_s"] = time.monotonic() - t0
         print(f"nodes up: {args.nodes} in {fig['nodes_up_s']:.1f} s", flush=True)
 
-        lead = await client.call("leader")
+        lead = await call(client, "leader")
         lname, lpid = leader_pid(procs, lead)
         cpu0 = cpu_seconds(lpid)
         per_job = args.tasks // args.jobs
         t1 = time.monotonic()
         for j in range(args.jobs):
-            await client.call("job_run", {
+            await call(client, "job_run", {
                 "name": f"svc{j:03d}", "kind": "service", "command": ["server"],
                 "count": per_job + (args.tasks - per_job * args.jobs if j == 0 else 0),
                 "resources": {"cpus": 0.1, "memory": "64M"}, "spread": True})
@@ -280,7 +294,7 @@ async def bench(zk: str, args: argparse.Namespace, procs: Procs) -> dict[str, An
               f"({z['requests_per_s'] / args.nodes:.2f} per node)", flush=True)
 
         # --- kill `--kill` nodes at once
-        names = [j["name"] for j in await client.call("job_ls")]
+        names = [j["name"] for j in await call(client, "job_ls")]
         t3 = time.monotonic()
         procs.kill("fleet0")
         await wait_for(client, "nodes",
@@ -300,7 +314,7 @@ async def bench(zk: str, args: argparse.Namespace, procs: Procs) -> dict[str, An
               f"{fig['zk_replace']['outstanding_peak']:.0f}", flush=True)
 
         # --- leader failover
-        lead = await client.call("leader")
+        lead = await call(client, "leader")
         lname, lpid = leader_pid(procs, lead)
         t5 = time.monotonic()
         procs.kill(lname)
