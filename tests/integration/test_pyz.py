@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.common import free_port
+from tests.integration.procs import Proc
 
 pytestmark = [pytest.mark.slow]
 
@@ -64,17 +65,14 @@ def test_the_zipapp_runs_a_solo_cluster_from_a_clean_directory(tmp_path: Path) -
     for cmd in ("node", "conductor", "solo"):
         r = helios(cmd, "--help")
         assert r.returncode == 0 and "Usage" in r.stdout, r.stderr
-    port = free_port()
-    addr = f"127.0.0.1:{port}"
-    with open(home / "solo.log", "wb") as log:
-        solo = subprocess.Popen([*py, "solo", "--listen", addr, "--state-dir",
-                                 str(home / "state"), "--runtime", "process"], cwd=home,
-                                env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+    addr = f"127.0.0.1:{free_port()}"
+    solo = Proc("solo", ["solo", "--listen", addr, "--state-dir", str(home / "state"),
+                         "--runtime", "process"], home, command=py, env=env, cwd=home)
     try:
+        solo.start()
         r = helios("job", "run", "hello.yaml", "--wait", "--timeout", "90", "--conductor",
                    addr)
-        assert r.returncode == 0, r.stderr + (home / "solo.log").read_text()[-3000:]
+        assert r.returncode == 0, r.stderr + solo.tail()
         eps = json.loads(helios("endpoints", "hello", "--json", "--conductor", addr).stdout)
         assert len(eps) == 2
         for ep in eps:
@@ -89,12 +87,7 @@ def test_the_zipapp_runs_a_solo_cluster_from_a_clean_directory(tmp_path: Path) -
             time.sleep(0.2)  # the node stops and removes its tasks
         assert not any(tasks_dir.glob("*/record.json"))
     finally:
-        solo.send_signal(signal.SIGTERM)
-        try:
-            solo.wait(30)
-        except subprocess.TimeoutExpired:
-            solo.kill()
-            solo.wait(10)
+        solo.stop(timeout=30)
         _kill_tasks(home / "state")
     # nothing of the build or the run landed in the repository
     assert not (REPO / "build").exists()

@@ -7,8 +7,6 @@ and killing the fleet process brings every node down. No assertion is about spee
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,25 +19,13 @@ from tests.integration.test_cluster import conductor, diag
 pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
 
 
-class FleetProc(Proc):
-    """`python -m helios.node.fleet ...`: the sim nodes' process (not a `helios` command)."""
-
-    def start(self) -> FleetProc:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "helios.node.fleet",
-                                          *self.args], stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env)
-        return self
-
-
 def fleet(name: str, zk: str, tmp: Path, count: int, *, cpus: str = "2",
           session: str = "2") -> Proc:
     """`count` sim nodes named `<name>-NNNN` in one process."""
-    return FleetProc(name, ["--zk", zk, "--count", str(count), "--prefix", name,
-                            "--state-dir", str(tmp / name), "--cpus", cpus,
-                            "--memory", "2G", "--session-timeout", session,
-                            "--start-rate", "100"], tmp).start()
+    return Proc(name, ["--zk", zk, "--count", str(count), "--prefix", name,
+                       "--state-dir", str(tmp / name), "--cpus", cpus, "--memory", "2G",
+                       "--session-timeout", session, "--start-rate", "100"], tmp,
+                command=[sys.executable, "-m", "helios.node.fleet"]).start()
 
 
 def up(zk: str) -> list[dict]:
