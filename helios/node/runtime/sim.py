@@ -29,6 +29,7 @@ real machine:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ from helios.node.runtime.base import (
 from helios.node.runtime.ports import PortAllocator
 
 __all__ = ["SimRuntime", "sim_behaviour"]
+
+log = logging.getLogger(__name__)
 
 #: exit code of a task stopped by `stop` (SIGTERM, as a process runtime reports it)
 STOPPED_CODE = 143
@@ -222,6 +225,10 @@ class SimRuntime(Runtime):
                             await trio.sleep(t.run_for)
                             t.settle()
                             nursery.cancel_scope.cancel()
+                except Exception as e:  # a system task must never raise: it ends the run
+                    log.warning("sim task %s: its listener failed: %s", t.id, e)
+                    t.lines.append(f"sim: listener failed: {e}")
+                    t.finish(1)
                 finally:
                     for lst in listeners:
                         with trio.CancelScope(shield=True):
@@ -247,6 +254,8 @@ class SimRuntime(Runtime):
                     self.requests += 1
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     return
+                except Exception as e:  # one bad connection must not end the listener
+                    log.debug("sim node %s: connection failed: %s", self.node, e)
 
     async def stop(self, cid: str, grace: float) -> None:
         t = self._get(cid)
