@@ -745,7 +745,7 @@ class Conductor(Collector):
                          else "eligible" if d is None or d.eligible else "ineligible")
                 await self._client_flush(L)
         L.poke()
-        return drain_report(L.state, name, self.clock(), L.pending)
+        return drain_report(L.state, name, self.clock(), L.pending, L.steps)
 
     async def rebalance(self, dry_run: bool = False) -> dict[str, Any]:
         """Plan moves that free whole nodes (`rebalance.plan_rebalance`); unless
@@ -770,7 +770,7 @@ class Conductor(Collector):
         L = await self.leading()
         if name not in L.state.nodes and name not in L.state.drains:
             raise NodeNotFound(f"no node named {name!r}")
-        return drain_report(L.state, name, self.clock(), L.pending)
+        return drain_report(L.state, name, self.clock(), L.pending, L.steps)
 
     async def _children(self, path: str) -> list[str] | None:
         """Children of `path`, or None when it does not exist."""

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from helios.conductor.plan import ClusterState, Pending
+from helios.conductor.plan import ClusterState, Pending, RolloutStep
 from helios.model import FINISHED_STATES, NodeInfo
 from helios.units import format_duration
 
@@ -101,22 +101,32 @@ def _remaining(state: ClusterState, name: str) -> list[dict[str, Any]]:
     return out
 
 
+def _service_wait(task: str, job: str, pending: Sequence[Pending],
+                  steps: Sequence[RolloutStep]) -> str:
+    """What a service task on a draining node waits for, from the last plan."""
+    for p in pending:
+        if p.job == job and task in p.explanation:
+            _, _, why = p.explanation.partition(": ")
+            return f"room on another node ({why or p.explanation})"
+    for step in steps:
+        if step.job == job and step.old == task and step.new:
+            return f"its replacement {step.new} to be healthy and registered"
+    return f"its turn (update.parallel slots of {job} move at a time)"
+
+
 def drain_report(state: ClusterState, name: str, now: float,
-                 pending: Sequence[Pending] = ()) -> dict[str, Any]:
+                 pending: Sequence[Pending] = (),
+                 steps: Sequence[RolloutStep] = ()) -> dict[str, Any]:
     """`helios node drain --json`: the node's drain, and exactly what it still waits for
-    (each remaining task with the reason)."""
+    (each remaining task with the reason, from the last plan's `pending` and rollout
+    `steps`)."""
     d = state.drains.get(name, DrainState())
     remaining = _remaining(state, name)
-    waits_by_job: dict[str, list[str]] = {}
-    for p in pending:
-        waits_by_job.setdefault(p.job, []).append(p.explanation)
     for r in remaining:
         if r["desired"] == "stop":
             r["waiting_for"] = f"{r['task']} to stop ({r['state']})"
         elif r["kind"] == "service":
-            why = [w for w in waits_by_job.get(r["job"], []) if r["task"] in w]
-            r["waiting_for"] = (why[0] if why else
-                                f"a replacement of {r['task']} to be healthy and registered")
+            r["waiting_for"] = _service_wait(r["task"], r["job"], pending, steps)
         elif d.deadline is not None and now < d.deadline:
             r["waiting_for"] = (f"batch task {r['task']} to finish (moved after the "
                                 f"deadline, in {format_duration(d.deadline - now)})")

@@ -45,8 +45,12 @@ def test_a_drain_replaces_service_tasks_first_parallel_at_a_time():
     st = run_nodes(apply(st, p, 1001), 1001, healthy=False)
     p = plan(st, 1002)
     assert not p.has_changes()  # the new ones are not healthy: the old keep serving
-    report = drain_report(st, "a", 1002)
+    report = drain_report(st, "a", 1002, p.pending, p.rollout)
     assert not report["complete"] and len(report["remaining"]) == 4
+    waits = sorted(r["waiting_for"].split(" ")[0:2] == ["its", "replacement"]
+                   for r in report["remaining"])
+    assert waits == [False, False, True, True]  # two moving, two waiting their turn
+    assert any("its turn" in r["waiting_for"] for r in report["remaining"])
     st = make_healthy(st)
     p = plan(st, 1003)
     assert len(p.stop) == 2 and {s.node for s in p.stop} == {"a"}
@@ -68,8 +72,9 @@ def test_a_drain_without_room_keeps_the_task_serving_and_says_why():
     assert not p.stop and not p.place and not p.failures
     assert "cannot move" in p.pending[0].explanation and "draining node a" in \
         p.pending[0].explanation
-    report = drain_report(st, "a", 101, p.pending)
-    assert "cannot move" in report["remaining"][0]["waiting_for"]
+    assert "1 of 2 up nodes eligible" in p.pending[0].explanation
+    report = drain_report(st, "a", 101, p.pending, p.rollout)
+    assert report["remaining"][0]["waiting_for"].startswith("room on another node (no node")
 
 
 def test_batch_tasks_finish_before_the_deadline_then_move():
