@@ -672,7 +672,9 @@ def nodes(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
         return
     _table(None, ["NAME", "STATUS", "ADDRESS", "CPUS FREE/TOTAL", "MEMORY FREE/TOTAL",
                   "LABELS", "TASKS"],
-           [[n["name"], n["status"], n["address"], f"{n['cpus_free']:g}/{n['cpus']:g}",
+           [[n["name"], n["status"] + (" (draining)" if n.get("draining") else
+                                       " (ineligible)" if n.get("eligible") is False else ""),
+             n["address"], f"{n['cpus_free']:g}/{n['cpus']:g}",
              f"{_size(n['memory_free'])}/{_size(n['memory'])}",
              ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())), n["tasks"]]
             for n in rows])
@@ -907,7 +909,7 @@ def node_cmd(ctx: typer.Context,
              memory: str | None = typer.Option(None, "--memory", metavar="M"),
              label: list[str] | None = typer.Option(None, "--label", metavar="k=v"),
              runtime: str = typer.Option("docker", "--runtime",
-                                         help="docker | process | auto"),
+                                         help="docker | process | auto | sim"),
              state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
              session_timeout: float = typer.Option(10.0, "--session-timeout", metavar="S"),
              container_label: list[str] | None = typer.Option(
@@ -958,8 +960,8 @@ def node_cmd(ctx: typer.Context,
     if not name:
         raise CLIError("Missing option '--name'.", 2)
     _check_positive(session_timeout=session_timeout)
-    if runtime not in ("docker", "process", "auto"):
-        raise CLIError(f"--runtime must be docker, process or auto, not {runtime!r}")
+    if runtime not in ("docker", "process", "auto", "sim"):
+        raise CLIError(f"--runtime must be docker, process, auto or sim, not {runtime!r}")
     if memory is not None:
         try:
             parse_size(memory)
@@ -1014,6 +1016,11 @@ def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
     gc = _gc_policy(gc_keep_runs, gc_run_retention, gc_key_ttl)
     _daemon(run_solo, listen=listen, state_dir=str(state_dir or default_state_dir("solo")),
             runtime=runtime, name=name, gc=gc, http=http_bind)
+
+
+from helios.cli_fleet import register as _register_fleet  # noqa: E402
+
+_register_fleet(sys.modules[__name__])  # node drain, node eligibility, rebalance
 
 
 # ---------------------------------------------------------------------------- main

@@ -58,6 +58,11 @@ class NodeInfo:
 
     ``down_since`` (epoch seconds) is set while ``status`` is down; the reconciler moves the
     node's tasks only once it has been down longer than the failover grace.
+
+    ``eligible`` / ``draining`` / ``drain_deadline`` come from the operator's drain record
+    (``/drain/<name>``, see ``conductor/drain.py``), never from the node's own record:
+    an ineligible or draining node gets no new placements, and a draining node's tasks
+    move away (batch tasks once ``drain_deadline``, epoch seconds, has passed).
     """
 
     name: str
@@ -69,6 +74,9 @@ class NodeInfo:
     down_since: float | None = None
     runtime: str = "docker"
     publish: str = ""  # the host its tasks' ports are published on (empty: address's)
+    eligible: bool = True
+    draining: bool = False
+    drain_deadline: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in NODE_STATUSES:
@@ -77,6 +85,11 @@ class NodeInfo:
     @property
     def up(self) -> bool:
         return self.status == "up"
+
+    @property
+    def schedulable(self) -> bool:
+        """May take new placements: up, eligible and not draining."""
+        return self.up and self.eligible and not self.draining
 
     def __hash__(self) -> int:
         return hash((self.name, self.status, self.down_since))

@@ -45,6 +45,7 @@ from helios.conductor.apply import Persisted, Writer
 from helios.conductor.collector import Collector
 from helios.conductor.cron_runner import CronRunner, running_templates
 from helios.conductor.dispatch import dispatch
+from helios.conductor.drain import drain_report, finish_drains, set_drain, with_drains
 from helios.conductor.errors import (
     EXPECTED,
     JobNotFound,
@@ -65,6 +66,7 @@ from helios.conductor.plan import ClusterState, Pending, Plan, RolloutStep
 from helios.conductor.plan import apply as apply_plan
 from helios.conductor.plan_events import plan_events, rollout_events, touched_nodes
 from helios.conductor.preview import candidate_record, placement_problems, preview
+from helios.conductor.rebalance import plan_rebalance
 from helios.conductor.reconcile import reconcile
 from helios.conductor.reschedule import reschedule_due
 from helios.conductor.state import load_snapshot, node_from_record, node_url
@@ -337,8 +339,7 @@ class Conductor(Collector):
                 continue
             # What the store holds, never the cache: a node must not run a task that a
             # successor leader could not find.
-            durable = L.writer.persisted.state.assignments
-            tasks = [a.to_dict() for a in durable.values() if a.node == name]
+            tasks = [a.to_dict() for a in L.writer.persisted.on_node(name)]
             generation = next(L.generation)
             ref = self.system.ref(self._node_url(L, name, node.address))
             try:
@@ -472,8 +473,9 @@ class Conductor(Collector):
         await self._follow_rollout_endpoints(L)
         for _ in range(4):
             now = self.clock()
-            plan = reconcile(L.state.jobs, L.state.nodes, L.state.assignments,
-                             L.state.statuses, now, self.failover_grace, L.registered)
+            plan = reconcile(L.state.jobs, with_drains(L.state.nodes, L.state.drains),
+                             L.state.assignments, L.state.statuses, now,
+                             self.failover_grace, L.registered)
             L.reconciles += 1
             L.pending = list(plan.pending)
             L.steps = list(plan.rollout)
@@ -487,6 +489,8 @@ class Conductor(Collector):
             L.history.extend(rollout_events(plan, L.state, now))
             L.unpushed.update(touched_nodes(plan, before, L.state))
             await self._flush(L)
+        for name in finish_drains(L.state, self.clock()):
+            log.info("node %s drained: nothing runs there any more", name)
         await self._flush(L)
         metrics.reconcile.observe(time.monotonic() - started)
         return plan
@@ -496,12 +500,13 @@ class Conductor(Collector):
     def _rolling(L: Leadership) -> set[str]:
         """Service jobs with ports that still run tasks of another fingerprint."""
         out: set[str] = set()
+        draining = {n for n, d in L.state.drains.items() if d.draining}
         for a in L.state.assignments.values():
             if a.desired != "run" or a.job in out:
                 continue
             rec = L.state.jobs.get(a.job)
             if (rec is not None and rec.spec.kind == "service" and rec.spec.ports
-                    and a.fingerprint != rec.spec.fingerprint()):
+                    and (a.fingerprint != rec.spec.fingerprint() or a.node in draining)):
                 out.add(a.job)
         return out
 
@@ -773,6 +778,7 @@ class Conductor(Collector):
                              "first, or remove it anyway with --force")
             url = self._node_url(L, name, node.address) if node and node.address else None
             L.state.nodes.pop(name, None)
+            L.state.drains.pop(name, None)
             L.records.pop(name, None)
             L.presence.pop(name, None)
             L.want_statuses.discard(name)
@@ -811,6 +817,52 @@ class Conductor(Collector):
         L.poke()
         return {"name": name, "removed": True, "was_up": bool(up),
                 "tasks": len(on_it), "kept": sorted(keep)}
+
+    async def node_drain(self, name: str, deadline: float | None = None,
+                         draining: bool = True, eligible: bool | None = None
+                         ) -> dict[str, Any]:
+        """Start (or with `draining=False` end) a node's drain, or only set its
+        eligibility (`eligible`); kept in `/drain/<name>`, fenced. Answers the drain
+        report (`drain.drain_report`)."""
+        paths.check_name(name)
+        L = await self.leading()
+        async with L.lock:
+            if name not in L.state.nodes and name not in L.state.drains:
+                raise NodeNotFound(f"no node named {name!r}")
+            now = self.clock()
+            if set_drain(L.state, name, now, deadline=deadline, draining=draining,
+                         eligible=eligible):
+                d = L.state.drains.get(name)
+                log.info("node %s: %s", name, "draining" if d is not None and d.draining
+                         else "eligible" if d is None or d.eligible else "ineligible")
+                await self._client_flush(L)
+        L.poke()
+        return drain_report(L.state, name, self.clock(), L.pending, L.steps)
+
+    async def rebalance(self, dry_run: bool = False) -> dict[str, Any]:
+        """Plan moves that free whole nodes (`rebalance.plan_rebalance`); unless
+        `dry_run`, carry them out by draining the freed nodes for the rebalance (the
+        rollout's rules move every task)."""
+        L = await self.leading()
+        async with L.lock:
+            plan = plan_rebalance(L.state, with_drains(L.state.nodes, L.state.drains))
+            out = {**plan.to_dict(), "dry_run": bool(dry_run)}
+            if dry_run or not plan.frees:
+                return out
+            now = self.clock()
+            for name in plan.frees:
+                set_drain(L.state, name, now, reason="rebalance")
+            log.info("rebalance: freeing %s (%s)", ", ".join(plan.frees), plan.gain)
+            await self._client_flush(L)
+        L.poke()
+        return out
+
+    async def node_drain_status(self, name: str) -> dict[str, Any]:
+        """Where a node's drain is, and what it still waits for."""
+        L = await self.leading()
+        if name not in L.state.nodes and name not in L.state.drains:
+            raise NodeNotFound(f"no node named {name!r}")
+        return drain_report(L.state, name, self.clock(), L.pending, L.steps)
 
     async def _children(self, path: str) -> list[str] | None:
         """Children of `path`, or None when it does not exist."""
@@ -1033,6 +1085,20 @@ class ConductorActor(actors.Actor):
     @actors.handler
     async def node_rm(self, name: str, force: bool = False) -> dict[str, Any]:
         return await _answer(self.c.node_rm(name, force=force))
+
+    @actors.handler
+    async def node_drain(self, name: str, deadline: float | None = None,
+                         draining: bool = True, eligible: bool | None = None
+                         ) -> dict[str, Any]:
+        return await _answer(self.c.node_drain(name, deadline, draining, eligible))
+
+    @actors.handler
+    async def rebalance(self, dry_run: bool = False) -> dict[str, Any]:
+        return await _answer(self.c.rebalance(dry_run))
+
+    @actors.handler
+    async def node_drain_status(self, name: str) -> dict[str, Any]:
+        return await _answer(self.c.node_drain_status(name))
 
     @actors.handler
     async def endpoints(self, name: str) -> list[dict[str, Any]]:

@@ -260,6 +260,8 @@ class ClusterState:
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     assignments: dict[str, Assignment] = field(default_factory=dict)
     statuses: dict[str, TaskStatus] = field(default_factory=dict)
+    #: node -> its drain record (drain.DrainState), kept apart from the node's own record
+    drains: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, jobs: Iterable[JobRecord] = (), nodes: Iterable[NodeInfo] = (),
@@ -271,7 +273,7 @@ class ClusterState:
 
     def copy(self) -> ClusterState:
         return ClusterState(dict(self.jobs), dict(self.nodes), dict(self.assignments),
-                            dict(self.statuses))
+                            dict(self.statuses), dict(self.drains))
 
 
 def apply(state: ClusterState, plan: Plan, now: float = 0.0) -> ClusterState:

@@ -71,6 +71,7 @@ class _Want:
     replaces: Assignment | None = None  # rollout surge: stop this one first if no room
     deadline_at: float | None = None  # a rollout's empty slot: fail if still unplaced then
     salt: str = ""  # a rescheduled slot: its failure count, so its new id is a new one
+    drain: bool = False  # moving ``replaces`` off a draining node: never stop it first
 
 
 def _new_id(job: str, version: int, index: int, taken: set[str], created: float = 0.0,
@@ -135,6 +136,11 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
     def finished(a: Assignment) -> bool:
         st = status_of(a)
         return st is not None and st.state in FINISHED_STATES
+
+    def draining(a: Assignment) -> bool:
+        """On a draining node (``helios node drain``, conductor/drain.py)."""
+        node = node_map.get(a.node)
+        return node is not None and node.draining
 
     # ---- assignments already marked stop: forget them once their task is over
     by_job: dict[str, list[Assignment]] = {}
@@ -258,7 +264,13 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                         stop(a, f"job changed (v{job.version})")
                 for a in current[1:]:
                     stop(a, f"duplicate in slot {i}")
-                if current:
+                node = node_map.get(current[0].node) if current else None
+                if node is not None and node.draining and node.drain_deadline is not None \
+                        and now >= node.drain_deadline:
+                    # The drain's deadline passed: run it again elsewhere (at least once).
+                    stop(current[0], f"node {node.name} drained: deadline passed")
+                    wants.append(_Want(job, i, f"moved off drained node {node.name}"))
+                elif current:
                     keep.append(current[0])
                 elif i in holds:
                     plan.pending.append(Pending(name, i, holds[i].explain(now), "reschedule"))
@@ -268,7 +280,8 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                                        salt=_fill_salt(job, i)))
         else:
             decision = plan_service(job, live, dead, healthy, now,
-                                    "healthy" if reg is None else "healthy and registered")
+                                    "healthy" if reg is None else "healthy and registered",
+                                    moving=draining)
             for a, why in decision.stops:
                 stop(a, why)
             plan.rollout.extend(decision.steps)
@@ -292,7 +305,10 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                                    else _fill_reason(job, i, why), deadline_at=deadline_at,
                                    salt=_fill_salt(job, i)))
             for i, old in decision.surges:
-                wants.append(_Want(job, i, f"rolling update from {old.id}", replaces=old))
+                move = old.fingerprint == fp and draining(old)
+                wants.append(_Want(job, i, f"moving {old.id} off draining node {old.node}"
+                                   if move else f"rolling update from {old.id}",
+                                   replaces=old, drain=move))
             keep = [a for ts in live.values() for a in ts
                     if a.fingerprint == fp and a.id not in stopping]
         for a in sorted(keep, key=lambda t: t.id):
@@ -392,6 +408,13 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
         node = cluster.place(req)
         if node is None:
             taken.discard(tid)
+            if w.drain:
+                # Stopping it first frees nothing usable (its node takes no placements):
+                # it keeps serving until a node has room.
+                plan.pending.append(Pending(spec.name, w.index, f"cannot move "
+                                            f"{w.replaces.id} off draining node "
+                                            f"{w.replaces.node}: {cluster.explain(req)}"))
+                continue
             if w.replaces is not None and spec.name in failed_jobs:
                 continue  # this rollout already failed in this plan
             if w.replaces is not None and not _fits_in_place_of(

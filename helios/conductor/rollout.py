@@ -60,12 +60,16 @@ def _order(tasks: list[Assignment], healthy: Callable[[Assignment], bool]) -> li
 def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
                  dead: Mapping[int, list[tuple[Assignment, TaskStatus | None]]],
                  healthy: Callable[[Assignment], bool], now: float,
-                 gate: str = "healthy") -> ServiceDecision:
+                 gate: str = "healthy",
+                 moving: Callable[[Assignment], bool] | None = None) -> ServiceDecision:
     """Decide stops, fills and surge placements for slots ``0..count-1`` of ``job``.
 
     ``live`` maps slot -> tasks that run or are starting; ``dead`` maps slot -> tasks that
     ended while they should run (with their status), which the caller already stops.
     ``gate`` names what ``healthy`` checks, for the deadline's failure reason.
+    ``moving`` marks tasks that must leave their node (it is draining): they are
+    replaced exactly like tasks of an old version, but a replacement that is slow or
+    fails is no failure of the version (nothing rolls back; the slot is retried).
     """
     spec, version = job.spec, job.version
     fp = spec.fingerprint()
@@ -76,10 +80,14 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
     failure_reason: str | None = None
     settled = 0  # slots that keep only a healthy task of this version
 
+    movers: list[tuple[int, Assignment]] = []
     for i in range(spec.count):
         tasks = live.get(i, [])
-        match = _order([t for t in tasks if t.fingerprint == fp], healthy)
-        old = _order([t for t in tasks if t.fingerprint != fp], healthy)
+        moves = {t.id for t in tasks if moving is not None and moving(t)}
+        match = _order([t for t in tasks if t.fingerprint == fp and t.id not in moves],
+                       healthy)
+        old = _order([t for t in tasks if t.fingerprint != fp or t.id in moves], healthy)
+        new_version = any(t.fingerprint != fp for t in old)  # a rollout, not only a move
         keeper = match[0] if match else None
         for extra in match[1:]:
             out.stops.append((extra, f"duplicate in slot {i}; keeping {keeper.id}"
@@ -96,7 +104,8 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
                 out.steps.append(RolloutStep(spec.name, version, i, old[0].id, keeper.id,
                                              "wait"))
                 waited = now - keeper.created
-                if not failed and waited > spec.update.deadline and failure_reason is None:
+                if not failed and waited > spec.update.deadline and failure_reason is None \
+                        and new_version:
                     failure_reason = (f"{keeper.id} not {gate} within "
                                       f"{format_duration(spec.update.deadline)}")
             continue
@@ -104,13 +113,14 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
             for gone, st in dead.get(i, []):
                 if st is not None and st.state == "lost":
                     continue  # its node died: not the new version's fault, place again
-                if gone.fingerprint == fp and not failed and failure_reason is None:
+                if gone.fingerprint == fp and not failed and failure_reason is None \
+                        and new_version:
                     why = f"{st.state}: {st.reason}" if st is not None and st.reason else \
                         (st.state if st is not None else "ended")
                     failure_reason = f"new task {gone.id} {why}"
             for extra in old[1:]:
                 out.stops.append((extra, f"duplicate in slot {i}"))
-            candidates.append((i, old[0]))
+            (candidates if new_version else movers).append((i, old[0]))
         else:
             inflight += 1
             out.fills.append((i, "missing"))
@@ -119,8 +129,11 @@ def plan_service(job: JobRecord, live: Mapping[int, list[Assignment]],
         rollback = spec.update.auto_rollback and job.previous is not None
         out.failure = RolloutFailure(spec.name, version, failure_reason, rollback)
         failed = True
+    budget = max(0, spec.update.parallel - inflight)
     if not failed:
-        budget = max(0, spec.update.parallel - inflight)
         out.surges.extend(candidates[:budget])
+        budget = max(0, budget - len(candidates))
+    # Moves off draining nodes go on even after a failed rollout: the node must empty.
+    out.surges.extend(movers[:budget])
     out.complete = settled == spec.count
     return out

@@ -266,8 +266,16 @@ def nodes(state: ClusterState) -> list[dict[str, Any]]:
                     "cpus": float(n.cpus), "memory": int(n.memory),
                     "cpus_free": round(max(0.0, n.cpus - c), 3),
                     "memory_free": max(0, n.memory - m),
-                    "labels": dict(n.labels), "tasks": count})
+                    "labels": dict(n.labels), "tasks": count,
+                    **_drain_flags(state, n.name)})
     return out
+
+
+def _drain_flags(state: ClusterState, name: str) -> dict[str, bool]:
+    """`eligible` and `draining` (CONTRACT §7), from the operator's drain record."""
+    d = state.drains.get(name)
+    return {"eligible": d is None or bool(d.eligible),
+            "draining": d is not None and bool(d.draining)}
 
 
 def _plain_address(n: NodeInfo) -> str:

@@ -21,6 +21,7 @@ STATUS = "/status"
 HISTORY = "/history"
 CRON = "/cron"
 SERVICES = "/services"
+DRAIN = "/drain"
 
 
 def check_name(name: str) -> str:
@@ -78,6 +79,11 @@ def history_event_prefix(job_name: str) -> str:
 def cron(job_name: str) -> str:
     """Last fired tick of a cron job."""
     return f"{CRON}/{check_name(job_name)}"
+
+
+def drain(node_name: str) -> str:
+    """The operator's drain and eligibility record of a node (conductor/drain.py)."""
+    return f"{DRAIN}/{check_name(node_name)}"
 
 
 def services(job_name: str) -> str:

@@ -4,7 +4,8 @@
 It wires the pieces together and owns their lifetimes, in this order:
 
 1. the state directory's lock (two daemons must never share one);
-2. the runtime (docker, process, or auto: docker when its daemon answers);
+2. the runtime (docker, process, or auto: docker when its daemon answers; sim for
+   scale tests);
 3. the actor system (its own, or the caller's in solo mode) and the supervised `node`
    actor, ready to take assignments before the store is even reachable;
 4. the node's loops (reconciliation, task records, conductor events) and, when a store or
@@ -38,7 +39,7 @@ from helios.units import parse_size
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("docker", "process", "auto")
+RUNTIMES = ("docker", "process", "auto", "sim")
 
 
 def detect_cpus() -> float:
@@ -66,6 +67,10 @@ async def open_runtime(kind: str, name: str, state: StateDir,
     """An open runtime of `kind`; "auto" is docker when its daemon answers, else process."""
     if kind not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {kind!r}")
+    if kind == "sim":  # scale tests: no container, no process (runtime/sim.py)
+        from helios.node.runtime.sim import SimRuntime
+
+        return SimRuntime(name, ports=ports)
     if kind in ("docker", "auto"):
         from helios.node.runtime.docker import DockerRuntime
 

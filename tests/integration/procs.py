@@ -18,20 +18,26 @@ HELIOS = [sys.executable, "-m", "helios.cli"]
 
 
 class Proc:
-    """One daemon subprocess with its log file."""
+    """One daemon subprocess with its log file: `helios ARGS` unless `command` names
+    another program (then `command + ARGS`, in `env` and `cwd` when given)."""
 
-    def __init__(self, name: str, args: list[str], logdir: Path) -> None:
+    def __init__(self, name: str, args: list[str], logdir: Path, *,
+                 command: list[str] | None = None, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.name = name
         self.args = args
         self.log = logdir / f"{name}.log"
+        self.command = HELIOS if command is None else command
+        self.env = env
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = self.env if self.env is not None else dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(HELIOS + self.args, stdout=out,
+            self.proc = subprocess.Popen(self.command + self.args, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env)
+                                         env=env, cwd=self.cwd)
         return self
 
     @property

@@ -37,9 +37,10 @@ class Placements:
 class Cluster:
     """Free capacity of a snapshot of nodes, updated as placements are made.
 
-    Only up nodes are candidates. Allocations on unknown or down nodes are ignored (they
-    hold nothing a placement could use). Pools per constraint signature are built the
-    first time a signature is asked for, from an index of label -> nodes.
+    Only up nodes that are eligible and not draining are candidates. Allocations on
+    unknown or down nodes are ignored (they hold nothing a placement could use). Pools
+    per constraint signature are built the first time a signature is asked for, from an
+    index of label -> nodes.
     """
 
     def __init__(self, nodes: Iterable[NodeInfo], allocations: Iterable[Allocation] = (),
@@ -51,7 +52,8 @@ class Cluster:
         top_mem = max((n.memory for n in infos), default=1) or 1
         for n in infos:
             st = NodeState(name=n.name, cpu_total=max(millis(n.cpus), 1),
-                           mem_total=max(n.memory, 1), labels=dict(n.labels), up=n.up)
+                           mem_total=max(n.memory, 1), labels=dict(n.labels), up=n.up,
+                           eligible=n.eligible and not n.draining)
             st.cpu_free, st.mem_free = millis(n.cpus), n.memory
             st.size = n.cpus / top_cpu + n.memory / top_mem
             self.nodes[n.name] = st
@@ -63,7 +65,7 @@ class Cluster:
                 self._hosts.setdefault(a.job, set()).add(st)
         self._label_index: dict[tuple[str, str], list[NodeState]] = {}
         for st in self.nodes.values():
-            if st.up:
+            if st.up and st.eligible:
                 for kv in st.labels.items():
                     self._label_index.setdefault(kv, []).append(st)
         self._pools: dict[tuple[tuple[str, str], ...], Pool] = {}
@@ -73,7 +75,7 @@ class Cluster:
         pool = self._pools.get(constraints)
         if pool is None:
             if not constraints:
-                members = [n for n in self.nodes.values() if n.up]
+                members = [n for n in self.nodes.values() if n.up and n.eligible]
             else:
                 # Start from the rarest label, then check the others on those few nodes.
                 lists = sorted((self._label_index.get(kv, []) for kv in constraints), key=len)

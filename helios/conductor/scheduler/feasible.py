@@ -65,6 +65,7 @@ class NodeState:
     mem_total: int
     labels: Mapping[str, str]
     up: bool
+    eligible: bool = True  # not draining and not marked ineligible (conductor/drain.py)
     cpu_free: int = 0
     mem_free: int = 0
     ports: set[int] = field(default_factory=set)
@@ -114,6 +115,12 @@ def explain(nodes: Iterable[NodeState], req: Request) -> str:
     survivors = [n for n in all_nodes if n.up]
     if len(survivors) != len(all_nodes) or not all_nodes:
         parts.append(f"{len(survivors)} of {_nodes(len(all_nodes))} up")
+    before = len(survivors)
+    survivors = [n for n in survivors if n.eligible]
+    if len(survivors) < before:
+        parts.append(f"{len(survivors)} of {before} up "
+                     f"{'node' if before == 1 else 'nodes'} eligible (the others "
+                     "are draining or ineligible)")
     for k, v in req.constraints:
         survivors = [n for n in survivors if n.labels.get(k) == v]
         parts.append(f"constraint {k}={v}: {_nodes(len(survivors))}")

@@ -1,7 +1,8 @@
 """Container runtimes for the node: the interface job actors drive, and its engines.
 
 `Runtime` is the interface (see `base`); `DockerRuntime` is the real engine and
-`ProcessRuntime` runs commands as local processes on a machine without Docker.
+`ProcessRuntime` runs commands as local processes on a machine without Docker;
+`SimRuntime` simulates tasks for scale tests.
 `PortAllocator` picks host ports for published container ports. Engines are imported
 lazily so `import helios.node.runtime` does not pull aiodocker in where it is not used.
 """
@@ -48,6 +49,7 @@ from helios.node.runtime.ports import PortAllocator
 if TYPE_CHECKING:
     from helios.node.runtime.docker import DockerRuntime
     from helios.node.runtime.process import ProcessRuntime
+    from helios.node.runtime.sim import SimRuntime
 
 __all__ = [
     "LABEL_CLUSTER",
@@ -84,6 +86,7 @@ __all__ = [
     "Runtime",
     "RuntimeFailure",
     "RuntimeUnavailable",
+    "SimRuntime",
 ]
 
 
@@ -97,4 +100,8 @@ def __getattr__(name: str) -> Any:
         from helios.node.runtime.process import ProcessRuntime
 
         return ProcessRuntime
+    if name == "SimRuntime":
+        from helios.node.runtime.sim import SimRuntime
+
+        return SimRuntime
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ BATCH = ROOT / "examples" / "jobs" / "batch.yaml"
 
 TASK_KEYS = {"id", "node", "state", "healthy", "container", "ports"}
 NODE_KEYS = {"name", "status", "address", "cpus", "memory", "cpus_free", "memory_free",
-             "labels", "tasks"}
+             "labels", "tasks", "eligible", "draining"}  # eligible, draining: CONTRACT §7
 ENDPOINT_KEYS = {"task", "node", "host", "ports"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from helios.conductor.drain import with_drains
 from helios.conductor.plan import ClusterState, Plan, apply
 from helios.conductor.reconcile import reconcile
 from helios.model import FINISHED_STATES, JobRecord, NodeInfo, TaskStatus
@@ -28,7 +29,10 @@ def node(name: str, cpus: float = 4.0, mem: int = 8 << 30, status: str = "up",
 
 
 def plan_for(state: ClusterState, now: float, grace: float = 2.0) -> Plan:
-    return reconcile(state.jobs, state.nodes, state.assignments, state.statuses, now, grace)
+    """The plan, with the operators' drain records overlaid on the nodes as the
+    conductor does (`drain.with_drains`)."""
+    return reconcile(state.jobs, with_drains(state.nodes, state.drains), state.assignments,
+                     state.statuses, now, grace)
 
 
 def run_nodes(state: ClusterState, now: float, *, healthy: bool = True,
