@@ -41,6 +41,7 @@ import actors
 from helios import protocol
 from helios.coordination.errors import CoordinationError
 from helios.events import follow_events, read_events
+from helios.units import UnitError, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +417,26 @@ class Api:
         return Stream("text/plain; charset=utf-8", chunks())
 
     async def node_drain(self, req: Request) -> Any:
-        raise ApiError(501, "not implemented yet: node drain")
+        """`helios node drain`: body `{"deadline": "1h" | seconds}` (optional), or
+        `{"enable": true}` to end a drain; answers the drain report."""
+        doc = req.json()
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, dict):
+            raise ApiError(400, 'the body must be a JSON object {"deadline": "1h"}')
+        unknown = sorted(set(doc) - {"deadline", "enable"})
+        if unknown:
+            raise ApiError(400, f"unknown field(s) in the body: {', '.join(unknown)}")
+        name = req.params["name"]
+        if doc.get("enable") is True:
+            return await self.client.call("node_drain", name, draining=False, eligible=True)
+        deadline = doc.get("deadline")
+        if deadline is not None:
+            try:
+                deadline = parse_duration(deadline)
+            except (UnitError, ValueError) as e:
+                raise ApiError(400, f"deadline: {e}") from None
+        return await self.client.call("node_drain", name, deadline)
 
     async def events(self, req: Request) -> Any:
         after = req.int_arg("index", -1)

@@ -160,8 +160,14 @@ def document() -> dict[str, Any]:
         },
         "/v1/nodes/{name}/drain": {
             "parameters": [_NAME],
-            "post": _op("Drain a node (`helios node drain`): not implemented yet",
-                        _json(_OBJ), 501),
+            "post": _op("Drain a node (`helios node drain`); `{\"enable\": true}` ends it",
+                        _json(_OBJ), 400, 404,
+                        requestBody={"required": False, "content": {"application/json": {
+                            "schema": {"type": "object", "additionalProperties": False,
+                                       "properties": {
+                                           "deadline": {"oneOf": [{"type": "string"},
+                                                            {"type": "number"}]},
+                                           "enable": {"type": "boolean"}}}}}}),
         },
         "/v1/endpoints/{name}": {
             "parameters": [_NAME],
