@@ -43,7 +43,7 @@ ENV_CONDUCTOR = "HELIOS_CONDUCTOR"
 LEADER_WAIT = 20.0
 #: how long a client retries a refused connection to a fixed address (a conductor or
 #: `helios solo` that is still starting)
-CONNECT_WAIT = float(os.environ.get("HELIOS_CONNECT_WAIT", "1.5"))
+CONNECT_WAIT = float(os.environ.get("HELIOS_CONNECT_WAIT", "1.0"))
 
 
 class CLIError(Exception):

@@ -19,7 +19,7 @@ from helios import protocol
 from helios.conductor.conductor import Conductor, conductor_tree
 from helios.conductor.gc import GCPolicy
 from helios.coordination import open_store, open_zookeeper
-from helios.coordination.reach import ATTEMPT_TIMEOUT, open_when_reachable, zk_hosts
+from helios.coordination.reach import open_when_reachable, zk_hosts
 from helios.coordination.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,9 @@ async def _open(url: str, session_timeout: float, name: str) -> Store:
         return await open_store(url, session_timeout=session_timeout)
     hosts, _, root = url[len("zk://"):].partition("/")
     return await open_when_reachable(
-        lambda: open_zookeeper(hosts, "/" + (root or "helios"),
-                               session_timeout=session_timeout,
-                               connect_timeout=ATTEMPT_TIMEOUT),
+        lambda timeout: open_zookeeper(hosts, "/" + (root or "helios"),
+                                       session_timeout=session_timeout,
+                                       connect_timeout=timeout),
         zk_hosts(url), f"conductor {name}")
 
 

@@ -19,10 +19,12 @@ from helios.coordination.store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ATTEMPT_TIMEOUT", "open_when_reachable", "zk_hosts"]
+__all__ = ["ATTEMPT_TIMEOUT", "FIRST_ATTEMPT_TIMEOUT", "open_when_reachable", "zk_hosts"]
 
-#: connect timeout of one attempt: also the longest a stop request waits for one
+#: connect timeout of one attempt: also the longest a stop request waits for one. The
+#: first is shorter, so "unreachable" is said within 2 s of the start.
 ATTEMPT_TIMEOUT = 1.5
+FIRST_ATTEMPT_TIMEOUT = 1.0
 
 
 def zk_hosts(url: str) -> str:
@@ -30,16 +32,17 @@ def zk_hosts(url: str) -> str:
     return url.removeprefix("zk://")
 
 
-async def open_when_reachable(opener: Callable[[], Awaitable[Store]], where: str,
+async def open_when_reachable(opener: Callable[[float], Awaitable[Store]], where: str,
                               who: str, max_delay: float = 5.0, said: bool = False) -> Store:
-    """Call ``opener`` until it returns a store; log the first failure once as a warning
+    """Call ``opener(connect_timeout)`` until it returns a store; log the first failure
+    once as a warning
     naming ``where`` (unless ``said``: the caller did already), later ones at debug
     level, and the recovery."""
     delay = 0.25
     failures = 1 if said else 0
     while True:
         try:
-            store = await opener()
+            store = await opener(FIRST_ATTEMPT_TIMEOUT if failures == 0 else ATTEMPT_TIMEOUT)
         except Unavailable as e:
             failures += 1
             if failures == 1:

@@ -40,7 +40,7 @@ from helios.coordination import (
     register_node,
     wait_for_cluster,
 )
-from helios.coordination.reach import ATTEMPT_TIMEOUT, open_when_reachable, zk_hosts
+from helios.coordination.reach import open_when_reachable, zk_hosts
 
 if TYPE_CHECKING:
     from helios.node.node import NodeCore
@@ -102,8 +102,8 @@ class ClusterLink:
         url = self.store_url
         assert url is not None
         return await open_when_reachable(
-            lambda: connect_store(url, self.session_timeout, self.credential,
-                                  connect_timeout=ATTEMPT_TIMEOUT),
+            lambda timeout: connect_store(url, self.session_timeout, self.credential,
+                                          connect_timeout=timeout),
             zk_hosts(url), f"node {self.core.name} (running its last assignments)",
             max_delay=RETRY_MAX, said=self.unreachable_said)
 

@@ -29,7 +29,7 @@ __all__ = ["INSTANCE_FILE", "NodeNameTaken", "instance_id", "kept_value", "refus
 INSTANCE_FILE = "instance"
 #: how long the start-up check waits for the store; a node must still start (and run its
 #: last assignments) while ZooKeeper is down, so past this it starts unchecked
-CHECK_TIMEOUT = 1.5
+CHECK_TIMEOUT = 1.0
 
 
 class NodeNameTaken(RuntimeError):
@@ -65,7 +65,7 @@ async def refuse_duplicate(name: str, instance: str,
     store: Store | None = None
     holder = None
     failed = False
-    with trio.move_on_after(timeout) as scope:
+    with trio.move_on_after(timeout + 1.0) as scope:  # (connect is bounded by timeout)
         try:
             store = await connect()
             entry = await store.get(paths.node_up(name))
