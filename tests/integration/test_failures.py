@@ -8,6 +8,7 @@ nothing."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +40,17 @@ def service(name: str, command: str, **extra: Any) -> dict[str, Any]:
             "update": {"min_healthy_time": "1s"}, **extra}
 
 
+#: a `--wait` piped to a file prints the rollout's progress on stderr, one timestamped
+#: line per change (helios/progress.py); the outcome is the last line
+PROGRESS = re.compile(r"\d\d:\d\d:\d\d ")
+
+
 def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
+    """The one error line a failed command ends with; before it, only progress lines."""
+    lines = [line for line in stderr.strip().splitlines()
+             if not PROGRESS.match(line)]
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert stderr.strip().splitlines()[-1] == lines[0], stderr
     assert "Traceback" not in stderr
     return lines[0]
 
@@ -90,7 +99,7 @@ def test_unplaceable_job_warns_at_once_and_wait_exits_2(solo: str, tmp_path: Pat
                                                     resources={"cpus": 64, "memory": "16M"}))
     r = helios("job", "run", str(f2), "--wait", "--conductor", solo, timeout=60)
     assert r.returncode == 2  # after PLACEMENT_GRACE, not the 300 s --timeout
-    lines = r.stderr.strip().splitlines()
+    lines = [line for line in r.stderr.strip().splitlines() if not PROGRESS.match(line)]
     assert lines[0].startswith(f"warning: job {name}: 1 task cannot be placed"), r.stderr
     assert len(lines) == 2 and "cannot be placed" in lines[1] and \
         lines[1].startswith("error: "), r.stderr
@@ -139,12 +148,13 @@ def test_job_plan_changes_nothing(solo: str, tmp_path: Path) -> None:
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_a_missing_image_backs_off_under_docker(tmp_path: Path, docker_available: None) -> None:
+def test_a_missing_image_backs_off_under_docker(tmp_path: Path, docker_registry: Any) -> None:
     """The issue's loop (177 history events in 10 s): a pull of an image that exists
-    nowhere fails its task, and the slot waits by the policy before the next try."""
+    nowhere fails its task, and the slot waits by the policy before the next try. The
+    image names the test's own registry on loopback, so no pull leaves the machine."""
     name = unique_name("nope")
     f = write_job(tmp_path / "nope.json", {
-        "name": name, "image": "local/doesnotexist:9", "count": 1,
+        "name": name, "image": f"{docker_registry.host}/helios/doesnotexist:9", "count": 1,
         "resources": {"cpus": 0.05, "memory": "16M"},
         "reschedule": {"delay": "2s", "max_delay": "4s"}})
     with processes() as procs:
