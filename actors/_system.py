@@ -251,7 +251,9 @@ class ActorSystem:
             else:
                 log.debug("tell %s to %s dropped: no such actor or handler", method, ref.name)
             return
-        conn = await self._connection(ref.system_url)
+        conn = self._conns.get(ref.system_url)
+        if conn is None or conn.closed:  # the common case skips a coroutine
+            conn = await self._connection(ref.system_url)
         await conn.send(wire.Tell(to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
 
     async def _ask(self, ref: ActorRef, method: str, args: tuple[Any, ...],
@@ -262,11 +264,19 @@ class ActorSystem:
                 raise ActorNotFound(f"no actor {ref.name!r} on {self.url}")
             if method not in cell.actor._handlers:
                 raise UnknownHandler(f"{type(cell.actor).__name__} has no handler {method!r}")
-            slot = Slot(f"{ref.name}.{method} did not answer within {timeout}s")
+            slot = Slot((ref.name, method, timeout))
             cell.mailbox.put((method, args, kwargs, slot))
-            return await self._wait(slot, timeout)
-        conn = await self._connection(ref.system_url)
-        slot = Slot(f"{ref.url} {method} did not answer within {timeout}s")
+            if timeout is None:
+                return await slot.wait()
+            self._timer.add(slot, timeout)
+            try:
+                return await slot.wait()
+            finally:
+                self._timer.discard(slot)
+        conn = self._conns.get(ref.system_url)
+        if conn is None or conn.closed:
+            conn = await self._connection(ref.system_url)
+        slot = Slot((ref.url, method, timeout))
         req = conn.next_id()
         conn.pending[req] = slot
         try:
