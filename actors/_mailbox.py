@@ -28,6 +28,9 @@ STOP = SystemMessage("$stop")
 DOWN = SystemMessage("$down")
 LINK = SystemMessage("$link")
 CHILD_EXIT = SystemMessage("$child_exit")
+#: a handler run inline (outside the actor's task) exited or crashed: the actor's task
+#: raises the carried exception, so the actor ends in its own task with the same reason
+RAISE = SystemMessage("$raise")
 
 
 class Mailbox:
@@ -45,7 +48,7 @@ class Mailbox:
             trio.lowlevel.reschedule(waiter)
 
     def put_front(self, item: Any) -> None:
-        """For system messages that must overtake the queue (none today; kept for kill)."""
+        """For system messages that must overtake the queue (an inline handler's crash)."""
         self.queue.appendleft(item)
         waiter = self._waiter
         if waiter is not None:

@@ -132,6 +132,7 @@ class ActorSystem:
         self._service_scopes: list[trio.CancelScope] = []
         self._closing = False
         self._timer = Timer()
+        self._inline_runs = 0  # local asks run in the asking task (see `_ask`)
         self._rx_charged = 0  # bytes of partial frames over the free allowance, all peers
         self._inbound: dict[str, int] = {}  # accepted connections per peer host
         self._inbound_total = 0
@@ -265,6 +266,18 @@ class ActorSystem:
             if method not in cell.actor._handlers:
                 raise UnknownHandler(f"{type(cell.actor).__name__} has no handler {method!r}")
             slot = Slot((ref.name, method, timeout))
+            if cell.idle_for(method):
+                # Fast path: the actor is idle and the handler cannot suspend, so run it
+                # here rather than wake the actor's task and wait to be woken (two trips
+                # through the scheduler). A checkpoint now and then keeps a loop of such
+                # asks from starving everything else, as the actor's own loop does.
+                cell.run_inline(method, args, kwargs, slot)
+                self._inline_runs += 1
+                if not self._inline_runs & 63:
+                    await trio.lowlevel.checkpoint()
+                if slot.error is not None:
+                    raise slot.error
+                return slot.value
             cell.mailbox.put((method, args, kwargs, slot))
             if timeout is None:
                 return await slot.wait()
@@ -351,14 +364,22 @@ class ActorSystem:
         return None
 
     def _deliver_remote_tell(self, conn: Connection, msg: wire.Tell) -> None:
-        """Admitted by `_admit`, so the actor exists and has the handler."""
-        self._registry[msg.to].mailbox.put((msg.m, msg.a, msg.kw, None))
+        """Admitted by `_admit`, so the actor exists and has the handler. An idle actor
+        whose handler cannot suspend runs it here, in the reader (`Cell.run_inline`)."""
+        cell = self._registry[msg.to]
+        if cell.idle_for(msg.m):
+            cell.run_inline(msg.m, msg.a, msg.kw, None)
+        else:
+            cell.mailbox.put((msg.m, msg.a, msg.kw, None))
 
     def _deliver_remote_ask(self, conn: Connection, msg: wire.Ask) -> None:
         """Admitted by `_admit`, so the actor exists and has the handler."""
         cell = self._registry[msg.to]
         reply = RemoteReply(conn, msg.id, cell.mailbox.queue)
-        cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
+        if cell.idle_for(msg.m):  # answered from the reader: no task is woken
+            cell.run_inline(msg.m, msg.a, msg.kw, reply)
+        else:
+            cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
 
     def _remote_stop(self, msg: wire.Stop, reply: Any) -> None:
         cell = self._registry.get(msg.to)
