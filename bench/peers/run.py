@@ -35,7 +35,8 @@ def run_peer(name: str, scale: float, timeout: float, python: str) -> dict[str, 
     """One peer in a process of its own; everything it started dies with its session."""
     proc = subprocess.Popen([python, os.path.abspath(__file__), "--peer", name,
                              "--scale", str(scale)], stdout=subprocess.PIPE,
-                            start_new_session=True, cwd=ROOT)
+                            start_new_session=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})  # tractor on old trio
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
