@@ -279,13 +279,7 @@ class ActorSystem:
                     raise slot.error
                 return slot.value
             cell.mailbox.put((method, args, kwargs, slot))
-            if timeout is None:
-                return await slot.wait()
-            self._timer.add(slot, timeout)
-            try:
-                return await slot.wait()
-            finally:
-                self._timer.discard(slot)
+            return await self._wait(slot, timeout)
         conn = self._conns.get(ref.system_url)
         if conn is None or conn.closed:
             conn = await self._connection(ref.system_url)

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -86,3 +87,20 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         except ProcessLookupError:
             pass
     proc.wait()
+
+
+def against_server(kind: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """`trio.run(fn, address, *args)` against `bench/actors_bench.py --serve kind` (`raw`
+    or `actors`), a process of its own stopped by PID afterwards. Imported late: the
+    tractor peer runs where `actors` cannot be imported."""
+    import trio
+
+    from bench import actors_bench as ab
+
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, address = ab.start_server(kind, tmp)
+        try:
+            return trio.run(fn, address, *args)
+        finally:
+            proc.kill()
+            proc.wait()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import trio
@@ -14,7 +13,7 @@ import trio
 import actors
 from bench import actors_bench as ab
 
-from ._common import FANOUT, Figure, p50, sizes
+from ._common import FANOUT, Figure, against_server, p50, sizes
 
 
 async def _local(n_local: int, n_spawn: int) -> dict[str, Figure]:
@@ -44,13 +43,7 @@ async def _local(n_local: int, n_spawn: int) -> dict[str, Figure]:
 def measure(scale: float) -> dict[str, Figure]:
     n = sizes(scale)
     out = trio.run(_local, n["local"], max(n["spawn"], FANOUT))
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = ab.start_server("actors", tmp)
-        try:
-            remote = trio.run(ab.actor_figures, url, n["tell"], n["rtt"], n["conc"])
-        finally:
-            proc.kill()
-            proc.wait()
+    remote = against_server("actors", ab.actor_figures, n["tell"], n["rtt"], n["conc"])
     lat: list[float] = remote["rtt"]  # type: ignore[assignment]
     out["ask_p50"] = p50(lat) * 1e6
     out["ask1"] = 1 / statistics.mean(lat)

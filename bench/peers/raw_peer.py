@@ -7,7 +7,6 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ import trio
 
 from bench import actors_bench as ab
 
-from ._common import FANOUT, Figure, p50, sizes
+from ._common import FANOUT, Figure, against_server, p50, sizes
 
 
 async def _local(n_local: int, n_spawn: int) -> dict[str, Figure]:
@@ -54,19 +53,18 @@ async def _local(n_local: int, n_spawn: int) -> dict[str, Figure]:
     return out
 
 
+async def _remote(port: str, n: dict[str, int]) -> tuple[list[float], float, float]:
+    """Latencies at 1 outstanding, rate at 64, one-way rate (16 frames per send_all)."""
+    return (await ab.raw_rtt(int(port), n["rtt"]),
+            await ab.raw_concurrent(int(port), n["conc"], 64),
+            await ab.raw_oneway(int(port), n["tell"], 16))
+
+
 def measure(scale: float) -> dict[str, Figure]:
     n = sizes(scale)
     out = trio.run(_local, n["local"], max(n["spawn"], FANOUT))
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port = ab.start_server("raw", tmp)
-        try:
-            lat = trio.run(ab.raw_rtt, int(port), n["rtt"])
-            out["ask64"] = trio.run(ab.raw_concurrent, int(port), n["conc"], 64)
-            out["tell"] = (trio.run(ab.raw_oneway, int(port), n["tell"], 16),
-                           "16 frames per send_all")
-        finally:
-            proc.kill()
-            proc.wait()
+    lat, out["ask64"], tell = against_server("raw", _remote, n)
+    out["tell"] = (tell, "16 frames per send_all")
     out["ask_p50"] = p50(lat) * 1e6
     out["ask1"] = 1 / statistics.mean(lat)
     out["mem"] = (float(subprocess.check_output(
