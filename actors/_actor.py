@@ -1,9 +1,11 @@
 """Actors: `Actor`, `@handler`, `Down`, and the cell that runs one actor instance.
 
 An actor is one trio task reading its mailbox and running one message at a time, so its
-state needs no lock. The task also owns a nursery for the actors it spawns, so stopping an
-actor stops its children first (in reverse start order), as OTP does, and no actor outlives
-the scope that started it.
+state needs no lock. A handler that cannot suspend may instead run in the sender's task
+while the actor is idle (`Cell.run_inline`): one message at a time still holds, and it
+saves waking two tasks per ask. The task also owns a nursery for the actors it spawns, so
+stopping an actor stops its children first (in reverse start order), as OTP does, and no
+actor outlives the scope that started it.
 
 Exit reasons, as `Down.reason` reports them:
   normal        `ref.stop()` or `self.exit()`
