@@ -1,9 +1,11 @@
 """Actors: `Actor`, `@handler`, `Down`, and the cell that runs one actor instance.
 
 An actor is one trio task reading its mailbox and running one message at a time, so its
-state needs no lock. The task also owns a nursery for the actors it spawns, so stopping an
-actor stops its children first (in reverse start order), as OTP does, and no actor outlives
-the scope that started it.
+state needs no lock. A handler that cannot suspend may instead run in the sender's task
+while the actor is idle (`Cell.run_inline`): one message at a time still holds, and it
+saves waking two tasks per ask. The task also owns a nursery for the actors it spawns, so
+stopping an actor stops its children first (in reverse start order), as OTP does, and no
+actor outlives the scope that started it.
 
 Exit reasons, as `Down.reason` reports them:
   normal        `ref.stop()` or `self.exit()`
@@ -16,6 +18,7 @@ Exit reasons, as `Down.reason` reports them:
 
 from __future__ import annotations
 
+import dis
 import inspect
 import logging
 import traceback
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._errors import ActorNotFound, Refusal, RemoteError
-from ._mailbox import CHILD_EXIT, DOWN, LINK, STOP, Mailbox, SystemMessage
+from ._mailbox import CHILD_EXIT, DOWN, LINK, RAISE, STOP, Mailbox, SystemMessage
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
@@ -36,6 +39,26 @@ log = logging.getLogger("actors")
 
 ON_STOP_TIMEOUT = 5.0
 NORMAL_REASONS = frozenset({"normal", "shutdown"})
+
+
+#: bytecode that can suspend a coroutine: `await`, `async for`, `async with`
+_SUSPENDING_OPS = frozenset({"YIELD_VALUE", "SEND", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT",
+                             "BEFORE_ASYNC_WITH", "YIELD_FROM"})
+
+
+def _never_suspends(fn: Any) -> bool:
+    """True when `fn` cannot give control back to trio before it returns: a plain `def`, or
+    an `async def` whose own bytecode has no await, `async for` or `async with`.
+
+    Such a handler can run to completion wherever it is called, so when its actor is idle
+    the runtime runs it in the asking task (or the connection's reader) instead of waking
+    the actor's task: nothing can interleave with it, so one-message-at-a-time and the
+    order per sender hold exactly as in the actor's own loop. Anything else (wrappers,
+    callables without code) is not inlined."""
+    code = getattr(fn, "__code__", None)
+    if code is None or not inspect.isfunction(fn):
+        return False
+    return not any(ins.opname in _SUSPENDING_OPS for ins in dis.get_instructions(code))
 
 
 def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,6 +99,8 @@ class Actor:
     """
 
     _handlers: dict[str, tuple[Callable[..., Any], bool]] = {}
+    #: handlers that never suspend (see `_never_suspends`): candidates for `Cell.run_inline`
+    _inline: frozenset[str] = frozenset()
     _cell: Cell
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -88,6 +113,7 @@ class Actor:
                 elif attr in table:  # overridden without @handler: no longer a message
                     del table[attr]
         cls._handlers = table
+        cls._inline = frozenset(name for name, (fn, _) in table.items() if _never_suspends(fn))
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -302,7 +328,57 @@ class Cell:
             if handled & 63 == 0 and queue:  # let others run when the mailbox never drains
                 await trio.lowlevel.checkpoint()
 
+    def idle_for(self, method: str) -> bool:
+        """True when `method` may run inline now: the actor's task is parked on an empty
+        mailbox (so no handler of it is running or queued) and the handler never suspends."""
+        mailbox = self.mailbox
+        return (mailbox._waiter is not None and not mailbox.queue
+                and method in self.actor._inline)
+
+    def run_inline(self, method: str, args: Any, kwargs: Any, reply: Any) -> None:
+        """Run one message in the calling task; only when `idle_for(method)` said so.
+
+        The outcomes are those of `_loop`: the reply gets the result or the error, and an
+        exit or a crash is handed to the actor's own task (a RAISE message at the front of
+        its mailbox), which ends the actor there, so supervision sees the same reason."""
+        actor = self.actor
+        fn, is_async = actor._handlers[method]
+        try:
+            result = fn(actor, *args, **kwargs)
+            if is_async:
+                try:
+                    result.send(None)
+                except StopIteration as done:
+                    result = done.value
+                else:  # excluded by _never_suspends; fail loudly rather than lose a message
+                    result.close()
+                    raise RuntimeError(f"handler {method!r} suspended when run inline")
+        except TypeError as e:
+            if e.__traceback__ is not None and e.__traceback__.tb_next is None:
+                if reply is not None:  # the arguments do not bind: refused, actor is fine
+                    reply.set(error=_bad_args(method, e))
+                return
+            _fail(reply, e)
+            self.mailbox.put_front((RAISE, e, None, None))
+            return
+        except _Exit as e:
+            if reply is not None:
+                reply.set(None)
+            self.mailbox.put_front((RAISE, e, None, None))
+            return
+        except Refusal as e:
+            _fail(reply, e)
+            return
+        except Exception as e:
+            _fail(reply, e)
+            self.mailbox.put_front((RAISE, e, None, None))
+            return
+        if reply is not None:
+            reply.set(result)
+
     async def _system_message(self, method: str, args: Any, kwargs: Any, reply: Any) -> None:
+        if method is RAISE:  # a message run inline ended the actor: end it here
+            raise args
         if method is STOP:
             if reply is not None:
                 # The stopper waits for the actor's end, not for this message.

@@ -28,6 +28,9 @@ STOP = SystemMessage("$stop")
 DOWN = SystemMessage("$down")
 LINK = SystemMessage("$link")
 CHILD_EXIT = SystemMessage("$child_exit")
+#: a handler run inline (outside the actor's task) exited or crashed: the actor's task
+#: raises the carried exception, so the actor ends in its own task with the same reason
+RAISE = SystemMessage("$raise")
 
 
 class Mailbox:
@@ -45,7 +48,7 @@ class Mailbox:
             trio.lowlevel.reschedule(waiter)
 
     def put_front(self, item: Any) -> None:
-        """For system messages that must overtake the queue (none today; kept for kill)."""
+        """For system messages that must overtake the queue (an inline handler's crash)."""
         self.queue.appendleft(item)
         waiter = self._waiter
         if waiter is not None:
@@ -75,13 +78,22 @@ class Slot:
 
     __slots__ = ("_task", "done", "error", "timer_key", "value", "what")
 
-    def __init__(self, what: str = "") -> None:
+    def __init__(self, what: str | tuple[str, str, float | None] = "") -> None:
         self._task: trio.lowlevel.Task | None = None
-        self.what = what  # for the AskTimeout message
+        # For the AskTimeout message: (target, method, timeout) is formatted only when the
+        # ask does time out, since an f-string per ask costs more than the rest of it.
+        self.what = what
         self.timer_key = 0
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
+
+    def describe(self) -> str:
+        """Why the ask timed out, in words."""
+        if isinstance(self.what, tuple):
+            target, method, timeout = self.what
+            return f"{target} {method} did not answer within {timeout}s"
+        return self.what
 
     def set(self, value: Any = None, error: BaseException | None = None) -> None:
         if self.done:

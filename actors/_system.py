@@ -132,6 +132,7 @@ class ActorSystem:
         self._service_scopes: list[trio.CancelScope] = []
         self._closing = False
         self._timer = Timer()
+        self._inline_runs = 0  # local asks run in the asking task (see `_ask`)
         self._rx_charged = 0  # bytes of partial frames over the free allowance, all peers
         self._inbound: dict[str, int] = {}  # accepted connections per peer host
         self._inbound_total = 0
@@ -251,7 +252,9 @@ class ActorSystem:
             else:
                 log.debug("tell %s to %s dropped: no such actor or handler", method, ref.name)
             return
-        conn = await self._connection(ref.system_url)
+        conn = self._conns.get(ref.system_url)
+        if conn is None or conn.closed:  # the common case skips a coroutine
+            conn = await self._connection(ref.system_url)
         await conn.send(wire.Tell(to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
 
     async def _ask(self, ref: ActorRef, method: str, args: tuple[Any, ...],
@@ -262,11 +265,25 @@ class ActorSystem:
                 raise ActorNotFound(f"no actor {ref.name!r} on {self.url}")
             if method not in cell.actor._handlers:
                 raise UnknownHandler(f"{type(cell.actor).__name__} has no handler {method!r}")
-            slot = Slot(f"{ref.name}.{method} did not answer within {timeout}s")
+            slot = Slot((ref.name, method, timeout))
+            if cell.idle_for(method):
+                # Fast path: the actor is idle and the handler cannot suspend, so run it
+                # here rather than wake the actor's task and wait to be woken (two trips
+                # through the scheduler). A checkpoint now and then keeps a loop of such
+                # asks from starving everything else, as the actor's own loop does.
+                cell.run_inline(method, args, kwargs, slot)
+                self._inline_runs += 1
+                if not self._inline_runs & 63:
+                    await trio.lowlevel.checkpoint()
+                if slot.error is not None:
+                    raise slot.error
+                return slot.value
             cell.mailbox.put((method, args, kwargs, slot))
             return await self._wait(slot, timeout)
-        conn = await self._connection(ref.system_url)
-        slot = Slot(f"{ref.url} {method} did not answer within {timeout}s")
+        conn = self._conns.get(ref.system_url)
+        if conn is None or conn.closed:
+            conn = await self._connection(ref.system_url)
+        slot = Slot((ref.url, method, timeout))
         req = conn.next_id()
         conn.pending[req] = slot
         try:
@@ -341,14 +358,24 @@ class ActorSystem:
         return None
 
     def _deliver_remote_tell(self, conn: Connection, msg: wire.Tell) -> None:
-        """Admitted by `_admit`, so the actor exists and has the handler."""
-        self._registry[msg.to].mailbox.put((msg.m, msg.a, msg.kw, None))
+        """Admitted by `_admit`, so the actor exists and has the handler. An idle actor
+        whose handler cannot suspend runs it here, in the reader (`Cell.run_inline`), when
+        the frame came alone: a burst is cheaper through the mailbox, which the actor's
+        task then drains in one wake-up."""
+        cell = self._registry[msg.to]
+        if conn.burst <= 1 and cell.idle_for(msg.m):
+            cell.run_inline(msg.m, msg.a, msg.kw, None)
+        else:
+            cell.mailbox.put((msg.m, msg.a, msg.kw, None))
 
     def _deliver_remote_ask(self, conn: Connection, msg: wire.Ask) -> None:
         """Admitted by `_admit`, so the actor exists and has the handler."""
         cell = self._registry[msg.to]
         reply = RemoteReply(conn, msg.id, cell.mailbox.queue)
-        cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
+        if conn.burst <= 1 and cell.idle_for(msg.m):  # answered from the reader, no wake-up
+            cell.run_inline(msg.m, msg.a, msg.kw, reply)
+        else:
+            cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
 
     def _remote_stop(self, msg: wire.Stop, reply: Any) -> None:
         cell = self._registry.get(msg.to)

@@ -54,4 +54,4 @@ class Timer:
             now = trio.current_time()
             while heap and heap[0] * RESOLUTION <= now:
                 for slot in self._buckets.pop(heapq.heappop(heap), ()):
-                    slot.set(error=AskTimeout(slot.what))
+                    slot.set(error=AskTimeout(slot.describe()))
