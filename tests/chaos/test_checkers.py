@@ -233,6 +233,19 @@ def test_figures_count_what_broke() -> None:
     assert f["violations"]
 
 
+def test_a_run_seen_complete_before_it_was_collected_ran() -> None:
+    def collected(h: list[Ev]) -> None:
+        final(h, "history", "tick-5")["events"] = []  # collected with its history
+        h.insert(-3, {"t": 7.1, "type": "obs", "what": "jobs",
+                      "jobs": {"tick-5": "complete", "tick-1": "failed"}})
+
+    assert ck.check_all(edit(collected), only=["cron"]) == []
+    h = edit(collected)
+    final(h, "history", "tick-1")["events"] = []
+    assert [v.message for v in ck.check_all(h, only=["cron"])] == \
+        ["tick: fired run tick-1 never exited 0"]
+
+
 def test_recovery_of_a_fault_that_never_healed_counts_to_the_end() -> None:
     h = [{"t": 0.0, "type": "obs", "what": "converged", "value": True},
          {"t": 1.0, "type": "fault", "fault": 1, "kind": "stop-node", "target": "n1",
