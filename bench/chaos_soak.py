@@ -77,9 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="helios-soak-"))
     cfg = SoakConfig(seed=args.seed, minutes=args.minutes, workdir=workdir, faults=faults,
                      netns=not args.no_netns)
-    history = Soak(cfg).run()
+    soak = Soak(cfg)
     path = workdir / "history.jsonl"
-    save(history, path)
+    try:
+        history = soak.run()
+    finally:
+        save(soak.history, path)  # also when interrupted: judge it with --check
     ok, text = report(history)
     print(text)
     print(f"history: {path}" + ("" if ok or args.keep else " (logs kept in that directory)"))

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -194,6 +195,7 @@ class Soak:
 
     def say(self, msg: str) -> None:
         self.cfg.log(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
+        sys.stdout.flush()
 
     # --------------------------------------------------------------------------- run
 
@@ -230,6 +232,7 @@ class Soak:
                 nursery.start_soon(self._observe_epochs, store)
                 for job in self.cfg.services:
                     nursery.start_soon(self._traffic, store, job)
+                nursery.start_soon(self._check_continuously)
                 with trio.fail_after(SETTLE_WAIT):
                     await self._wait_converged()
                 self.say("converged; faults and operations start")
@@ -575,6 +578,17 @@ class Soak:
                     ok, failed, last = 0, [], time.monotonic()
                 await trio.sleep(0.05)
 
+    async def _check_continuously(self) -> None:
+        """The checkers that need no final reads, every 20 s while the soak runs: a
+        violation is printed when it happens, not only at the end."""
+        seen: set[str] = set()
+        for _ in range(10_000_000):
+            await trio.sleep(20.0)
+            for v in checkers.check_all(self.history, only=checkers.CONTINUOUS):
+                if str(v) not in seen:
+                    seen.add(str(v))
+                    self.say(f"VIOLATION {v}")
+
     # --------------------------------------------------------------------------- finish
 
     async def _finish(self, client: Client) -> None:
@@ -637,10 +651,12 @@ class Soak:
             runs |= {e["run"] for e in events if e.get("run")}
         runs |= {e["run"] for e in self.history
                  if e.get("type") == "op" and e.get("op") == "dispatch" and e.get("run")}
-        for run in sorted(runs):
-            try:
-                events = await call("job_history", run)
-            except RuntimeError:
+        done = checkers.completed_runs(self.history)
+        self.say(f"reading the histories of {len(runs - done)} runs not seen complete")
+        for run in sorted(runs - done):
+            try:  # once: a collected run has no history left, and that is no error
+                events = await client.call("job_history", run, timeout=10.0)
+            except (CLIError, actors.ActorError):
                 events = []
             self.rec("final", what="history", job=run, events=events)
         self.serving = {}
