@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helios.coordination.embedded import _process_alive
 from tests.fixtures.common import free_port
 from tests.fixtures.docker import SESSION_LABEL, TEST_LABEL, _session_owner, remove_containers
 from tests.fixtures.zookeeper import ZooKeeperEnsemble, start_ensemble
@@ -46,13 +47,7 @@ def _ip(*args: str, ns: str | None = None, check: bool = True) -> subprocess.Com
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return _process_alive(pid, "")
 
 
 def sweep_leftovers() -> list[str]:
@@ -169,6 +164,9 @@ class SoakCluster:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if (self.workdir / "zk").exists():
+            raise RuntimeError(f"{self.workdir} holds another soak's cluster: use a new "
+                               "directory")
         if self.use_netns:
             sweep_leftovers()
         self.ensemble = start_ensemble(self.workdir / "zk", size=3, tick_ms=TICK_MS,
