@@ -242,8 +242,7 @@ def check_cron(history: History) -> list[Violation]:
         if job not in hists:
             out.append(Violation("cron", f"{job}: no final history"))
             continue
-        consumed = sorted((e for e in hists[job]
-                           if e.get("state") in ("cron fired", "cron skipped")), key=_tick)
+        consumed = cron_events(history, job)
         ticks = [_tick(e) for e in consumed]
         periods = [e.get("period") for e in _ops(history, "job_run", "invoke")
                    if e["job"] == job and e.get("period")]
@@ -269,6 +268,21 @@ def check_cron(history: History) -> list[Violation]:
     return out
 
 
+def cron_events(history: History, job: str) -> list[Event]:
+    """Every `cron fired` / `cron skipped` event of `job` seen, in tick order: the final
+    read and the reads made while the soak went on, merged (a job keeps only its newest
+    history batches, so no single read covers a long soak). The same event read twice
+    counts once; two events for one tick stay two."""
+    seen: dict[tuple[Any, ...], Event] = {}
+    reads = [e for e in _of(history, "obs", "history") + _final(history, "history")
+             if e.get("job") == job]
+    for read in reads:
+        for e in read.get("events") or []:
+            if e.get("state") in ("cron fired", "cron skipped"):
+                seen.setdefault((e.get("tick"), e["state"], e.get("run"), e.get("time")), e)
+    return sorted(seen.values(), key=_tick)
+
+
 def _step(ticks: list[datetime]) -> float:
     """The schedule's period: the smallest gap between consumed ticks (>= 1 s)."""
     gaps = [(b - a).total_seconds() for a, b in pairwise(ticks)
@@ -279,11 +293,9 @@ def _step(ticks: list[datetime]) -> float:
 def cron_counts(history: History) -> dict[str, int]:
     """fired, skipped, missed (ticks with no leader, coalesced by catch_up) and double
     fires (ticks consumed more than once), over all cron jobs."""
-    hists = _final_histories(history)
     out = Counter[str]()
     for job in cron_jobs(history):
-        consumed = [e for e in hists.get(job, []) if e.get("state") in
-                    ("cron fired", "cron skipped")]
+        consumed = cron_events(history, job)
         out["fired"] += sum(e["state"] == "cron fired" for e in consumed)
         out["skipped"] += sum(e["state"] == "cron skipped" for e in consumed)
         out["missed"] += sum(int(e.get("missed") or 0) for e in consumed)

@@ -233,6 +233,7 @@ class Soak:
                 for job in self.cfg.services:
                     nursery.start_soon(self._traffic, store, job)
                 nursery.start_soon(self._check_continuously)
+                nursery.start_soon(self._observe_cron)
                 with trio.fail_after(SETTLE_WAIT):
                     await self._wait_converged()
                 self.say("converged; faults and operations start")
@@ -532,6 +533,22 @@ class Soak:
                     sum(c["job"] == job for c in running) != len(good):
                 ok = False
         return ok and bool(nodes) and all(s == "up" for s in nodes.values())
+
+    async def _observe_cron(self) -> None:
+        """The cron job's ticks every 15 s: a job keeps only its newest 100 history
+        batches (two every tick here), so the final read alone would miss the start."""
+        assert self.cluster is not None
+        async with Client(self.cluster.zk, None, timeout=5.0) as client:
+            for _ in range(10_000_000):
+                await trio.sleep(15.0)
+                with trio.move_on_after(20):
+                    try:
+                        events = await client.call("job_history", "tick", timeout=10.0)
+                    except (CLIError, actors.ActorError):
+                        continue
+                    self.rec("obs", what="history", job="tick", events=[
+                        e for e in events if e.get("state") in ("cron fired",
+                                                                "cron skipped")])
 
     async def _observe_epochs(self, store: Any) -> None:
         """The fencing epoch in ZooKeeper, and who claims to lead under which epoch."""

@@ -246,6 +246,27 @@ def test_a_run_seen_complete_before_it_was_collected_ran() -> None:
         ["tick: fired run tick-1 never exited 0"]
 
 
+def test_cron_ticks_read_during_the_soak_are_merged_with_the_final_read() -> None:
+    """A job keeps only its newest history batches: ticks trimmed before the end were
+    read earlier, and count; the same event read twice counts once."""
+    def trimmed(h: list[Ev]) -> None:
+        ev = final(h, "history", "tick")["events"]
+        h.insert(-3, {"t": 7.0, "type": "obs", "what": "history", "job": "tick",
+                      "events": ev[:2]})
+        final(h, "history", "tick")["events"] = ev[1:]
+
+    assert ck.check_all(edit(trimmed), only=["cron"]) == []
+    assert ck.cron_counts(edit(trimmed))["fired"] == 2
+
+    def trimmed_twice(h: list[Ev]) -> None:
+        trimmed(h)
+        h.insert(-3, {"t": 7.2, "type": "obs", "what": "history", "job": "tick",
+                      "events": [dict(cron_ev("01", run="tick-1b"), time=1.0)]})
+
+    found = ck.check_all(edit(trimmed_twice), only=["cron"])
+    assert any("consumed 2 times" in v.message for v in found), found
+
+
 def test_recovery_of_a_fault_that_never_healed_counts_to_the_end() -> None:
     h = [{"t": 0.0, "type": "obs", "what": "converged", "value": True},
          {"t": 1.0, "type": "fault", "fault": 1, "kind": "stop-node", "target": "n1",
