@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.chaos.cluster import NS_PREFIX
 from tests.chaos.soak import (
     DEFAULT_FAULTS,
-    NETNS_FAULTS,
     Soak,
     SoakConfig,
     fault_plan,
@@ -31,6 +32,7 @@ from tests.chaos.soak import (
     save,
 )
 from tests.fixtures.common import service_missing
+from tests.fixtures.docker import TEST_LABEL, docker_cli
 from tests.fixtures.zookeeper import zookeeper_available
 
 MINUTES = float(os.environ.get("HELIOS_SOAK_MINUTES", "2"))
@@ -72,4 +74,10 @@ def test_short_soak_loses_nothing(tmp_path: Path, docker_test_image: str) -> Non
     assert kinds, "no fault was injected"
     assert all(k in DEFAULT_FAULTS for k in kinds)
     assert any(e.get("type") == "final" for e in history)
-    assert set(NETNS_FAULTS) <= set(DEFAULT_FAULTS)
+    # nothing is left behind: namespaces, veth pairs, containers
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                          timeout=30).stdout
+    assert f"{NS_PREFIX}-{os.getpid()}-" not in left, left
+    run = next(e["run"] for e in history if e.get("type") == "meta")
+    assert not docker_cli("ps", "-aq", "--filter", f"label={TEST_LABEL}=soak-{run}"
+                          ).stdout.split()
