@@ -19,9 +19,11 @@ HELIOS = [sys.executable, "-m", "helios.cli"]
 
 class Proc:
     """One daemon subprocess with its log file: `helios ARGS` unless `command` names
-    another program (then `command + ARGS`, in `env` and `cwd` when given)."""
+    another program (then `command + ARGS`, in `env` and `cwd` when given), under
+    `prefix` when given (e.g. `ip netns exec NS`, which execs: the PID is still ours)."""
 
-    def __init__(self, name: str, args: list[str], logdir: Path, *,
+    def __init__(self, name: str, args: list[str], logdir: Path,
+                 prefix: list[str] | None = None, *,
                  command: list[str] | None = None, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
         self.name = name
@@ -31,11 +33,14 @@ class Proc:
         self.env = env
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
+        #: run under this command (e.g. `ip netns exec NS`, which execs: the PID is ours)
+        self.prefix = list(prefix or [])
+        self.frozen = False
 
     def start(self) -> Proc:
         env = self.env if self.env is not None else dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.command + self.args, stdout=out,
+            self.proc = subprocess.Popen(self.prefix + self.command + self.args, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, cwd=self.cwd)
         return self
@@ -55,10 +60,26 @@ class Proc:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process stays, silent (a hung machine, a long GC pause)."""
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            self.frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT after `freeze`."""
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.frozen = False
+
     def stop(self, timeout: float = 15.0) -> None:
         if not self.alive():
             return
         assert self.proc is not None
+        if self.frozen:
+            self.thaw()  # a stopped process would not act on SIGTERM
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)

@@ -1,0 +1,279 @@
+"""The soak's cluster: a 3-server ZooKeeper ensemble, conductors and node daemons as real
+processes on the real Docker daemon, and the primitives its nemesis uses to hurt them.
+
+Every node daemon runs in a network namespace of its own, made here: a veth pair joins it
+to the host, with private link-local addresses on the pair (169.254.X.4k+1 on the host end,
+.4k+2 in the namespace). The namespace has no loopback of its own: its 127.0.0.0/8 is
+routed over the veth (`route_localnet` on both ends), so the daemon reaches ZooKeeper, the
+conductors and its containers' published ports on the host's 127.0.0.1 exactly as a
+daemon outside would, and the conductors reach it at its advertised veth address. A
+partition is then a few iptables rules *inside that namespace* (dropping the daemon's
+traffic to the ZooKeeper ports, or to and from the conductors), so the host's own
+firewall is never touched; healing flushes them. Namespaces and veth pairs carry the
+soak's PID in their names; `sweep_leftovers()` removes those of soaks that died, and
+`SoakCluster.stop()` removes its own.
+
+Everything is stopped by PID. The Docker daemon is restarted only when the soak is asked
+to (`restart_docker`, off by default: other people share it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helios.coordination.embedded import _process_alive
+from tests.fixtures.common import free_port
+from tests.fixtures.docker import SESSION_LABEL, TEST_LABEL, _session_owner, remove_containers
+from tests.fixtures.zookeeper import ZooKeeperEnsemble, start_ensemble
+from tests.integration.procs import Proc
+
+NS_PREFIX = "hsoak"
+#: the ZooKeeper servers' tick: sessions of 0.8 - 8 s (and 4 s to sync a follower), so
+#: expiries happen within a soak yet a loaded 2-core machine does not expire them all
+TICK_MS = 400
+
+
+def _ip(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=check)
+
+
+def _pid_alive(pid: int) -> bool:
+    return _process_alive(pid, "")
+
+
+def sweep_leftovers() -> list[str]:
+    """Remove the namespaces and veth pairs of soaks whose process is gone."""
+    gone: list[str] = []
+    out = _ip("ip", "netns", "list", check=False).stdout
+    for line in out.splitlines():
+        m = re.match(rf"({NS_PREFIX}-(\d+)-\w+)", line.strip())
+        if m and not _pid_alive(int(m.group(2))):
+            _ip("ip", "netns", "del", m.group(1), check=False)
+            gone.append(m.group(1))
+    links = _ip("ip", "-o", "link", "show", check=False).stdout
+    for m in re.finditer(r"^\d+: (hs(\d+)v\d+)[@:]", links, re.M):
+        if not _pid_alive(int(m.group(2))):
+            _ip("ip", "link", "del", m.group(1), check=False)
+            gone.append(m.group(1))
+    return gone
+
+
+@dataclass
+class NetNS:
+    """A node's network namespace, joined to the host by one veth pair."""
+
+    name: str
+    host_if: str
+    ns_if: str
+    host_ip: str
+    ns_ip: str
+    blocked: list[list[str]] = field(default_factory=list)
+
+    def create(self) -> None:
+        _ip("ip", "netns", "add", self.name)
+        _ip("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        _ip("ip", "link", "set", self.ns_if, "netns", self.name)
+        _ip("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+        _ip("ip", "link", "set", self.host_if, "up")
+        _ip("sysctl", "-qw", f"net.ipv4.conf.{self.host_if}.route_localnet=1")
+        _ip("ip", "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if, ns=self.name)
+        _ip("ip", "link", "set", self.ns_if, "up", ns=self.name)
+        _ip("sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", ns=self.name)
+        _ip("sysctl", "-qw", f"net.ipv4.conf.{self.ns_if}.route_localnet=1", ns=self.name)
+        # the node probes a host port by binding 127.0.0.1:PORT before it asks Docker to
+        # publish it there; 127.0.0.1 is not local in here (and the probe would be about
+        # the wrong namespace anyway), so let the bind succeed: Docker, on the host,
+        # still refuses a port that is really taken, and each node has its own range
+        _ip("sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1", ns=self.name)
+        # no loopback in here: the host's 127.0.0.0/8 is one hop away
+        _ip("ip", "route", "add", "127.0.0.0/8", "via", self.host_ip, "dev", self.ns_if,
+            "src", self.ns_ip, ns=self.name)
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    def block(self, rules: list[list[str]]) -> None:
+        """Add iptables rules (each `[CHAIN, match...]`, target DROP) in the namespace."""
+        for r in rules:
+            _ip("iptables", "-A", r[0], *r[1:], "-j", "DROP", ns=self.name)
+            self.blocked.append(r)
+
+    def heal(self) -> None:
+        for r in self.blocked:
+            _ip("iptables", "-D", r[0], *r[1:], "-j", "DROP", ns=self.name, check=False)
+        self.blocked.clear()
+
+    def destroy(self) -> None:
+        _ip("ip", "link", "del", self.host_if, check=False)
+        _ip("ip", "netns", "del", self.name, check=False)
+
+
+@dataclass
+class Node:
+    name: str
+    proc: Proc
+    ns: NetNS | None
+    port: int
+
+
+class SoakCluster:
+    """ZooKeeper ensemble + conductors + node daemons for one soak; `stop()` undoes all."""
+
+    def __init__(self, workdir: Path, image: str, *, nodes: int = 3, conductors: int = 2,
+                 netns: bool = True, session_timeout: float = 6.0,
+                 failover_grace: float = 1.0) -> None:
+        self.workdir = workdir
+        self.image = image
+        self.run_id = uuid.uuid4().hex[:8]
+        self.root = f"/soak-{self.run_id}"
+        self.labels = {TEST_LABEL: f"soak-{self.run_id}", SESSION_LABEL: _session_owner()}
+        self.session = session_timeout
+        self.grace = failover_grace
+        self.use_netns = netns
+        self.n_nodes, self.n_conductors = nodes, conductors
+        self.ensemble: ZooKeeperEnsemble | None = None
+        self.conductors: dict[str, Proc] = {}
+        self.conductor_ports: dict[str, int] = {}
+        self.nodes: dict[str, Node] = {}
+        self._subnet = int(uuid.uuid4().int % 200) + 20  # 169.254.<subnet>.0/24
+
+    @property
+    def zk(self) -> str:
+        assert self.ensemble is not None
+        return f"{self.ensemble.hosts}{self.root}"
+
+    @property
+    def zk_hosts(self) -> str:
+        assert self.ensemble is not None
+        return self.ensemble.hosts
+
+    @property
+    def zk_ports(self) -> list[int]:
+        assert self.ensemble is not None
+        return [s.port for s in self.ensemble.servers]
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if (self.workdir / "zk").exists():
+            raise RuntimeError(f"{self.workdir} holds another soak's cluster: use a new "
+                               "directory")
+        if self.use_netns:
+            sweep_leftovers()
+        self.ensemble = start_ensemble(self.workdir / "zk", size=3, tick_ms=TICK_MS,
+                                       timeout=180.0)
+        for i in range(self.n_conductors):
+            name = f"c{i + 1}-{self.run_id}"
+            port = free_port()
+            self.conductor_ports[name] = port
+            self.conductors[name] = Proc(name, [
+                "conductor", "--zk", self.zk, "--listen", f"127.0.0.1:{port}",
+                "--name", name, "--session-timeout", str(self.session),
+                "--failover-grace", str(self.grace), "--http", "off"], self.workdir).start()
+        for i in range(self.n_nodes):
+            self._start_node(i)
+
+    def _start_node(self, i: int) -> None:
+        name = f"n{i + 1}-{self.run_id}"
+        ns: NetNS | None = None
+        listen, extra = f"127.0.0.1:{free_port()}", []
+        if self.use_netns:
+            pid = os.getpid()
+            base = 4 * i
+            ns = NetNS(f"{NS_PREFIX}-{pid}-{i}", f"hs{pid}v{2 * i}", f"hs{pid}v{2 * i + 1}",
+                       f"169.254.{self._subnet}.{base + 1}",
+                       f"169.254.{self._subnet}.{base + 2}")
+            ns.create()
+            listen = f"{ns.ns_ip}:7101"
+            extra = ["--advertise", ns.ns_ip, "--insecure"]
+        lo = 30000 + 200 * i + (self._subnet * 7) % 100 * 20  # its own 20 host ports
+        args = ["node", "--zk", self.zk, "--name", name, "--cpus", "2", "--memory", "1G",
+                "--runtime", "docker", "--state-dir", str(self.workdir / name),
+                "--session-timeout", str(self.session), "--listen", listen,
+                "--port-range", f"{lo}-{lo + 19}", *extra]
+        for k, v in self.labels.items():
+            args += ["--container-label", f"{k}={v}"]
+        proc = Proc(name, args, self.workdir, prefix=ns.prefix if ns else None).start()
+        self.nodes[name] = Node(name, proc, ns, int(listen.rsplit(":", 1)[1]))
+
+    # ------------------------------------------------------------------ fault primitives
+
+    def partition_rules(self, node: Node, what: str) -> list[list[str]]:
+        """iptables rules cutting `node` off from ZooKeeper (`zk`) or the conductors."""
+        if what == "zk":
+            return [["OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(p)]
+                    for p in self.zk_ports]
+        out = [["OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(p)]
+               for p in self.conductor_ports.values()]
+        return [*out, ["INPUT", "-p", "tcp", "--dport", str(node.port)]]
+
+    def running_containers(self) -> list[dict[str, str]]:
+        """This soak's running containers, straight from the Docker daemon."""
+        fmt = "\t".join(["{{.ID}}", '{{.Label "io.helios.task"}}',
+                         '{{.Label "io.helios.job"}}', '{{.Label "io.helios.node"}}'])
+        r = subprocess.run(["docker", "ps", "--no-trunc", "--filter",
+                            f"label={TEST_LABEL}={self.labels[TEST_LABEL]}",
+                            "--format", fmt], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError(f"docker ps: {r.stderr.strip()}")
+        out = []
+        for line in r.stdout.splitlines():
+            cid, task, job, node = ([*line.split("\t"), "", "", ""])[:4]
+            out.append({"id": cid, "task": task, "job": job, "node": node})
+        return out
+
+    def heal_all(self) -> None:
+        """Undo every fault still in place: thaw, heal partitions, restart what died."""
+        for p in self.procs():
+            if p.frozen:
+                p.thaw()
+        for n in self.nodes.values():
+            if n.ns:
+                n.ns.heal()
+        assert self.ensemble is not None
+        for s in self.ensemble.servers:
+            if not s.running():
+                s.start(wait=False)
+        for p in self.procs():
+            if not p.alive():
+                p.start()
+
+    def procs(self) -> list[Proc]:
+        return list(self.conductors.values()) + [n.proc for n in self.nodes.values()]
+
+    def stop(self) -> None:
+        for p in reversed(self.procs()):
+            with contextlib.suppress(Exception):
+                p.stop(timeout=10)
+        with contextlib.suppress(Exception):
+            remove_containers(f"{TEST_LABEL}={self.labels[TEST_LABEL]}")
+        for n in self.nodes.values():
+            if n.ns:
+                n.ns.destroy()
+        if self.ensemble is not None:
+            self.ensemble.stop()
+
+    def diagnostics(self, lines: int = 30) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail(lines)}" for p in self.procs())
+
+
+def restart_docker(timeout: float = 90.0) -> None:
+    """Stop the Docker daemon by its PID (SIGTERM) and start it again the way CI does
+    (`.ci/start-dockerd`). Only with `--docker-restart`: everyone on the host shares it."""
+    repo = Path(__file__).resolve().parents[2]
+    pid = int(Path("/var/run/docker.pid").read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["bash", str(repo / ".ci" / "start-dockerd")], check=True,
+                   timeout=timeout, capture_output=True)
