@@ -194,7 +194,9 @@ class SoakCluster:
                        f"169.254.{self._subnet}.{base + 2}")
             ns.create()
             listen = f"{ns.ns_ip}:7101"
-            extra = ["--advertise", ns.ns_ip, "--insecure"]
+            # Containers run under the host's dockerd, whatever the node's namespace:
+            # their ports are published on the host's loopback, not the node's address.
+            extra = ["--advertise", ns.ns_ip, "--insecure", "--publish-address", "127.0.0.1"]
         lo = 30000 + 200 * i + (self._subnet * 7) % 100 * 20  # its own 20 host ports
         args = ["node", "--zk", self.zk, "--name", name, "--cpus", "2", "--memory", "1G",
                 "--runtime", "docker", "--state-dir", str(self.workdir / name),
