@@ -174,7 +174,7 @@ class Connection:
         self.label = label  # for log lines: the address we dialled or that connected
         self.dial_url = dial_url
         self.peer_url: str | None = dial_url
-        self.peer_name = "?"
+        self.peer_name = "?"  # for log lines: str(self.peer) once the handshake is done
         cfg = system.config
         self.outbox = Outbox(cfg.send_queue, cfg.max_queued_bytes, self._overflowed)
         self.pending: dict[int, Slot] = {}
@@ -197,7 +197,7 @@ class Connection:
         self._charged = 0  # bytes of a partial frame charged to the system's budget
         self.refused_tells = 0
         self._last_refusal_log = -1e9
-        self.peer = PeerInfo(label, "?", None)
+        self.peer = PeerInfo(label, "?", None)  # replaced once the handshake is done
 
     # -- sending --------------------------------------------------------------------------
     def next_id(self) -> int:
@@ -304,8 +304,8 @@ class Connection:
                 self._dispatch(msg)
             await self._read_loop()
         except ProtocolError as e:
-            self.system._warn_limited("protocol", "closing connection with %s (%s): %s",
-                                      self.label, self.peer_name, e)
+            self.system._warn_limited("protocol", "closing connection with %s: %s",
+                                      self.peer_name, e)
             await self._say_goodbye(str(e))
             self.close(str(e))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as e:
@@ -332,7 +332,8 @@ class Connection:
             else:
                 self.stream = trio.SSLStream(self.stream, tls.client_context,
                                              server_hostname=tls.server_hostname)
-        hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret)
+        hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret,
+                            credential=sys_.config.credential)
         reader = self._reader
         with trio.fail_after(sys_.config.handshake_timeout):
             if sys_.config.tls is not None:
@@ -354,9 +355,18 @@ class Connection:
                 if out:
                     await self.stream.send_all(b"".join(self.encode(m) for m in out))
         assert hs.peer is not None
-        self.peer_name = hs.peer.sys
+        role, name = None, hs.peer.sys
+        if sys_.config.tls is not None:
+            cert_role, cert_name = certificate_identity(
+                self.stream.getpeercert())  # type: ignore[attr-defined]
+            role, name = cert_role, cert_name or name
         self.peer_url = hs.peer.url
-        self.peer = PeerInfo(self.label, hs.peer.sys, hs.peer.url)
+        self.peer = PeerInfo(self.label, name, hs.peer.url, role=role, system=hs.peer.sys,
+                             credential=hs.peer.cred)
+        self.peer_name = str(self.peer)
+        why = sys_._admit_connection(self)
+        if why is not None:
+            raise ProtocolError(why)
         self.last_recv = trio.current_time()
         if isinstance(self.stream, trio.SocketStream):
             self._raw_sock = getattr(self.stream.socket, "_sock", None)
@@ -430,14 +440,14 @@ class Connection:
             if started is not None:
                 # Mid-frame no ping can arrive; the frame itself must finish in time.
                 if now - started > cfg.frame_timeout:
-                    log.warning("closing connection with %s (%s): a frame of %d bytes so far "
-                                "was not completed within %.0fs", self.label, self.peer_name,
+                    log.warning("closing connection with %s: a frame of %d bytes so far "
+                                "was not completed within %.0fs", self.peer_name,
                                 self._reader.buffered, cfg.frame_timeout)
                     self.close(f"frame not completed within {cfg.frame_timeout}s")
                     return
             elif now - self.last_recv > cfg.heartbeat_timeout:
-                log.warning("closing connection with %s (%s): peer silent for %.1fs",
-                            self.label, self.peer_name, now - self.last_recv)
+                log.warning("closing connection with %s: peer silent for %.1fs",
+                            self.peer_name, now - self.last_recv)
                 self.close(f"peer silent for {cfg.heartbeat_timeout}s")
                 return
             if now - self.last_sent >= cfg.heartbeat_interval and not self.outbox.items:
@@ -455,13 +465,13 @@ class Connection:
                     slot.set(msg.v)
         elif type(msg) is wire.Tell:
             # Requests: each is put to the system's policy before anything acts on it.
-            refusal = sys_._admit(self, "tell", msg.to, msg.m)
+            refusal = sys_._admit(self, "tell", msg.to, msg.m, msg.a, msg.kw)
             if refusal is None:
                 sys_._deliver_remote_tell(self, msg)
             else:
                 self._refused_tell(msg, refusal)
         elif type(msg) is wire.Ask:
-            refusal = sys_._admit(self, "ask", msg.to, msg.m)
+            refusal = sys_._admit(self, "ask", msg.to, msg.m, msg.a, msg.kw)
             if refusal is None:
                 sys_._deliver_remote_ask(self, msg)
             else:
@@ -512,12 +522,12 @@ class Connection:
         now = trio.current_time()
         if now - self._last_refusal_log >= 1.0:
             self._last_refusal_log = now
-            log.warning("tell %r to %r from %s (%s) dropped: %s (%d dropped so far)",
-                        msg.m[:100], msg.to[:100], self.label, self.peer_name, refusal,
+            log.warning("tell %r to %r from %s dropped: %s (%d dropped so far)",
+                        msg.m[:100], msg.to[:100], self.peer_name, refusal,
                         self.refused_tells)
 
     def _overflowed(self, reason: str) -> None:
-        log.warning("closing connection with %s (%s): %s", self.label, self.peer_name, reason)
+        log.warning("closing connection with %s: %s", self.peer_name, reason)
         self.close(reason)
 
     # -- closing --------------------------------------------------------------------------
@@ -529,7 +539,7 @@ class Connection:
     def close(self, reason: str) -> None:
         """Idempotent. Fails what waits on this connection and fires its monitors."""
         if not self.closed:
-            log.debug("connection with %s (%s) closed: %s", self.label, self.peer_name, reason)
+            log.debug("connection with %s closed: %s", self.peer_name, reason)
             self._mark_closed(reason)
         if self._scope is not None:
             self._scope.cancel()
@@ -539,7 +549,8 @@ class Connection:
         self.system._rx_charged -= self._charged
         self._charged = 0
         self.system._drop_connection(self)
-        lost = ConnectionLost(f"connection to {self.peer_name} ({self.label}) lost: {reason}")
+        who = self.peer_name if self.peer_name != "?" else self.label
+        lost = ConnectionLost(f"connection to {who} lost: {reason}")
         pending, self.pending = self.pending, {}
         for slot in pending.values():
             slot.set(error=lost)
@@ -552,30 +563,95 @@ class Connection:
 
 
 class PeerInfo:
-    """Who is at the other end of a connection, for the system's policy and for logs.
+    """Who is at the other end of a connection: what the system's policy decides on and
+    what log lines name.
 
-    `address` is where the connection came from (or what we dialled); `name` and `url`
-    are what the peer announced in its Hello: authenticated by the shared secret when one
-    is set, otherwise only claims."""
+    `address` is where the connection came from (or what we dialled). With TLS, `role`
+    and `name` are the peer certificate's subject OU and CN (verified against the CA):
+    the peer's identity. Without a certificate (or one without an OU) `role` is None and
+    `name` is the CN, else the system name the peer announced, a claim (authenticated
+    by the shared secret when one is set: any holder of the secret may claim any name).
+    `system` and `url` are what the peer announced in its Hello, for logs only: nothing
+    is ever routed by them. `credential` is the bearer credential (an ACL token) it
+    presented, "" if none."""
 
-    __slots__ = ("address", "name", "url")
+    __slots__ = ("address", "credential", "name", "role", "system", "url")
 
-    def __init__(self, address: str, name: str, url: str | None) -> None:
+    def __init__(self, address: str, name: str, url: str | None, role: str | None = None,
+                 system: str | None = None, credential: str = "") -> None:
         self.address = address
         self.name = name
         self.url = url
+        self.role = role
+        self.system = name if system is None else system
+        self.credential = credential
 
     @property
     def host(self) -> str:
         return self.address.rpartition(":")[0].strip("[]") or self.address
 
+    @property
+    def certified(self) -> bool:
+        """Whether `role` and `name` come from a verified certificate."""
+        return self.role is not None
+
+    def __str__(self) -> str:
+        who = f"{self.role}:{self.name}" if self.role is not None else self.name
+        return f"{who} at {self.address}"
+
     def __repr__(self) -> str:
-        return f"PeerInfo({self.name!r} at {self.address})"
+        return f"PeerInfo({self})"
+
+
+def certificate_identity(cert: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """(role, name) from a verified peer certificate (`SSLObject.getpeercert()`): its
+    subject's organizational unit and common name, each None when absent."""
+    fields: dict[str, str] = {}
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            fields.setdefault(key, value)
+    return fields.get("organizationalUnitName") or None, fields.get("commonName") or None
+
+
+#: OpenSSL's words -> what they mean for the operator reading a log line
+_TLS_REASONS = (
+    ("certificate has expired", "the peer's certificate has expired"),
+    ("certificate is not yet valid", "the peer's certificate is not valid yet"),
+    ("unable to get local issuer certificate",
+     "the peer's certificate is not signed by the CA trusted here"),
+    ("self-signed certificate in certificate chain",
+     "the peer's certificate is not signed by the CA trusted here"),
+    ("unsuitable certificate purpose",
+     "the peer's certificate may not be used this way (a client-only certificate?)"),
+    ("alert unknown ca", "the peer refused this side's certificate (not from its CA)"),
+    ("alert certificate expired", "the peer refused this side's certificate (expired)"),
+    ("alert certificate required", "the peer requires a certificate and got none"),
+    ("wrong version number", "the peer does not speak TLS (a plaintext client?)"),
+    ("http request", "the peer does not speak TLS (a plaintext client?)"),
+    ("unexpected_eof", "the peer hung up during the TLS handshake (it refused this side's "
+                       "certificate, or does not speak TLS)"),
+)
+
+
+def _tls_reason(e: BaseException) -> str | None:
+    """A failed TLS handshake in one line that says what is wrong, or None."""
+    err = e if isinstance(e, ssl.SSLError) else e.__cause__
+    if not isinstance(err, ssl.SSLError):
+        return None
+    text = str(getattr(err, "verify_message", "") or "") + " " + str(err)
+    low = text.lower()
+    for needle, meaning in _TLS_REASONS:
+        if needle in low:
+            return f"TLS: {meaning}"
+    return f"TLS: {getattr(err, 'reason', None) or err}"
 
 
 def _reason(e: BaseException) -> str:
     if isinstance(e, trio.TooSlowError):
         return "handshake timed out"
+    tls = _tls_reason(e)
+    if tls is not None:
+        return tls
     text = str(e) or type(e).__name__
     if isinstance(e, (trio.BrokenResourceError, OSError)) and e.__cause__ is not None:
         text = f"{text}: {e.__cause__}"

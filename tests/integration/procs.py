@@ -20,14 +20,17 @@ HELIOS = [sys.executable, "-m", "helios.cli"]
 class Proc:
     """One daemon subprocess with its log file."""
 
-    def __init__(self, name: str, args: list[str], logdir: Path) -> None:
+    def __init__(self, name: str, args: list[str], logdir: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.args = args
         self.log = logdir / f"{name}.log"
+        self.env = env or {}  # added to (or, when "", removed from) the test's environment
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        env = {k: v for k, v in env.items() if v != "" or k not in self.env}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(HELIOS + self.args, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
