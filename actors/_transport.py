@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import _tls
 from . import _wire as wire
 from ._errors import (
     ActorNotFound,
@@ -189,7 +190,8 @@ class Connection:
         self.last_recv = now
         self.last_sent = now
         self.burst = 0  # frames in the last read: >1 means busy, so coalesce rather than write
-        self._raw_sock: Any = None  # the stdlib socket under a plain TCP stream, for _write_now
+        self._raw_sock: Any = None  # the stdlib socket under the TCP stream, for _write_now
+        self.tls: _tls.TLSPipe | None = None  # with TLS: encrypts what goes to `stream`
         # A stranger's frames are small and handshake-only until the handshake is done.
         self._reader = wire.FrameReader(wire.HANDSHAKE_MAX_FRAME)
         self._decoder = wire.handshake_decoder()
@@ -234,16 +236,24 @@ class Connection:
     def _write_now(self, frame: bytes) -> bool:
         outbox = self.outbox
         sock = self._raw_sock
-        if sock is None or outbox.items or outbox.sending:
+        tls = self.tls
+        if sock is None or outbox.items or outbox.sending or (tls is not None and tls.pending):
             return False
+        data = frame if tls is None else tls.encrypt(frame)
         try:
-            sent = sock.send(frame)
+            sent = sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
-            return False  # the writer will meet the error and close the connection
-        if sent < len(frame):
-            outbox.push_front(frame[sent:])
+            if tls is None:
+                return False  # the writer will meet the error and close the connection
+            sent = 0  # (encrypted already: it must go, or the connection ends)
+        if sent < len(data):
+            if tls is None:
+                outbox.push_front(data[sent:])
+            else:  # records, to go out before the writer encrypts anything else
+                tls.pending = data[sent:]
+                outbox.push_front(b"")
         self.last_sent = trio.current_time()
         return True
 
@@ -318,47 +328,64 @@ class Connection:
         with trio.move_on_after(0.2) as scope:
             scope.shield = True
             with contextlib.suppress(Exception):
-                await self.stream.send_all(self.encode(wire.Close(reason=reason[:500])))
+                await self.stream.send_all(self._seal(self.encode(
+                    wire.Close(reason=reason[:500]))))
+
+    def _seal(self, data: bytes) -> bytes:
+        """What to write to the stream for `data`: TLS records when TLS is on."""
+        return data if self.tls is None else self.tls.encrypt(data)
+
+    def _open(self, data: bytes) -> bytes:
+        """The plaintext in bytes read from the stream (b"" while a TLS record is
+        partial); records the TLS layer must send in answer go to the writer."""
+        tls = self.tls
+        if tls is None:
+            return data
+        try:
+            plain = tls.decrypt(data)
+        except EOFError:
+            raise trio.BrokenResourceError("the peer closed the TLS session") from None
+        if tls.pending:
+            self.outbox.push_front(b"")  # wakes the writer, which sends them first
+        return plain
 
     async def _handshake(self) -> list[wire.Message]:
         """TLS, then the Hello/Auth exchange, taking one small frame at a time through
         the handshake-only decoder. Returns what the peer sent after it (already decoded
         with the full decoder, which takes over with the full frame limit)."""
         sys_ = self.system
-        if sys_.config.tls is not None:
-            tls = sys_.config.tls
-            if self.dial_url is None:
-                self.stream = trio.SSLStream(self.stream, tls.server_context, server_side=True)
-            else:
-                self.stream = trio.SSLStream(self.stream, tls.client_context,
-                                             server_hostname=tls.server_hostname)
         hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret,
                             credential=sys_.config.credential)
         reader = self._reader
         with trio.fail_after(sys_.config.handshake_timeout):
-            if sys_.config.tls is not None:
-                await self.stream.do_handshake()  # type: ignore[attr-defined]
-            await self.stream.send_all(b"".join(self.encode(m) for m in hs.start()))
+            data = b""
+            tls = sys_.config.tls
+            if tls is not None:
+                server = self.dial_url is None
+                self.tls, data = await _tls.handshake(
+                    self.stream, tls.server_context if server else tls.client_context,
+                    server_side=server, server_hostname=None if server else tls.server_hostname)
+            await self.stream.send_all(self._seal(b"".join(self.encode(m) for m in hs.start())))
             while not hs.done:
-                body = reader.next_frame()
+                body = reader.next_frame(data)
+                data = b""
                 if body is None:
-                    data = await self.stream.receive_some(READ_SIZE)
-                    if not data:
+                    raw = await self.stream.receive_some(READ_SIZE)
+                    if not raw:
                         raise ProtocolError("peer closed the connection during the handshake")
-                    body = reader.next_frame(data)
-                    if body is None:
-                        continue
+                    data = self._open(raw)
+                    continue
                 msg = self._decoder.decode(body)
                 if isinstance(msg, wire.Close):
                     raise ProtocolError(f"peer refused the connection: {msg.reason}")
                 out = hs.receive(msg)
                 if out:
-                    await self.stream.send_all(b"".join(self.encode(m) for m in out))
+                    await self.stream.send_all(self._seal(b"".join(self.encode(m)
+                                                                   for m in out)))
         assert hs.peer is not None
         role, name = None, hs.peer.sys
-        if sys_.config.tls is not None:
-            cert_role, cert_name = certificate_identity(
-                self.stream.getpeercert())  # type: ignore[attr-defined]
+        if self.tls is not None:
+            cert_role, cert_name = certificate_identity(self.tls.getpeercert())
             role, name = cert_role, cert_name or name
         self.peer_url = hs.peer.url
         self.peer = PeerInfo(self.label, name, hs.peer.url, role=role, system=hs.peer.sys,
@@ -381,12 +408,15 @@ class Connection:
         feed = reader.feed
         decode = self._decoder.decode
         dispatch = self._dispatch
+        tls = self.tls is not None
         self._track_partial()
         while True:
             data = await stream.receive_some(READ_SIZE)
             if not data:
                 self.close("peer closed the connection")
                 return
+            if tls:
+                data = self._open(data)
             bodies = feed(data)
             self.burst = len(bodies)
             if bodies:
@@ -420,9 +450,10 @@ class Connection:
     async def _write_loop(self) -> None:
         outbox = self.outbox
         stream = self.stream
+        seal = self._seal
         try:
             while True:
-                data = await outbox.take()
+                data = seal(await outbox.take())
                 outbox.sending = True
                 await stream.send_all(data)
                 outbox.sending = False
@@ -575,7 +606,7 @@ class PeerInfo:
     is ever routed by them. `credential` is the bearer credential (an ACL token) it
     presented, "" if none."""
 
-    __slots__ = ("address", "credential", "name", "role", "system", "url")
+    __slots__ = ("address", "credential", "memo", "name", "role", "system", "url")
 
     def __init__(self, address: str, name: str, url: str | None, role: str | None = None,
                  system: str | None = None, credential: str = "") -> None:
@@ -585,6 +616,9 @@ class PeerInfo:
         self.role = role
         self.system = name if system is None else system
         self.credential = credential
+        #: the policy's own: what it derived from this peer, so that the work is done
+        #: once per connection rather than once per message
+        self.memo: Any = None
 
     @property
     def host(self) -> str:

@@ -142,6 +142,7 @@ def network_options(env: dict[str, str] | None = None, *, role: str = "cli",
         tls="tls" in opts,
         resolve=tokens.resolve if tokens is not None else None,
         acl_enabled=tokens.enabled if tokens is not None else None,
+        version=(lambda: tokens.version) if tokens is not None else None,
         audit=audit.record if audit is not None else None)
     if token:
         opts["credential"] = token

@@ -205,15 +205,31 @@ class HeliosPolicy(actors.Policy):
 
     def __init__(self, *, tls: bool, resolve: TokenResolver | None = None,
                  acl_enabled: Callable[[], bool | None] | None = None,
-                 audit: Callable[[Subject, str, str, bool, str], None] | None = None) -> None:
-        """`audit(subject, action, what, allowed, reason)` records one decision."""
+                 audit: Callable[[Subject, str, str, bool, str], None] | None = None,
+                 version: Callable[[], int] | None = None) -> None:
+        """`audit(subject, action, what, allowed, reason)` records one decision.
+        `version()` changes whenever the ACL state or a token does (the TokenCache's
+        counter): a peer's subject is derived once per connection and version."""
         self.tls = tls
         self.resolve = resolve
         self.acl_enabled = acl_enabled
         self.audit = audit
+        self.version = version
 
     # -- who ----------------------------------------------------------------------------
     def subject(self, peer: actors.PeerInfo) -> Subject:
+        """Who `peer` is (see the module docstring); cached on the connection."""
+        daemon = peer.role in ("conductor", "node") and not peer.credential
+        key = 0 if daemon else (self.version() if self.version is not None else None)
+        memo = peer.memo
+        if key is not None and memo is not None and memo[0] == key:
+            return memo[1]  # type: ignore[no-any-return]
+        subject = self._subject(peer)
+        if key is not None:
+            peer.memo = (key, subject)
+        return subject
+
+    def _subject(self, peer: actors.PeerInfo) -> Subject:
         via = str(peer)
         if peer.credential:
             return self.token_subject(peer.credential, via)
@@ -260,12 +276,9 @@ class HeliosPolicy(actors.Policy):
               kwargs: dict[str, Any]) -> str | None:
         """Called for the tells and asks `authorize` allowed: node restriction, and the
         audit record of an allowed operator action (with its target, e.g. the job)."""
-        if peer.role == "node" and not peer.credential:
-            subject = Subject(("node",), peer.name, str(peer))
-        elif (target, method) in AUDITED:
-            subject = self.subject(peer)
-        else:
+        if (peer.role != "node" or peer.credential) and (target, method) not in AUDITED:
             return None
+        subject = self.subject(peer)
         why = NodeRestriction.check(subject, target, method, args, kwargs)
         if why is None and self._audited(subject, target, method):
             self._record(subject, "ask", target, method, detail(method, args, kwargs), None)

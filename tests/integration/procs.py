@@ -25,12 +25,11 @@ class Proc:
         self.name = name
         self.args = args
         self.log = logdir / f"{name}.log"
-        self.env = env or {}  # added to (or, when "", removed from) the test's environment
+        self.env = env  # its whole environment (default: the test's)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
-        env = {k: v for k, v in env.items() if v != "" or k not in self.env}
+        env = {**(os.environ if self.env is None else self.env), "PYTHONUNBUFFERED": "1"}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(HELIOS + self.args, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

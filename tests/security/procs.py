@@ -76,7 +76,7 @@ def secure_solo(tmp: Path, pki: PKI, name: str = "solo") -> Iterator[SecureSolo]
     with processes() as procs:
         proc = Proc(name, ["solo", "--runtime", "process", "--listen", addr, "--http", http,
                            "--state-dir", str(tmp / f"{name}-state"), "--name", name],
-                    tmp, env=pki.env("conductor", "solo")).start()
+                    tmp, env=clean_env(pki.env("conductor", "solo"))).start()
         procs.append(proc)
         solo = SecureSolo(pki, addr, http, tmp, proc)
         eventually(lambda: solo.cli("nodes", "--json").returncode == 0, 30, "solo up",
