@@ -85,6 +85,11 @@ class Policy:
         `dialed` is the system URL we dialled, None for a peer that connected to us."""
         return None
 
+    def credential_for(self, role: str | None, name: str | None, dialed: str | None) -> bool:
+        """May this system's `credential` go to a peer whose certificate names `role`
+        and `name` (None without TLS)? Asked during the handshake, before it is sent."""
+        return True
+
     def refused(self, peer: PeerInfo, kind: str, target: str, method: str,
                 args: list[Any], kwargs: dict[str, Any], reason: str) -> None:
         """Told of every request `authorize` or `admit` refused (to log or audit it)."""

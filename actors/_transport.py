@@ -354,17 +354,25 @@ class Connection:
         the handshake-only decoder. Returns what the peer sent after it (already decoded
         with the full decoder, which takes over with the full frame limit)."""
         sys_ = self.system
-        hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret,
-                            credential=sys_.config.credential)
         reader = self._reader
         with trio.fail_after(sys_.config.handshake_timeout):
             data = b""
             tls = sys_.config.tls
+            cert_role = cert_name = None
             if tls is not None:
                 server = self.dial_url is None
                 self.tls, data = await _tls.handshake(
                     self.stream, tls.server_context if server else tls.client_context,
                     server_side=server, server_hostname=None if server else tls.server_hostname)
+                cert_role, cert_name = certificate_identity(self.tls.getpeercert())
+            # The credential goes only where the policy lets it (with TLS, to a peer whose
+            # certificate it trusts with it), and only now that the certificate is known.
+            credential = sys_.config.credential
+            policy = sys_.config.policy
+            if credential and policy is not None and not policy.credential_for(
+                    cert_role, cert_name, self.dial_url):
+                credential = ""
+            hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret, credential=credential)
             await self.stream.send_all(self._seal(b"".join(self.encode(m) for m in hs.start())))
             while not hs.done:
                 body = reader.next_frame(data)
@@ -383,10 +391,7 @@ class Connection:
                     await self.stream.send_all(self._seal(b"".join(self.encode(m)
                                                                    for m in out)))
         assert hs.peer is not None
-        role, name = None, hs.peer.sys
-        if self.tls is not None:
-            cert_role, cert_name = certificate_identity(self.tls.getpeercert())
-            role, name = cert_role, cert_name or name
+        role, name = cert_role, cert_name or hs.peer.sys
         self.peer_url = hs.peer.url
         self.peer = PeerInfo(self.label, name, hs.peer.url, role=role, system=hs.peer.sys,
                              credential=hs.peer.cred)

@@ -75,10 +75,14 @@ def split_zk(hosts: str) -> tuple[str, str]:
 class Client:
     """An actor client of the leader conductor; follows NotLeader and failovers."""
 
-    def __init__(self, zk: str | None, conductor: str | None, timeout: float = 30.0) -> None:
+    def __init__(self, zk: str | None, conductor: str | None, timeout: float = 30.0,
+                 token: str | None = None) -> None:
+        """`token`: the ACL token to send (default: `--token-file`, HELIOS_TOKEN or
+        HELIOS_TOKEN_FILE); TLS comes from HELIOS_TLS_CERT/KEY/CA."""
         self.zk = zk
         self.conductor = conductor
         self.timeout = timeout
+        self.token = token
         self.system: actors.ActorSystem | None = None
         self.url: str | None = None
         self._stack = AsyncExitStack()
@@ -88,7 +92,8 @@ class Client:
         from helios.security.tokens import AclError, load_token
 
         try:
-            options = protocol.network_options(role="cli", token=load_token())
+            options = protocol.network_options(
+                role="cli", token=load_token() if self.token is None else self.token)
         except (ValueError, AclError) as e:
             raise CLIError(str(e), 2) from None
         self.system = await self._stack.enter_async_context(

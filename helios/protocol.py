@@ -44,6 +44,13 @@ Conductor (`helios conductor`): actor `conductor` in the conductor's system.
                                    `kept`: finished batch tasks whose records stay
     endpoints(name) -> CONTRACT.md `endpoints --json` shape
     leader() -> {"leader": bool, "name", "url", "epoch"}
+    acl_bootstrap() -> {"name", "role", "secret"}     once: ACLs on, first management token
+    acl_token_create(name, role) -> {"name", "role", "secret"}
+    acl_token_ls() -> [{"name", "role", "created"}]   (never a secret nor its hash)
+    acl_token_rm(name) -> {"name", "removed"}
+    audit(since=None, limit=10000) -> [audit record, ...] oldest first (security/audit.py)
+  Who may call what is the authorization table (helios/security/authz.py), checked by
+  the actor layer before any handler runs; no handler checks a role itself.
   A standby conductor answers the CLI handlers with RemoteError(type_name "NotLeader",
   message = the leader's actor URL, or "" when no leader is known); clients retry there.
 

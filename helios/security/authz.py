@@ -268,6 +268,11 @@ class HeliosPolicy(actors.Policy):
             return "a cli certificate never serves; expected a conductor or a node here"
         return None
 
+    def credential_for(self, role: str | None, name: str | None, dialed: str | None) -> bool:
+        """A token goes only to a conductor: with TLS, to a peer whose certificate says
+        so (a node, or anyone else, answering at a conductor's address gets none)."""
+        return not self.tls or role == "conductor"
+
     def authorize(self, peer: actors.PeerInfo, kind: str, target: str, method: str
                   ) -> str | None:
         return decide(self.subject(peer), kind, target, method)

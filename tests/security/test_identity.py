@@ -174,3 +174,35 @@ async def test_a_refused_connection_leaves_the_server_serving_others(pki: PKI) -
         assert not server._live
         async with actors.open_system("friend", tls=pki.config("node", "n2")) as ok:
             assert await ok.ref(f"{server.url}/probe").ask("hit", "after") == "server"
+
+
+@pytest.mark.parametrize("defended", [False, True])
+async def test_a_token_goes_only_to_a_conductors_certificate(pki: PKI, defended: bool) -> None:
+    """A client's ACL token travels in its handshake; with TLS it is sent only once the
+    peer's certificate shows a conductor: a node (or anyone with another certificate of
+    the CA) answering at a conductor's address never sees it. Without the policy's
+    `credential_for` (the defence off) the impostor gets the token."""
+    received: dict[str, str] = {}
+
+    class Capture(actors.Policy):
+        def __init__(self, label: str) -> None:
+            self.label = label
+
+        def connected(self, peer: actors.PeerInfo, dialed: str | None) -> None:
+            received[self.label] = peer.credential
+            return None
+
+    client_policy = HeliosPolicy(tls=True) if defended else None
+    async with actors.open_system("impostor", listen="127.0.0.1:0",
+                                  tls=pki.config("node", "n9"),
+                                  policy=Capture("impostor")) as impostor, \
+            actors.open_system("real", listen="127.0.0.1:0",
+                               tls=pki.config("conductor", "c1"),
+                               policy=Capture("conductor")) as real, \
+            actors.open_system("script", tls=pki.config("cli", "alice"),
+                               credential="the-token", policy=client_policy) as script:
+        for system in (impostor, real):
+            await system.spawn(Probe, system.name, [], name="conductor")
+            await script.ref(f"{system.url}/conductor").ask("hit", "x")
+    assert received["conductor"] == "the-token"
+    assert received["impostor"] == ("" if defended else "the-token")
