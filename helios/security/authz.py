@@ -149,6 +149,8 @@ def decide(subject: Subject, kind: str, target: str, method: str) -> str | None:
     if "invalid" in roles:
         return ("the token presented is not valid (unknown or revoked); get a new one "
                 "from a management token holder")
+    if kind not in MESSAGE_KINDS and kind != "lookup":
+        return f"{kind} is not allowed from another process (only tell, ask, lookup)"
     if target not in PUBLIC_ACTORS:
         return (f"{target!r} is internal to its process; only "
                 f"{', '.join(sorted(PUBLIC_ACTORS))} are reachable")
@@ -157,8 +159,6 @@ def decide(subject: Subject, kind: str, target: str, method: str) -> str | None:
                if actor == target):
             return None
         return f"{subject.role} may send nothing to {target}"
-    if kind not in MESSAGE_KINDS:
-        return f"{kind} is allowed to no one from another process (only tell, ask, lookup)"
     allowed = TABLE.get((target, method))
     if allowed is None:
         return f"{target}.{method} is not in the authorization table"
