@@ -397,8 +397,8 @@ class ActorSystem:
                                    kwargs or {}, why)
                 except Exception:
                     log.exception("policy.refused raised on %s %s/%s", kind, target, method)
-                return Forbidden(f"forbidden: {kind} {target}{'.' + method if method else ''}"
-                                 f" by {conn.peer}: {why}")
+                what = f"{target[:100]}{'.' + method[:100] if method else ''}"
+                return Forbidden(f"forbidden: {kind} {what} by {conn.peer}: {why[:1000]}")
         if kind in ("tell", "ask"):
             cell = self._registry.get(target)
             if cell is None:

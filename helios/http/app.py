@@ -235,6 +235,8 @@ class Api:
             return
         status = 500
         stream: Stream | None = None
+        action: str | None = None
+        req: Request | None = None
         try:
             req = await self._request(scope, receive)
             self._check_origin(req)
@@ -264,7 +266,23 @@ class Api:
         finally:
             self.on_request(str(scope.get("method")), status)
         if stream is not None:
+            if action is not None and self.policy is not None:
+                stream = Stream(stream.content_type, self._revocable(
+                    stream.chunks, req, action, scope.get("client")))
             await self._stream(stream, receive, send)
+
+    async def _revocable(self, chunks: AsyncIterator[bytes], req: Request, action: str,
+                         client: Any) -> AsyncIterator[bytes]:
+        """A stream (`--follow`) ends as soon as its token is revoked: each chunk is
+        authorized again (a dictionary look-up) before it goes out."""
+        async with aclosing(chunks) as source:  # type: ignore[type-var]
+            async for chunk in source:
+                try:
+                    self._authorize(req, action, client)
+                except ApiError as e:
+                    log.info("stream of %s ended: %s", req.path, e)
+                    return
+                yield chunk
 
     def _check_origin(self, req: Request) -> None:
         """Refuse what a web page elsewhere could make a browser send here: a write with

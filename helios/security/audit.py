@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = ["AuditLog", "read_audit"]
 
 FLUSH_INTERVAL = 0.5
-MAX_BUFFER = 5000
+MAX_BUFFER = 1000
 MAX_ENTRY_BYTES = 128 * 1024
 PER_ENTRY = 500
 KEEP_BATCHES = 2000
@@ -53,6 +53,8 @@ class AuditLog:
         self._dropped = 0
         self._wake = trio.Event()
         self.written = 0
+        self._last_warn = -1e9
+        self._held = 0
 
     def record(self, subject: Subject, action: str, target: str, allowed: bool,
                reason: str) -> None:
@@ -66,7 +68,17 @@ class AuditLog:
             "allowed": bool(allowed), "reason": reason[:500], "by": self.origin})
         self._wake.set()
         if not allowed:
-            log.warning("refused %s %s from %s: %s", action, target, subject, reason)
+            self._warn(f"refused {action} {target} from {subject}: {reason}")
+
+    def _warn(self, line: str) -> None:
+        """A refusal in the daemon's log, at most one a second (a flood of refusals
+        must not fill the log; the audit records keep every one up to MAX_BUFFER)."""
+        now = time.monotonic()
+        if now - self._last_warn < 1.0:
+            self._held += 1
+            return
+        held, self._held, self._last_warn = self._held, 0, now
+        log.warning("%s%s", line, f" ({held} more refusals not logged)" if held else "")
 
     async def run(self) -> None:
         """Write what was recorded, until cancelled; then once more (shielded)."""

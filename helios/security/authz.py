@@ -146,6 +146,8 @@ def needs_text(allowed: frozenset[str]) -> str:
 def decide(subject: Subject, kind: str, target: str, method: str) -> str | None:
     """The table's answer: None to allow, or why not and what would allow it."""
     roles = subject.roles
+    if len(target) > 100 or len(method) > 100:  # names from the wire: keep answers short
+        target, method = target[:100], method[:100]
     if "invalid" in roles:
         return ("the token presented is not valid (unknown or revoked); get a new one "
                 "from a management token holder")

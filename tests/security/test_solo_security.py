@@ -145,6 +145,22 @@ def test_the_http_api_is_https_with_bearer_tokens(tmp_path: Path, pki: PKI) -> N
                                    if r["via"].startswith("http ")], 10, "http in audit")
         assert {(r["who"], r["action"], r["allowed"]) for r in rows} >= {
             ("ro", "conductor.job_run", False), ("ops", "conductor.job_run", True)}
+        # a stream that follows events ends once its token is revoked
+        import threading
+
+        ctx = ssl.create_default_context(cafile=pki.ca)
+        req = urllib.request.Request(f"{base}/v1/events?follow=true", headers={
+            "Authorization": f"Bearer {solo.tokens['ro']}"})
+        lines: list[bytes] = []
+        resp = urllib.request.urlopen(req, context=ctx, timeout=60)
+        reader = threading.Thread(target=lambda: lines.extend(resp), daemon=True)
+        reader.start()
+        eventually(lambda: lines, 10, "the stream's first events")
+        assert solo.cli("acl", "token", "rm", "ro", token="mgmt").returncode == 0
+        assert solo.cli("job", "stop", "api", token="ops").returncode == 0  # new events
+        reader.join(10)
+        assert not reader.is_alive(), "the stream outlived its token"
+        resp.close()
 
 
 def test_tls_refusals_are_one_line_and_the_daemon_keeps_serving(tmp_path: Path,
