@@ -1,6 +1,7 @@
 """Node restriction on a real cluster (`helios conductor`, two `helios node`, real
 ZooKeeper, the process runtime): node n1's certificate can neither report for node n2's
-task nor make n2 obey a forged assignment.
+task nor make n2 obey a forged assignment; and a peer announcing n2's URL receives
+nothing the conductor sends n2.
 
 Each attack is shown first against the same cluster without TLS (the defence off: no
 identities, every peer a daemon), where it works, then with mutual TLS, where it is
@@ -104,8 +105,26 @@ def test_a_node_cannot_report_for_another_or_make_it_obey_a_forged_assignment(
                    "reason": "forged by n1", "updated": time.time() + 5}
         outcome: dict[str, Any] = {}
 
+        hijacked: list[Any] = []
+
+        class FakeNode(actors.Actor):
+            @actors.handler
+            async def assign(self, *args: Any) -> dict[str, Any]:
+                hijacked.append(args)
+                return {"accepted": True}
+
         async def attack() -> None:
-            async with c.attacker() as evil:
+            async with c.attacker() as evil, c.attacker() as hijacker:
+                # it announces n2's URL: what the conductor sends n2 must still reach n2
+                hijacker.url = f"tcp://{n2['address']}"
+                await hijacker.spawn(FakeNode, name="node")
+                await hijacker.lookup(f"tcp://{c.conductor}/conductor")
+                # the conductor now has work for n2, while the hijacker is connected
+                await trio.to_thread.run_sync(lambda: c.cli("job", "run", str(second)))
+                await trio.to_thread.run_sync(lambda: eventually(
+                    lambda: any(t["state"] == "running" for t in
+                                c.cli("job", "status", "second")["tasks"]), 60,
+                    "the second job running on n2", diagnostics=c.diag))
                 conductor = evil.ref(f"tcp://{c.conductor}/conductor")
                 node = evil.ref(f"tcp://{n2['address']}/node")
                 for what, ref, args in (
@@ -117,7 +136,11 @@ def test_a_node_cannot_report_for_another_or_make_it_obey_a_forged_assignment(
                     except actors.RemoteError as e:
                         outcome[what] = e
 
+        second = tmp_path / "second.json"
+        second.write_text(json.dumps(_job(tmp_path, "second", "b")))
         trio.run(attack)
+        assert not hijacked  # routing never follows an announced URL (with or without TLS)
+        assert c.cli("job", "status", "second")["tasks"][0]["node"] == "n2"
         if not defended:
             # the attacks work: the forged failure fails the real task, and n2 runs the
             # forged assignment's command
