@@ -294,7 +294,7 @@ ConductorOpt = typer.Option(None, "--conductor", envvar=ENV_CONDUCTOR, metavar="
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
 
 
-#: options every command takes, anywhere on its command line (CONTRACT.md section 4);
+#: options every command takes, anywhere on its command line (docs/security.md);
 #: `main` moves them to the environment variables they stand for
 GLOBAL_OPTIONS = {"--tls-cert": protocol.ENV_TLS_CERT, "--tls-key": protocol.ENV_TLS_KEY,
                   "--tls-ca": protocol.ENV_TLS_CA, "--token-file": "HELIOS_TOKEN_FILE"}
@@ -666,7 +666,7 @@ def _event_line(ev: dict[str, Any]) -> str:
     return " ".join(parts) + detail + "\n"
 
 
-# -- identity and access (CONTRACT.md section 4) ---------------------------------------
+# -- identity and access (docs/security.md) -------------------------------------------
 
 tls_app = typer.Typer(no_args_is_help=True, help="The cluster's CA and certificates.")
 tls_ca_app = typer.Typer(no_args_is_help=True, help="The cluster's certificate authority.")
@@ -883,7 +883,7 @@ def _check_network(role: str, name: str | None = None) -> None:
 
 
 def _check_listen(listen: str | None, insecure: bool) -> None:
-    """CONTRACT.md section 4: no plaintext actor listener beyond loopback without
+    """docs/security.md: no plaintext actor listener beyond loopback without
     --insecure (anyone who reaches it could act as a daemon)."""
     import ipaddress
 

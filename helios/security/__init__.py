@@ -1,4 +1,4 @@
-"""Identity and authorization (CONTRACT.md §4, docs/security.md).
+"""Identity and authorization (docs/security.md).
 
 - `tls`: the cluster CA and certificates naming a role and a name;
 - `authz`: the authorization table and the `actors.Policy` every Helios process runs;

@@ -1,5 +1,5 @@
 """The audit log: every operator action, with the identity that made it, and every
-refusal (`helios audit`, CONTRACT.md §4).
+refusal (`helios audit`, docs/security.md).
 
 The authorization policy (`authz.HeliosPolicy`) records each decision worth keeping: an
 allowed change (a job run, stopped, removed or dispatched, a node removed, a token made

@@ -55,7 +55,7 @@ _NODES = frozenset({"node", "daemon"})
 _CONDUCTORS = frozenset({"conductor", "daemon"})
 
 #: (actor, handler) -> who may send it. The conductor's handlers for people follow
-#: CONTRACT.md §4: reader lists and reads; operator also changes jobs, nodes and
+#: docs/security.md: reader lists and reads; operator also changes jobs, nodes and
 #: secrets; management also manages tokens and reads the audit log.
 TABLE: dict[tuple[str, str], frozenset[str]] = {
     # what nodes send the conductor (NodeRestriction: only for themselves)

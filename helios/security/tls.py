@@ -1,4 +1,4 @@
-"""The cluster's own CA, and certificates that name a role and a name (CONTRACT.md §4).
+"""The cluster's own CA, and certificates that name a role and a name (docs/security.md).
 
 As in Nomad (`nomad tls ca create`, `nomad tls cert create -server|-client|-cli`): every
 Helios process proves who it is with a certificate from the cluster's CA. The identity is

@@ -1,4 +1,4 @@
-"""ACL tokens for people and scripts (CONTRACT.md §4), kept in the store.
+"""ACL tokens for people and scripts (docs/security.md), kept in the store.
 
 Layout (under the cluster's root):
 
