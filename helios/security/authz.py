@@ -101,6 +101,7 @@ PUBLIC_ACTORS = frozenset(actor for actor, _ in TABLE)
 MESSAGE_KINDS = frozenset({"tell", "ask"})
 #: handlers whose use is an operator action, recorded by the audit log when allowed
 #: (refusals are always recorded)
+_TASK_EVENTS = (CONDUCTOR_ACTOR, "task_events")
 AUDITED = frozenset(key for key, who in TABLE.items()
                     if key[0] == CONDUCTOR_ACTOR and who in (_WRITE, _MANAGE)) | {
     (CONDUCTOR_ACTOR, "acl_bootstrap")}
@@ -221,15 +222,22 @@ class HeliosPolicy(actors.Policy):
     # -- who ----------------------------------------------------------------------------
     def subject(self, peer: actors.PeerInfo) -> Subject:
         """Who `peer` is (see the module docstring); cached on the connection."""
+        return self._memo(peer)[1]
+
+    def _memo(self, peer: actors.PeerInfo) -> tuple[Any, Subject, dict[Any, str | None]]:
+        """(key, subject, decisions so far) of a connection, valid while `key` is: a
+        daemon's certificate never changes; a person's subject changes with the ACL
+        state and the tokens (`version`). Decisions are kept for the table's rows only,
+        so a peer sending made-up names cannot grow the cache."""
         daemon = peer.role in ("conductor", "node") and not peer.credential
         key = 0 if daemon else (self.version() if self.version is not None else None)
         memo = peer.memo
         if key is not None and memo is not None and memo[0] == key:
-            return memo[1]  # type: ignore[no-any-return]
-        subject = self._subject(peer)
+            return memo  # type: ignore[no-any-return]
+        fresh = (key, self._subject(peer), {})
         if key is not None:
-            peer.memo = (key, subject)
-        return subject
+            peer.memo = fresh
+        return fresh
 
     def _subject(self, peer: actors.PeerInfo) -> Subject:
         via = str(peer)
@@ -277,13 +285,23 @@ class HeliosPolicy(actors.Policy):
 
     def authorize(self, peer: actors.PeerInfo, kind: str, target: str, method: str
                   ) -> str | None:
-        return decide(self.subject(peer), kind, target, method)
+        _, subject, decisions = self._memo(peer)
+        row = (kind, target, method)
+        try:
+            return decisions[row]
+        except KeyError:
+            why = decide(subject, kind, target, method)
+            if (target, method) in TABLE or (kind != "tell" and kind != "ask"
+                                             and target in PUBLIC_ACTORS):
+                decisions[row] = why
+            return why
 
     def admit(self, peer: actors.PeerInfo, target: str, method: str, args: list[Any],
               kwargs: dict[str, Any]) -> str | None:
         """Called for the tells and asks `authorize` allowed: node restriction, and the
         audit record of an allowed operator action (with its target, e.g. the job)."""
-        if (peer.role != "node" or peer.credential) and (target, method) not in AUDITED:
+        row = (target, method)
+        if row not in AUDITED and row != _TASK_EVENTS:
             return None
         subject = self.subject(peer)
         why = NodeRestriction.check(subject, target, method, args, kwargs)
