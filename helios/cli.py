@@ -885,16 +885,11 @@ def _check_network(role: str, name: str | None = None) -> None:
 def _check_listen(listen: str | None, insecure: bool) -> None:
     """docs/security.md: no plaintext actor listener beyond loopback without
     --insecure (anyone who reaches it could act as a daemon)."""
-    import ipaddress
+    from helios.http import is_loopback
 
     if not listen or _tls_configured() or insecure:
         return
-    host = listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(listen if listen.rpartition(":")[0] else f"127.0.0.1{listen}"):
         raise CLIError(f"--listen {listen}: refusing to listen beyond this machine without "
                        "TLS (anyone who reaches the port could act as a daemon); configure "
                        "TLS (--tls-cert/--tls-key/--tls-ca, see `helios tls`), use a "

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["check_bind", "serve_http", "serve_metrics"]
+__all__ = ["check_bind", "is_loopback", "serve_http", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def check_bind(text: str | None, insecure: bool = False, flag: str = "--http",
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _is_loopback(bind: str) -> bool:
+def is_loopback(bind: str) -> bool:
+    """Whether `HOST:PORT` names a loopback address (or localhost)."""
     host = bind.rpartition(":")[0].strip("[]")
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -85,7 +86,7 @@ async def serve_http(conductor: Any, bind: str, *, extra: Iterable[Any] = (),
     for registry in extra:
         metrics.add_registry(registry)
     app = Api(conductor, metrics=lambda: render(metrics.registry) + b"".join(
-        render(r) for r in metrics.extra), loopback_only=_is_loopback(bind))
+        render(r) for r in metrics.extra), loopback_only=is_loopback(bind))
     app.on_request = lambda method, status: metrics.http_requests.labels(
         method, str(status)).inc()
     async with trio.open_nursery() as nursery:
