@@ -70,3 +70,29 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     tls.create_ca(base / "ca")
     tls.create_ca(base / "other-ca")
     return PKI(base / "ca", base / "certs", base / "other-ca")
+
+
+def kill_process_tasks(root: Path) -> None:
+    """Stop what the process runtime started under `root` (it outlives its node daemon
+    on purpose: the next daemon adopts it). Each task's command PID is in its
+    `exit_code.pid`; only a process whose parent is that task's wrapper is killed."""
+    import os
+    import signal
+
+    for pid_file in root.rglob("exit_code.pid"):
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{ppid}/cmdline", "rb") as f:
+                wrapper = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if str(pid_file.with_suffix("")).encode() in wrapper:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(autouse=True)
+def _no_tasks_left(tmp_path: Path) -> object:
+    yield
+    kill_process_tasks(tmp_path)
