@@ -33,16 +33,24 @@ log = logging.getLogger("actors")
 
 @dataclass
 class TLSConfig:
-    """TLS for every connection of a system: both contexts, usually mutual (client certs)."""
+    """TLS for every connection of a system: both contexts, usually mutual (client certs).
+    `certfile` and `keyfile` name the files, for whoever serves other protocols with
+    the same identity."""
 
     server_context: ssl.SSLContext
     client_context: ssl.SSLContext
     server_hostname: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
 
 
 def tls_config(certfile: str, keyfile: str, cafile: str,
                server_hostname: str | None = None) -> TLSConfig:
-    """Mutual TLS from one certificate/key pair and the CA that signed every peer's."""
+    """Mutual TLS from one certificate/key pair and the CA that signed every peer's.
+
+    Both sides verify the other's certificate against `cafile`; host names are not
+    checked unless `server_hostname` is given: a peer's identity is the role and name in
+    its certificate (`PeerInfo.role`, `PeerInfo.name`), which the policy judges."""
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=cafile)
     server.load_cert_chain(certfile, keyfile)
     server.verify_mode = ssl.CERT_REQUIRED
@@ -50,13 +58,54 @@ def tls_config(certfile: str, keyfile: str, cafile: str,
     client.load_cert_chain(certfile, keyfile)
     if server_hostname is None:
         client.check_hostname = False
-    return TLSConfig(server, client, server_hostname)
+    return TLSConfig(server, client, server_hostname, certfile, keyfile)
 
 
-#: `policy(peer, kind, target, method)` -> None to allow, or the reason it is refused.
-#: `kind` is one of "tell", "ask", "stop", "kill", "lookup", "monitor"; `target` is the
-#: actor's name here; `method` the handler's name (empty for the other kinds).
-Policy = Callable[[PeerInfo, str, str, str], "str | None"]
+class Policy:
+    """Who may send what to whom: every request from the network is put to it, in one
+    place (`ActorSystem._admit`), before any actor sees it. Each method returns None to
+    allow, or the reason it refuses (the sender gets `Forbidden` naming it). Subclass it,
+    or pass a plain function `(peer, kind, target, method)` as `policy=`, which then
+    serves as `authorize`. A policy that raises refuses.
+    """
+
+    def authorize(self, peer: PeerInfo, kind: str, target: str, method: str) -> str | None:
+        """May `peer` send a `kind` ("tell", "ask", "stop", "kill", "lookup", "monitor")
+        to actor `target` here (`method`: the handler; "" for the other kinds)?"""
+        return None
+
+    def admit(self, peer: PeerInfo, target: str, method: str, args: list[Any],
+              kwargs: dict[str, Any]) -> str | None:
+        """After `authorize` allowed a tell or ask: may it carry these arguments? (What
+        only the identity can vouch for, e.g. a node reporting only for itself.)"""
+        return None
+
+    def connected(self, peer: PeerInfo, dialed: str | None) -> str | None:
+        """May this connection be used at all? Called once its handshake is done:
+        `dialed` is the system URL we dialled, None for a peer that connected to us."""
+        return None
+
+    def credential_for(self, role: str | None, name: str | None, dialed: str | None) -> bool:
+        """May this system's `credential` go to a peer whose certificate names `role`
+        and `name` (None without TLS)? Asked during the handshake, before it is sent."""
+        return True
+
+    def refused(self, peer: PeerInfo, kind: str, target: str, method: str,
+                args: list[Any], kwargs: dict[str, Any], reason: str) -> None:
+        """Told of every request `authorize` or `admit` refused (to log or audit it)."""
+
+
+class _FunctionPolicy(Policy):
+    def __init__(self, fn: Callable[[PeerInfo, str, str, str], str | None]) -> None:
+        self.authorize = fn  # type: ignore[method-assign]
+
+
+def as_policy(policy: Policy | Callable[[PeerInfo, str, str, str], str | None] | None
+              ) -> Policy | None:
+    """A `Policy` from a policy or a plain `authorize` function."""
+    if policy is None or isinstance(policy, Policy):
+        return policy
+    return _FunctionPolicy(policy)
 
 
 @dataclass
@@ -86,7 +135,12 @@ class SystemConfig:
     max_mailbox: int = 10_000       # a remote message to an actor with more queued is refused
     max_monitors: int = 10_000      # monitors one peer may place
     policy: Policy | None = None
+    #: a bearer credential (an ACL token) sent in this system's Hello to every peer
+    credential: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.policy = as_policy(self.policy)
 
 
 class Monitor:
@@ -119,10 +173,13 @@ class ActorSystem:
     def __init__(self, name: str, config: SystemConfig) -> None:
         self.name = name
         self.config = config
-        self.url = f"actor://{name}-{uuid.uuid4().hex[:8]}"  # replaced when listening
+        # Replaced when listening. Unguessable: a non-listening system is reached only
+        # through the connection that announced this URL (see _register_connection).
+        self.url = f"actor://{name}-{uuid.uuid4().hex}"
         self._registry: dict[str, Cell] = {}
         self._top: dict[Cell, None] = {}
-        self._conns: dict[str, Connection] = {}
+        self._conns: dict[str, Connection] = {}  # system URL -> the connection to use
+        self._live: dict[Connection, None] = {}  # every connection past its handshake
         self._dialing: dict[str, trio.Event] = {}
         self._dial_errors: dict[str, str] = {}
         self._monitors: dict[int, Any] = {}
@@ -182,6 +239,15 @@ class ActorSystem:
         mon.id = await self._monitor(ref, mon._deliver)
         return mon
 
+    async def peer(self, url: str) -> PeerInfo:
+        """Who answers at `url` (a system or actor URL): the identity of the connection
+        that messages to it use, connecting if need be. With TLS, its role and name
+        come from its certificate. Raises ConnectionLost."""
+        system_url = split_url(url)[0] if url.count("/") > 2 else url
+        if system_url == self.url:
+            raise ValueError(f"{url} is this system")
+        return (await self._connection(system_url)).peer
+
     def registered(self) -> list[str]:
         """Names of the actors running here, in no particular order."""
         return list(self._registry)
@@ -193,7 +259,7 @@ class ActorSystem:
         self._closing = True
         for cell in reversed(list(self._top)):
             await cell.shutdown("shutdown")
-        for conn in list(self._conns.values()):
+        for conn in list(self._live):
             conn.close("system shutting down")
         for scope in self._service_scopes:  # the listener and the timer, not the caller
             scope.cancel()
@@ -331,20 +397,29 @@ class ActorSystem:
             conn.pending.pop(req, None)
 
     # -- receiving from connections -------------------------------------------------------
-    def _admit(self, conn: Connection, kind: str, target: str, method: str
+    def _admit(self, conn: Connection, kind: str, target: str, method: str,
+               args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
                ) -> BaseException | None:
         """The one gate every request from the network passes: the system's `policy`
-        (who may send what to whom), then, for messages, that the method is a handler."""
+        (who may send what to whom, then, for messages, with which arguments), then, for
+        messages, that the method is a handler."""
         policy = self.config.policy
         if policy is not None:
             try:
-                why = policy(conn.peer, kind, target, method)
+                why = policy.authorize(conn.peer, kind, target, method)
+                if why is None and kind in ("tell", "ask"):
+                    why = policy.admit(conn.peer, target, method, args or [], kwargs or {})
             except Exception as e:  # a broken policy refuses rather than allows
                 log.exception("policy raised on %s %s/%s", kind, target, method)
                 why = f"policy error: {e}"
             if why is not None:
-                return Forbidden(f"forbidden: {kind} {target}{'.' + method if method else ''}"
-                                 f" by {conn.peer.name} ({conn.peer.address}): {why}")
+                try:
+                    policy.refused(conn.peer, kind, target, method, args or [],
+                                   kwargs or {}, why)
+                except Exception:
+                    log.exception("policy.refused raised on %s %s/%s", kind, target, method)
+                what = f"{target[:100]}{'.' + method[:100] if method else ''}"
+                return Forbidden(f"forbidden: {kind} {what} by {conn.peer}: {why[:1000]}")
         if kind in ("tell", "ask"):
             cell = self._registry.get(target)
             if cell is None:
@@ -356,6 +431,18 @@ class ActorSystem:
                 return Busy(f"actor {target!r} has {len(cell.mailbox.queue)} messages "
                             f"queued (limit {self.config.max_mailbox}); try again later")
         return None
+
+    def _admit_connection(self, conn: Connection) -> str | None:
+        """The policy's word on a connection whose handshake is done (None: use it)."""
+        policy = self.config.policy
+        if policy is None:
+            return None
+        try:
+            why = policy.connected(conn.peer, conn.dial_url)
+        except Exception as e:
+            log.exception("policy raised on the connection with %s", conn.peer)
+            why = f"policy error: {e}"
+        return None if why is None else f"forbidden: connection with {conn.peer}: {why}"
 
     def _deliver_remote_tell(self, conn: Connection, msg: wire.Tell) -> None:
         """Admitted by `_admit`, so the actor exists and has the handler. An idle actor
@@ -485,13 +572,24 @@ class ActorSystem:
         return conn
 
     def _register_connection(self, conn: Connection) -> None:
-        keys = {conn.dial_url, conn.peer_url} - {None}
-        for key in keys:
-            existing = self._conns.get(key)  # type: ignore[arg-type]
-            if existing is None or existing.closed or key == conn.dial_url:
-                self._conns[key] = conn  # type: ignore[index]
+        """Where messages to a system URL go. A URL we dialled: that connection. A URL a
+        peer announced is only a claim, so it is used only when it cannot be dialled
+        (`actor://`, a system that does not listen, reachable through the connection it
+        opened) and no live connection holds it already; a `tcp://` URL is always
+        dialled, so a peer announcing another system's URL receives nothing meant for it.
+        """
+        self._live[conn] = None
+        if conn.dial_url is not None:
+            self._conns[conn.dial_url] = conn
+            return
+        url = conn.peer_url
+        if url is not None and url.startswith("actor://"):
+            existing = self._conns.get(url)
+            if existing is None or existing.closed:
+                self._conns[url] = conn
 
     def _drop_connection(self, conn: Connection) -> None:
+        self._live.pop(conn, None)
         for key in [k for k, c in self._conns.items() if c is conn]:
             del self._conns[key]
 
@@ -599,7 +697,9 @@ async def open_system(name: str | None = None, listen: str | None = None, *,
     `SystemConfig` fields: the limits (max_frame, send_queue, max_queued_bytes,
     heartbeat_interval, heartbeat_timeout, handshake_timeout, connect_timeout,
     frame_timeout, max_connections, max_connections_per_host, max_receive_buffer,
-    max_mailbox, max_monitors) and `policy`, which every request from the network is put to.
+    max_mailbox, max_monitors), `policy` (a `Policy`, or a function that authorizes),
+    which every request from the network is put to, and `credential`, a bearer token
+    presented to every peer.
     """
     if secret is None:
         secret = os.environ.get("ACTORS_SECRET") or None

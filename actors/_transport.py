@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import _tls
 from . import _wire as wire
 from ._errors import (
     ActorNotFound,
@@ -187,7 +188,7 @@ class Connection:
         self.label = label  # for log lines: the address we dialled or that connected
         self.dial_url = dial_url
         self.peer_url: str | None = dial_url
-        self.peer_name = "?"
+        self.peer_name = "?"  # for log lines: str(self.peer) once the handshake is done
         cfg = system.config
         self.outbox = Outbox(cfg.send_queue, cfg.max_queued_bytes, self._overflowed)
         self.pending: dict[int, Slot] = {}
@@ -202,7 +203,8 @@ class Connection:
         self.last_recv = now
         self.last_sent = now
         self.burst = 0  # frames in the last read: >1 means busy, so coalesce rather than write
-        self._raw_sock: Any = None  # the stdlib socket under a plain TCP stream, for _write_now
+        self._raw_sock: Any = None  # the stdlib socket under the TCP stream, for _write_now
+        self.tls: _tls.TLSPipe | None = None  # with TLS: encrypts what goes to `stream`
         # A stranger's frames are small and handshake-only until the handshake is done.
         self._reader = wire.FrameReader(wire.HANDSHAKE_MAX_FRAME)
         self._decoder = wire.handshake_decoder()
@@ -210,7 +212,7 @@ class Connection:
         self._charged = 0  # bytes of a partial frame charged to the system's budget
         self.refused_tells = 0
         self._last_refusal_log = -1e9
-        self.peer = PeerInfo(label, "?", None)
+        self.peer = PeerInfo(label, "?", None)  # replaced once the handshake is done
 
     # -- sending --------------------------------------------------------------------------
     def next_id(self) -> int:
@@ -249,16 +251,24 @@ class Connection:
     def _write_now(self, frame: bytes) -> bool:
         outbox = self.outbox
         sock = self._raw_sock
-        if sock is None or outbox.items or outbox.sending:
+        tls = self.tls
+        if sock is None or outbox.items or outbox.sending or (tls is not None and tls.pending):
             return False
+        data = frame if tls is None else tls.encrypt(frame)
         try:
-            sent = sock.send(frame)
+            sent = sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
-            return False  # the writer will meet the error and close the connection
-        if sent < len(frame):
-            outbox.push_front(frame[sent:])
+            if tls is None:
+                return False  # the writer will meet the error and close the connection
+            sent = 0  # (encrypted already: it must go, or the connection ends)
+        if sent < len(data):
+            if tls is None:
+                outbox.push_front(data[sent:])
+            else:  # records, to go out before the writer encrypts anything else
+                tls.pending = data[sent:]
+                outbox.push_front(b"")
         self.last_sent = trio.current_time()
         return True
 
@@ -319,8 +329,8 @@ class Connection:
                 self._dispatch(msg)
             await self._read_loop()
         except ProtocolError as e:
-            self.system._warn_limited("protocol", "closing connection with %s (%s): %s",
-                                      self.label, self.peer_name, e)
+            self.system._warn_limited("protocol", "closing connection with %s: %s",
+                                      self.peer_name, e)
             await self._say_goodbye(str(e))
             self.close(str(e))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as e:
@@ -333,45 +343,77 @@ class Connection:
         with trio.move_on_after(0.2) as scope:
             scope.shield = True
             with contextlib.suppress(Exception):
-                await self.stream.send_all(self.encode(wire.Close(reason=reason[:500])))
+                await self.stream.send_all(self._seal(self.encode(
+                    wire.Close(reason=reason[:500]))))
+
+    def _seal(self, data: bytes) -> bytes:
+        """What to write to the stream for `data`: TLS records when TLS is on."""
+        return data if self.tls is None else self.tls.encrypt(data)
+
+    def _open(self, data: bytes) -> bytes:
+        """The plaintext in bytes read from the stream (b"" while a TLS record is
+        partial); records the TLS layer must send in answer go to the writer."""
+        tls = self.tls
+        if tls is None:
+            return data
+        try:
+            plain = tls.decrypt(data)
+        except EOFError:
+            raise trio.BrokenResourceError("the peer closed the TLS session") from None
+        if tls.pending:
+            self.outbox.push_front(b"")  # wakes the writer, which sends them first
+        return plain
 
     async def _handshake(self) -> list[wire.Message]:
         """TLS, then the Hello/Auth exchange, taking one small frame at a time through
         the handshake-only decoder. Returns what the peer sent after it (already decoded
         with the full decoder, which takes over with the full frame limit)."""
         sys_ = self.system
-        if sys_.config.tls is not None:
-            tls = sys_.config.tls
-            if self.dial_url is None:
-                self.stream = trio.SSLStream(self.stream, tls.server_context, server_side=True)
-            else:
-                self.stream = trio.SSLStream(self.stream, tls.client_context,
-                                             server_hostname=tls.server_hostname)
-        hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret)
         reader = self._reader
         with trio.fail_after(sys_.config.handshake_timeout):
-            if sys_.config.tls is not None:
-                await self.stream.do_handshake()  # type: ignore[attr-defined]
-            await self.stream.send_all(b"".join(self.encode(m) for m in hs.start()))
+            data = b""
+            tls = sys_.config.tls
+            cert_role = cert_name = None
+            if tls is not None:
+                server = self.dial_url is None
+                self.tls, data = await _tls.handshake(
+                    self.stream, tls.server_context if server else tls.client_context,
+                    server_side=server, server_hostname=None if server else tls.server_hostname)
+                cert_role, cert_name = certificate_identity(self.tls.getpeercert())
+            # The credential goes only where the policy lets it (with TLS, to a peer whose
+            # certificate it trusts with it), and only now that the certificate is known.
+            credential = sys_.config.credential
+            policy = sys_.config.policy
+            if credential and policy is not None and not policy.credential_for(
+                    cert_role, cert_name, self.dial_url):
+                credential = ""
+            hs = wire.Handshake(sys_.name, sys_.url, sys_.config.secret, credential=credential)
+            await self.stream.send_all(self._seal(b"".join(self.encode(m) for m in hs.start())))
             while not hs.done:
-                body = reader.next_frame()
+                body = reader.next_frame(data)
+                data = b""
                 if body is None:
-                    data = await self.stream.receive_some(READ_SIZE)
-                    if not data:
+                    raw = await self.stream.receive_some(READ_SIZE)
+                    if not raw:
                         raise ProtocolError("peer closed the connection during the handshake")
-                    body = reader.next_frame(data)
-                    if body is None:
-                        continue
+                    data = self._open(raw)
+                    continue
                 msg = self._decoder.decode(body)
                 if isinstance(msg, wire.Close):
                     raise ProtocolError(f"peer refused the connection: {msg.reason}")
                 out = hs.receive(msg)
                 if out:
-                    await self.stream.send_all(b"".join(self.encode(m) for m in out))
+                    await self.stream.send_all(self._seal(b"".join(self.encode(m)
+                                                                   for m in out)))
         assert hs.peer is not None
-        self.peer_name = hs.peer.sys
+        role, name = cert_role, cert_name or hs.peer.sys
         self.peer_url = hs.peer.url
-        self.peer = PeerInfo(self.label, hs.peer.sys, hs.peer.url)
+        self.peer = PeerInfo(self.label, name, hs.peer.url, role=role, system=hs.peer.sys,
+                             credential=hs.peer.cred)
+        self.peer_name = str(self.peer)
+        why = sys_._admit_connection(self)
+        if why is not None:
+            raise ProtocolError(why)
         self.last_recv = trio.current_time()
         if isinstance(self.stream, trio.SocketStream):
             self._raw_sock = getattr(self.stream.socket, "_sock", None)
@@ -386,12 +428,15 @@ class Connection:
         feed = reader.feed
         decode = self._decoder.decode
         dispatch = self._dispatch
+        tls = self.tls is not None
         self._track_partial()
         while True:
             data = await stream.receive_some(READ_SIZE)
             if not data:
                 self.close("peer closed the connection")
                 return
+            if tls:
+                data = self._open(data)
             bodies = feed(data)
             self.burst = len(bodies)
             if bodies:
@@ -429,9 +474,10 @@ class Connection:
     async def _write_loop(self) -> None:
         outbox = self.outbox
         stream = self.stream
+        seal = self._seal
         try:
             while True:
-                data = await outbox.take()
+                data = seal(await outbox.take())
                 outbox.sending = True
                 await stream.send_all(data)
                 outbox.sending = False
@@ -450,14 +496,14 @@ class Connection:
                 # Mid-frame no ping can arrive; the frame itself must finish in time.
                 if now - started > cfg.frame_timeout:
                     self.system._warn_limited(
-                        "frame_timeout", "closing connection with %s (%s): a frame of %d "
-                        "bytes so far was not completed within %.0fs", self.label,
-                        self.peer_name, self._reader.buffered, cfg.frame_timeout)
+                        "frame_timeout", "closing connection with %s: a frame of %d bytes so "
+                        "far was not completed within %.0fs", self.peer_name,
+                        self._reader.buffered, cfg.frame_timeout)
                     self.close(f"frame not completed within {cfg.frame_timeout}s")
                     return
             elif now - self.last_recv > cfg.heartbeat_timeout:
-                log.warning("closing connection with %s (%s): peer silent for %.1fs",
-                            self.label, self.peer_name, now - self.last_recv)
+                log.warning("closing connection with %s: peer silent for %.1fs",
+                            self.peer_name, now - self.last_recv)
                 self.close(f"peer silent for {cfg.heartbeat_timeout}s")
                 return
             if now - self.last_sent >= cfg.heartbeat_interval and not self.outbox.items:
@@ -475,13 +521,13 @@ class Connection:
                     slot.set(msg.v)
         elif type(msg) is wire.Tell:
             # Requests: each is put to the system's policy before anything acts on it.
-            refusal = sys_._admit(self, "tell", msg.to, msg.m)
+            refusal = sys_._admit(self, "tell", msg.to, msg.m, msg.a, msg.kw)
             if refusal is None:
                 sys_._deliver_remote_tell(self, msg)
             else:
                 self._refused_tell(msg, refusal)
         elif type(msg) is wire.Ask:
-            refusal = sys_._admit(self, "ask", msg.to, msg.m)
+            refusal = sys_._admit(self, "ask", msg.to, msg.m, msg.a, msg.kw)
             if refusal is None:
                 sys_._deliver_remote_ask(self, msg)
             else:
@@ -532,13 +578,13 @@ class Connection:
         now = trio.current_time()
         if now - self._last_refusal_log >= 1.0:
             self._last_refusal_log = now
-            log.warning("tell %r to %r from %s (%s) dropped: %s (%d dropped so far)",
-                        msg.m[:100], msg.to[:100], self.label, self.peer_name, refusal,
+            log.warning("tell %r to %r from %s dropped: %s (%d dropped so far)",
+                        msg.m[:100], msg.to[:100], self.peer_name, refusal,
                         self.refused_tells)
 
     def _overflowed(self, reason: str) -> None:
-        self.system._warn_limited("overflow", "closing connection with %s (%s): %s",
-                                  self.label, self.peer_name, reason)
+        self.system._warn_limited("overflow", "closing connection with %s: %s",
+                                  self.peer_name, reason)
         self.close(reason)
 
     # -- closing --------------------------------------------------------------------------
@@ -550,7 +596,7 @@ class Connection:
     def close(self, reason: str) -> None:
         """Idempotent. Fails what waits on this connection and fires its monitors."""
         if not self.closed:
-            log.debug("connection with %s (%s) closed: %s", self.label, self.peer_name, reason)
+            log.debug("connection with %s closed: %s", self.peer_name, reason)
             self._mark_closed(reason)
         if self._scope is not None:
             self._scope.cancel()
@@ -560,7 +606,8 @@ class Connection:
         self.system._rx_charged -= self._charged
         self._charged = 0
         self.system._drop_connection(self)
-        lost = ConnectionLost(f"connection to {self.peer_name} ({self.label}) lost: {reason}")
+        who = self.peer_name if self.peer_name != "?" else self.label
+        lost = ConnectionLost(f"connection to {who} lost: {reason}")
         pending, self.pending = self.pending, {}
         for slot in pending.values():
             slot.set(error=lost)
@@ -573,30 +620,98 @@ class Connection:
 
 
 class PeerInfo:
-    """Who is at the other end of a connection, for the system's policy and for logs.
+    """Who is at the other end of a connection: what the system's policy decides on and
+    what log lines name.
 
-    `address` is where the connection came from (or what we dialled); `name` and `url`
-    are what the peer announced in its Hello: authenticated by the shared secret when one
-    is set, otherwise only claims."""
+    `address` is where the connection came from (or what we dialled). With TLS, `role`
+    and `name` are the peer certificate's subject OU and CN (verified against the CA):
+    the peer's identity. Without a certificate (or one without an OU) `role` is None and
+    `name` is the CN, else the system name the peer announced, a claim (authenticated
+    by the shared secret when one is set: any holder of the secret may claim any name).
+    `system` and `url` are what the peer announced in its Hello, for logs only: nothing
+    is ever routed by them. `credential` is the bearer credential (an ACL token) it
+    presented, "" if none."""
 
-    __slots__ = ("address", "name", "url")
+    __slots__ = ("address", "credential", "memo", "name", "role", "system", "url")
 
-    def __init__(self, address: str, name: str, url: str | None) -> None:
+    def __init__(self, address: str, name: str, url: str | None, role: str | None = None,
+                 system: str | None = None, credential: str = "") -> None:
         self.address = address
         self.name = name
         self.url = url
+        self.role = role
+        self.system = name if system is None else system
+        self.credential = credential
+        #: the policy's own: what it derived from this peer, so that the work is done
+        #: once per connection rather than once per message
+        self.memo: Any = None
 
     @property
     def host(self) -> str:
         return self.address.rpartition(":")[0].strip("[]") or self.address
 
+    @property
+    def certified(self) -> bool:
+        """Whether `role` and `name` come from a verified certificate."""
+        return self.role is not None
+
+    def __str__(self) -> str:
+        who = f"{self.role}:{self.name}" if self.role is not None else self.name
+        return f"{who} at {self.address}"
+
     def __repr__(self) -> str:
-        return f"PeerInfo({self.name!r} at {self.address})"
+        return f"PeerInfo({self})"
+
+
+def certificate_identity(cert: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """(role, name) from a verified peer certificate (`SSLObject.getpeercert()`): its
+    subject's organizational unit and common name, each None when absent."""
+    fields: dict[str, str] = {}
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            fields.setdefault(key, value)
+    return fields.get("organizationalUnitName") or None, fields.get("commonName") or None
+
+
+#: OpenSSL's words -> what they mean for the operator reading a log line
+_TLS_REASONS = (
+    ("certificate has expired", "the peer's certificate has expired"),
+    ("certificate is not yet valid", "the peer's certificate is not valid yet"),
+    ("unable to get local issuer certificate",
+     "the peer's certificate is not signed by the CA trusted here"),
+    ("self-signed certificate in certificate chain",
+     "the peer's certificate is not signed by the CA trusted here"),
+    ("unsuitable certificate purpose",
+     "the peer's certificate may not be used this way (a client-only certificate?)"),
+    ("alert unknown ca", "the peer refused this side's certificate (not from its CA)"),
+    ("alert certificate expired", "the peer refused this side's certificate (expired)"),
+    ("alert certificate required", "the peer requires a certificate and got none"),
+    ("wrong version number", "the peer does not speak TLS (a plaintext client?)"),
+    ("http request", "the peer does not speak TLS (a plaintext client?)"),
+    ("unexpected_eof", "the peer hung up during the TLS handshake (it refused this side's "
+                       "certificate, or does not speak TLS)"),
+)
+
+
+def _tls_reason(e: BaseException) -> str | None:
+    """A failed TLS handshake in one line that says what is wrong, or None."""
+    err = e if isinstance(e, ssl.SSLError) else e.__cause__
+    if not isinstance(err, ssl.SSLError):
+        return None
+    text = str(getattr(err, "verify_message", "") or "") + " " + str(err)
+    low = text.lower()
+    for needle, meaning in _TLS_REASONS:
+        if needle in low:
+            return f"TLS: {meaning}"
+    return f"TLS: {getattr(err, 'reason', None) or err}"
 
 
 def _reason(e: BaseException) -> str:
     if isinstance(e, trio.TooSlowError):
         return "handshake timed out"
+    tls = _tls_reason(e)
+    if tls is not None:
+        return tls
     text = str(e) or type(e).__name__
     if isinstance(e, (trio.BrokenResourceError, OSError)) and e.__cause__ is not None:
         text = f"{text}: {e.__cause__}"

@@ -47,20 +47,26 @@ class _Msg(msgspec.Struct, tag_field="k", omit_defaults=True):
 _Name = Annotated[str, msgspec.Meta(max_length=256)]
 _Url = Annotated[str, msgspec.Meta(max_length=512)]
 _Nonce = Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)]
+_Credential = Annotated[str, msgspec.Meta(max_length=512)]
 
 
 class Hello(_Msg, tag="hello"):
-    """First frame on each side: who I am and how to reach me back."""
+    """First frame on each side: who I am and how to reach me back.
+
+    `sys` and `url` are claims: the receiver never routes by them (a `tcp://` URL is
+    dialled, never reached through a connection that announced it). `cred` is a bearer
+    credential (an ACL token) for the receiver's policy; send one only over TLS."""
 
     v: int
     sys: _Name
     url: _Url
     nonce: _Nonce
     auth: bool = False
+    cred: _Credential = ""
 
 
 class Auth(_Msg, tag="auth"):
-    """Proof of the shared secret: HMAC over both nonces and the sender's name."""
+    """Proof of the shared secret: HMAC over both nonces and the sender's whole Hello."""
 
     mac: Annotated[bytes, msgspec.Meta(max_length=64)]
 
@@ -245,8 +251,11 @@ def _clip(e: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _mac(secret: bytes, nonce_a: bytes, nonce_b: bytes, name: str) -> bytes:
-    data = _AUTH_LABEL + nonce_a + nonce_b + name.encode()
+def _mac(secret: bytes, nonce_a: bytes, nonce_b: bytes, hello: Hello) -> bytes:
+    """The MAC covers every field of the sender's Hello (name, URL, credential), so a
+    man in the middle can change none of them without failing the handshake."""
+    data = b"\x00".join((_AUTH_LABEL + nonce_a + nonce_b, hello.sys.encode(),
+                         hello.url.encode(), hello.cred.encode()))
     return hmac.new(secret, data, hashlib.sha256).digest()
 
 
@@ -254,22 +263,26 @@ class Handshake:
     """Both sides send Hello; with a secret, both then prove it over the other's nonce.
 
     Mutual challenge-response: my MAC covers the peer's fresh nonce, so a recorded exchange
-    cannot be replayed, and it covers my name, so a MAC cannot be reflected back to me.
+    cannot be replayed, and it covers my Hello (name, URL, credential), so a MAC cannot be
+    reflected back to me nor my Hello altered on the way. Only the handshake is
+    authenticated: frames after it are not (use TLS where the network is not trusted).
     Call `start()` for the frames to send first, then `receive(msg)` for each message until
     `done`; each call returns the messages to send in answer.
     """
 
-    def __init__(self, name: str, url: str, secret: bytes | None, nonce: bytes | None = None):
+    def __init__(self, name: str, url: str, secret: bytes | None, nonce: bytes | None = None,
+                 credential: str = ""):
         self.name = name
         self.url = url
         self.secret = secret
         self.nonce = nonce if nonce is not None else os.urandom(16)
+        self.hello = Hello(v=PROTOCOL_VERSION, sys=name, url=url, nonce=self.nonce,
+                           auth=secret is not None, cred=credential)
         self.peer: Hello | None = None
         self.done = False
 
     def start(self) -> list[Message]:
-        return [Hello(v=PROTOCOL_VERSION, sys=self.name, url=self.url, nonce=self.nonce,
-                      auth=self.secret is not None)]
+        return [self.hello]
 
     def receive(self, msg: Message) -> list[Message]:
         if self.done:
@@ -290,11 +303,11 @@ class Handshake:
                 return []
             if not msg.auth:
                 raise AuthenticationFailed(f"peer {msg.sys!r} offers no authentication")
-            return [Auth(mac=_mac(self.secret, msg.nonce, self.nonce, self.name))]
+            return [Auth(mac=_mac(self.secret, msg.nonce, self.nonce, self.hello))]
         if not isinstance(msg, Auth):
             raise ProtocolError(f"expected auth, got {type(msg).__name__.lower()}")
         assert self.secret is not None
-        expected = _mac(self.secret, self.nonce, self.peer.nonce, self.peer.sys)
+        expected = _mac(self.secret, self.nonce, self.peer.nonce, self.peer)
         if not hmac.compare_digest(expected, msg.mac):
             raise AuthenticationFailed(
                 f"peer {self.peer.sys!r} failed authentication (wrong secret)")

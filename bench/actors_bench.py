@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import time
+from typing import Any
 
 import msgspec
 import trio
@@ -95,8 +96,34 @@ class Sink(actors.Actor):
         return self.count
 
 
-async def actor_server(port_file: str) -> None:
-    async with actors.open_system("bench-server", listen="127.0.0.1:0") as system:
+def secured_options(pki_dir: str, role: str, name: str) -> dict[str, object]:
+    """Mutual TLS with certificates from `helios tls`, and Helios's own authorization
+    policy (`helios.security.authz.HeliosPolicy`) with rows for the bench actor: what
+    every Helios daemon pays per connection and per message."""
+    from helios.security import authz
+
+    cert, key = (os.path.join(pki_dir, f"{role}-{name}{s}.pem") for s in ("", "-key"))
+    rows = {("sink", m): frozenset({"node", "daemon"}) for m in ("put", "echo", "total")}
+    authz.TABLE.update(rows)
+    authz.PUBLIC_ACTORS = authz.PUBLIC_ACTORS | {"sink"}
+    return {"tls": actors.tls_config(cert, key, os.path.join(pki_dir, "helios-ca.pem")),
+            "policy": authz.HeliosPolicy(tls=True)}
+
+
+def make_pki(pki_dir: str) -> None:
+    from helios.security import tls
+
+    tls.create_ca(pki_dir)
+    tls.create_cert("conductor", "bench", ca_dir=pki_dir, out_dir=pki_dir)
+    tls.create_cert("node", "bench", ca_dir=pki_dir, out_dir=pki_dir)
+
+
+async def actor_server(port_file: str, pki_dir: str | None = None) -> None:
+    opts = secured_options(pki_dir, "conductor", "bench") if pki_dir else {}
+    # a mailbox that holds a whole burst of tells (the default refuses past 10,000, and
+    # the sender may run ahead of the receiver: there is no backpressure on tells)
+    async with actors.open_system("bench-server", listen="127.0.0.1:0",
+                                  max_mailbox=1_000_000, **opts) as system:
         await system.spawn(Sink, name="sink")
         with open(port_file, "w") as f:
             f.write(system.url)
@@ -205,9 +232,11 @@ async def raw_concurrent(port: int, n: int, outstanding: int) -> float:
 
 
 # ---------------------------------------------------------------------------- actor client
-async def actor_figures(url: str, n_tell: int, n_rtt: int, n_conc: int) -> dict[str, object]:
+async def actor_figures(url: str, n_tell: int, n_rtt: int, n_conc: int,
+                        pki_dir: str | None = None) -> dict[str, object]:
     out: dict[str, object] = {}
-    async with actors.open_system("bench-client") as system:
+    opts = secured_options(pki_dir, "node", "bench") if pki_dir else {}
+    async with actors.open_system("bench-client", **opts) as system:
         sink = await system.lookup(url + "/sink")
         before = await sink.ask("total")
         t0 = time.perf_counter()
@@ -235,6 +264,49 @@ async def actor_figures(url: str, n_tell: int, n_rtt: int, n_conc: int) -> dict[
                 nursery.start_soon(requester, n_conc // 64)
         out["conc"] = n_conc / (time.perf_counter() - t0)
     return out
+
+
+async def paired_figures(plain_url: str, secured_url: str, pki_dir: str, n_tell: int,
+                         n_rtt: int, n_conc: int, rounds: int = 10
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same figures against the plain and the secured server, in alternating rounds
+    from one client process, so that drift on a shared machine (other load, CPU clocks)
+    falls on both alike. Returns (plain, secured)."""
+    out: list[dict[str, Any]] = [{"tell": [], "rtt": [], "conc": []} for _ in range(2)]
+    async with actors.open_system("bench-plain", max_mailbox=1_000_000) as plain, \
+            actors.open_system("bench-secured", max_mailbox=1_000_000,
+                               **secured_options(pki_dir, "node", "bench")) as secured:
+        sinks = [await plain.lookup(plain_url + "/sink"),
+                 await secured.lookup(secured_url + "/sink")]
+        data = "x" * 60
+        for _ in range(rounds):
+            for sink, figures in zip(sinks, out, strict=True):
+                before = await sink.ask("total")
+                t0 = time.perf_counter()
+                for _ in range(n_tell // rounds):
+                    await sink.tell("put", data, n=1)
+                while await sink.ask("total") < before + n_tell // rounds:
+                    pass
+                figures["tell"].append(n_tell // rounds / (time.perf_counter() - t0))
+                for _ in range(n_rtt // rounds):
+                    t0 = time.perf_counter()
+                    await sink.ask("echo", 1)
+                    figures["rtt"].append(time.perf_counter() - t0)
+
+                async def requester(count: int, sink: Any = sink) -> None:
+                    for _ in range(count):
+                        await sink.ask("echo", 1)
+
+                t0 = time.perf_counter()
+                async with trio.open_nursery() as nursery:
+                    for _ in range(64):
+                        nursery.start_soon(requester, n_conc // rounds // 64)
+                figures["conc"].append(n_conc // rounds // 64 * 64 /
+                                       (time.perf_counter() - t0))
+    return ({"tell": statistics.median(out[0]["tell"]), "rtt": out[0]["rtt"],
+             "conc": statistics.median(out[0]["conc"])},
+            {"tell": statistics.median(out[1]["tell"]), "rtt": out[1]["rtt"],
+             "conc": statistics.median(out[1]["conc"])})
 
 
 async def local_figures(n: int) -> tuple[float, float]:
@@ -306,7 +378,8 @@ async def mem_trio(n: int) -> float:
 # ---------------------------------------------------------------------------- driver
 def start_server(kind: str, tmp: str) -> tuple[subprocess.Popen, str]:
     port_file = os.path.join(tmp, f"{kind}.port")
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, port_file])
+    extra = [os.path.join(tmp, "pki")] if kind == "secured" else []
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, port_file, *extra])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if os.path.exists(port_file) and os.path.getsize(port_file):
@@ -330,7 +403,7 @@ def main() -> None:
     ap.add_argument("rest", nargs="*")
     args = ap.parse_args()
     if args.serve:
-        trio.run(raw_server if args.serve == "raw" else actor_server, args.rest[0])
+        trio.run(raw_server if args.serve == "raw" else actor_server, *args.rest)
         return
     if args.mem:
         fn = mem_actors if args.mem == "actors" else mem_trio
@@ -343,8 +416,10 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
+        make_pki(os.path.join(tmp, "pki"))
         raw, port = start_server("raw", tmp)
         act, url = start_server("actors", tmp)
+        sec, sec_url = start_server("secured", tmp)
         try:
             port_i = int(port)
             r_each = trio.run(raw_oneway, port_i, n_tell // 4, 1)
@@ -352,8 +427,10 @@ def main() -> None:
             r_lat = trio.run(raw_rtt, port_i, n_rtt)
             r_conc = trio.run(raw_concurrent, port_i, n_conc, 64)
             a = trio.run(actor_figures, url, n_tell, n_rtt, n_conc)
+            pair = trio.run(paired_figures, url, sec_url, os.path.join(tmp, "pki"),
+                            n_tell, n_rtt, n_conc)
         finally:
-            for p in (raw, act):
+            for p in (raw, act, sec):
                 p.kill()
                 p.wait()
     l_actor, l_base = trio.run(local_figures, n_local)
@@ -379,12 +456,28 @@ def main() -> None:
         (f"idle actor memory, {n_mem:,} actors (bytes)", mem_a, mem_t,
          "baseline: bare trio task on its own memory channel", "< 8 KiB"),
     ]
+    plain, sec_ = pair
+    s_lat, p_lat = sec_["rtt"], plain["rtt"]
+    secured = [
+        ("tell one-way (msg/s, median of 10 rounds)", sec_["tell"], plain["tell"],
+         ">= 0.7x"),
+        ("ask p50 latency, 1 outstanding (us)", statistics.median(s_lat) * 1e6,
+         statistics.median(p_lat) * 1e6, "<= 1.3x"),
+        ("ask p99 latency, 1 outstanding (us)", pct(s_lat, .99) * 1e6,
+         pct(p_lat, .99) * 1e6, "(no target)"),
+        ("ask round trips/s, 64 outstanding", sec_["conc"], plain["conc"], "(no target)"),
+    ]
     mode = "quick" if args.quick else "full"
     print(f"actors benchmark ({mode}), python {sys.version.split()[0]}, "
           f"trio {trio.__version__}, {os.cpu_count()} cpus")
     print(f"{'figure':44} {'actors':>12} {'baseline':>12} {'ratio':>7}  target; notes")
     for name, val, base, note, target in rows:
         print(f"{name:44} {val:12,.1f} {base:12,.1f} {val / base:7.2f}  {target}; {note}")
+    print("\nmutual TLS + authorization (helios certificates, HeliosPolicy) against the same "
+          "actors without either: one client, alternating rounds")
+    print(f"{'figure':44} {'secured':>12} {'plain':>12} {'ratio':>7}  target")
+    for name, val, base, target in secured:
+        print(f"{name:44} {val:12,.1f} {base:12,.1f} {val / base:7.2f}  {target}")
 
 
 if __name__ == "__main__":

@@ -76,20 +76,43 @@ def split_zk(hosts: str) -> tuple[str, str]:
 class Client:
     """An actor client of the leader conductor; follows NotLeader and failovers."""
 
-    def __init__(self, zk: str | None, conductor: str | None, timeout: float = 30.0) -> None:
+    def __init__(self, zk: str | None, conductor: str | None, timeout: float = 30.0,
+                 token: str | None = None) -> None:
+        """`token`: the ACL token to send (default: `--token-file`, HELIOS_TOKEN or
+        HELIOS_TOKEN_FILE); TLS comes from HELIOS_TLS_CERT/KEY/CA."""
         self.zk = zk
         self.conductor = conductor
         self.timeout = timeout
+        self.token = token
         self.system: actors.ActorSystem | None = None
         self.url: str | None = None
         self._stack = AsyncExitStack()
         self._store: Any = None
 
     async def __aenter__(self) -> Client:
+        from helios.security.tokens import AclError, load_token
+
+        try:
+            options = protocol.network_options(
+                role="cli", token=load_token() if self.token is None else self.token)
+        except (ValueError, AclError) as e:
+            raise CLIError(str(e), 2) from None
         self.system = await self._stack.enter_async_context(
-            actors.open_system(name=f"helios-cli-{os.getpid()}",
-                               **protocol.network_options()))
+            actors.open_system(name=f"helios-cli-{os.getpid()}", **options))
+        self._verified: set[str] = set()
         return self
+
+    async def _check_conductor(self, url: str) -> None:
+        """With TLS, talk (and send a token) only to a process whose certificate says it
+        is a conductor, whatever address it answers at."""
+        assert self.system is not None
+        if self.system.config.tls is None or url in self._verified:
+            return
+        peer = await self.system.peer(url)
+        if peer.role != "conductor":
+            raise CLIError(f"forbidden: {_addr(url)} is answered by {peer}, not by a "
+                           "conductor; nothing was sent to it")
+        self._verified.add(url)
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
@@ -143,6 +166,7 @@ class Client:
             url = self.url
             if url is not None:
                 try:
+                    await self._check_conductor(url)
                     return await self.system.ref(url).ask(
                         method, *args, timeout=timeout or self.timeout, **kwargs)
                 except actors.RemoteError as e:
@@ -198,6 +222,9 @@ def _reason(e: BaseException) -> str:
     text = str(e)
     if "Connection refused" in text or "Errno 111" in text or "all attempts" in text:
         return "connection refused (is `helios solo` or a conductor running there?)"
+    if "during the handshake" in text and not os.environ.get(protocol.ENV_TLS_CERT):
+        return (f"{text.split(': ', 1)[-1]} (does it require TLS? give --tls-cert, "
+                "--tls-key and --tls-ca)")
     return text.split(": ", 1)[-1] if text.startswith("cannot connect") else text
 
 
@@ -283,9 +310,51 @@ ConductorOpt = typer.Option(None, "--conductor", envvar=ENV_CONDUCTOR, metavar="
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
 
 
+#: options every command takes, anywhere on its command line (docs/security.md);
+#: `main` moves them to the environment variables they stand for
+GLOBAL_OPTIONS = {"--tls-cert": protocol.ENV_TLS_CERT, "--tls-key": protocol.ENV_TLS_KEY,
+                  "--tls-ca": protocol.ENV_TLS_CA, "--token-file": "HELIOS_TOKEN_FILE"}
+
+
+def take_global_options(argv: list[str], environ: Any) -> list[str]:
+    """Remove `--tls-cert F`, `--tls-key F`, `--tls-ca F` and `--token-file F` (or
+    `--opt=F`) from `argv` and set the variables they stand for; `--token-file` wins
+    over HELIOS_TOKEN."""
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key, eq, value = arg.partition("=")
+        if key in GLOBAL_OPTIONS and (eq or i + 1 < len(argv)):
+            if not eq:
+                value = argv[i + 1]
+                i += 1
+            if not value:
+                raise CLIError(f"{key} needs a file", 2)
+            environ[GLOBAL_OPTIONS[key]] = value
+            if key == "--token-file":
+                environ.pop("HELIOS_TOKEN", None)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest
+
+
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "-v", "--verbose",
-                                       help="Log details to stderr.")) -> None:
+                                       help="Log details to stderr."),
+          tls_cert: Path | None = typer.Option(
+              None, "--tls-cert", metavar="F",
+              help="This process's certificate (or HELIOS_TLS_CERT); any command."),
+          tls_key: Path | None = typer.Option(
+              None, "--tls-key", metavar="F", help="Its key (or HELIOS_TLS_KEY)."),
+          tls_ca: Path | None = typer.Option(
+              None, "--tls-ca", metavar="F",
+              help="The cluster's CA certificate (or HELIOS_TLS_CA)."),
+          token_file: Path | None = typer.Option(
+              None, "--token-file", metavar="F",
+              help="A file holding the ACL token to send (or HELIOS_TOKEN); any "
+                   "client command.")) -> None:
     # A client command says what went wrong in its own one-line error; the libraries'
     # log lines (a refused handshake, a retry) are details for -v. Daemons raise the level
     # to INFO when they start (see _daemon).
@@ -773,6 +842,139 @@ def _event_line(ev: dict[str, Any]) -> str:
     return " ".join(parts) + detail + "\n"
 
 
+# -- identity and access (docs/security.md) -------------------------------------------
+
+tls_app = typer.Typer(no_args_is_help=True, help="The cluster's CA and certificates.")
+tls_ca_app = typer.Typer(no_args_is_help=True, help="The cluster's certificate authority.")
+tls_cert_app = typer.Typer(no_args_is_help=True, help="Certificates for daemons and people.")
+tls_app.add_typer(tls_ca_app, name="ca")
+tls_app.add_typer(tls_cert_app, name="cert")
+app.add_typer(tls_app, name="tls")
+acl_app = typer.Typer(no_args_is_help=True, help="ACL tokens for people and scripts.")
+acl_token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke tokens.")
+acl_app.add_typer(acl_token_app, name="token")
+app.add_typer(acl_app, name="acl")
+
+
+@tls_ca_app.command("create")
+def tls_ca_create(directory: Path = typer.Option(Path("."), "--dir", metavar="D",
+                                                 help="Where to write the CA."),
+                  days: int = typer.Option(5 * 365, "--days", metavar="N",
+                                           help="Validity in days.")) -> None:
+    """A cluster CA: D/helios-ca.pem and D/helios-ca-key.pem (0600)."""
+    from helios.security.tls import TLSError, create_ca
+
+    try:
+        cert, key = create_ca(directory, days)
+    except (TLSError, OSError) as e:
+        raise CLIError(str(e)) from None
+    print(f"==> CA certificate: {cert}\n==> CA key: {key} (0600; keep it offline: it "
+          "makes every identity of the cluster)")
+
+
+@tls_cert_app.command("create")
+def tls_cert_create(role: str = typer.Option(..., "--role",
+                                             help="conductor | node | cli"),
+                    name: str = typer.Option(..., "--name", metavar="N",
+                                             help="The name it proves (a node's --name)."),
+                    ca_dir: Path = typer.Option(Path("."), "--ca-dir", metavar="D"),
+                    out_dir: Path = typer.Option(Path("."), "--out-dir", metavar="O"),
+                    host: list[str] | None = typer.Option(
+                        None, "--host", metavar="H",
+                        help="A host name or address it is reached at (repeatable)."),
+                    days: int = typer.Option(365, "--days", metavar="N")) -> None:
+    """O/<role>-<N>.pem and O/<role>-<N>-key.pem, signed by the CA in --ca-dir."""
+    from helios.security.tls import TLSError, create_cert
+
+    try:
+        cert, key = create_cert(role, name, ca_dir=ca_dir, out_dir=out_dir,
+                                hosts=list(host or []), days=days)
+    except (TLSError, OSError) as e:
+        raise CLIError(str(e)) from None
+    print(f"==> {role} {name}: certificate {cert}, key {key}")
+
+
+@acl_app.command("bootstrap")
+def acl_bootstrap(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                  conductor: str | None = ConductorOpt) -> None:
+    """Turn ACLs on (once per cluster) and print the first management token's secret."""
+    out = _call(zk, conductor, "acl_bootstrap")
+    if as_json:
+        print_json(out)
+        return
+    print(f"ACLs are on. Management token {out['name']!r}:\nsecret: {out['secret']}\n"
+          "It is shown once: keep it in a file only you can read, and pass --token-file "
+          "FILE (or set HELIOS_TOKEN).")
+
+
+@acl_token_app.command("create")
+def acl_token_create(name: str = typer.Option(..., "--name", metavar="N"),
+                     role: str = typer.Option(..., "--role",
+                                              help="management | operator | reader"),
+                     as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                     conductor: str | None = ConductorOpt) -> None:
+    """A token; its secret is printed once, only its hash is stored."""
+    out = _call(zk, conductor, "acl_token_create", name, role)
+    if as_json:
+        print_json(out)
+        return
+    print(f"token {out['name']!r} ({out['role']}):\nsecret: {out['secret']}\n"
+          "It is shown once.")
+
+
+@acl_token_app.command("ls")
+def acl_token_ls(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                 conductor: str | None = ConductorOpt) -> None:
+    """Tokens: name, role, creation time (never their secrets)."""
+    rows = _call(zk, conductor, "acl_token_ls")
+    if as_json:
+        print_json(rows)
+        return
+    _table(None, ["NAME", "ROLE", "CREATED"],
+           [[t["name"], t["role"], _date(t.get("created"))] for t in rows])
+
+
+@acl_token_app.command("rm")
+def acl_token_rm(name: str = typer.Argument(..., help="The token to revoke."),
+                 as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+                 conductor: str | None = ConductorOpt) -> None:
+    """Revoke a token at once."""
+    out = _call(zk, conductor, "acl_token_rm", name)
+    print_json(out) if as_json else _console().print(f"token {name} revoked")
+
+
+@app.command("audit")
+def audit_cmd(since: str | None = typer.Option(None, "--since", metavar="DURATION",
+                                               help="Only the last DURATION (1h, 30m)."),
+              as_json: bool = JsonOpt, zk: str | None = ZkOpt,
+              conductor: str | None = ConductorOpt) -> None:
+    """Operator actions and refusals: who, what, when, allowed or refused."""
+    from helios.units import UnitError, parse_duration
+
+    after = None
+    if since is not None:
+        try:
+            after = time.time() - parse_duration(since)
+        except (UnitError, ValueError) as e:
+            raise CLIError(f"--since: {e}") from None
+    rows = _call(zk, conductor, "audit", since=after)
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:  # one line each, whatever the terminal's width
+        what = f"{r.get('action')} {r.get('target') or ''}".strip()
+        why = f": {r.get('reason')}" if r.get("reason") else ""
+        sys.stdout.write(f"{_date(r.get('time'))}  {'allowed' if r.get('allowed') else 'REFUSED'}"
+                         f"  {r.get('who')} ({r.get('role')}, {r.get('via')})  {what}{why}\n")
+
+
+def _date(t: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(t), tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
 # -- daemons ------------------------------------------------------------------------
 
 
@@ -833,17 +1035,44 @@ KeyTtlOpt = typer.Option("24h", "--gc-key-ttl", metavar="DURATION",
 HttpOpt = typer.Option("127.0.0.1:7071", "--http", envvar="HELIOS_HTTP", metavar="H:P",
                        help="Where the HTTP API, /metrics and the dashboard listen, or off.")
 InsecureOpt = typer.Option(False, "--insecure",
-                           help="Allow --http on a non-loopback address (the API has no "
-                                "authentication yet).")
+                           help="Allow listening (--listen, --http, --metrics) on a "
+                                "non-loopback address without TLS: only on a network you "
+                                "trust entirely.")
+
+
+def _tls_configured() -> bool:
+    return bool(os.environ.get(protocol.ENV_TLS_CERT))
 
 
 def _bind(text: str | None, insecure: bool, flag: str) -> str | None:
     from helios.http import check_bind
 
     try:
-        return check_bind(text, insecure, flag)
+        return check_bind(text, insecure, flag, tls=_tls_configured())
     except ValueError as e:
         raise CLIError(str(e), 2) from None
+
+
+def _check_network(role: str, name: str | None = None) -> None:
+    """The TLS files and cluster secret, checked before a daemon starts (one line)."""
+    try:
+        protocol.network_options(role=role, name=name)
+    except ValueError as e:
+        raise CLIError(str(e), 2) from None
+
+
+def _check_listen(listen: str | None, insecure: bool) -> None:
+    """docs/security.md: no plaintext actor listener beyond loopback without
+    --insecure (anyone who reaches it could act as a daemon)."""
+    from helios.http import is_loopback
+
+    if not listen or _tls_configured() or insecure:
+        return
+    if not is_loopback(listen if listen.rpartition(":")[0] else f"127.0.0.1{listen}"):
+        raise CLIError(f"--listen {listen}: refusing to listen beyond this machine without "
+                       "TLS (anyone who reaches the port could act as a daemon); configure "
+                       "TLS (--tls-cert/--tls-key/--tls-ca, see `helios tls`), use a "
+                       "loopback address, or give --insecure on a network you trust", 2)
 
 
 @app.command("conductor")
@@ -863,6 +1092,8 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
     """A conductor; several may run, one leads."""
     from helios.conductor.daemon import run_conductor
 
+    _check_network("conductor")
+    _check_listen(listen, insecure)
     http_bind = _bind(http, insecure, "--http")
 
     _check_positive(session_timeout=session_timeout)
@@ -974,6 +1205,8 @@ def node_cmd(ctx: typer.Context,
         raise CLIError("--port-range must be LOW-HIGH") from None
     hosts, root = split_zk(zk)
     kwargs: dict[str, Any] = {}
+    _check_network("node", name)
+    _check_listen(listen, insecure)
     metrics_bind = _bind(metrics, insecure, "--metrics")
     if metrics_bind:
         kwargs["metrics"] = metrics_bind
@@ -1009,6 +1242,8 @@ def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
     """A conductor and one node in one process, on the embedded store."""
     from helios.solo import run_solo
 
+    _check_network("conductor")
+    _check_listen(listen, insecure)
     http_bind = _bind(http, insecure, "--http")
 
     if runtime not in ("docker", "process", "auto"):
@@ -1030,6 +1265,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `helios` script: run the app; errors become one line."""
     command = typer.main.get_command(app)
     try:
+        argv = take_global_options(list(sys.argv[1:] if argv is None else argv), os.environ)
         code = command.main(args=argv, prog_name="helios", standalone_mode=False)
     except CLIError as e:
         _fail(str(e), e.code)

@@ -55,6 +55,13 @@ Conductor (`helios conductor`): actor `conductor` in the conductor's system.
                                    `kept`: finished batch tasks whose records stay
     endpoints(name) -> CONTRACT.md `endpoints --json` shape
     leader() -> {"leader": bool, "name", "url", "epoch"}
+    acl_bootstrap() -> {"name", "role", "secret"}     once: ACLs on, first management token
+    acl_token_create(name, role) -> {"name", "role", "secret"}
+    acl_token_ls() -> [{"name", "role", "created"}]   (never a secret nor its hash)
+    acl_token_rm(name) -> {"name", "removed"}
+    audit(since=None, limit=10000) -> [audit record, ...] oldest first (security/audit.py)
+  Who may call what is the authorization table (helios/security/authz.py), checked by
+  the actor layer before any handler runs; no handler checks a role itself.
   A standby conductor answers the CLI handlers with RemoteError(type_name "NotLeader",
   message = the leader's actor URL, or "" when no leader is known); clients retry there.
 
@@ -112,44 +119,56 @@ class NotLeader(actors.Refusal):
     """This conductor is a standby; the message is the leader's URL ("" if unknown)."""
 
 
-#: the only actors another Helios process may address; everything else (supervisors, job
-#: actors, the cron runner...) is internal to its process
-PUBLIC_ACTORS = frozenset({NODE_ACTOR, CONDUCTOR_ACTOR})
-#: what a peer may do to a public actor: send it messages, and look it up
-REMOTE_KINDS = frozenset({"tell", "ask", "lookup"})
+#: the shortest HELIOS_CLUSTER_SECRET accepted (it keys the handshake's HMAC and the
+#: ZooKeeper credentials derived from it)
+MIN_SECRET = 16
 
 
-def policy(peer: actors.PeerInfo, kind: str, target: str, method: str) -> str | None:
-    """The Helios network's rule for every request that arrives from another process.
+def network_options(env: dict[str, str] | None = None, *, role: str = "cli",
+                    name: str | None = None, tokens: Any = None, audit: Any = None,
+                    token: str = "") -> dict[str, Any]:
+    """`actors.open_system` options that secure the Helios network, for a process of
+    `role` ("conductor", "node", "cli"; solo is a conductor) named `name`.
 
-    No Helios process stops, kills or monitors another's actors, so none may: a wire
-    `Stop` to `conductor-sup` would otherwise end a daemon. Only the two public actors
-    are reachable, and only through their handlers (the actor layer checks those)."""
-    if kind not in REMOTE_KINDS:
-        return f"{kind} is not allowed from another process (only tell, ask, lookup)"
-    if target not in PUBLIC_ACTORS:
-        return f"{target!r} is internal; only {', '.join(sorted(PUBLIC_ACTORS))} are reachable"
-    return None
-
-
-def network_options(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """`actors.open_system` options that secure the Helios network, from the environment.
-
-    HELIOS_CLUSTER_SECRET turns on mutual HMAC authentication of every connection;
-    HELIOS_TLS_CERT/KEY/CA turn on mutual TLS. Secrets never come from the command line,
-    where `ps` would show them.
+    HELIOS_TLS_CERT/KEY/CA turn on mutual TLS: every peer then proves its role and name
+    with a certificate from the cluster's CA (`helios tls cert create`), and this
+    process's own certificate must name its role (and, for a node, its name).
+    HELIOS_CLUSTER_SECRET (at least MIN_SECRET characters) turns on mutual HMAC
+    authentication of each handshake: a trusted-network mode, where any holder of the
+    secret may act as any daemon. The policy is `helios.security.authz.HeliosPolicy`
+    (the authorization table); a conductor gives it its `tokens` (TokenCache) and
+    `audit` (AuditLog); a client gives its ACL `token`. Secrets never come from the
+    command line, where `ps` would show them.
     """
+    from helios.security.authz import HeliosPolicy
+
     env = dict(os.environ if env is None else env)
-    opts: dict[str, Any] = {"policy": policy, **parse_limits(env.get(ENV_LIMITS, ""))}
-    if env.get(ENV_SECRET_FILE):
-        opts["secret"] = read_secret_file(env[ENV_SECRET_FILE])
-    elif env.get(ENV_SECRET):
-        opts["secret"] = env[ENV_SECRET]
+    opts: dict[str, Any] = parse_limits(env.get(ENV_LIMITS, ""))
+    secret = read_secret_file(env[ENV_SECRET_FILE]) if env.get(ENV_SECRET_FILE) \
+        else env.get(ENV_SECRET)
+    if secret:
+        if len(secret) < MIN_SECRET:
+            raise ValueError(f"the cluster secret must be at least {MIN_SECRET} characters "
+                             f"(it has {len(secret)}); make one with `openssl rand -hex 24`")
+        opts["secret"] = secret
     cert, key, ca = env.get(ENV_TLS_CERT), env.get(ENV_TLS_KEY), env.get(ENV_TLS_CA)
     if cert and key and ca:
-        opts["tls"] = actors.tls_config(cert, key, ca)
+        check_own_certificate(cert, role, name)
+        try:
+            opts["tls"] = actors.tls_config(cert, key, ca)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise ValueError(f"TLS: cannot load {cert}, {key} or {ca}: {e}") from None
     elif cert or key or ca:
-        raise ValueError(f"set all of {ENV_TLS_CERT}, {ENV_TLS_KEY} and {ENV_TLS_CA} for TLS")
+        raise ValueError(f"set all of {ENV_TLS_CERT}, {ENV_TLS_KEY} and {ENV_TLS_CA} for TLS "
+                         "(or --tls-cert, --tls-key and --tls-ca)")
+    opts["policy"] = HeliosPolicy(
+        tls="tls" in opts,
+        resolve=tokens.resolve if tokens is not None else None,
+        acl_enabled=tokens.enabled if tokens is not None else None,
+        version=(lambda: tokens.version) if tokens is not None else None,
+        audit=audit.record if audit is not None else None)
+    if token:
+        opts["credential"] = token
     return opts
 
 
@@ -163,6 +182,25 @@ def read_secret_file(path: str) -> str:
     if not secret:
         raise ValueError(f"{ENV_SECRET_FILE}: {path} is empty")
     return secret
+
+
+def check_own_certificate(cert: str, role: str, name: str | None) -> None:
+    """A daemon refuses to start with a certificate that names another identity: its
+    peers would treat it as that one (a node certificate of another name, a cli one)."""
+    from helios.security.tls import TLSError, read_identity
+
+    if role == "cli":
+        return
+    try:
+        ident = read_identity(cert)
+    except TLSError as e:
+        raise ValueError(str(e)) from None
+    if ident.role != role:
+        raise ValueError(f"{cert} is a {ident.role} certificate ({ident}); a {role} needs "
+                         f"one made with `helios tls cert create --role {role}`")
+    if role == "node" and name is not None and ident.name != name:
+        raise ValueError(f"{cert} names node {ident.name!r}, but this node is {name!r}: "
+                         "a node may act only as the node its certificate names")
 
 
 def parse_limits(text: str) -> dict[str, int | float]:

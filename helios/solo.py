@@ -22,6 +22,7 @@ import actors
 from helios import protocol
 from helios.conductor.daemon import run_conductor
 from helios.coordination import open_embedded
+from helios.security import ConductorSecurity
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,16 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
     base.mkdir(parents=True, exist_ok=True)
     node_name = name or solo_node_name(base)
     store = await open_embedded(base / "helios.db")
+    security = ConductorSecurity.over(store, "solo")
     try:
         async with actors.open_system(name="helios-solo", listen=listen,
-                                      **protocol.network_options()) as system, \
+                                      **protocol.network_options(
+                                          role="conductor", name="solo",
+                                          tokens=security.tokens, audit=security.audit)
+                                      ) as system, \
                 trio.open_nursery() as nursery:
             conductor = await nursery.start(_run_conductor, store, system, failover_grace,
-                                            gc)
+                                            gc, security)
             core = await nursery.start(_run_node, run_node, store, system, node_name,
                                        str(base / "node"), runtime)
             if http:
@@ -64,10 +69,10 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
             await store.aclose()
 
 
-async def _run_conductor(store, system, grace, gc,  # type: ignore[no-untyped-def]
+async def _run_conductor(store, system, grace, gc, security,  # type: ignore[no-untyped-def]
                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     await run_conductor(store=store, system=system, name="solo", failover_grace=grace,
-                        gc=gc, task_status=task_status)
+                        gc=gc, security=security, task_status=task_status)
 
 
 async def _run_node(run_node, store, system, name, state_dir, runtime,  # type: ignore[no-untyped-def]

@@ -85,6 +85,9 @@ from helios.coordination.store import Create, Delete, Set, Store
 from helios.events import cluster_event, read_events
 from helios.metrics import conductor_metrics
 from helios.model import JobRecord, TaskStatus
+from helios.security import ConductorSecurity
+from helios.security.audit import read_audit
+from helios.security.tokens import TokenAdmin
 from helios.spec import JobSpec, validate
 
 log = logging.getLogger(__name__)
@@ -149,8 +152,11 @@ class Conductor(Collector):
 
     def __init__(self, store: Store, system: actors.ActorSystem, *, name: str,
                  failover_grace: float = 2.0, session_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.time, gc: GCPolicy | None = None) -> None:
+                 clock: Callable[[], float] = time.time, gc: GCPolicy | None = None,
+                 security: ConductorSecurity | None = None) -> None:
         self.store = store
+        #: the token cache and audit log (run by `run_conductor`; idle in bare tests)
+        self.security = security or ConductorSecurity.over(store, name)
         self.system = system
         self.name = name
         self.failover_grace = float(failover_grace)
@@ -341,8 +347,8 @@ class Conductor(Collector):
             # successor leader could not find.
             tasks = [a.to_dict() for a in L.writer.persisted.on_node(name)]
             generation = next(L.generation)
-            ref = self.system.ref(self._node_url(L, name, node.address))
             try:
+                ref = await self._node_ref(name, self._node_url(L, name, node.address))
                 await ref.ask("assign", L.epoch, generation, tasks, timeout=NODE_TIMEOUT)
                 backoff = 0.2
                 if name in L.want_statuses:
@@ -371,6 +377,19 @@ class Conductor(Collector):
         url = record.get("url") if isinstance(record, dict) else None
         return url if isinstance(url, str) and url else node_url(address)
 
+    async def _node_ref(self, name: str, url: str) -> actors.ActorRef:
+        """The `node` actor of node `name`. With TLS, whoever answers at the address
+        its record names must hold the certificate of node `name`: a node's record is
+        only what that node wrote, and an address can be taken over; no task (nor,
+        later, secret) goes to another identity. Raises `actors.ConnectionLost`."""
+        ref = self.system.ref(url)
+        if self.system.config.tls is not None and not ref.is_local:  # (solo: local)
+            peer = await self.system.peer(url)
+            if (peer.role, peer.name) != ("node", name):
+                raise actors.ConnectionLost(
+                    f"{url} is answered by {peer}, not by node {name}: nothing sent")
+        return ref
+
     async def _status_refresh_loop(self, L: Leadership) -> None:
         while True:
             await trio.sleep(max(STATUS_REFRESH, len(L.state.nodes) / 50))
@@ -382,20 +401,26 @@ class Conductor(Collector):
     def _merge_reports(self, L: Leadership, node: str, reports: list[Any]) -> int:
         """Fold a node's task reports into the cache; returns how many changed."""
         changed = 0
+        foreign: list[str] = []
         for raw in reports:
             if not isinstance(raw, dict):
                 continue
             data = dict(raw)
             data["node"] = node
+            a = L.state.assignments.get(str(data.get("id")))
+            prev = L.state.statuses.get(str(data.get("id")))
+            # A node reports only on its own tasks: one assigned to it, or whose last
+            # report came from it (finished, or moved away and being stopped there).
+            if (a is None or a.node != node) and (prev is None or prev.node != node):
+                foreign.append(str(data.get("id"))[:100])
+                continue
             if not data.get("job"):
-                a = L.state.assignments.get(str(data.get("id")))
                 data["job"] = a.job if a is not None else ""
             try:
                 st = TaskStatus.from_dict(data)
             except Exception as e:
                 log.warning("node %s sent a bad task report %r: %s", node, raw, e)
                 continue
-            prev = L.state.statuses.get(st.id)
             if prev is not None and prev.node == node:
                 if st.updated and prev.updated and st.updated < prev.updated:
                     continue  # a replayed report older than what we know
@@ -411,6 +436,9 @@ class Conductor(Collector):
                                     exit_code=st.exit_code, healthy=st.healthy,
                                     started=st.started if end else None,
                                     finished=st.finished if end else None))
+        if foreign:
+            log.warning("node %s reported on %d task(s) not assigned to it, ignored: %s",
+                        node, len(foreign), ", ".join(foreign[:5]))
         if changed:
             L.poke()
         return changed
@@ -873,8 +901,8 @@ class Conductor(Collector):
         """A removed node whose daemon still runs: an empty desired set, so it stops its
         copies of tasks now placed elsewhere (best effort: it is no member any more)."""
         try:
-            await self.system.ref(url).ask("assign", L.epoch, next(L.generation), [],
-                                           timeout=5.0)
+            ref = await self._node_ref(name, url)
+            await ref.ask("assign", L.epoch, next(L.generation), [], timeout=5.0)
         except actors.ActorError as e:
             log.warning("removed node %s was not told to stop its tasks: %s", name, e)
 
@@ -924,8 +952,9 @@ class Conductor(Collector):
                 continue
             start = cursors.get(tid) if isinstance(since, dict) else since
             try:
-                out = await self.system.ref(self._node_url(L, node_name, node.address)).ask(
-                    "logs", tid, since=start, tail=tail, timeout=NODE_TIMEOUT)
+                ref = await self._node_ref(node_name,
+                                           self._node_url(L, node_name, node.address))
+                out = await ref.ask("logs", tid, since=start, tail=tail, timeout=NODE_TIMEOUT)
             except actors.ActorError as e:
                 if not many:
                     raise NodeUnreachable(f"node {node_name} did not give the logs of "
@@ -962,6 +991,40 @@ class Conductor(Collector):
                 await self._client_flush(L)
         L.poke()
         return out.to_dict()
+
+    # ------------------------------------------------------------------ ACL tokens, audit
+    async def _acl(self, op: str, *args: Any) -> Any:
+        """A token operation, written by the leader in its term (fenced by its epoch).
+        Who may ask is the authorization table's business, never this method's."""
+        L = await self.leading()
+        async with L.lock:
+            admin = TokenAdmin(self.store, L.term.transaction)
+            try:
+                return await getattr(admin, op)(*args)
+            except StaleEpoch:
+                L.term.lost.set()
+                raise NotLeader(self._leader_url()) from None
+
+    async def acl_bootstrap(self) -> dict[str, Any]:
+        out = await self._acl("bootstrap")
+        log.warning("ACLs bootstrapped: anonymous requests are refused from now on")
+        return out
+
+    async def acl_token_create(self, name: str, role: str) -> dict[str, Any]:
+        return await self._acl("create", name, role)
+
+    async def acl_token_ls(self) -> list[dict[str, Any]]:
+        return await self._acl("ls")
+
+    async def acl_token_rm(self, name: str) -> dict[str, Any]:
+        return await self._acl("rm", name)
+
+    async def audit(self, since: float | None = None, limit: int = 10_000
+                    ) -> list[dict[str, Any]]:
+        """Audit records newer than `since` (a time), from the store: any conductor
+        answers, a standby too. What was just decided is written first."""
+        await self.security.audit.flush()
+        return await read_audit(self.store, since, max(1, min(int(limit), 100_000)))
 
     async def events(self, after: int = -1, job: str | None = None,
                      limit: int = 1000) -> dict[str, Any]:
@@ -1112,6 +1175,27 @@ class ConductorActor(actors.Actor):
     async def events(self, after: int = -1, job: str | None = None,
                      limit: int = 1000) -> dict[str, Any]:
         return await _answer(self.c.events(after, job, limit))
+
+    @actors.handler
+    async def acl_bootstrap(self) -> dict[str, Any]:
+        return await _answer(self.c.acl_bootstrap())
+
+    @actors.handler
+    async def acl_token_create(self, name: str, role: str) -> dict[str, Any]:
+        return await _answer(self.c.acl_token_create(name, role))
+
+    @actors.handler
+    async def acl_token_ls(self) -> list[dict[str, Any]]:
+        return await _answer(self.c.acl_token_ls())
+
+    @actors.handler
+    async def acl_token_rm(self, name: str) -> dict[str, Any]:
+        return await _answer(self.c.acl_token_rm(name))
+
+    @actors.handler
+    async def audit(self, since: float | None = None, limit: int = 10_000
+                    ) -> list[dict[str, Any]]:
+        return await _answer(self.c.audit(since, limit))
 
 
 async def _answer(call: Any) -> Any:

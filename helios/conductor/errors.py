@@ -53,4 +53,5 @@ class NotImplementedYet(NotImplementedError):
 #: type names of errors that are answers, not faults (logged quietly by the conductor)
 EXPECTED = frozenset({"NotLeader", "JobNotFound", "TaskNotFound", "NodeUnreachable",
                       "NotImplementedYet", "SpecError", "ValueError", "DispatchError",
-                      "PayloadTooLarge", "NodeNotFound", "NodeUp", "VersionNotFound"})
+                      "PayloadTooLarge", "NodeNotFound", "NodeUp", "VersionNotFound",
+                      "AclError"})

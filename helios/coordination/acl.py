@@ -149,10 +149,17 @@ def _acl(perms: int, ident: str) -> ACL:
     return ACL(perms, Id("digest", ident))
 
 
+#: znodes anyone may read: where the leader is (its name, URL and epoch), so that a
+#: client with `--zk` and no ZooKeeper credential finds it
+WORLD_READABLE = frozenset({"conductors/leader", "cluster-id"})
+
+
 def acl_for(cred: Credential, path: str) -> list[ACL]:
     """The ACL for a znode at relative `path` created under credential `cred`."""
     base = [_acl(_ALL, cred.conductor_id)]
     parts = [p for p in path.split("/") if p]
+    if "/".join(parts) in WORLD_READABLE:
+        return [*base, _acl(_READ, cred.reader_id), ACL(_READ, Id("world", "anyone"))]
     owner: str | None = None
     if len(parts) >= 2 and parts[0] in ("nodes", "status"):
         owner = parts[1]

@@ -22,6 +22,9 @@ HISTORY = "/history"
 CRON = "/cron"
 SERVICES = "/services"
 DRAIN = "/drain"
+ACL = "/acl"
+ACL_TOKENS = "/acl/tokens"
+AUDIT = "/audit"
 
 
 def check_name(name: str) -> str:
@@ -94,6 +97,16 @@ def services(job_name: str) -> str:
 def service(job_name: str, task_id: str) -> str:
     """One healthy endpoint (ephemeral)."""
     return f"{services(job_name)}/{check_name(task_id)}"
+
+
+def acl_token(name: str) -> str:
+    """One ACL token's record (name, role, hash of its secret)."""
+    return f"{ACL_TOKENS}/{check_name(name)}"
+
+
+def audit_prefix() -> str:
+    """Prefix to create a sequential audit entry (a batch of records) with."""
+    return f"{AUDIT}/b-"
 
 
 def election_prefix() -> str:

@@ -3,8 +3,10 @@
 `serve_http` runs the ASGI application of `helios.http.app` with hypercorn's trio worker
 inside the conductor's own trio program, so a route asks the conductor actor in the same
 process. `serve_metrics` is the node daemon's `/metrics`-only server. `check_bind` parses
-`--http` / `--metrics` and refuses a non-loopback address unless `--insecure`: until the
-API has authentication (ACL tokens) only local users may reach it.
+`--http` / `--metrics` and refuses a non-loopback address without TLS unless `--insecure`
+(requests carry ACL tokens, which must not cross a network in clear). With TLS
+configured (HELIOS_TLS_CERT/KEY/CA) both serve HTTPS with the process's certificate;
+clients authenticate with tokens, not certificates (a browser has none).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["check_bind", "serve_http", "serve_metrics"]
+__all__ = ["check_bind", "is_loopback", "serve_http", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +26,11 @@ log = logging.getLogger(__name__)
 DEFAULT_HTTP = "127.0.0.1:7071"
 
 
-def check_bind(text: str | None, insecure: bool = False, flag: str = "--http") -> str | None:
+def check_bind(text: str | None, insecure: bool = False, flag: str = "--http",
+               tls: bool = False) -> str | None:
     """`H:P` -> the bind string; "off" (or empty) -> None. Raises ValueError with a
-    one-line reason for a malformed address or a non-loopback one without `insecure`."""
+    one-line reason for a malformed address or a non-loopback one without TLS or
+    `insecure`."""
     if text is None or text.strip().lower() in ("", "off", "none", "false"):
         return None
     host, sep, port = text.strip().rpartition(":")
@@ -37,13 +41,16 @@ def check_bind(text: str | None, insecure: bool = False, flag: str = "--http") -
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback and not insecure:
-        raise ValueError(f"{flag} {text}: refusing to serve HTTP beyond this machine "
-                         "without authentication; use a loopback address, or --insecure")
+    if not loopback and not insecure and not tls:
+        raise ValueError(f"{flag} {text}: refusing to serve plain HTTP beyond this machine "
+                         "(tokens would cross the network in clear); configure TLS "
+                         "(--tls-cert/--tls-key/--tls-ca), use a loopback address, or "
+                         "give --insecure")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _is_loopback(bind: str) -> bool:
+def is_loopback(bind: str) -> bool:
+    """Whether `HOST:PORT` names a loopback address (or localhost)."""
     host = bind.rpartition(":")[0].strip("[]")
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -51,11 +58,13 @@ def _is_loopback(bind: str) -> bool:
         return False
 
 
-def _config(bind: str) -> Any:
+def _config(bind: str, tls: Any = None) -> Any:
     from hypercorn.config import Config
 
     config = Config()
     config.bind = [bind]
+    if tls is not None:  # HTTPS with this process's certificate (see the module docstring)
+        config.certfile, config.keyfile = tls.certfile, tls.keyfile
     config.accesslog = None
     config.errorlog = logging.getLogger("helios.http.server")
     config.graceful_timeout = 1.0
@@ -77,11 +86,11 @@ async def serve_http(conductor: Any, bind: str, *, extra: Iterable[Any] = (),
     for registry in extra:
         metrics.add_registry(registry)
     app = Api(conductor, metrics=lambda: render(metrics.registry) + b"".join(
-        render(r) for r in metrics.extra), loopback_only=_is_loopback(bind))
+        render(r) for r in metrics.extra), loopback_only=is_loopback(bind))
     app.on_request = lambda method, status: metrics.http_requests.labels(
         method, str(status)).inc()
     async with trio.open_nursery() as nursery:
-        binds = await _start(nursery, serve, app, bind)
+        binds = await _start(nursery, serve, app, bind, conductor.system.config.tls)
         url = binds[0] if binds else f"http://{bind}"
         conductor.http_url = url
         log.info("HTTP API at %s", url)
@@ -89,10 +98,10 @@ async def serve_http(conductor: Any, bind: str, *, extra: Iterable[Any] = (),
 
 
 async def _start(nursery: trio.Nursery, serve: Callable[..., Any], app: Any,
-                 bind: str) -> list[str]:
+                 bind: str, tls: Any = None) -> list[str]:
     """Start hypercorn; a port it cannot bind is one clear line, not a socket error."""
     try:
-        return await nursery.start(_hypercorn, serve, app, _config(bind))
+        return await nursery.start(_hypercorn, serve, app, _config(bind, tls))
     except (OSError, BaseExceptionGroup) as e:
         err = e
         while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
@@ -139,7 +148,7 @@ async def serve_metrics(core: Any, bind: str, *,
         await send({"type": "http.response.body", "body": body})
 
     async with trio.open_nursery() as nursery:
-        binds = await _start(nursery, serve, app, bind)
+        binds = await _start(nursery, serve, app, bind, core.system.config.tls)
         url = binds[0] if binds else f"http://{bind}"
         log.info("node metrics at %s/metrics", url)
         task_status.started(url)

@@ -184,34 +184,43 @@ class Api:
         self.client = Forwarder(conductor.system, conductor.url)
         self.metrics = metrics
         self.on_request: Callable[[str, int], None] = lambda method, status: None
-        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        #: the process's authorization policy (`helios.security.authz.HeliosPolicy`),
+        #: None in bare tests: then nothing is checked
+        self.policy = getattr(getattr(conductor.system, "config", None), "policy", None)
+        self.routes: list[tuple[str, re.Pattern[str], Handler, str | None]] = []
         r = self._route
-        r("GET", "/v1/jobs", lambda q: self.read("job_ls"))
-        r("POST", "/v1/jobs", self.job_run)
-        r("GET", "/v1/jobs/{name}", lambda q: self.read("job_status", q.params["name"]))
-        r("DELETE", "/v1/jobs/{name}", lambda q: self.client.call("job_rm", q.params["name"]))
+        r("GET", "/v1/jobs", lambda q: self.read("job_ls"), "job_ls")
+        r("POST", "/v1/jobs", self.job_run, "job_run")
+        r("GET", "/v1/jobs/{name}", lambda q: self.read("job_status", q.params["name"]),
+          "job_status")
+        r("DELETE", "/v1/jobs/{name}", lambda q: self.client.call("job_rm", q.params["name"]),
+          "job_rm")
         r("POST", "/v1/jobs/{name}/stop",
-          lambda q: self.client.call("job_stop", q.params["name"]))
+          lambda q: self.client.call("job_stop", q.params["name"]), "job_stop")
         r("GET", "/v1/jobs/{name}/history",
-          lambda q: self.read("job_history", q.params["name"]))
-        r("GET", "/v1/jobs/{name}/logs", self.job_logs)
-        r("POST", "/v1/jobs/{name}/dispatch", self.job_dispatch)
-        r("GET", "/v1/nodes", lambda q: self.read("nodes"))
+          lambda q: self.read("job_history", q.params["name"]), "job_history")
+        r("GET", "/v1/jobs/{name}/logs", self.job_logs, "job_logs")
+        r("POST", "/v1/jobs/{name}/dispatch", self.job_dispatch, "job_dispatch")
+        r("GET", "/v1/nodes", lambda q: self.read("nodes"), "nodes")
         r("DELETE", "/v1/nodes/{name}", lambda q: self.client.call(
-            "node_rm", q.params["name"], force=q.flag("force")))
-        r("POST", "/v1/nodes/{name}/drain", self.node_drain)
+            "node_rm", q.params["name"], force=q.flag("force")), "node_rm")
+        r("POST", "/v1/nodes/{name}/drain", self.node_drain, "node_drain")
         r("GET", "/v1/endpoints/{name}",
-          lambda q: self.read("endpoints", q.params["name"]))
-        r("GET", "/v1/leader", lambda q: self._leader())
-        r("GET", "/v1/events", self.events)
-        r("GET", "/v1/openapi.json", self.openapi)
-        r("GET", "/metrics", self.prometheus)
-        r("GET", "/", self.static)
-        r("GET", "/ui/{name}", self.static)
+          lambda q: self.read("endpoints", q.params["name"]), "endpoints")
+        r("GET", "/v1/leader", lambda q: self._leader(), "leader")
+        r("GET", "/v1/events", self.events, "events")
+        r("GET", "/metrics", self.prometheus, "metrics")
+        # public: the API's description and the dashboard's files (no cluster data)
+        r("GET", "/v1/openapi.json", self.openapi, None)
+        r("GET", "/", self.static, None)
+        r("GET", "/ui/{name}", self.static, None)
 
-    def _route(self, method: str, template: str, handler: Handler) -> None:
+    def _route(self, method: str, template: str, handler: Handler,
+               action: str | None) -> None:
+        """`action`: the conductor handler whose row of the authorization table the
+        route is judged by (None: public)."""
         pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-        self.routes.append((method, re.compile(f"^{pattern}$"), handler))
+        self.routes.append((method, re.compile(f"^{pattern}$"), handler, action))
 
     # ---------------------------------------------------------------- ASGI
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -227,10 +236,14 @@ class Api:
             return
         status = 500
         stream: Stream | None = None
+        action: str | None = None
+        req: Request | None = None
         try:
             req = await self._request(scope, receive)
             self._check_origin(req)
-            handler = self._match(req)
+            handler, action = self._match(req)
+            if action is not None:
+                self._authorize(req, action, scope.get("client"))
             result = await handler(req)
             status = 200
             if isinstance(result, Stream):
@@ -254,7 +267,23 @@ class Api:
         finally:
             self.on_request(str(scope.get("method")), status)
         if stream is not None:
+            if action is not None and self.policy is not None:
+                stream = Stream(stream.content_type, self._revocable(
+                    stream.chunks, req, action, scope.get("client")))
             await self._stream(stream, receive, send)
+
+    async def _revocable(self, chunks: AsyncIterator[bytes], req: Request, action: str,
+                         client: Any) -> AsyncIterator[bytes]:
+        """A stream (`--follow`) ends as soon as its token is revoked: each chunk is
+        authorized again (a dictionary look-up) before it goes out."""
+        async with aclosing(chunks) as source:  # type: ignore[type-var]
+            async for chunk in source:
+                try:
+                    self._authorize(req, action, client)
+                except ApiError as e:
+                    log.info("stream of %s ended: %s", req.path, e)
+                    return
+                yield chunk
 
     def _check_origin(self, req: Request) -> None:
         """Refuse what a web page elsewhere could make a browser send here: a write with
@@ -267,6 +296,27 @@ class Api:
         if origin is not None and req.method not in ("GET", "HEAD", "OPTIONS") \
                 and urlsplit(origin).netloc != host:
             raise ApiError(403, f"forbidden: a request from {origin!r} to {host!r}")
+
+    def _authorize(self, req: Request, action: str, client: Any) -> None:
+        """The same table as every actor request (`HeliosPolicy.check`), for the subject
+        of the request's `Authorization: Bearer <token>`; refusals and operator actions
+        are audited like theirs."""
+        if self.policy is None or not hasattr(self.policy, "token_subject"):
+            return
+        auth = req.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if auth and scheme.lower() != "bearer":
+            raise ApiError(401, "forbidden: the Authorization header must be 'Bearer "
+                                "<token>'", headers={"www-authenticate": "Bearer"})
+        host = f"{client[0]}:{client[1]}" if client else "?"
+        subject = self.policy.token_subject(token.strip() or None, f"http {host}")
+        why = self.policy.check(subject, protocol.CONDUCTOR_ACTOR, action,
+                                [req.params["name"]] if "name" in req.params else [])
+        if why is None:
+            return
+        if "anonymous" in subject.roles:
+            raise ApiError(401, f"forbidden: {why}", headers={"www-authenticate": "Bearer"})
+        raise ApiError(403, f"forbidden: {action} by {subject}: {why}")
 
     async def _request(self, scope: dict[str, Any], receive: Any) -> Request:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
@@ -294,15 +344,15 @@ class Api:
             req.body = b"".join(chunks)
         return req
 
-    def _match(self, req: Request) -> Handler:
+    def _match(self, req: Request) -> tuple[Handler, str | None]:
         allowed = []
-        for method, pattern, handler in self.routes:
+        for method, pattern, handler, action in self.routes:
             m = pattern.match(req.path)
             if m is None:
                 continue
             if method == req.method:
                 req.params = m.groupdict()
-                return handler
+                return handler, action
             allowed.append(method)
         if allowed:
             methods = ", ".join(sorted(set(allowed)))

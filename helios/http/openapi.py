@@ -197,6 +197,12 @@ def document() -> dict[str, Any]:
             "info": {"title": "Helios HTTP API", "version": "1",
                      "description": "The `--json` documents of the `helios` CLI over "
                                     "HTTP. Any conductor answers; a standby forwards to "
-                                    "the leader."},
+                                    "the leader. Once ACLs are on, requests carry an ACL "
+                                    "token: `Authorization: Bearer <token>` (401 without "
+                                    "one, 403 when it may not)."},
             "paths": paths,
-            "components": {"schemas": _SCHEMAS}}
+            # optional while ACLs are off (before `helios acl bootstrap`), required after
+            "security": [{}, {"bearer": []}],
+            "components": {"schemas": _SCHEMAS,
+                           "securitySchemes": {"bearer": {"type": "http",
+                                                          "scheme": "bearer"}}}}

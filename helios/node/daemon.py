@@ -99,7 +99,7 @@ async def _system(system: actors.ActorSystem | None, name: str, listen: str | No
         yield system
         return
     async with actors.open_system(name=f"node-{name}", listen=listen, advertise=advertise,
-                                  **protocol.network_options()) as own:
+                                  **protocol.network_options(role="node", name=name)) as own:
         yield own
 
 

@@ -137,8 +137,13 @@ class Reporter:
             batch = [d for _, d in list(self._events)[:BATCH]]
             last = self._events[min(BATCH, len(self._events)) - 1][0]
             try:
-                await system.ref(url).ask("task_events", self.node, batch,
-                                          timeout=SEND_TIMEOUT)
+                ref = system.ref(url)
+                if system.config.tls is not None and not ref.is_local:
+                    peer = await system.peer(url)  # reports go to a conductor, or nowhere
+                    if peer.role != "conductor":
+                        raise actors.ConnectionLost(f"{url} is answered by {peer}, not by "
+                                                    "a conductor: no events sent")
+                await ref.ask("task_events", self.node, batch, timeout=SEND_TIMEOUT)
             except actors.RemoteError as e:
                 if e.type_name == "NotLeader" and e.message:
                     redirect = protocol.conductor_url(e.message)

@@ -211,7 +211,7 @@ async def test_peer_that_never_reads_its_replies_is_cut_off(caplog) -> None:
                     await stream.send_all(lookups)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     break
-                for conn in list(server._conns.values()):
+                for conn in list(server._live):
                     peak = max(peak, conn.outbox.bytes)
                 await trio.sleep(0)
         assert peak <= limit
@@ -259,7 +259,7 @@ async def test_a_dripped_frame_does_not_keep_a_connection_alive() -> None:
                         closed = True
                         break
         assert closed
-        assert not server._conns
+        assert not server._conns and not server._live
 
 
 async def test_partial_frames_share_one_receive_budget(caplog) -> None:

@@ -38,7 +38,7 @@ class Proc:
         self.frozen = False
 
     def start(self) -> Proc:
-        env = self.env if self.env is not None else dict(os.environ, PYTHONUNBUFFERED="1")
+        env = {**(os.environ if self.env is None else self.env), "PYTHONUNBUFFERED": "1"}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.prefix + self.command + self.args, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

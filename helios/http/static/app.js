@@ -45,8 +45,18 @@ function meter(label, used, total, fmt) {
                 "aria-label": label }, fill));
 }
 
-async function getJSON(path) {
-  const r = await fetch(path, { headers: { Accept: "application/json" } });
+// With ACLs on, requests carry an ACL token (kept for this tab only).
+function authHeaders() {
+  const t = sessionStorage.getItem("heliosToken");
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+
+async function getJSON(path, retried) {
+  const r = await fetch(path, { headers: { Accept: "application/json", ...authHeaders() } });
+  if ((r.status === 401 || r.status === 403) && !retried) {
+    const t = window.prompt("ACLs are on: paste an ACL token (role reader or more)");
+    if (t) { sessionStorage.setItem("heliosToken", t.trim()); return getJSON(path, true); }
+  }
   if (r.headers.get("x-helios-stale")) state.stale = true;  // no leader answered
   if (!r.ok) {
     let msg = r.status + "";
@@ -178,7 +188,7 @@ async function follow() {
     try {
       // the first time only the newest events; after a cut, all after the last seen
       const from = state.lastIndex < 0 ? `last=${MAX_EVENTS}` : `index=${state.lastIndex}`;
-      const r = await fetch(`/v1/events?follow=true&${from}`);
+      const r = await fetch(`/v1/events?follow=true&${from}`, { headers: authHeaders() });
       if (!r.ok || !r.body) throw new Error("status " + r.status);
       const reader = r.body.getReader();
       const decoder = new TextDecoder();

@@ -1,0 +1,144 @@
+"""ZooKeeper ACLs with real daemons on a real ZooKeeper: `helios conductor` and `helios
+node` load their credentials, every znode they create carries digest ACLs, and a node's
+credential can neither rewrite `/jobs` nor bump `/conductors/epoch`. Without credentials
+(the defence off) the same node can do both."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from kazoo.client import KazooClient
+from kazoo.security import Permissions
+
+from helios.coordination import NotAuthorized, open_zookeeper, paths
+from helios.coordination.acl import (
+    conductor_credential,
+    issue_node_credential,
+    parse_credential,
+)
+from helios.coordination.election import current_epoch
+from helios.coordination.store import Set
+from tests.fixtures.common import free_port
+from tests.integration.procs import HELIOS, Proc, eventually, processes
+
+from .procs import clean_env
+
+pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
+
+SECRET = "a-cluster-secret-of-some-length"
+
+
+def _walk(client: KazooClient, path: str) -> list[str]:
+    out = [path]
+    for child in client.get_children(path):
+        out += _walk(client, f"{path.rstrip('/')}/{child}")
+    return out
+
+
+@pytest.mark.parametrize("defended", [False, True], ids=["no-credentials", "credentials"])
+def test_a_nodes_credential_can_neither_rewrite_jobs_nor_bump_the_epoch(
+        zk_hosts: str, zk_root: str, tmp_path: Path, defended: bool) -> None:
+    import subprocess
+
+    zk = f"{zk_hosts}{zk_root}"
+    addr = f"127.0.0.1:{free_port()}"
+    cond_env = clean_env({"HELIOS_ZK_CREDENTIAL": f"conductor:{SECRET}"} if defended else {})
+    node_line = issue_node_credential(SECRET, "n1")
+    node_env = clean_env({"HELIOS_ZK_CREDENTIAL": node_line} if defended else {})
+    with processes() as procs:
+        procs.append(Proc("c1", ["conductor", "--zk", zk, "--listen", addr, "--name", "c1",
+                                 "--session-timeout", "2"], tmp_path, env=cond_env).start())
+        procs.append(Proc("n1", ["node", "--zk", zk, "--name", "n1", "--runtime", "process",
+                                 "--state-dir", str(tmp_path / "n1"), "--session-timeout",
+                                 "2"], tmp_path, env=node_env).start())
+
+        def cli(*args: str) -> Any:
+            r = subprocess.run([*HELIOS, *args, "--json", "--zk", zk], capture_output=True,
+                               text=True, timeout=60, env=clean_env())
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)
+
+        diag = lambda: "\n".join(p.tail(30) for p in procs)  # noqa: E731
+        # a client without any credential still finds the leader (world-readable)
+        eventually(lambda: [n for n in cli("nodes") if n["status"] == "up"], 60, "n1 up",
+                   diagnostics=diag)
+        job = tmp_path / "web.json"
+        job.write_text(json.dumps({"name": "web", "kind": "service", "count": 1,
+                                   "command": ["sleep", "600"]}))
+        cli("job", "run", str(job))
+        eventually(lambda: cli("job", "status", "web")["tasks"][0]["state"] == "running",
+                   60, "web running", diagnostics=diag)
+        if defended:
+            _every_znode_has_acls(zk_hosts, zk_root)
+        trio.run(_node_attacks, zk_hosts, zk_root, node_line, defended)
+        if defended:  # and the cluster is unharmed
+            assert cli("job", "status", "web")["tasks"][0]["state"] == "running"
+    if defended:  # the fixture cannot delete what the ACLs protect
+        trio.run(_delete_as_conductor, zk_hosts, zk_root)
+
+
+def _every_znode_has_acls(hosts: str, root: str) -> None:
+    cred = conductor_credential(SECRET)
+    client = KazooClient(hosts=hosts, auth_data=list(cred.auth))
+    client.start(timeout=10)
+    try:
+        znodes = _walk(client, root)
+        assert len(znodes) > 10
+        for path in znodes:
+            acls, _ = client.get_acls(path)
+            rel = path[len(root):].lstrip("/")
+            world = [a for a in acls if a.id.scheme == "world"]
+            if rel in ("conductors/leader", "cluster-id"):
+                assert [a.perms for a in world] == [Permissions.READ], (path, acls)
+            elif rel:
+                assert not world, (path, acls)
+            if rel:
+                assert any(a.id.id == cred.conductor_id and a.perms == Permissions.ALL
+                           for a in acls), (path, acls)
+    finally:
+        client.stop()
+        client.close()
+
+
+async def _node_attacks(hosts: str, root: str, node_line: str, defended: bool) -> None:
+    store = await open_zookeeper(hosts, root, session_timeout=4.0,
+                                 credential=parse_credential(node_line) if defended else None)
+    try:
+        job = (await store.get(paths.job("web"))).value
+        epoch = await current_epoch(store)
+        bumped = {**(await store.get(paths.EPOCH)).value, "epoch": epoch + 100}
+        attempts = {
+            "rewrite /jobs/web": lambda: store.set(paths.job("web"), {**job, "evil": True}),
+            "create /jobs/evil": lambda: store.create(paths.job("evil"), {}),
+            "bump the epoch": lambda: store.transaction([Set(paths.EPOCH, bumped)]),
+            "set the epoch": lambda: store.set(paths.EPOCH, bumped),
+            "move the leader": lambda: store.set("/conductors/leader", {"url": "tcp://evil"}),
+        }
+        for what, attempt in attempts.items():
+            if defended:
+                with pytest.raises(NotAuthorized):
+                    await attempt()
+            else:  # the attack works without ACLs
+                await attempt()
+                await trio.sleep(0)
+            assert what
+        if defended:
+            assert await current_epoch(store) == epoch
+            assert (await store.get(paths.job("web"))).value == job
+        else:
+            assert await current_epoch(store) > epoch
+    finally:
+        await store.aclose()
+
+
+async def _delete_as_conductor(hosts: str, root: str) -> None:
+    store = await open_zookeeper(hosts, root, session_timeout=4.0,
+                                 credential=conductor_credential(SECRET))
+    try:
+        await store.delete("/", recursive=True)
+    finally:
+        await store.aclose()
