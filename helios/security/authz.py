@@ -70,11 +70,17 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     (CONDUCTOR_ACTOR, "leader"): _READ | _NODES,
     (CONDUCTOR_ACTOR, "events"): _READ,
     (CONDUCTOR_ACTOR, "metrics"): _READ,  # GET /metrics (the HTTP face only)
+    (CONDUCTOR_ACTOR, "job_plan"): _READ,  # a dry run: nothing is written
+    (CONDUCTOR_ACTOR, "job_versions"): _READ,
+    (CONDUCTOR_ACTOR, "job_inspect"): _READ,  # registry passwords are redacted
+    (CONDUCTOR_ACTOR, "node_drain_status"): _READ,
     # changing (a conductor forwards what its HTTP API authorized)
     (CONDUCTOR_ACTOR, "job_run"): _WRITE,
     (CONDUCTOR_ACTOR, "job_stop"): _WRITE,
     (CONDUCTOR_ACTOR, "job_rm"): _WRITE,
     (CONDUCTOR_ACTOR, "job_dispatch"): _WRITE,
+    (CONDUCTOR_ACTOR, "job_scale"): _WRITE,
+    (CONDUCTOR_ACTOR, "job_revert"): _WRITE,
     (CONDUCTOR_ACTOR, "node_rm"): _WRITE,
     (CONDUCTOR_ACTOR, "node_drain"): _WRITE,
     (CONDUCTOR_ACTOR, "node_eligibility"): _WRITE,

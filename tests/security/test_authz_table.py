@@ -27,6 +27,9 @@ EXPECTED: dict[str, str] = {
     "conductor.job_ls": READ, "conductor.job_status": READ, "conductor.job_history": READ,
     "conductor.job_logs": READ, "conductor.nodes": READ, "conductor.endpoints": READ,
     "conductor.leader": READ + " node", "conductor.events": READ, "conductor.metrics": READ,
+    "conductor.job_plan": READ, "conductor.job_versions": READ,
+    "conductor.job_inspect": READ, "conductor.node_drain_status": READ,
+    "conductor.job_scale": WRITE, "conductor.job_revert": WRITE,
     "conductor.job_run": WRITE, "conductor.job_stop": WRITE, "conductor.job_rm": WRITE,
     "conductor.job_dispatch": WRITE, "conductor.node_rm": WRITE,
     "conductor.node_drain": WRITE, "conductor.node_eligibility": WRITE,
@@ -161,3 +164,14 @@ async def test_node_restriction_a_node_reports_only_for_itself(pki: PKI) -> None
     refusals = [a for a in audited if not a[2]]
     assert refusals[0][1:] == ("conductor.task_events", False, "n2")
     assert refusals[0][0].startswith("node:n1")
+
+
+def test_every_handler_of_the_public_actors_has_a_row() -> None:
+    """A handler added without a row is refused to everyone: the table must grow with
+    the protocol (this caught job_plan ... job_revert and node_drain_status once)."""
+    from helios.conductor.conductor import ConductorActor
+    from helios.node.node import NodeActor
+
+    for actor, cls in (("conductor", ConductorActor), ("node", NodeActor)):
+        missing = sorted(h for h in cls._handlers if (actor, h) not in TABLE)
+        assert not missing, f"{actor} handlers without a row in the table: {missing}"
