@@ -140,7 +140,12 @@ def test_a_node_cannot_report_for_another_or_make_it_obey_a_forged_assignment(
         second.write_text(json.dumps(_job(tmp_path, "second", "b")))
         trio.run(attack)
         assert not hijacked  # routing never follows an announced URL (with or without TLS)
-        assert c.cli("job", "status", "second")["tasks"][0]["node"] == "n2"
+        tasks = c.cli("job", "status", "second")["tasks"]
+        # (undefended, the forged assign also stops n2's copy, and the slot may be
+        # waiting out its reschedule delay with no task at all)
+        assert all(t["node"] == "n2" for t in tasks), tasks
+        if defended:
+            assert tasks and tasks[0]["node"] == "n2"
         if not defended:
             # the attacks work: the forged failure fails the real task, and n2 runs the
             # forged assignment's command
