@@ -372,7 +372,8 @@ async def test_live_listener_survives_random_and_mutated_frames(data: bytes) -> 
         with trio.move_on_after(0.05):
             await stream.receive_some(65536)
         await stream.aclose()
-        assert await client.ref(f"{server.url}/c").ask("get", timeout=5) in (7, 8)
+        # a mutated Tell may still be a valid incr (by any amount): the actor must live
+        assert isinstance(await client.ref(f"{server.url}/c").ask("get", timeout=5), int)
 
 
 def _mutate(base: bytes, flips: list[tuple[int, int]]) -> bytearray:
