@@ -1,6 +1,6 @@
 """actors: an async actor runtime on trio, with supervision and msgpack remoting over TCP.
 
-The public API (CONTRACT.md section 1); everything else lives in underscore modules.
+The public API (the README's actor runtime section); everything else lives in underscore modules.
 """
 
 from ._actor import Actor, Down, handler

@@ -1,6 +1,6 @@
 """The wire protocol, sans I/O: framing, message kinds, handshake.
 
-Nothing here touches a socket (see STYLE.md, h11). The transport feeds received bytes to a
+Nothing here touches a socket (in the manner of h11). The transport feeds received bytes to a
 `FrameReader`, turns each frame body into a typed message with `MessageDecoder`, and drives a
 `Handshake` state machine; it writes what `encode_frame` returns. That keeps every rule of the
 protocol testable, and fuzzable, on bytes alone.

@@ -1,4 +1,4 @@
-"""`helios`: the command line (CONTRACT.md section 2).
+"""`helios`: the command line (docs/cli.md).
 
 Client commands talk to the leader conductor as an actor client: an actor system that does
 not listen, a `lookup`-free `ask` on `tcp://HOST:PORT/conductor`. Where the cluster is:
@@ -7,7 +7,7 @@ not listen, a `lookup`-free `ask` on `tcp://HOST:PORT/conductor`. Where the clus
 `NotLeader` with the leader's URL and the client asks there.
 
 Output: rich tables for people; with `--json`, exactly one JSON document in the shapes of
-CONTRACT.md. Errors: one line on stderr and a non-zero exit, never a traceback (`main`
+docs/cli.md. Errors: one line on stderr and a non-zero exit, never a traceback (`main`
 catches everything; `HELIOS_DEBUG=1` or `-v` logs the details).
 
 Daemons: `helios conductor`, `helios node` and `helios solo` run until SIGINT/SIGTERM.

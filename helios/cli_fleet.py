@@ -1,4 +1,4 @@
-"""The fleet commands of the CLI (CONTRACT §7): `helios node drain`, `helios node
+"""The fleet commands of the CLI (docs/cli.md): `helios node drain`, `helios node
 eligibility`, `helios rebalance`. Parsing and rendering only; the conductor decides.
 
 Kept out of `cli.py` so that file stays the home of the job and cluster basics; `cli.py`

@@ -2,7 +2,7 @@
 
 A task that passes its health check is registered as an *ephemeral* entry at
 `/services/<job>/<task>` holding `{"task", "node", "host", "ports"}` (the shape of
-`helios endpoints NAME --json`, CONTRACT.md). Ephemeral means it belongs to the session of
+`helios endpoints NAME --json`, docs/json.md). Ephemeral means it belongs to the session of
 the node that wrote it: if that node dies, ZooKeeper removes its endpoints when the
 session expires, without anyone cleaning up. Before a task is stopped (rollout, scale
 down, `job stop`), its node deregisters it first and waits the job's `grace`, so clients

@@ -13,7 +13,7 @@ most `PER_BATCH` events) and deletes older ones as it writes. A reader that resu
 an index older than the oldest kept entry gets what remains (`truncated` tells it).
 
 Each line: {"index", "time", "topic": "job"|"task"|"node"|"rollout"|"leader", "type",
-"job", "task", "node", "detail"} (CONTRACT.md section 6).
+"job", "task", "node", "detail"} (docs/http-api.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prometheus metrics of conductors and nodes (CONTRACT.md section 6), scraped at
+"""Prometheus metrics of conductors and nodes (docs/http-api.md), scraped at
 `GET /metrics`.
 
 Why a registry per daemon and collectors that read state at scrape time: a conductor's

@@ -165,7 +165,7 @@ Task = Assignment  # the name the CLI and docs use for "one placed copy of a job
 
 @dataclass(frozen=True)
 class TaskStatus:
-    """Last state a node reported for one task (CONTRACT.md task states).
+    """Last state a node reported for one task (docs/json.md task states).
 
     ``healthy`` is None when the job has no health check. Timestamps are epoch seconds:
     ``since`` is when ``state`` was entered, ``started``/``finished`` bound the container's

@@ -25,7 +25,7 @@ Conductor (`helios conductor`): actor `conductor` in the conductor's system.
   Called by nodes:
     task_events(node, events)      TaskStatus dicts, oldest first; nodes buffer them while
                                    no conductor is reachable and replay them in order
-  Called by the CLI (names follow CONTRACT.md section 2):
+  Called by the CLI (names follow docs/cli.md):
     job_run(spec) -> {"name", "version", "changed"}      spec: the job file as a dict
                                    (a new version adds "unplaced": [{"index", "reason"}]
                                    and "failures": [reason]: what placing it finds wrong)
@@ -37,7 +37,7 @@ Conductor (`helios conductor`): actor `conductor` in the conductor's system.
                             "changes"}] newest first
     job_inspect(name) -> {"name", "version", "spec"}
     job_ls() -> [{"name", "kind", "count", "running", "version", "status"}]
-    job_status(name) -> CONTRACT.md `job status --json` shape
+    job_status(name) -> docs/json.md `job status --json` shape
     job_stop(name) / job_rm(name) -> {"name", ...}
                                    (job_rm of a cron or parameterized job adds "runs":
                                    its runs, which stop and are collected once finished)
@@ -47,13 +47,13 @@ Conductor (`helios conductor`): actor `conductor` in the conductor's system.
                                    (with several tasks, `cursor` maps task id -> cursor;
                                    `missing`: [{"task", "node", "reason"}] left out)
     job_dispatch(name, payload=None, idempotency_key=None) -> {"job", "run", "created"}
-    nodes() -> CONTRACT.md `nodes --json` shape
+    nodes() -> docs/json.md `nodes --json` shape
     node_rm(name, force=False) -> {"name", "removed", "was_up", "tasks", "kept"}
                                    forget a node (record, presence, assignments,
                                    statuses); refused with NodeUp while its session
                                    lives unless `force`, NodeNotFound if unknown.
                                    `kept`: finished batch tasks whose records stay
-    endpoints(name) -> CONTRACT.md `endpoints --json` shape
+    endpoints(name) -> docs/json.md `endpoints --json` shape
     leader() -> {"leader": bool, "name", "url", "epoch"}
     acl_bootstrap() -> {"name", "role", "secret"}     once: ACLs on, first management token
     acl_token_create(name, role) -> {"name", "role", "secret"}

@@ -1,4 +1,4 @@
-"""The job file: its model, its defaults and its validation (CONTRACT.md section 3).
+"""The job file: its model, its defaults and its validation (examples/jobs/README.md).
 
 A job file is refused *before anything changes* when anything in it is wrong, and the
 refusal names every problem with its field path (``resources.memory: "64Q" is not a

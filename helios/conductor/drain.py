@@ -35,7 +35,7 @@ from helios.units import format_duration
 __all__ = ["DEFAULT_DEADLINE", "DrainState", "drain_report", "finish_drains", "set_drain",
            "with_drains"]
 
-#: how long batch tasks of a draining node may run before they are moved (CONTRACT §7)
+#: how long batch tasks of a draining node may run before they are moved (docs/cli.md)
 DEFAULT_DEADLINE = 3600.0
 
 

@@ -1,8 +1,8 @@
-"""What the CLI sees: the JSON shapes of CONTRACT.md section 2, built from the leader's cache.
+"""What the CLI sees: the JSON shapes of docs/cli.md, built from the leader's cache.
 
 Pure functions over a `ClusterState` (plus the last plan's pending slots), so the shapes are
 unit-tested without a cluster and every listing is computed the same way whichever
-conductor leads. Keys of CONTRACT.md are never renamed here; extra keys may be added
+conductor leads. Keys of docs/json.md are never renamed here; extra keys may be added
 (the contract allows additions), e.g. `pending` in `job status` carries the scheduler's
 explanation for slots that fit nowhere.
 """
@@ -55,7 +55,7 @@ def _status_of(state: ClusterState, a: Assignment) -> TaskStatus | None:
 
 
 def _task_row(a: Assignment | None, st: TaskStatus | None) -> dict[str, Any]:
-    """One task in CONTRACT.md's `job status` shape."""
+    """One task in docs/json.md's `job status` shape."""
     if st is not None:
         state = st.state
     elif a is not None and a.desired == "stop":
@@ -272,7 +272,7 @@ def nodes(state: ClusterState) -> list[dict[str, Any]]:
 
 
 def _drain_flags(state: ClusterState, name: str) -> dict[str, bool]:
-    """`eligible` and `draining` (CONTRACT §7), from the operator's drain record."""
+    """`eligible` and `draining` (docs/cli.md), from the operator's drain record."""
     d = state.drains.get(name)
     return {"eligible": d is None or bool(d.eligible),
             "draining": d is not None and bool(d.draining)}

@@ -1,4 +1,4 @@
-"""Path builders for the layout of DESIGN.md ("ZooKeeper layout").
+"""Path builders for the layout in the README's "Coordination" section.
 
 Paths are relative to the store's root (default `/helios`) and start with `/`. Build them
 here, never by hand elsewhere, so the layout lives in one place.

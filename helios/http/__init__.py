@@ -1,4 +1,4 @@
-"""Helios's HTTP face: the JSON API, `/metrics` and the dashboard (CONTRACT.md section 6).
+"""Helios's HTTP face: the JSON API, `/metrics` and the dashboard (docs/http-api.md).
 
 `serve_http` runs the ASGI application of `helios.http.app` with hypercorn's trio worker
 inside the conductor's own trio program, so a route asks the conductor actor in the same

@@ -1,4 +1,4 @@
-"""The HTTP API as a plain ASGI application (CONTRACT.md section 6).
+"""The HTTP API as a plain ASGI application (docs/http-api.md).
 
 Why hand-routed ASGI rather than a web framework: the routes are a dozen small functions
 that each ask the conductor actor one question and return its answer unchanged (the

@@ -2,7 +2,7 @@
 
     python -m helios.node --zk 127.0.0.1:2181/helios --name n1 --state-dir /var/lib/helios
 
-Flags mirror `helios node` (CONTRACT.md section 2), plus `--store URL` (any store URL),
+Flags mirror `helios node` (docs/cli.md), plus `--store URL` (any store URL),
 `--port-range A-B` and `--container-label k=v` (extra labels on every container).
 SIGTERM and SIGINT stop it cleanly; containers keep running.
 """

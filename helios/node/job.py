@@ -1,6 +1,6 @@
 """The job actor: one per task, driving that task's container through the Runtime.
 
-States (CONTRACT.md): pending -> pulling -> starting -> healthchecking -> running; then
+States (docs/json.md): pending -> pulling -> starting -> healthchecking -> running; then
 exited (it ended with code 0 and is not to be restarted), failed (with a reason a user can
 read), or stopping -> stopped (the conductor no longer wants it). While waiting out a
 restart backoff the task is `pending` again, with the reason in `reason`.

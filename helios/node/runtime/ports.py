@@ -1,7 +1,7 @@
 """Host port allocation for one node.
 
 Docker publishes each named container port on 127.0.0.1 at a host port the node picks
-from its range (CONTRACT: "host port picked by the node unless `host:` is given"). The
+from its range (the job file: a host port is picked by the node unless `host:` is given). The
 allocator is the single owner of that choice on a node, so two tasks never get the same
 port; it also probes the OS, so a port held by something outside Helios is skipped (for
 picked ports) or refused with a clear reason (for fixed ones).
