@@ -195,7 +195,6 @@ class ActorSystem:
         self._inbound_total = 0
         self._buckets: dict[str, tuple[float, float]] = {}  # host -> (tokens, when)
         self.refused_connections = 0
-        self._last_refusal_log = -1e9
         self._warned: dict[str, tuple[float, int]] = {}
         self._encoder = make_encoder(ActorRef)
         self._ext_hook = make_ext_hook(self.ref)
@@ -649,15 +648,12 @@ class ActorSystem:
     def _refuse_connection(self, label: str, per_host: int) -> None:
         """Over a connection limit: close at once; log at most once a second."""
         self.refused_connections += 1
-        now = trio.current_time()
-        if now - self._last_refusal_log >= 1.0:
-            self._last_refusal_log = now
-            cfg = self.config
-            log.warning("refusing connection from %s: %d connections open (limit %d), %d "
-                        "from that host (limit %d), at most %g new a second from one "
-                        "host; %d refused so far", label, self._inbound_total,
-                        cfg.max_connections, per_host, cfg.max_connections_per_host,
-                        cfg.max_connection_rate, self.refused_connections)
+        cfg = self.config
+        self._warn_limited(
+            "connection", "refusing connection from %s: %d connections open (limit %d), %d "
+            "from that host (limit %d), at most %g new a second from one host; %d refused "
+            "so far", label, self._inbound_total, cfg.max_connections, per_host,
+            cfg.max_connections_per_host, cfg.max_connection_rate, self.refused_connections)
 
     async def _listen(self, listen: str, advertise: str | None) -> None:
         host, _, port_text = listen.rpartition(":")

@@ -211,7 +211,6 @@ class Connection:
         self._partial_since: float | None = None  # when the frame being received began
         self._charged = 0  # bytes of a partial frame charged to the system's budget
         self.refused_tells = 0
-        self._last_refusal_log = -1e9
         self.peer = PeerInfo(label, "?", None)  # replaced once the handshake is done
 
     # -- sending --------------------------------------------------------------------------
@@ -573,14 +572,11 @@ class Connection:
             raise ProtocolError(f"unexpected {type(msg).__name__.lower()} after the handshake")
 
     def _refused_tell(self, msg: wire.Tell, refusal: BaseException) -> None:
-        """A tell has no one to answer: log it (at most once a second per connection)."""
+        """A tell has no one to answer: log it (at most once a second)."""
         self.refused_tells += 1
-        now = trio.current_time()
-        if now - self._last_refusal_log >= 1.0:
-            self._last_refusal_log = now
-            log.warning("tell %r to %r from %s dropped: %s (%d dropped so far)",
-                        msg.m[:100], msg.to[:100], self.peer_name, refusal,
-                        self.refused_tells)
+        self.system._warn_limited("tell", "tell %r to %r from %s dropped: %s (%d dropped on "
+                                  "this connection)", msg.m[:100], msg.to[:100],
+                                  self.peer_name, refusal, self.refused_tells)
 
     def _overflowed(self, reason: str) -> None:
         self.system._warn_limited("overflow", "closing connection with %s: %s",
