@@ -46,6 +46,7 @@ import trio
 import actors
 from helios.model import Assignment, TaskStatus
 from helios.node.health import HealthCheck, run_check
+from helios.node.payload import PAYLOAD_CONTAINER_PATH, materialise_payload
 from helios.node.restart import RestartTracker, describe_exit
 from helios.node.runtime import (
     LABEL_TASK,
@@ -136,8 +137,6 @@ def container_spec(ctx: JobContext, a: Assignment,
     env = dict(spec.env)
     mounts: list[Mount] = []
     if payload_dir is not None and PAYLOAD_ENV in env:
-        from helios.conductor.dispatch import PAYLOAD_CONTAINER_PATH, materialise_payload
-
         in_container = ctx.runtime.kind == "docker"
         env.update(materialise_payload(env, payload_dir, container=in_container))
         if in_container:
