@@ -137,7 +137,7 @@ def container_spec(ctx: JobContext, a: Assignment,
     env = dict(spec.env)
     mounts: list[Mount] = []
     if payload_dir is not None and PAYLOAD_ENV in env:
-        in_container = ctx.runtime.kind == "docker"
+        in_container = ctx.runtime.isolates_files
         env.update(materialise_payload(env, payload_dir, container=in_container))
         if in_container:
             mounts.append(Mount(str(Path(payload_dir, "payload").resolve()),
@@ -330,17 +330,10 @@ class JobActor(actors.Actor):
         rt = self.ctx.runtime
         spec = container_spec(self.ctx, a, self.ctx.payload_dir(self.task))
         try:
-            if rt.kind == "docker":
-                if not spec.image:
-                    self._fail("the job names no image (the docker runtime needs one)")
-                from helios.node.runtime.docker import check_image_name
-
-                check_image_name(spec.image)
-                has_image = getattr(rt, "has_image", None)
-                present = await self._engine(has_image, spec.image) if has_image else False
-                if not present:
-                    self._set("pulling", reason=f"pulling {spec.image}")
-                    await self._engine(rt.pull, spec.image, spec.registry_auth)
+            rt.check_image(spec.image)
+            if not await self._engine(rt.has_image, spec.image):
+                self._set("pulling", reason=f"pulling {spec.image}")
+                await self._engine(rt.pull, spec.image, spec.registry_auth)
             self._set("starting", reason="")
             picked = bool(spec.ports) and all(p.host is None for p in spec.ports.values())
             for attempt in range(1, PORT_ATTEMPTS + 1):

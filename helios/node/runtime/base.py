@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -317,8 +317,12 @@ class Runtime(abc.ABC):
     reconciles level-triggered and may repeat itself).
     """
 
-    #: "docker" or "process" (the CLI's --runtime value).
+    #: "docker", "process" or "sim" (the CLI's --runtime value); for people to read:
+    #: a caller asks the methods below, never which runtime it has.
     kind: ClassVar[str]
+    #: True when a task does not see the node's files (a container): a file the node
+    #: makes for it (a dispatched run's payload) must be bind-mounted (`Mount`).
+    isolates_files: ClassVar[bool] = False
 
     def __init__(self, node: str) -> None:
         self.node = node
@@ -345,6 +349,16 @@ class Runtime(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def check_image(self, image: str) -> None:  # noqa: B027 - optional hook
+        """Refuse an image reference this runtime cannot run (`InvalidSpec`,
+        `InvalidImageName`) before anything is pulled or created. Default: any (the
+        runtime ignores images)."""
+
+    @abc.abstractmethod
+    async def has_image(self, image: str) -> bool:
+        """True when `image` is present locally, so no pull is needed (always true for a
+        runtime that ignores images)."""
 
     @abc.abstractmethod
     async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
@@ -384,7 +398,7 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def logs(self, cid: str, *, follow: bool = False,
-             tail: int | None = None) -> AsyncIterator[str]:
+             tail: int | None = None) -> AsyncGenerator[str, None]:
         """Output lines (stdout and stderr, without newline), oldest first.
 
         `tail` limits to the last N lines; `follow` keeps yielding until the container
@@ -404,6 +418,10 @@ class Runtime(abc.ABC):
         """
         return await read_logs_by_line(self, cid, cursor, tail=tail, limit=limit)
 
+    @abc.abstractmethod
+    async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
+        """Run `argv` inside the running container; raise `ExecTimeout` past `timeout`."""
+
 
 async def read_logs_by_line(runtime: Runtime, cid: str, cursor: str | None = None, *,
                             tail: int | None = None, limit: int = 10_000
@@ -414,10 +432,10 @@ async def read_logs_by_line(runtime: Runtime, cid: str, cursor: str | None = Non
     lines: list[str] = []
     gen = runtime.logs(cid)
     try:
-        async for line in gen:  # type: ignore[attr-defined]
+        async for line in gen:
             lines.append(line)
     finally:
-        await gen.aclose()  # type: ignore[attr-defined]
+        await gen.aclose()
     start = 0
     if cursor is not None and cursor.startswith("n") and cursor[1:].isdigit():
         start = min(int(cursor[1:]), len(lines))
@@ -425,7 +443,3 @@ async def read_logs_by_line(runtime: Runtime, cid: str, cursor: str | None = Non
         start = max(0, len(lines) - tail)
     chunk = lines[start:start + limit]
     return chunk, f"n{start + len(chunk)}"
-
-    @abc.abstractmethod
-    async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
-        """Run `argv` inside the running container; raise `ExecTimeout` past `timeout`."""

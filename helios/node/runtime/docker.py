@@ -26,7 +26,7 @@ import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -223,6 +223,7 @@ class DockerRuntime(Runtime):
     """
 
     kind: ClassVar[str] = "docker"
+    isolates_files: ClassVar[bool] = True
 
     def __init__(self, node: str, *, ports: PortAllocator | None = None,
                  url: str | None = None, bind_host: str = "127.0.0.1",
@@ -312,6 +313,12 @@ class DockerRuntime(Runtime):
             await self._run(call)
         except DockerError as e:
             raise _pull_failure(image, e) from None
+
+    def check_image(self, image: str) -> None:
+        """A container needs an image, and its reference must parse."""
+        if not image:
+            raise InvalidSpec("the job names no image (the docker runtime needs one)")
+        check_image_name(image)
 
     async def has_image(self, image: str) -> bool:
         """True when the image is present locally (a node may skip a pull then)."""
@@ -597,7 +604,7 @@ class DockerRuntime(Runtime):
     # ------------------------------------------------------------------ logs, exec
 
     async def logs(self, cid: str, *, follow: bool = False,
-                   tail: int | None = None) -> AsyncIterator[str]:
+                   tail: int | None = None) -> AsyncGenerator[str, None]:
         """Lines from the daemon's local log store (json-file, local, or the 20.10+ cache).
 
         stdout and stderr are interleaved as Docker returns them.

@@ -36,7 +36,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -254,6 +254,10 @@ class ProcessRuntime(Runtime):
 
     # ------------------------------------------------------------------ interface
 
+    async def has_image(self, image: str) -> bool:
+        """Always: the process runtime ignores images."""
+        return True
+
     async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
         """Nothing to fetch: the process runtime ignores images."""
 
@@ -406,7 +410,7 @@ class ProcessRuntime(Runtime):
         return self._state(rec)
 
     async def logs(self, cid: str, *, follow: bool = False,
-                   tail: int | None = None) -> AsyncIterator[str]:
+                   tail: int | None = None) -> AsyncGenerator[str, None]:
         """Lines of output.log; `follow` polls for more until the task has ended."""
         rec = self._load(cid)
         path = self._dir(cid) / "output.log"

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -171,6 +171,10 @@ class SimRuntime(Runtime):
             image=t.image)
 
     # ------------------------------------------------------------------ interface
+    async def has_image(self, image: str) -> bool:
+        """Always: a simulated task has no image."""
+        return True
+
     async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
         """Nothing to fetch: a simulated task has no image."""
 
@@ -297,7 +301,7 @@ class SimRuntime(Runtime):
         return self._state(t)
 
     async def logs(self, cid: str, *, follow: bool = False,
-                   tail: int | None = None) -> AsyncIterator[str]:
+                   tail: int | None = None) -> AsyncGenerator[str, None]:
         t = self._get(cid)
         lines = list(t.lines)
         if tail is not None:
