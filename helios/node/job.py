@@ -21,7 +21,8 @@ Choices worth knowing:
   restart would help, and the conductor may place the task elsewhere. Except a clash on
   host ports the node picked itself (taken between its probe and Docker's bind, e.g. by
   another node daemon on the same machine): the container is made again with other
-  ports, a few times.
+  ports, a few times. Any other refusal of the engine (`RuntimeFailure` outside
+  `PERMANENT_FAILURES`) may pass next time: the restart policy decides, as for an exit.
 - Health: checks run every `interval` (faster while waiting for the first success).
   Failures within `start_grace` of a start do not count; after it, `failures`
   consecutive ones mark the task unhealthy (`healthy: false`, reason set). The node never
@@ -191,6 +192,8 @@ class JobActor(actors.Actor):
         self.final: dict[str, Any] | None = record.get("final")
         self.tracker: RestartTracker | None = None
         self._restarts = int(record.get("restarts", 0))
+        #: why the last launch failed when it may work next time (`_run` retries it)
+        self._launch_failure = ""
         self._changed = trio.Event()
         self._run_scope: trio.CancelScope | None = None
         self._last: Assignment | None = a if a is not None and a.spec is not None else None
@@ -319,7 +322,10 @@ class JobActor(actors.Actor):
         elif state.started_at:  # adopted while running: it has run since then
             self._started_at = time.monotonic() - max(0.0, time.time() - state.started_at)
         while True:
-            assert self.cid is not None
+            if self.cid is None:  # the launch failed, but not for good
+                reason, self._launch_failure = self._launch_failure, ""
+                await self._after_exit(a, None, ran_for=0.0, what=f"could not start: {reason}")
+                continue
             state = await self._inspect_running()
             code, state = await self._watch(a, state)
             await self._after_exit(a, state, ran_for=time.monotonic() - self._started_at,
@@ -356,7 +362,13 @@ class JobActor(actors.Actor):
         except PERMANENT_FAILURES as e:
             self._fail(e.reason)
         except RuntimeFailure as e:
-            self._fail(e.reason)
+            # The engine refused this launch (a create it failed, a container gone under
+            # it...): it may work next time, so the restart policy decides (`_run`).
+            log.warning("task %s: could not start: %s", self.task, e.reason)
+            self._launch_failure = e.reason
+            if self.cid is not None:
+                await self._engine(rt.remove, self.cid)
+                self.cid = None
 
     async def _start(self, port_retry: bool = False) -> None:
         """Start the container; with `port_retry` a port clash is raised (PortConflict)
@@ -443,15 +455,19 @@ class JobActor(actors.Actor):
             await trio.sleep(h.interval if ok_once else min(h.interval, FIRST_CHECK_INTERVAL))
 
     async def _after_exit(self, a: Assignment, state: ContainerState | None, *,
-                          ran_for: float, code: int | None = None) -> None:
-        """Apply the restart policy; returns once the container runs again."""
+                          ran_for: float, code: int | None = None,
+                          what: str | None = None) -> None:
+        """Apply the restart policy; returns once the container runs again, or was
+        launched anew (`self.cid` None: that launch failed too, `_run` decides again).
+        `what` describes the exit when it is not the container's own."""
         assert a.spec is not None
         if state is not None and code is None:
             code = state.exit_code
-        what = describe_exit(code, oom=bool(state and state.oom_killed),
-                             error=state.error if state else "")
-        if state is None and code is not None:
-            what = describe_exit(code)
+        if what is None:
+            what = describe_exit(code, oom=bool(state and state.oom_killed),
+                                 error=state.error if state else "")
+            if state is None and code is not None:
+                what = describe_exit(code)
         finished = state.finished_at if state else time.time()
         decision = self._tracker(a).on_exit(code, ran_for=ran_for, now=time.monotonic(),
                                             batch=a.spec.kind != "service", what=what)
