@@ -3,13 +3,13 @@ jobs and the cluster.
 
 This module is the leadership part: `Conductor.run()` contends forever
 (`coordination.lead`); on winning a term it checks the cluster id, writes `LEADER_PATH`
-(fenced by the term's epoch), loads a snapshot (`state.load_snapshot`) and starts the
+(fenced by the term's epoch), loads a snapshot (`snapshot.load_snapshot`) and starts the
 term's workers, which all share the term's `Leadership` (term.py):
 
 - `NodeSync` (node_sync.py) follows the nodes, pushes each its assignment set
   (`assign(epoch, generation, ...)`) and merges their task reports;
 - `ReconcileLoop` (reconcile_loop.py): `reconcile()` (pure) -> `plan.apply` on the cache
-  -> `apply.Writer.flush` (fenced, batched) -> push; after each pass it calls its
+  -> `store_writer.Writer.flush` (fenced, batched) -> push; after each pass it calls its
   `Collector` (collector.py, garbage collection).
 
 The moment the term is lost, `lead()` cancels all of it; a new term starts from the
@@ -32,14 +32,14 @@ import trio
 
 import actors
 from helios import protocol
-from helios.conductor.apply import Persisted, Writer
 from helios.conductor.cron_runner import CronRunner
 from helios.conductor.errors import NotLeader
 from helios.conductor.gc import GCPolicy
 from helios.conductor.history import History
 from helios.conductor.node_sync import NodeSync
 from helios.conductor.reconcile_loop import ReconcileLoop
-from helios.conductor.state import load_snapshot
+from helios.conductor.snapshot import load_snapshot
+from helios.conductor.store_writer import Persisted, Writer
 from helios.conductor.term import Leadership
 from helios.coordination.election import Term, lead
 from helios.coordination.errors import (

@@ -16,7 +16,7 @@ import trio
 
 import actors
 from helios.conductor.history import event
-from helios.conductor.state import node_from_record, node_url
+from helios.conductor.snapshot import node_from_record, node_url
 from helios.conductor.term import Leadership
 from helios.coordination import paths
 from helios.coordination.election import current_epoch

@@ -47,7 +47,7 @@ from helios.conductor.plan import (
 )
 from helios.conductor.reschedule import deadline_failure, retries_batch_task, slot_holds
 from helios.conductor.rollout import plan_service
-from helios.conductor.scheduler import Cluster, Request, cpu_is_scarcer
+from helios.conductor.scheduler.place import Cluster, Request, cpu_is_scarcer
 from helios.model import (
     FINISHED_STATES,
     Assignment,

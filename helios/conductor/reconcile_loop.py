@@ -1,6 +1,6 @@
 """The leader's reconcile loop: on every wake-up (`Leadership.poke`) and on a timer, plan
 with the pure `reconcile()`, apply the plan to the cache (`plan.apply`), write the cache's
-changes (fenced, batched: `apply.Writer.flush`) and push each affected node its set.
+changes (fenced, batched: `store_writer.Writer.flush`) and push each affected node its set.
 
 Level-triggered: every trigger only wakes this loop, which looks at the whole state; a
 missed or repeated trigger changes nothing. After each pass the loop calls its

@@ -14,11 +14,11 @@ from typing import Any
 
 import trio
 
-from helios.conductor.apply import Writer
 from helios.conductor.cron_runner import CronRunner
 from helios.conductor.gc import KeyRecord
 from helios.conductor.history import History
 from helios.conductor.plan import ClusterState, Pending, RolloutStep
+from helios.conductor.store_writer import Writer
 from helios.coordination.election import Term
 from helios.coordination.errors import StaleEpoch
 

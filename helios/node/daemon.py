@@ -29,11 +29,11 @@ import actors
 from helios import protocol
 from helios.coordination import Store
 from helios.coordination.acl import load_credential
-from helios.node.cluster import ClusterLink, connect_store
 from helios.node.identity import CHECK_TIMEOUT, instance_id, refuse_duplicate
 from helios.node.node import NodeCore, spawn_node_actor
 from helios.node.runtime import PortAllocator, Runtime, RuntimeFailure
 from helios.node.state import StateDir
+from helios.node.store_session import ClusterLink, connect_store
 from helios.node.workload import WorkloadPolicy
 from helios.units import parse_size
 

@@ -46,7 +46,7 @@ import trio
 
 import actors
 from helios.model import Assignment, TaskStatus
-from helios.node.health import HealthCheck, run_check
+from helios.node.health import HealthProbe, run_check
 from helios.node.payload import PAYLOAD_CONTAINER_PATH, materialise_payload
 from helios.node.restart import RestartTracker, describe_exit
 from helios.node.runtime import (
@@ -58,12 +58,12 @@ from helios.node.runtime import (
     ImageNotFound,
     InvalidImageName,
     InvalidSpec,
-    LogConfig,
+    LogDriver,
     Mount,
     PortConflict,
     PortMapping,
-    RegistryAuth,
     RegistryAuthFailed,
+    RegistryCredentials,
     RegistryUnreachable,
     Runtime,
     RuntimeFailure,
@@ -148,17 +148,17 @@ def container_spec(ctx: JobContext, a: Assignment,
     auth = None
     if spec.registry_auth is not None:
         ra = spec.registry_auth
-        auth = RegistryAuth(ra.username, ra.password, ra.server)
+        auth = RegistryCredentials(ra.username, ra.password, ra.server)
     return ContainerSpec(
         name=container_name(ctx.node, a.id), image=spec.image or "",
         command=tuple(spec.command or ()), env=env,
         labels=dict(ctx.container_labels), ports=ports,
         cpus=a.cpus or spec.resources.cpus, memory=a.memory or spec.resources.memory,
-        log=LogConfig(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
+        log=LogDriver(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
         job=a.job, task=a.id, version=a.version, mounts=tuple(mounts), user=spec.user)
 
 
-def health_check(a: Assignment) -> HealthCheck | None:
+def health_check(a: Assignment) -> HealthProbe | None:
     """The job's check in the form `helios.node.health` runs (port by name)."""
     spec = a.spec
     if spec is None or spec.health is None:
@@ -169,7 +169,7 @@ def health_check(a: Assignment) -> HealthCheck | None:
         port = h.port
     elif isinstance(h.port, int):  # a container port number: find its name
         port = next((n for n, p in spec.ports.items() if p.container == h.port), str(h.port))
-    return HealthCheck(kind=h.type, port=port, path=h.path, command=tuple(h.command),
+    return HealthProbe(kind=h.type, port=port, path=h.path, command=tuple(h.command),
                        timeout=h.timeout)
 
 
@@ -427,7 +427,7 @@ class JobActor(actors.Actor):
             last = None
         return code, last
 
-    async def _health_loop(self, a: Assignment, check: HealthCheck,
+    async def _health_loop(self, a: Assignment, check: HealthProbe,
                            ports: dict[str, int]) -> None:
         assert a.spec is not None and a.spec.health is not None
         h = a.spec.health

@@ -171,7 +171,7 @@ class NodeCore:
             log.warning("node %s: epoch %d is the store's; forgetting epoch %d, which no "
                         "leader ever held", self.name, epoch, self.epoch)
         elif epoch < self.epoch:
-            raise protocol.StaleEpoch(
+            raise protocol.StaleEpochRefused(
                 f"epoch {epoch} is older than epoch {self.epoch}, the newest node "
                 f"{self.name} has seen: refused")
         if epoch == self.epoch and generation < self.generation:
@@ -201,7 +201,7 @@ class NodeCore:
                 f"node {self.name} cannot check epoch {epoch} against the store ({e}); "
                 "try again") from None
         if epoch < current:
-            raise protocol.StaleEpoch(
+            raise protocol.StaleEpochRefused(
                 f"epoch {epoch} is older than the store's epoch {current}: refused")
         if epoch > current:
             raise protocol.UnverifiedEpoch(

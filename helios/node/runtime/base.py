@@ -134,7 +134,7 @@ class PortMapping:
 
 
 @dataclass(frozen=True)
-class LogConfig:
+class LogDriver:
     """Docker log driver and its options (`--log-driver`, `--log-opt`).
 
     json-file is the default because it is the one `docker logs` (and `Runtime.logs`) can
@@ -147,7 +147,7 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
-class RegistryAuth:
+class RegistryCredentials:
     """Credentials for a private registry (sent to Docker as X-Registry-Auth)."""
 
     username: str
@@ -155,7 +155,8 @@ class RegistryAuth:
     server: str | None = None  # defaults to the registry host of the image reference
 
     def __repr__(self) -> str:  # never log a password
-        return f"RegistryAuth(username={self.username!r}, password='***', server={self.server!r})"
+        return (f"RegistryCredentials(username={self.username!r}, password='***', "
+                f"server={self.server!r})")
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,8 @@ class ContainerSpec:
     ports: Mapping[str, PortMapping] = field(default_factory=dict)
     cpus: float | None = None
     memory: int | None = None
-    log: LogConfig = field(default_factory=LogConfig)
-    registry_auth: RegistryAuth | None = None
+    log: LogDriver = field(default_factory=LogDriver)
+    registry_auth: RegistryCredentials | None = None
     job: str = ""
     task: str = ""
     version: int = 0
@@ -361,7 +362,7 @@ class Runtime(abc.ABC):
         runtime that ignores images)."""
 
     @abc.abstractmethod
-    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+    async def pull(self, image: str, auth: RegistryCredentials | None = None) -> None:
         """Make `image` available locally, fetching it from its registry if needed."""
 
     @abc.abstractmethod

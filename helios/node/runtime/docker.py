@@ -49,11 +49,11 @@ from helios.node.runtime.base import (
     ImageNotFound,
     InvalidImageName,
     InvalidSpec,
-    LogConfig,
+    LogDriver,
     LogsUnavailable,
     PortConflict,
-    RegistryAuth,
     RegistryAuthFailed,
+    RegistryCredentials,
     RegistryUnreachable,
     Runtime,
     RuntimeFailure,
@@ -85,7 +85,7 @@ JSON_FILE_DEFAULTS = {"max-size": "10m", "max-file": "3"}
 MAX_READ_BYTES = 1024 * 1024
 
 
-def log_options(log: LogConfig) -> dict[str, str]:
+def log_options(log: LogDriver) -> dict[str, str]:
     """The driver's options as Docker takes them, with json-file's size cap by default."""
     options = {k: str(v) for k, v in log.options.items()}
     if log.driver == "json-file":
@@ -292,7 +292,7 @@ class DockerRuntime(Runtime):
 
     # ------------------------------------------------------------------ images
 
-    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+    async def pull(self, image: str, auth: RegistryCredentials | None = None) -> None:
         """Pull `image` (default tag latest), with X-Registry-Auth when `auth` is given."""
         check_image_name(image)
         docker = self._client()

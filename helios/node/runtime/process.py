@@ -52,7 +52,7 @@ from helios.node.runtime.base import (
     ExecResult,
     ExecTimeout,
     InvalidSpec,
-    RegistryAuth,
+    RegistryCredentials,
     Runtime,
     helios_labels,
     port_env,
@@ -258,7 +258,7 @@ class ProcessRuntime(Runtime):
         """Always: the process runtime ignores images."""
         return True
 
-    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+    async def pull(self, image: str, auth: RegistryCredentials | None = None) -> None:
         """Nothing to fetch: the process runtime ignores images."""
 
     async def create(self, spec: ContainerSpec) -> str:

@@ -45,7 +45,7 @@ from helios.node.runtime.base import (
     ContainerSpec,
     ContainerState,
     ExecResult,
-    RegistryAuth,
+    RegistryCredentials,
     Runtime,
     helios_labels,
 )
@@ -175,7 +175,7 @@ class SimRuntime(Runtime):
         """Always: a simulated task has no image."""
         return True
 
-    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+    async def pull(self, image: str, auth: RegistryCredentials | None = None) -> None:
         """Nothing to fetch: a simulated task has no image."""
 
     async def create(self, spec: ContainerSpec) -> str:

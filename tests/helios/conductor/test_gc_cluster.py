@@ -271,12 +271,12 @@ async def test_node_rm_force_stops_a_live_nodes_tasks_and_it_registers_again(zk_
 async def test_a_deposed_leader_collects_nothing(zk_hosts, zk_root, zk_store):
     """GC writes go through the term's fenced writer: once a newer leader claimed, a
     pass of the old one (its cache says a run and a key are due) changes nothing."""
-    from helios.conductor.apply import Persisted, Writer
     from helios.conductor.conductor import Conductor
     from helios.conductor.history import History
     from helios.conductor.node_sync import NodeSync
     from helios.conductor.plan import ClusterState
     from helios.conductor.reconcile_loop import ReconcileLoop
+    from helios.conductor.store_writer import Persisted, Writer
     from helios.conductor.term import Leadership
     from helios.coordination import StaleEpoch, init_cluster, leadership, open_zookeeper
     from helios.metrics import conductor_metrics

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import trio
 
-from helios.node.health import HealthCheck, check_http, check_tcp
+from helios.node.health import HealthProbe, check_http, check_tcp
 from helios.node.runtime import (
     ContainerSpec,
     InvalidSpec,
@@ -198,11 +198,11 @@ async def test_http_and_tcp_check_timeouts_and_refusals(nursery):
 
 
 def test_health_check_validation():
-    HealthCheck(kind="http", port="web")
+    HealthProbe(kind="http", port="web")
     for bad in (dict(kind="grpc"), dict(kind="http"), dict(kind="exec"),
                 dict(kind="tcp", port="x", timeout=0)):
         with pytest.raises(ValueError):
-            HealthCheck(**bad)
+            HealthProbe(**bad)
 
 
 # --------------------------------------------------------------------------- fluentd

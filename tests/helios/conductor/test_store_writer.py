@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from helios.conductor.apply import Persisted, Writer, chunks, diff_ops
 from helios.conductor.plan import ClusterState
-from helios.conductor.state import load_snapshot
+from helios.conductor.snapshot import load_snapshot
+from helios.conductor.store_writer import Persisted, Writer, chunks, diff_ops
 from helios.coordination import open_embedded, paths
 from helios.coordination.election import leadership
 from helios.coordination.errors import StaleEpoch
