@@ -24,6 +24,7 @@ from helios.coordination.errors import CoordinationError, CorruptValue
 from helios.coordination.store import Store
 from helios.events import cluster_event
 from helios.model import TaskStatus
+from helios.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -130,40 +131,40 @@ class NodeSync:
     async def _push_loop(self, name: str) -> None:
         """Send `name` its complete assignment set whenever it changed; retry while the
         node is up but unreachable (it also reads the store itself when it starts)."""
-        backoff = 0.2
+        L = self.lead
+        backoff = Backoff(0.2, 5.0)
         while True:
-            await self.lead.push_flags[name].wait()
-            self.lead.push_flags[name] = trio.Event()
-            node = self.lead.state.nodes.get(name)
+            await L.push_flags[name].wait()
+            L.push_flags[name] = trio.Event()
+            node = L.state.nodes.get(name)
             if node is None or not node.up or not node.address:
                 continue
             # What the store holds, never the cache: a node must not run a task that a
             # successor leader could not find.
-            tasks = [a.to_dict() for a in self.lead.writer.persisted.on_node(name)]
-            generation = next(self.lead.generation)
+            tasks = [a.to_dict() for a in L.writer.persisted.on_node(name)]
+            generation = next(L.generation)
             try:
                 ref = await self.node_ref(name, self.node_url(name, node.address))
-                await ref.ask("assign", self.lead.epoch, generation, tasks, timeout=NODE_TIMEOUT)
-                backoff = 0.2
-                if name in self.lead.want_statuses:
-                    self.lead.want_statuses.discard(name)
+                await ref.ask("assign", L.epoch, generation, tasks, timeout=NODE_TIMEOUT)
+                backoff.reset()
+                if name in L.want_statuses:
+                    L.want_statuses.discard(name)
                     reports = await ref.ask("statuses", timeout=NODE_TIMEOUT)
                     self.merge_reports(name, reports or [])
             except actors.RemoteError as e:
                 if e.type_name == "StaleEpoch" and await self._deposed():
                     log.warning("node %s refused epoch %d: a newer leader exists", name,
-                                self.lead.epoch)
-                    self.lead.term.lost.set()
+                                L.epoch)
+                    L.term.lost.set()
                     return
                 log.warning("node %s refused its assignments: %s", name, e)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                self.lead.push_flags[name].set()
+                await backoff.sleep()
+                L.push_flags[name].set()
             except actors.ActorError as e:
-                log.info("node %s unreachable (%s); retrying in %.1fs", name, e, backoff)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                self.lead.push_flags[name].set()
+                log.info("node %s unreachable (%s); retrying in %.1fs", name, e,
+                         backoff.delay)
+                await backoff.sleep()
+                L.push_flags[name].set()
 
     def node_url(self, name: str, address: str) -> str:
         """The node actor's URL: the record's `url` when the node wrote one."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from helios.conductor.plan import ClusterState
 from helios.coordination import paths
+from helios.coordination.codec import pack
 from helios.coordination.election import Term
 from helios.coordination.errors import (
     NodeExists,
@@ -156,19 +157,7 @@ def chunks(ops: Sequence[Op], max_ops: int = MAX_OPS,
            max_bytes: int = MAX_BYTES) -> list[list[Op]]:
     """Split `ops` into transactions under ZooKeeper's request size, keeping order (a
     directory's Create always precedes its children's)."""
-    out: list[list[Op]] = []
-    cur: list[Op] = []
-    size = 0
-    for op in ops:
-        n = _size(op)
-        if cur and (len(cur) >= max_ops or size + n > max_bytes):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(op)
-        size += n
-    if cur:
-        out.append(cur)
-    return out
+    return pack(ops, _size, max_bytes, max_ops)
 
 
 class Writer:

@@ -49,6 +49,7 @@ from helios.node.runtime import (
 )
 from helios.node.runtime.base import ContainerState, read_logs_by_line
 from helios.node.state import StateDir
+from helios.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -336,17 +337,16 @@ class NodeCore:
     async def _resilient(self, fn: Any, *args: Any) -> None:
         """Run a loop for ever, starting it again (with a pause) after an unexpected
         error: one bad answer from an engine must not stop the node keeping its tasks."""
-        delay = 0.5
+        backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 await fn(*args)
                 return
             except Exception as e:
                 log.error("node %s: %s failed (%s: %s); restarting it in %.1fs", self.name,
-                          getattr(fn, "__name__", fn), type(e).__name__, e, delay,
+                          getattr(fn, "__name__", fn), type(e).__name__, e, backoff.delay,
                           exc_info=True)
-            await trio.sleep(delay)
-            delay = min(30.0, delay * 2)
+            await backoff.sleep()
 
     async def _tasks_saver(self) -> None:
         while True:

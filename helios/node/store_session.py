@@ -41,6 +41,7 @@ from helios.coordination import (
     wait_for_cluster,
 )
 from helios.coordination.reach import open_when_reachable, zk_hosts
+from helios.retry import Backoff
 
 if TYPE_CHECKING:
     from helios.node.node import NodeCore
@@ -127,18 +128,17 @@ class ClusterLink:
 
     async def _presence(self, store: Store) -> None:
         """Record + ephemeral presence, for as long as the node runs."""
-        delay = RETRY_MIN
+        backoff = Backoff(RETRY_MIN, RETRY_MAX)
         while True:
             try:
                 async with presence(store, self.core.name, self.core.record(),
                                     self.instance):
-                    delay = RETRY_MIN
+                    backoff.reset()
                     await trio.sleep_forever()
             except CoordinationError as e:
                 log.warning("node %s: registering failed (%s); retrying in %.1fs",
-                            self.core.name, e, delay)
-                await trio.sleep(delay)
-                delay = min(RETRY_MAX, delay * 2)
+                            self.core.name, e, backoff.delay)
+                await backoff.sleep()
 
     async def _sessions(self, store: Store) -> None:
         """After a session loss: check the cluster id, re-register, re-sync, flush."""
@@ -203,14 +203,13 @@ class ClusterLink:
                 await changed.wait()
 
     async def _retry(self, fn: Any, *args: Any) -> None:
-        delay = RETRY_MIN
+        backoff = Backoff(RETRY_MIN, RETRY_MAX)
         while True:
             try:
                 await fn(*args)
                 return
             except Unavailable:
-                await trio.sleep(delay)
-                delay = min(RETRY_MAX, delay * 2)
+                await backoff.sleep()
 
     async def _leader(self, store: Store) -> None:
         while True:
