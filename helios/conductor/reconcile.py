@@ -408,7 +408,7 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
         node = cluster.place(req)
         if node is None:
             taken.discard(tid)
-            if w.drain:
+            if w.drain and w.replaces is not None:  # (a drain move always replaces one)
                 # Stopping it first frees nothing usable (its node takes no placements):
                 # it keeps serving until a node has room.
                 plan.pending.append(Pending(spec.name, w.index, f"cannot move "

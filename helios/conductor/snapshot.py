@@ -8,6 +8,7 @@ because kazoo's cost is per call and a takeover should not take seconds per thou
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -98,9 +99,9 @@ async def _read_tree(store: Store, top: str, problems: list[str]
                      ) -> tuple[dict[str, Any], set[str]]:
     """`top/<dir>/<leaf>` values keyed by leaf path, and the `top/<dir>` paths."""
     dirs = [f"{top}/{d}" for d in await store.children(top)]
-    children = await _gather([lambda d=d: store.children(d) for d in dirs])
+    children = await _gather([functools.partial(store.children, d) for d in dirs])
     leaves = [f"{d}/{c}" for d, names in zip(dirs, children, strict=True) for c in names]
-    values = await _gather([lambda p=p: _read(store, p, problems) for p in leaves])
+    values = await _gather([functools.partial(_read, store, p, problems) for p in leaves])
     return dict(zip(leaves, values, strict=True)), set(dirs)
 
 
@@ -114,7 +115,7 @@ async def load_snapshot(store: Store, now: float | None = None) -> Snapshot:
     state = ClusterState()
 
     job_names = await store.children(paths.JOBS)
-    job_values = await _gather([lambda n=n: _read(store, paths.job(n), problems)
+    job_values = await _gather([functools.partial(_read, store, paths.job(n), problems)
                                 for n in job_names])
     for name, value in zip(job_names, job_values, strict=True):
         if value is None:
@@ -132,7 +133,7 @@ async def load_snapshot(store: Store, now: float | None = None) -> Snapshot:
         up = "up" in await store.children(paths.node(name))
         return record, up
 
-    node_values = await _gather([lambda n=n: one_node(n) for n in node_names])
+    node_values = await _gather([functools.partial(one_node, n) for n in node_names])
     records: dict[str, Any] = {}
     for name, (record, up) in zip(node_names, node_values, strict=True):
         if record is None:
@@ -173,7 +174,7 @@ async def load_snapshot(store: Store, now: float | None = None) -> Snapshot:
 
         adirs.add(paths.DRAIN)
         names = await store.children(paths.DRAIN)
-        values = await _gather([lambda n=n: _read(store, paths.drain(n), problems)
+        values = await _gather([functools.partial(_read, store, paths.drain(n), problems)
                                 for n in names])
         state.drains = drain_records(zip(names, values, strict=True))
     return Snapshot(state, adirs | sdirs, problems, records)

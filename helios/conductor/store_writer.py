@@ -96,23 +96,23 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
     task_ops: list[Op] = []
     touched: set[str] = set()
     for tid, a in new.assignments.items():
-        prev = old.assignments.get(tid)
-        if prev is a:
+        before = old.assignments.get(tid)
+        if before is a:
             continue
-        if prev is not None and prev.node != a.node:
-            task_ops.append(Delete(paths.assignment(prev.node, tid)))
-            touched.add(prev.node)
-            prev = None
-        if prev is None:
+        if before is not None and before.node != a.node:
+            task_ops.append(Delete(paths.assignment(before.node, tid)))
+            touched.add(before.node)
+            before = None
+        if before is None:
             task_ops.append(Create(paths.assignment(a.node, tid), a.to_dict()))
             touched.add(a.node)
-        elif prev != a or prev.spec != a.spec or prev.ports != a.ports:
+        elif before != a or before.spec != a.spec or before.ports != a.ports:
             task_ops.append(Set(paths.assignment(a.node, tid), a.to_dict()))
             touched.add(a.node)
     for tid in old.assignments.keys() - new.assignments.keys():
-        prev = old.assignments[tid]
-        task_ops.append(Delete(paths.assignment(prev.node, tid)))
-        touched.add(prev.node)
+        gone = old.assignments[tid]
+        task_ops.append(Delete(paths.assignment(gone.node, tid)))
+        touched.add(gone.node)
     value = dict(stamp) if stamp is not None else None
     for node in sorted(touched):
         d = paths.assignments(node)

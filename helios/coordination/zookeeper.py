@@ -83,6 +83,8 @@ class _InlineWakeResult(AsyncResult):
     `TrioToken.run_sync_soon`, which never blocks. This saves a thread hop per call, and
     the trio task that wakes up never contends for a lock still held by the setter."""
 
+    _exception: BaseException | None  # kazoo's attribute (kazoo ships no types)
+
     def set(self, value: Any = None) -> None:
         with self._condition:
             self.value = value

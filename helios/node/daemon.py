@@ -31,6 +31,7 @@ from helios.coordination import Store
 from helios.coordination.acl import load_credential
 from helios.node.identity import CHECK_TIMEOUT, instance_id, refuse_duplicate
 from helios.node.node import NodeCore, spawn_node_actor
+from helios.node.restart import RestartOptions
 from helios.node.runtime import PortAllocator, Runtime, RuntimeFailure
 from helios.node.state import StateDir
 from helios.node.store_session import ClusterLink, connect_store
@@ -114,7 +115,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                    port_range: tuple[int, int] = (21000, 21999),
                    conductor: str | None = None, publish_address: str | None = None,
                    container_labels: Mapping[str, str] | None = None,
-                   restart_options: Mapping[str, float] | None = None,
+                   restart_options: RestartOptions | None = None,
                    metrics: str | None = None,
                    workload: WorkloadPolicy | None = None,
                    task_status: trio.TaskStatus[NodeCore] = trio.TASK_STATUS_IGNORED) -> None:

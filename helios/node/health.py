@@ -171,7 +171,7 @@ async def run_check(check: HealthProbe, *, runtime: Runtime, cid: str,
 def _os_reason(e: OSError) -> str:
     """'connection refused' rather than '[Errno 111] ...' (trio wraps several errors)."""
     inner = e.__cause__ if isinstance(e.__cause__, OSError) else e
-    if isinstance(inner, BaseExceptionGroup) or isinstance(e.__cause__, BaseExceptionGroup):
+    if isinstance(e.__cause__, BaseExceptionGroup):
         group = e.__cause__
         assert isinstance(group, BaseExceptionGroup)
         firsts = [x for x in group.exceptions if isinstance(x, OSError)]

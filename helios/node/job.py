@@ -48,7 +48,7 @@ import actors
 from helios.model import Assignment, TaskStatus
 from helios.node.health import HealthProbe, run_check
 from helios.node.payload import PAYLOAD_CONTAINER_PATH, materialise_payload
-from helios.node.restart import RestartTracker, describe_exit
+from helios.node.restart import RestartOptions, RestartTracker, describe_exit
 from helios.node.runtime import (
     LABEL_TASK,
     ContainerConflict,
@@ -93,7 +93,7 @@ class JobContext(Protocol):
     runtime: Runtime
     container_labels: Mapping[str, str]
     health_host: str
-    restart_options: Mapping[str, float]
+    restart_options: RestartOptions
 
     def assignment(self, task_id: str) -> Assignment | None:
         """The task's current desired state, None once no assignment names it."""
@@ -297,7 +297,7 @@ class JobActor(actors.Actor):
         if self.tracker is None or self.tracker.policy != a.spec.restart:
             restarts = self.tracker.restarts if self.tracker else self._restarts
             self.tracker = RestartTracker(a.spec.restart, restarts=restarts,
-                                          **dict(self.ctx.restart_options))
+                                          **self.ctx.restart_options)
         return self.tracker
 
     async def _run(self, a: Assignment) -> None:

@@ -42,6 +42,7 @@ from helios.coordination.election import current_epoch
 from helios.model import FINISHED_STATES, Assignment, NodeInfo, TaskStatus
 from helios.node.job import JobActor
 from helios.node.report import Reporter
+from helios.node.restart import RestartOptions
 from helios.node.runtime import (
     LogsUnavailable,
     Runtime,
@@ -78,7 +79,7 @@ class NodeCore:
                  state: StateDir, cpus: float, memory: int,
                  labels: Mapping[str, str] | None = None,
                  container_labels: Mapping[str, str] | None = None,
-                 restart_options: Mapping[str, float] | None = None,
+                 restart_options: RestartOptions | None = None,
                  conductor: str | None = None, health_host: str = "127.0.0.1") -> None:
         paths.check_name(name)
         self.name = name
@@ -90,7 +91,7 @@ class NodeCore:
         self.memory = int(memory)
         self.labels = dict(labels or {})
         self.container_labels = dict(container_labels or {})
-        self.restart_options = dict(restart_options or {})
+        self.restart_options: RestartOptions = restart_options or {}
         self.health_host = health_host
         self.pinned_conductor = protocol.conductor_url(conductor) if conductor else None
         self.reporter = Reporter(name)

@@ -191,14 +191,14 @@ class ClusterLink:
                         core.published[task] = dict(value)
                     except CoordinationError as e:
                         errors[task] = e
-            for task, e in errors.items():
-                if failing.get(task) != str(e):  # once per task and reason, not per retry
+            for task, err in errors.items():
+                if failing.get(task) != str(err):  # once per task and reason, not per retry
                     job = (core.endpoints.get(task) or core.published.get(task) or {}).get(
                         "job", "?")
-                    log.log(logging.INFO if isinstance(e, Unavailable) else logging.WARNING,
+                    log.log(logging.INFO if isinstance(err, Unavailable) else logging.WARNING,
                             "node %s: endpoint of %s (job %s) not published: %s; retrying",
-                            core.name, task, job, e)
-            failing = {task: str(e) for task, e in errors.items()}
+                            core.name, task, job, err)
+            failing = {task: str(err) for task, err in errors.items()}
             with trio.move_on_after(RETRY_MAX):  # also catches a silent session change
                 await changed.wait()
 

@@ -59,10 +59,10 @@ class Cluster:
             self.nodes[n.name] = st
         self._hosts: dict[str, set[NodeState]] = {}  # job -> nodes holding its tasks
         for a in allocations:
-            st = self.nodes.get(a.node)
-            if st is not None:
-                st.add(a.job, millis(a.cpus), a.memory, a.ports.values())
-                self._hosts.setdefault(a.job, set()).add(st)
+            held = self.nodes.get(a.node)
+            if held is not None:
+                held.add(a.job, millis(a.cpus), a.memory, a.ports.values())
+                self._hosts.setdefault(a.job, set()).add(held)
         self._label_index: dict[tuple[str, str], list[NodeState]] = {}
         for st in self.nodes.values():
             if st.up and st.eligible:

@@ -22,6 +22,7 @@ Design choices that callers rely on:
 from __future__ import annotations
 
 import abc
+import builtins
 import json
 import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -408,7 +409,7 @@ class Runtime(abc.ABC):
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
                         tail: int | None = None, limit: int = 10_000
-                        ) -> tuple[list[str], str | None]:
+                        ) -> tuple[builtins.list[str], str | None]:
         """At most `limit` lines after `cursor` (or the first ones / the last `tail` when
         it is None), and the cursor to pass next time.
 

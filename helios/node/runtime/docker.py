@@ -21,6 +21,7 @@ What the containers get, and why:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import math
@@ -152,7 +153,7 @@ def _logs_failure(err: DockerError, cid: str) -> RuntimeFailure:
 
 def _pull_failure(image: str, err: DockerError) -> RuntimeFailure:
     """Translate a pull error into the failure a user can act on."""
-    msg = err.message if isinstance(err.message, str) else str(err.message)
+    msg = str(err.message)  # typed str, but aiodocker passes on what the API sent
     low = msg.lower()
     if err.status == 900:
         return RuntimeUnavailable(f"Docker daemon unreachable while pulling {image}: {msg}")
@@ -645,7 +646,7 @@ class DockerRuntime(Runtime):
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
                         tail: int | None = None, limit: int = 10_000,
-                        max_bytes: int = MAX_READ_BYTES) -> tuple[list[str], str | None]:
+                        max_bytes: int = MAX_READ_BYTES) -> tuple[builtins.list[str], str | None]:
         """Resume after `cursor` with the Engine API's `since`, so a follower reads only
         what is new. The cursor is `t<timestamp of the last line>#<lines at exactly that
         timestamp already read>`: `since` includes its own instant, and two lines can

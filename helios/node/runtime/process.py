@@ -28,6 +28,7 @@ match.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -446,7 +447,7 @@ class ProcessRuntime(Runtime):
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
                         tail: int | None = None, limit: int = 10_000,
-                        max_bytes: int = MAX_READ_BYTES) -> tuple[list[str], str | None]:
+                        max_bytes: int = MAX_READ_BYTES) -> tuple[builtins.list[str], str | None]:
         """Resume at a byte offset of output.log (cursor `b<offset>`), so a follower reads
         only what is new. A partial last line waits for its newline while the task runs.
         Without a cursor, `tail` lines are taken from the end. A read takes at most
