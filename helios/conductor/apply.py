@@ -112,6 +112,7 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
         prev = old.assignments[tid]
         task_ops.append(Delete(paths.assignment(prev.node, tid)))
         touched.add(prev.node)
+    ops.extend(_service_dir_ops(new, old, dirs))
     value = dict(stamp) if stamp is not None else None
     for node in sorted(touched):
         d = paths.assignments(node)
@@ -127,6 +128,25 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
                       for tid, st in old.statuses.items()
                       if tid not in new.statuses or new.statuses[tid].node != st.node]
     return ops, status_deletes
+
+
+def _service_dir_ops(new: ClusterState, old: ClusterState, dirs: set[str]) -> list[Op]:
+    """Create `/services/<job>/<node>` for every node newly given a task of a service
+    with ports, before the assignment itself, so the node finds the directory it may
+    publish that task's endpoint in (with ACLs only the conductor may make it, with the
+    node as its owner: helios.coordination.acl)."""
+    ops: list[Op] = []
+    for tid, a in new.assignments.items():
+        prev = old.assignments.get(tid)
+        if prev is a or (prev is not None and prev.node == a.node):
+            continue
+        if a.spec is None or a.spec.kind != "service" or not a.spec.ports:
+            continue
+        for d in (paths.SERVICES, paths.services(a.job), paths.service_node(a.job, a.node)):
+            if d not in dirs:
+                ops.append(Create(d))
+                dirs.add(d)
+    return ops
 
 
 def _drain_ops(old: ClusterState, new: ClusterState, dirs: set[str]) -> list[Op]:
@@ -185,8 +205,10 @@ class Writer:
         """Write what changed since the last flush (plus `extra` ops, e.g. history),
         then remember `state` as persisted. Raises `StaleEpoch` once deposed."""
         target = state.copy()  # the cache may change while the writes are in flight
-        ops, status_paths = diff_ops(self.persisted.state, target, self.persisted.dirs,
-                                     stamp)
+        # Directories count as made only once the write succeeds: after a failed flush
+        # the next one must create them again (nodes cannot make an endpoint directory).
+        dirs = set(self.persisted.dirs)
+        ops, status_paths = diff_ops(self.persisted.state, target, dirs, stamp)
         if status_paths:
             store = self.term.store
             exists = [await store.exists(p) for p in status_paths]
@@ -194,6 +216,7 @@ class Writer:
         ops.extend(extra)
         if ops:
             await self.write(ops)
+        self.persisted.dirs |= dirs
         self.persisted.state = target
         return len(ops)
 

@@ -82,6 +82,7 @@ from helios.coordination.errors import (
 )
 from helios.coordination.guard import init_cluster
 from helios.coordination.store import Create, Delete, Set, Store
+from helios.endpoints import follow_endpoints
 from helios.events import cluster_event, read_events
 from helios.metrics import conductor_metrics
 from helios.model import JobRecord, TaskStatus
@@ -539,9 +540,10 @@ class Conductor(Collector):
         return out
 
     async def _follow_rollout_endpoints(self, L: Leadership) -> None:
-        """Follow `/services/<job>` of every job being rolled out (the first read done
-        before this returns), so the reconciler replaces an old task only once its
-        successor's endpoint is registered, not merely healthy."""
+        """Follow the endpoints (`/services/<job>/<node>/<task>`) of every job being
+        rolled out (the first read done before this returns), so the reconciler
+        replaces an old task only once its successor's endpoint is registered, not
+        merely healthy."""
         assert L.nursery is not None
         for job in sorted(self._rolling(L) - set(L.registered)):
             await L.nursery.start(self._watch_endpoints, L, job)
@@ -550,9 +552,9 @@ class Conductor(Collector):
                                task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         started = False
         try:
-            async with aclosing(self.store.watch_children(paths.services(job))) as names_:
-                async for names in names_:
-                    L.registered[job] = set(names)
+            async with aclosing(follow_endpoints(self.store, job)) as endpoints:
+                async for eps in endpoints:
+                    L.registered[job] = {ep["task"] for ep in eps}
                     if not started:
                         started = True
                         task_status.started()

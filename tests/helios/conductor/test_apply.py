@@ -108,3 +108,49 @@ async def test_writer_repairs_a_cache_that_disagrees_with_the_store(tmp_path: Pa
             del gone.assignments["web-0"]
             await w.flush(gone)
             assert not await store.exists(paths.assignment("n1", "web-0"))
+
+
+SERVICE = validate({"name": "api", "image": "x", "count": 2,
+                    "ports": {"http": {"container": 80}}})
+
+
+def api(i: int, node: str) -> Assignment:
+    return Assignment(id=f"api-{i}", job="api", version=1, node=node, index=i,
+                      fingerprint=SERVICE.fingerprint(), spec=SERVICE)
+
+
+def test_a_node_given_a_service_gets_its_endpoint_directory_first() -> None:
+    """The conductor makes `/services/<job>/<node>` (nodes may not: ACLs) once, before
+    the assignment that needs it; batch jobs and known directories get none."""
+    old = ClusterState.of(jobs=[JobRecord(SPEC), JobRecord(SERVICE)])
+    new = old.copy()
+    new.assignments["api-0"] = api(0, "n1")
+    new.assignments["api-1"] = api(1, "n2")
+    new.assignments["web-0"] = task(0, "n3")  # no ports: nothing to publish
+    dirs = {paths.SERVICES, paths.service_node("api", "n2")}
+    ops, _ = diff_ops(old, new, dirs)
+    made = [o.path for o in ops if isinstance(o, Create) and o.path.startswith("/services")]
+    assert made == [paths.services("api"), paths.service_node("api", "n1")]
+    paths_in_order = [o.path for o in ops]
+    assert paths_in_order.index(paths.service_node("api", "n1")) < \
+        paths_in_order.index(paths.assignment("n1", "api-0"))
+    assert paths.service_node("api", "n1") in dirs
+    # moving a task to another node makes that node's directory
+    moved = new.copy()
+    moved.assignments["api-0"] = api(0, "n4")
+    ops, _ = diff_ops(new, moved, dirs)
+    assert Create(paths.service_node("api", "n4")) in ops
+
+
+async def test_a_failed_flush_does_not_count_its_directories_as_made(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    async with await open_embedded(db) as s1, await open_embedded(db) as s2:
+        await init_cluster(s1)
+        async with leadership(s1, "old") as term:
+            w = Writer(term, Persisted())
+            state = ClusterState.of(jobs=[JobRecord(SERVICE)], assignments=[api(0, "n1")])
+            await s1.delete(term.node)
+            async with leadership(s2, "new"):  # deposed: the flush fails
+                with pytest.raises(StaleEpoch):
+                    await w.flush(state)
+            assert paths.service_node("api", "n1") not in w.persisted.dirs
