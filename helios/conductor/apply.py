@@ -24,11 +24,13 @@ from helios.conductor.plan import ClusterState
 from helios.coordination import paths
 from helios.coordination.election import Term
 from helios.coordination.errors import (
+    CoordinationError,
     NodeExists,
     NoNode,
     NotEmpty,
     StaleEpoch,
     TransactionFailed,
+    Unavailable,
     ValueTooLarge,
 )
 from helios.coordination.store import Create, Delete, Op, Set
@@ -36,7 +38,7 @@ from helios.model import Assignment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Persisted", "Writer", "chunks", "diff_ops"]
+__all__ = ["Persisted", "Writer", "chunks", "diff_ops", "service_dir_ops"]
 
 #: at most this many ops, or this many encoded bytes, per transaction (ZooKeeper's
 #: jute.maxbuffer is 1 MiB for the whole request)
@@ -112,7 +114,6 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
         prev = old.assignments[tid]
         task_ops.append(Delete(paths.assignment(prev.node, tid)))
         touched.add(prev.node)
-    ops.extend(_service_dir_ops(new, old, dirs))
     value = dict(stamp) if stamp is not None else None
     for node in sorted(touched):
         d = paths.assignments(node)
@@ -130,11 +131,11 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
     return ops, status_deletes
 
 
-def _service_dir_ops(new: ClusterState, old: ClusterState, dirs: set[str]) -> list[Op]:
-    """Create `/services/<job>/<node>` for every node newly given a task of a service
-    with ports, before the assignment itself, so the node finds the directory it may
-    publish that task's endpoint in (with ACLs only the conductor may make it, with the
-    node as its owner: helios.coordination.acl)."""
+def service_dir_ops(old: ClusterState, new: ClusterState, dirs: set[str]) -> list[Op]:
+    """Creates of `/services/<job>/<node>` for every node newly given a task of a
+    service with ports (adding them to `dirs`): the directory that node may publish the
+    task's endpoint in. With ACLs only the conductor may make it, with the node as its
+    owner (helios.coordination.acl)."""
     ops: list[Op] = []
     for tid, a in new.assignments.items():
         prev = old.assignments.get(tid)
@@ -208,6 +209,7 @@ class Writer:
         # Directories count as made only once the write succeeds: after a failed flush
         # the next one must create them again (nodes cannot make an endpoint directory).
         dirs = set(self.persisted.dirs)
+        await self._make_service_dirs(service_dir_ops(self.persisted.state, target, dirs))
         ops, status_paths = diff_ops(self.persisted.state, target, dirs, stamp)
         if status_paths:
             store = self.term.store
@@ -219,6 +221,33 @@ class Writer:
         self.persisted.dirs |= dirs
         self.persisted.state = target
         return len(ops)
+
+    async def _make_service_dirs(self, ops: Sequence[Op]) -> None:
+        """Make the endpoint directories before the assignments that need them, so a
+        node told of a task finds where to publish it. Best effort: a directory that
+        cannot be made (a refused ACL) leaves that task unpublished, which the rollout
+        gate sees, and must not block the cluster's every other write."""
+        if not ops:
+            return
+        try:
+            await self.term.transaction(ops)
+            return
+        except (StaleEpoch, Unavailable):
+            raise
+        except CoordinationError:
+            pass
+        for op in ops:
+            try:
+                await self.term.transaction([op])
+            except (StaleEpoch, Unavailable):
+                raise
+            except TransactionFailed as e:
+                if not isinstance(e.cause, NodeExists):
+                    log.warning("cannot make %s: %s; its node cannot publish endpoints "
+                                "there", op.path, e.cause)
+            except CoordinationError as e:
+                log.warning("cannot make %s: %s; its node cannot publish endpoints there",
+                            op.path, e)
 
     async def write(self, ops: Sequence[Op]) -> None:
         """Fenced, chunked; a failing chunk falls back to one op at a time."""

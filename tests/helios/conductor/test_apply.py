@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helios.conductor.apply import Persisted, Writer, chunks, diff_ops
+from helios.conductor.apply import Persisted, Writer, chunks, diff_ops, service_dir_ops
 from helios.conductor.plan import ClusterState
 from helios.conductor.state import load_snapshot
 from helios.coordination import open_embedded, paths
@@ -128,18 +128,30 @@ def test_a_node_given_a_service_gets_its_endpoint_directory_first() -> None:
     new.assignments["api-1"] = api(1, "n2")
     new.assignments["web-0"] = task(0, "n3")  # no ports: nothing to publish
     dirs = {paths.SERVICES, paths.service_node("api", "n2")}
-    ops, _ = diff_ops(old, new, dirs)
-    made = [o.path for o in ops if isinstance(o, Create) and o.path.startswith("/services")]
-    assert made == [paths.services("api"), paths.service_node("api", "n1")]
-    paths_in_order = [o.path for o in ops]
-    assert paths_in_order.index(paths.service_node("api", "n1")) < \
-        paths_in_order.index(paths.assignment("n1", "api-0"))
+    ops = service_dir_ops(old, new, dirs)
+    assert [o.path for o in ops] == [paths.services("api"), paths.service_node("api", "n1")]
+    assert all(isinstance(o, Create) for o in ops)
     assert paths.service_node("api", "n1") in dirs
+    assert service_dir_ops(old, new, dirs) == []  # made once
     # moving a task to another node makes that node's directory
     moved = new.copy()
     moved.assignments["api-0"] = api(0, "n4")
-    ops, _ = diff_ops(new, moved, dirs)
-    assert Create(paths.service_node("api", "n4")) in ops
+    assert service_dir_ops(new, moved, dirs) == [Create(paths.service_node("api", "n4"))]
+
+
+async def test_the_writer_makes_endpoint_directories_before_assignments(
+        tmp_path: Path) -> None:
+    """(One it cannot make, a refused ACL, does not keep the assignments from being
+    written: tests/integration/test_rollout_gates.py.)"""
+    async with await open_embedded(tmp_path / "s.db") as store:
+        await init_cluster(store)
+        async with leadership(store, "c") as term:
+            w = Writer(term, Persisted())
+            state = ClusterState.of(jobs=[JobRecord(SERVICE)],
+                                    assignments=[api(0, "n1"), api(1, "n2")])
+            await w.flush(state)
+            assert await store.children(paths.services("api")) == ["n1", "n2"]
+            assert await store.exists(paths.assignment("n2", "api-1"))
 
 
 async def test_a_failed_flush_does_not_count_its_directories_as_made(tmp_path: Path) -> None:
