@@ -23,6 +23,7 @@ from helios.conductor.gc import (
     orphan_histories,
     plan_runs,
     stale_node_dirs,
+    stale_service_dirs,
 )
 from helios.conductor.history import event
 from helios.conductor.term import Leadership
@@ -91,9 +92,16 @@ class Collector:
 
     async def _drop_node_dirs(self) -> None:
         """Delete the empty `/assignments/<n>` and `/status/<n>` of nodes that are gone
-        (`helios node rm` left them while finished batch records were still in them)."""
+        (`helios node rm` left them while finished batch records were still in them),
+        and the endpoint directories no assignment needs any more."""
         L = self.lead
         persisted = L.writer.persisted
+        pairs = {(a.job, a.node) for a in persisted.state.assignments.values()}
+        pairs |= {(a.job, a.node) for a in L.state.assignments.values()}
+        unused = stale_service_dirs(persisted.dirs, pairs, L.state.jobs)
+        if unused:
+            persisted.dirs.difference_update(unused)  # tried once per term
+            await L.writer.write([Delete(d) for d in unused])
         known = set(L.state.nodes) | {n for n, r in L.records.items() if r is not None}
         if not stale_node_dirs(persisted.dirs, known, ()):
             return  # the usual case: every node directory belongs to a known node

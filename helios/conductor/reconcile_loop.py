@@ -28,9 +28,9 @@ from helios.conductor.plan_events import plan_events, rollout_events, touched_no
 from helios.conductor.reconcile import reconcile
 from helios.conductor.reschedule import reschedule_due
 from helios.conductor.term import Leadership
-from helios.coordination import paths
 from helios.coordination.errors import CoordinationError, StaleEpoch, StoreClosed
 from helios.coordination.store import Store
+from helios.endpoints import follow_endpoints
 from helios.metrics import ConductorMetrics
 from helios.model import JobRecord
 
@@ -187,9 +187,10 @@ class ReconcileLoop:
         return out
 
     async def _follow_rollout_endpoints(self) -> None:
-        """Follow `/services/<job>` of every job being rolled out (the first read done
-        before this returns), so the reconciler replaces an old task only once its
-        successor's endpoint is registered, not merely healthy."""
+        """Follow the endpoints (`/services/<job>/<node>/<task>`) of every job being
+        rolled out (the first read done before this returns), so the reconciler
+        replaces an old task only once its successor's endpoint is registered, not
+        merely healthy."""
         assert self.lead.nursery is not None
         for job in sorted(self._rolling() - set(self.lead.registered)):
             await self.lead.nursery.start(self._watch_endpoints, job)
@@ -199,9 +200,9 @@ class ReconcileLoop:
         L = self.lead
         started = False
         try:
-            async with aclosing(self.store.watch_children(paths.services(job))) as names_:
-                async for names in names_:
-                    L.registered[job] = set(names)
+            async with aclosing(follow_endpoints(self.store, job)) as endpoints:
+                async for eps in endpoints:
+                    L.registered[job] = {ep["task"] for ep in eps}
                     if not started:
                         started = True
                         task_status.started()

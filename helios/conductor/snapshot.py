@@ -177,4 +177,25 @@ async def load_snapshot(store: Store, now: float | None = None) -> Snapshot:
         values = await _gather([functools.partial(_read, store, paths.drain(n), problems)
                                 for n in names])
         state.drains = drain_records(zip(names, values, strict=True))
-    return Snapshot(state, adirs | sdirs, problems, records)
+    return Snapshot(state, adirs | sdirs | await _service_dirs(store), problems, records)
+
+
+async def _service_dirs(store: Store) -> set[str]:
+    """The endpoint directories that exist (`/services/<job>/<node>`, made by earlier
+    leaders): known, the writer does not try to create them again."""
+    if not await store.exists(paths.SERVICES):
+        return set()
+    jobs = [paths.services(j) for j in await store.children(paths.SERVICES)
+            if _is_name(j)]
+    nodes = await _gather([functools.partial(store.children, d) for d in jobs])
+    out = {paths.SERVICES, *jobs}
+    out.update(f"{d}/{n}" for d, names in zip(jobs, nodes, strict=True) for n in names)
+    return out
+
+
+def _is_name(name: str) -> bool:
+    try:
+        paths.check_name(name)
+    except ValueError:
+        return False
+    return True

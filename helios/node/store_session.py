@@ -15,7 +15,7 @@ running its last known assignments from its state directory whatever the store d
   conductor runs still gets its desired state.
 - Leader: `protocol.LEADER_PATH` is watched so task events go to the current leader.
 - Statuses: the reporter's store loop writes `/status/<node>/<task>`.
-- Endpoints: healthy service tasks are published at `/services/<job>/<task>` (ephemeral,
+- Endpoints: healthy service tasks are published at `/services/<job>/<node>/<task>` (ephemeral,
   via `helios.endpoints`) and withdrawn before they stop.
 """
 
@@ -158,7 +158,7 @@ class ClusterLink:
                 self.core._endpoints_changed.set()  # ephemerals may be gone: re-publish
 
     async def _endpoints(self, store: Store) -> None:
-        """Publish healthy service endpoints (`/services/<job>/<task>`, ephemeral) and
+        """Publish healthy service endpoints (`/services/<job>/<node>/<task>`, ephemeral) and
         withdraw the others; level-triggered against what the store holds."""
         try:
             from helios import endpoints as ep
@@ -179,7 +179,7 @@ class ClusterLink:
             for task, value in list(core.published.items()):
                 if core.endpoints.get(task) != value:
                     try:
-                        await ep.deregister_endpoint(store, value["job"], task)
+                        await ep.deregister_endpoint(store, value["job"], task, core.name)
                         del core.published[task]
                     except CoordinationError as e:
                         errors[task] = e
