@@ -1088,7 +1088,11 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
                       help="Host clients and nodes reach this conductor at."),
                   gc_keep_runs: int = KeepRunsOpt, gc_run_retention: str = RunRetentionOpt,
                   gc_key_ttl: str = KeyTtlOpt, http: str = HttpOpt,
-                  insecure: bool = InsecureOpt) -> None:
+                  insecure: bool = InsecureOpt,
+                  secret_key_file: Path | None = typer.Option(
+                      None, "--secret-key-file", envvar="HELIOS_SECRET_KEY_FILE",
+                      metavar="FILE", help="The secret keyring (`helios secret keygen`); "
+                                           "the same file on every conductor.")) -> None:
     """A conductor; several may run, one leads."""
     from helios.conductor.daemon import run_conductor
 
@@ -1100,10 +1104,18 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
     if failover_grace < 0:
         raise CLIError("--failover-grace must be >= 0")
     gc = _gc_policy(gc_keep_runs, gc_run_retention, gc_key_ttl)
+    if secret_key_file is not None:  # a bad key file is said now, not at first use
+        from helios.secrets.keyring import Keyring, KeyringError
+
+        try:
+            Keyring.load(secret_key_file)
+        except KeyringError as e:
+            raise CLIError(str(e)) from None
     hosts, root = split_zk(zk)
     _daemon(run_conductor, store_url=f"zk://{hosts}{root}", listen=listen, name=name,
             failover_grace=failover_grace, session_timeout=session_timeout,
-            advertise=advertise, gc=gc, http=http_bind)
+            advertise=advertise, gc=gc, http=http_bind,
+            secret_key_file=str(secret_key_file) if secret_key_file else None)
 
 
 def _check_positive(**values: float) -> None:
@@ -1254,8 +1266,10 @@ def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
 
 
 from helios.cli_fleet import register as _register_fleet  # noqa: E402
+from helios.cli_secrets import register as _register_secrets  # noqa: E402
 
 _register_fleet(sys.modules[__name__])  # node drain, node eligibility, rebalance
+_register_secrets(sys.modules[__name__])  # secret set/ls/rm/keygen/rewrap
 
 
 # ---------------------------------------------------------------------------- main

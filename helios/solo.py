@@ -22,6 +22,7 @@ import actors
 from helios import protocol
 from helios.conductor.daemon import run_conductor
 from helios.coordination import open_embedded
+from helios.secrets.keyring import Keyring
 from helios.security import ConductorSecurity
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
     node_name = name or solo_node_name(base)
     store = await open_embedded(base / "helios.db")
     security = ConductorSecurity.over(store, "solo")
+    key_file = base / "secret.key"  # zero configuration: solo's own key, 0600
+    Keyring.load_or_create(key_file)
     try:
         async with actors.open_system(name="helios-solo", listen=listen,
                                       **protocol.network_options(
@@ -52,7 +55,7 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
                                       ) as system, \
                 trio.open_nursery() as nursery:
             conductor = await nursery.start(_run_conductor, store, system, failover_grace,
-                                            gc, security)
+                                            gc, security, str(key_file))
             core = await nursery.start(_run_node, run_node, store, system, node_name,
                                        str(base / "node"), runtime)
             if http:
@@ -69,10 +72,11 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
             await store.aclose()
 
 
-async def _run_conductor(store, system, grace, gc, security,  # type: ignore[no-untyped-def]
+async def _run_conductor(store, system, grace, gc, security, key_file,  # type: ignore[no-untyped-def]
                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     await run_conductor(store=store, system=system, name="solo", failover_grace=grace,
-                        gc=gc, security=security, task_status=task_status)
+                        gc=gc, security=security, secret_key_file=key_file,
+                        task_status=task_status)
 
 
 async def _run_node(run_node, store, system, name, state_dir, runtime,  # type: ignore[no-untyped-def]

@@ -85,6 +85,8 @@ from helios.coordination.store import Create, Delete, Set, Store
 from helios.events import cluster_event, read_events
 from helios.metrics import conductor_metrics
 from helios.model import JobRecord, TaskStatus
+from helios.secrets.resolve import ConductorSecrets, uses
+from helios.secrets.store import SecretAdmin
 from helios.security import ConductorSecurity
 from helios.security.audit import read_audit
 from helios.security.tokens import TokenAdmin
@@ -169,6 +171,8 @@ class Conductor(Collector):
         self.terms = 0
         #: where the HTTP API of this conductor listens (helios.http), when it does
         self.http_url: str | None = None
+        #: the secret key file (set by `run_conductor`); values are read per push
+        self.secrets = ConductorSecrets()
 
     @property
     def url(self) -> str:
@@ -345,7 +349,10 @@ class Conductor(Collector):
                 continue
             # What the store holds, never the cache: a node must not run a task that a
             # successor leader could not find.
-            tasks = [a.to_dict() for a in L.writer.persisted.on_node(name)]
+            assigned = L.writer.persisted.on_node(name)
+            tasks = [a.to_dict() for a in assigned]
+            # values only in this message, for the tasks that use them (never stored)
+            tasks = await self.secrets.attach(self.store, assigned, tasks)
             generation = next(L.generation)
             try:
                 ref = await self._node_ref(name, self._node_url(L, name, node.address))
@@ -642,6 +649,7 @@ class Conductor(Collector):
         """Write ``job`` as the job's next version (unless it is the current one) and
         say what placing it will find wrong: `job run`, `job scale`, `job revert`."""
         L = await self.leading()
+        job = await self.secrets.stamp(self.store, job)  # refused: an unknown secret
         async with L.lock:
             rec, new, now = self._candidate(L, job)
             if new is None:
@@ -704,6 +712,7 @@ class Conductor(Collector):
             raise ValueError("job_plan needs the job file as a mapping")
         job = JobSpec.from_dict(spec)
         L = await self.leading()
+        job = await self.secrets.stamp(self.store, job)
         async with L.lock:
             rec, new, now = self._candidate(L, job)
             if new is None:
@@ -1033,6 +1042,44 @@ class Conductor(Collector):
         actor answers one message at a time): followers poll."""
         return await read_events(self.store, int(after), job, max(1, min(int(limit), 1000)))
 
+    # ------------------------------------------------------------------ secrets
+    async def _secret(self, op: str, *args: Any) -> Any:
+        """A secret operation by the leader in its term (helios.secrets.store)."""
+        L = await self.leading()
+        async with L.lock:
+            admin = SecretAdmin(self.store, L.term.transaction, self.secrets.keyring)
+            try:
+                return await getattr(admin, op)(*args)
+            except StaleEpoch:
+                L.term.lost.set()
+                raise NotLeader(self._leader_url()) from None
+
+    def _secret_users(self, L: Leadership, name: str) -> list[str]:
+        return sorted(r.name for r in L.state.jobs.values() if name in uses(r.spec))
+
+    async def secret_set(self, name: str, value: Any) -> dict[str, Any]:
+        """Seal and store; every job using the secret is submitted again at its new
+        revision, so it rolls like any other change."""
+        out = await self._secret("set", name, value)
+        L = await self.leading()
+        rolled = []
+        for job in self._secret_users(L, name):
+            rec = L.state.jobs.get(job)
+            if rec is not None and rec.parent is None and not rec.stopped and \
+                    (await self._submit(rec.spec)).get("changed"):
+                rolled.append(job)
+        return out | {"rolled": rolled}
+
+    async def secret_ls(self) -> list[dict[str, Any]]:
+        return await self._secret("ls")
+
+    async def secret_rm(self, name: str) -> dict[str, Any]:
+        L = await self.leading()
+        return await self._secret("rm", name, self._secret_users(L, name))
+
+    async def secret_rewrap(self) -> dict[str, Any]:
+        return await self._secret("rewrap")
+
     def _adopt_written_job(self, L: Leadership, record: JobRecord) -> None:
         """A job record another module already wrote (fenced): cache it as persisted, so
         the writer does not create it again."""
@@ -1196,6 +1243,22 @@ class ConductorActor(actors.Actor):
     async def audit(self, since: float | None = None, limit: int = 10_000
                     ) -> list[dict[str, Any]]:
         return await _answer(self.c.audit(since, limit))
+
+    @actors.handler
+    async def secret_set(self, name: str, value: Any) -> dict[str, Any]:
+        return await _answer(self.c.secret_set(name, value))
+
+    @actors.handler
+    async def secret_ls(self) -> list[dict[str, Any]]:
+        return await _answer(self.c.secret_ls())
+
+    @actors.handler
+    async def secret_rm(self, name: str) -> dict[str, Any]:
+        return await _answer(self.c.secret_rm(name))
+
+    @actors.handler
+    async def secret_rewrap(self) -> dict[str, Any]:
+        return await _answer(self.c.secret_rewrap())
 
 
 async def _answer(call: Any) -> Any:

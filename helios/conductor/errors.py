@@ -54,4 +54,4 @@ class NotImplementedYet(NotImplementedError):
 EXPECTED = frozenset({"NotLeader", "JobNotFound", "TaskNotFound", "NodeUnreachable",
                       "NotImplementedYet", "SpecError", "ValueError", "DispatchError",
                       "PayloadTooLarge", "NodeNotFound", "NodeUp", "VersionNotFound",
-                      "AclError"})
+                      "AclError", "SecretError", "KeyringError", "SecretCorrupt"})

@@ -67,6 +67,7 @@ from helios.node.runtime import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
+from helios.secrets.resolve import SecretNotDelivered, environment, registry_credentials
 from helios.spec import PAYLOAD_ENV
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def container_spec(ctx: JobContext, a: Assignment,
     `PAYLOAD_CONTAINER_PATH` and the variable names that path."""
     spec = a.spec
     assert spec is not None
-    env = dict(spec.env)
+    env = environment(spec.env, a.secrets)  # SecretNotDelivered if a value did not come
     mounts: list[Mount] = []
     if payload_dir is not None and PAYLOAD_ENV in env:
         from helios.conductor.dispatch import PAYLOAD_CONTAINER_PATH, materialise_payload
@@ -148,7 +149,7 @@ def container_spec(ctx: JobContext, a: Assignment,
     auth = None
     if spec.registry_auth is not None:
         ra = spec.registry_auth
-        auth = RegistryAuth(ra.username, ra.password, ra.server)
+        auth = RegistryAuth(*registry_credentials(ra, a.secrets), ra.server)
     return ContainerSpec(
         name=container_name(ctx.node, a.id), image=spec.image or "",
         command=tuple(spec.command or ()), env=env,
@@ -329,7 +330,11 @@ class JobActor(actors.Actor):
     async def _launch(self, a: Assignment) -> None:
         """pull -> create -> start."""
         rt = self.ctx.runtime
-        spec = container_spec(self.ctx, a, self.ctx.payload_dir(self.task))
+        try:
+            spec = container_spec(self.ctx, a, self.ctx.payload_dir(self.task))
+        except SecretNotDelivered as e:  # pending until a conductor pushes the values
+            self._set("pending", reason=str(e))
+            raise _Finished from None
         try:
             if rt.kind == "docker":
                 if not spec.image:
