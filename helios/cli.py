@@ -1152,7 +1152,8 @@ def node_cmd(ctx: typer.Context,
              memory: str | None = typer.Option(None, "--memory", metavar="M"),
              label: list[str] | None = typer.Option(None, "--label", metavar="k=v"),
              runtime: str = typer.Option("docker", "--runtime",
-                                         help="docker | process | auto | sim"),
+                                         help="docker | process (unsandboxed, said "
+                                              "explicitly) | sim"),
              state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
              session_timeout: float = typer.Option(10.0, "--session-timeout", metavar="S"),
              container_label: list[str] | None = typer.Option(
@@ -1188,6 +1189,13 @@ def node_cmd(ctx: typer.Context,
              allow_log_address: list[str] | None = typer.Option(
                  None, "--allow-log-address", metavar="HOST[:PORT]",
                  help="Allow log drivers to send here (loopback only by default)."),
+             process_user: str | None = typer.Option(
+                 None, "--process-user", metavar="NAME",
+                 help="With --runtime process and a root daemon: run tasks as NAME "
+                      "(default nobody)."),
+             process_allow_root: bool = typer.Option(
+                 False, "--process-allow-root",
+                 help="Let --process-user be root (process tasks are not sandboxed)."),
              ) -> None:
     """The node daemon of one machine (`helios node --zk HOSTS --name N`).
 
@@ -1203,8 +1211,18 @@ def node_cmd(ctx: typer.Context,
     if not name:
         raise CLIError("Missing option '--name'.", 2)
     _check_positive(session_timeout=session_timeout)
-    if runtime not in ("docker", "process", "auto", "sim"):
-        raise CLIError(f"--runtime must be docker, process, auto or sim, not {runtime!r}")
+    if runtime == "auto":  # never a silent fall back to unsandboxed host processes
+        raise CLIError("--runtime auto is for `helios solo`; a node says --runtime docker "
+                       "or --runtime process (unsandboxed host processes, docs/security.md)")
+    if runtime not in ("docker", "process", "sim"):
+        raise CLIError(f"--runtime must be docker, process or sim, not {runtime!r}")
+    if runtime == "process":
+        from helios.node.runtime.process_user import ProcessUserError, task_user
+
+        try:
+            task_user(process_user, process_allow_root)
+        except ProcessUserError as e:
+            raise CLIError(str(e)) from None
     if memory is not None:
         try:
             parse_size(memory)
@@ -1229,7 +1247,8 @@ def node_cmd(ctx: typer.Context,
     kwargs["workload"] = WorkloadPolicy.from_flags(
         allow_caps=allow_cap or (), pids_limit=pids_limit,
         allow_privilege_escalation=allow_privilege_escalation, refuse_root=refuse_root,
-        allow_log_drivers=allow_log_driver or (), allow_log_addresses=allow_log_address or ())
+        allow_log_drivers=allow_log_driver or (), allow_log_addresses=allow_log_address or (),
+        process_user=process_user, process_allow_root=process_allow_root)
     _daemon(run_node, name=name, store_url=f"zk://{hosts}{root}", listen=listen,
             cpus=cpus, memory=memory, labels=_labels(label), runtime=runtime,
             state_dir=str(state_dir or default_state_dir(f"node-{name}")),

@@ -67,7 +67,12 @@ from helios.node.runtime import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
-from helios.secrets.resolve import SecretNotDelivered, environment, registry_credentials
+from helios.secrets.resolve import (
+    SecretNotDelivered,
+    environment,
+    registry_credentials,
+    uses_env,
+)
 from helios.spec import PAYLOAD_ENV
 
 log = logging.getLogger(__name__)
@@ -156,7 +161,8 @@ def container_spec(ctx: JobContext, a: Assignment,
         labels=dict(ctx.container_labels), ports=ports,
         cpus=a.cpus or spec.resources.cpus, memory=a.memory or spec.resources.memory,
         log=LogConfig(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
-        job=a.job, task=a.id, version=a.version, mounts=tuple(mounts), user=spec.user)
+        job=a.job, task=a.id, version=a.version, mounts=tuple(mounts), user=spec.user,
+        secret_keys=frozenset(uses_env(spec.env)))
 
 
 def health_check(a: Assignment) -> HealthCheck | None:

@@ -30,7 +30,12 @@ from helios.secrets.store import SecretError, read_revs, read_values
 log = logging.getLogger(__name__)
 
 __all__ = ["ConductorSecrets", "SecretNotDelivered", "environment", "registry_credentials",
-           "uses"]
+           "uses", "uses_env"]
+
+
+def uses_env(env: Mapping[str, Any]) -> list[str]:
+    """The env keys whose values are secret references."""
+    return [k for k, v in env.items() if isinstance(v, SecretRef)]
 
 
 def uses(spec: Any) -> dict[str, SecretRef]:

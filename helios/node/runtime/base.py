@@ -199,6 +199,8 @@ class ContainerSpec:
     workdir: str | None = None
     mounts: Sequence[Mount] = ()
     user: str | None = None  # Docker's --user; None: the image's default
+    #: env keys whose values are secrets (helios.secrets): a runtime keeps them off disk
+    secret_keys: frozenset[str] = frozenset()
 
     def validate(self) -> None:
         """Refuse what no engine could run, with a reason naming the field."""
