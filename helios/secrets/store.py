@@ -126,8 +126,7 @@ class SecretAdmin:
         if old is not None:
             ops.append(Set(paths.secret(name), rec))
         else:
-            if not await self.store.exists(paths.SECRETS):
-                ops.append(Create(paths.SECRETS, None))
+            await self.store.ensure(paths.SECRETS)  # an empty directory: no fence needed
             ops.append(Create(paths.secret(name), rec))
         await self.transact(ops)
         return public(rec) | {"changed": old is not None}
