@@ -10,41 +10,22 @@ from typing import Any
 
 import pytest
 import trio
-from kazoo.client import KazooClient
 
 from helios.coordination import Store
 from helios.coordination.paths import secret as secret_path
 from helios.coordination.store import Set
 from helios.secrets.keyring import Keyring, SecretCorrupt
 from helios.secrets.store import SecretAdmin, SecretError, read_revs, read_values
+from tests.fixtures.zookeeper import znode_data
 
 from .conftest import Backend
-
-
-def _all_znode_bytes(hosts: str, root: str) -> list[tuple[str, bytes]]:
-    zk = KazooClient(hosts=hosts, timeout=10)
-    zk.start(timeout=10)
-    try:
-        out: list[tuple[str, bytes]] = []
-        todo = [root]
-        for _ in range(10_000):  # bounded walk
-            if not todo:
-                break
-            path = todo.pop()
-            data, _stat = zk.get(path)
-            out.append((path, data or b""))
-            todo.extend(f"{path}/{c}" for c in zk.get_children(path))
-        return out
-    finally:
-        zk.stop()
-        zk.close()
 
 
 async def stored_bytes(backend: Backend) -> list[tuple[str, bytes]]:
     """Everything the backend holds: every znode under the test's root, or the whole
     SQLite file (with its WAL)."""
     if backend.kind == "zookeeper":
-        return await trio.to_thread.run_sync(_all_znode_bytes, backend.hosts, backend.root)
+        return await trio.to_thread.run_sync(znode_data, backend.hosts, backend.root)
     assert backend.file is not None
     files = [p for p in backend.file.parent.iterdir() if p.name.startswith(backend.file.name)]
     return [(str(p), p.read_bytes()) for p in files]
