@@ -72,6 +72,7 @@ from helios.node.runtime.process_user import TaskUser
 #: those that reached it before the fork (later group signals reach the child itself).
 _WRAPPER = """
 import os, select, signal, sys
+import warnings  # os.execvp imports it: loaded now, while the stdlib is still readable
 exit_file, log_path, max_log = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ids, argv = sys.argv[4], sys.argv[5:]
 sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
