@@ -67,7 +67,7 @@ def check_ref(c: _Checker, v: Any, path: str, extra: tuple[str, ...] = ()) -> Se
     if not isinstance(rev, str) or (rev and not _REV_RE.fullmatch(rev)):
         c.err(f"{path}.rev", "must be a revision (hex digits; set by the conductor)")
         ok = False
-    return SecretRef(name, rev) if ok else None
+    return SecretRef(name, rev) if ok and isinstance(name, str) else None
 
 
 def plain(v: Any) -> Any:

@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from helios.coordination.errors import CoordinationError
 from helios.coordination.store import Store
 from helios.secrets.keyring import ENV_KEY_FILE, Keyring, KeyringError
 from helios.secrets.refs import SecretRef
@@ -100,7 +101,7 @@ class ConductorSecrets:
         for name in sorted(names):
             try:
                 values.update(await read_values(store, ring, [name]))
-            except (SecretError, KeyringError) as e:
+            except (SecretError, KeyringError, CoordinationError) as e:
                 log.warning("cannot deliver secret %s: %s", name, e)
         out = []
         for a, d in zip(assignments, tasks, strict=True):

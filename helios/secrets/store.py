@@ -49,7 +49,8 @@ def _rev(sealed: Sealed) -> str:
 
 def public(rec: dict[str, Any]) -> dict[str, Any]:
     """What `secret ls` shows: never the value, nor its ciphertext."""
-    sealed = rec.get("sealed") if isinstance(rec.get("sealed"), dict) else {}
+    raw = rec.get("sealed")
+    sealed: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return {"name": rec.get("name"), "rev": rec.get("rev"), "key": sealed.get("key"),
             "created": rec.get("created"), "updated": rec.get("updated")}
 
