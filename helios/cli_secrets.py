@@ -41,6 +41,12 @@ def register(cli: ModuleType) -> None:
                              help="Secrets jobs refer to, encrypted at rest.")
     cli.app.add_typer(secret_app, name="secret")
 
+    def answer(out: Any, as_json: bool, line: str) -> None:
+        print_json(out) if as_json else _console().print(line)
+
+    def listing(names: list[str], sep: str) -> str:
+        return f"{sep}{', '.join(names)}" if names else ""
+
     @secret_app.command("set")
     def secret_set(name: str = typer.Argument(..., help="The secret's name."),
                    value: str | None = typer.Option(
@@ -55,12 +61,8 @@ def register(cli: ModuleType) -> None:
         """Store a secret, encrypted at rest; the jobs that use it roll."""
         text = read_value(value, from_file, CLIError)
         out = _call(zk, conductor, "secret_set", name, text)
-        if as_json:
-            print_json(out)
-            return
-        rolled = out.get("rolled") or []
-        _console().print(f"secret {name} {'updated' if out.get('changed') else 'created'}"
-                         + (f"; rolling {', '.join(rolled)}" if rolled else ""))
+        answer(out, as_json, f"secret {name} {'updated' if out.get('changed') else 'created'}"
+               + listing(out.get("rolled") or [], "; rolling "))
 
     @secret_app.command("ls")
     def secret_ls(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
@@ -79,8 +81,7 @@ def register(cli: ModuleType) -> None:
                   as_json: bool = JsonOpt, zk: str | None = ZkOpt,
                   conductor: str | None = ConductorOpt) -> None:
         """Delete a secret (refused while a job refers to it)."""
-        out = _call(zk, conductor, "secret_rm", name)
-        print_json(out) if as_json else _console().print(f"secret {name} removed")
+        answer(_call(zk, conductor, "secret_rm", name), as_json, f"secret {name} removed")
 
     @secret_app.command("rewrap")
     def secret_rewrap(as_json: bool = JsonOpt, zk: str | None = ZkOpt,
@@ -88,12 +89,9 @@ def register(cli: ModuleType) -> None:
         """Encrypt every secret again under the key file's active key (after
         `keygen --rotate` reached every conductor); values and jobs do not change."""
         out = _call(zk, conductor, "secret_rewrap")
-        if as_json:
-            print_json(out)
-            return
         done = out.get("rewrapped") or []
-        _console().print(f"{len(done)} secret(s) now under key {out.get('key')}"
-                         + (f": {', '.join(done)}" if done else ""))
+        answer(out, as_json, f"{len(done)} secret(s) now under key {out.get('key')}"
+               + listing(done, ": "))
 
     @secret_app.command("keygen")
     def secret_keygen(file: Path = typer.Argument(..., help="The key file to write."),
