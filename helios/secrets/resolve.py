@@ -70,6 +70,7 @@ class ConductorSecrets:
         refs = uses(spec)
         if not refs:
             return spec
+        self.keyring()  # a job whose values could never be delivered is refused now
         revs = await read_revs(store, refs)
 
         def at(v: Any) -> Any:
