@@ -111,3 +111,24 @@ async def test_unknown_names_and_removal(store: Store) -> None:
     assert await a.rm("used", []) == {"name": "used", "removed": True}
     with pytest.raises(SecretError, match="invalid secret name"):
         await a.set("../x", "v")
+
+
+async def test_a_conductor_without_a_key_file_refuses_jobs_naming_secrets(
+        store: Store, tmp_path: Path) -> None:
+    from helios.secrets.keyring import KeyringError
+    from helios.secrets.resolve import ConductorSecrets
+    from helios.spec import validate
+
+    spec = validate({"name": "w", "image": "b", "env": {"P": {"secret": "db"}}})
+    plain = validate({"name": "w", "image": "b"})
+    none = ConductorSecrets(None)
+    none.key_file = None  # whatever HELIOS_SECRET_KEY_FILE says in this environment
+    assert await none.stamp(store, plain) is plain  # no secrets: nothing needed
+    with pytest.raises(KeyringError, match="--secret-key-file"):
+        await none.stamp(store, spec)
+    key = tmp_path / "k"
+    ring = Keyring.create(key)
+    await SecretAdmin(store, store.transaction, lambda: ring).set("db", "v")
+    stamped = await ConductorSecrets(str(key)).stamp(store, spec)
+    assert stamped.env["P"].rev == (await read_revs(store, ["db"]))["db"]
+    assert stamped.fingerprint() != spec.fingerprint()
