@@ -185,7 +185,7 @@ class ContainerSpec:
     name: str
     image: str
     command: Sequence[str] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     labels: Mapping[str, str] = field(default_factory=dict)
     ports: Mapping[str, PortMapping] = field(default_factory=dict)
     cpus: float | None = None
