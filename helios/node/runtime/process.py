@@ -300,6 +300,7 @@ class ProcessRuntime(Runtime):
             work.mkdir(mode=0o700, exist_ok=True)
             os.chown(work, self.user.uid, self.user.gid)
             workdir = str(work)
+            self._hand_over_payload(work, env)
         rec = {
             "id": cid, "name": spec.name, "image": spec.image,
             "command": list(spec.command), "env": env, "workdir": workdir,
@@ -312,6 +313,22 @@ class ProcessRuntime(Runtime):
         }
         self._save(cid, rec)
         return cid
+
+    def _hand_over_payload(self, work: Path, env: dict[str, str]) -> None:
+        """A dispatched run's payload file sits in the node's root-only state: the task
+        user gets its own copy in its working directory (0600, its own), named relative
+        to it (the way there crosses the node's 0700 state directory, which the task
+        user cannot traverse by absolute path)."""
+        from helios.conductor.dispatch import PAYLOAD_FILE_ENV
+
+        src = env.get(PAYLOAD_FILE_ENV)
+        if self.user is None or not src:
+            return
+        dst = work / "payload"
+        shutil.copyfile(src, dst)
+        os.chmod(dst, 0o600)
+        os.chown(dst, self.user.uid, self.user.gid)
+        env[PAYLOAD_FILE_ENV] = dst.name
 
     def _env(self, rec: Mapping[str, Any]) -> dict[str, str]:
         base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TZ") if k in os.environ}
