@@ -1088,7 +1088,11 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
                       help="Host clients and nodes reach this conductor at."),
                   gc_keep_runs: int = KeepRunsOpt, gc_run_retention: str = RunRetentionOpt,
                   gc_key_ttl: str = KeyTtlOpt, http: str = HttpOpt,
-                  insecure: bool = InsecureOpt) -> None:
+                  insecure: bool = InsecureOpt,
+                  secret_key_file: Path | None = typer.Option(
+                      None, "--secret-key-file", envvar="HELIOS_SECRET_KEY_FILE",
+                      metavar="FILE", help="The secret keyring (`helios secret keygen`); "
+                                           "the same file on every conductor.")) -> None:
     """A conductor; several may run, one leads."""
     from helios.conductor.daemon import run_conductor
 
@@ -1100,10 +1104,18 @@ def conductor_cmd(zk: str = typer.Option(..., "--zk", envvar=ENV_ZK, metavar="HO
     if failover_grace < 0:
         raise CLIError("--failover-grace must be >= 0")
     gc = _gc_policy(gc_keep_runs, gc_run_retention, gc_key_ttl)
+    if secret_key_file is not None:  # a bad key file is said now, not at first use
+        from helios.secrets.keyring import Keyring, KeyringError
+
+        try:
+            Keyring.load(secret_key_file)
+        except KeyringError as e:
+            raise CLIError(str(e)) from None
     hosts, root = split_zk(zk)
     _daemon(run_conductor, store_url=f"zk://{hosts}{root}", listen=listen, name=name,
             failover_grace=failover_grace, session_timeout=session_timeout,
-            advertise=advertise, gc=gc, http=http_bind)
+            advertise=advertise, gc=gc, http=http_bind,
+            secret_key_file=str(secret_key_file) if secret_key_file else None)
 
 
 def _check_positive(**values: float) -> None:
@@ -1140,7 +1152,8 @@ def node_cmd(ctx: typer.Context,
              memory: str | None = typer.Option(None, "--memory", metavar="M"),
              label: list[str] | None = typer.Option(None, "--label", metavar="k=v"),
              runtime: str = typer.Option("docker", "--runtime",
-                                         help="docker | process | auto | sim"),
+                                         help="docker | process (unsandboxed, said "
+                                              "explicitly) | sim"),
              state_dir: Path | None = typer.Option(None, "--state-dir", metavar="D"),
              session_timeout: float = typer.Option(10.0, "--session-timeout", metavar="S"),
              container_label: list[str] | None = typer.Option(
@@ -1176,6 +1189,13 @@ def node_cmd(ctx: typer.Context,
              allow_log_address: list[str] | None = typer.Option(
                  None, "--allow-log-address", metavar="HOST[:PORT]",
                  help="Allow log drivers to send here (loopback only by default)."),
+             process_user: str | None = typer.Option(
+                 None, "--process-user", metavar="NAME",
+                 help="With --runtime process and a root daemon: run tasks as NAME "
+                      "(default nobody)."),
+             process_allow_root: bool = typer.Option(
+                 False, "--process-allow-root",
+                 help="Let --process-user be root (process tasks are not sandboxed)."),
              ) -> None:
     """The node daemon of one machine (`helios node --zk HOSTS --name N`).
 
@@ -1191,8 +1211,18 @@ def node_cmd(ctx: typer.Context,
     if not name:
         raise CLIError("Missing option '--name'.", 2)
     _check_positive(session_timeout=session_timeout)
-    if runtime not in ("docker", "process", "auto", "sim"):
-        raise CLIError(f"--runtime must be docker, process, auto or sim, not {runtime!r}")
+    if runtime == "auto":  # never a silent fall back to unsandboxed host processes
+        raise CLIError("--runtime auto is for `helios solo`; a node says --runtime docker "
+                       "or --runtime process (unsandboxed host processes, docs/security.md)")
+    if runtime not in ("docker", "process", "sim"):
+        raise CLIError(f"--runtime must be docker, process or sim, not {runtime!r}")
+    if runtime == "process":
+        from helios.node.runtime.process_user import ProcessUserError, task_user
+
+        try:
+            task_user(process_user, process_allow_root)
+        except ProcessUserError as e:
+            raise CLIError(str(e)) from None
     if memory is not None:
         try:
             parse_size(memory)
@@ -1217,7 +1247,8 @@ def node_cmd(ctx: typer.Context,
     kwargs["workload"] = WorkloadPolicy.from_flags(
         allow_caps=allow_cap or (), pids_limit=pids_limit,
         allow_privilege_escalation=allow_privilege_escalation, refuse_root=refuse_root,
-        allow_log_drivers=allow_log_driver or (), allow_log_addresses=allow_log_address or ())
+        allow_log_drivers=allow_log_driver or (), allow_log_addresses=allow_log_address or (),
+        process_user=process_user, process_allow_root=process_allow_root)
     _daemon(run_node, name=name, store_url=f"zk://{hosts}{root}", listen=listen,
             cpus=cpus, memory=memory, labels=_labels(label), runtime=runtime,
             state_dir=str(state_dir or default_state_dir(f"node-{name}")),
@@ -1254,8 +1285,10 @@ def solo_cmd(listen: str = _listen_opt(protocol.DEFAULT_CONDUCTOR),
 
 
 from helios.cli_fleet import register as _register_fleet  # noqa: E402
+from helios.cli_secrets import register as _register_secrets  # noqa: E402
 
 _register_fleet(sys.modules[__name__])  # node drain, node eligibility, rebalance
+_register_secrets(sys.modules[__name__])  # secret set/ls/rm/keygen/rewrap
 
 
 # ---------------------------------------------------------------------------- main

@@ -131,6 +131,9 @@ class Assignment:
     fingerprint: str = ""
     created: float = 0.0
     spec: JobSpec | None = field(default=None, compare=False, repr=False)
+    #: secret name -> value, only in the message the leader pushes (helios.secrets.resolve);
+    #: never in `to_dict()`, so never in the store nor in a node's files
+    secrets: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.desired not in DESIRED:

@@ -24,6 +24,7 @@ from helios.conductor.conductor import Conductor
 from helios.conductor.daemon import run_conductor
 from helios.conductor.gc import GCPolicy
 from helios.coordination import Store, open_embedded
+from helios.secrets.keyring import Keyring
 from helios.security import ConductorSecurity
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
     node_name = name or solo_node_name(base)
     store = await open_embedded(base / "helios.db")
     security = ConductorSecurity.over(store, "solo")
+    key_file = base / "secret.key"  # zero configuration: solo's own key, 0600
+    Keyring.load_or_create(key_file)
     try:
         async with actors.open_system(name="helios-solo", listen=listen,
                                       **protocol.network_options(
@@ -56,7 +59,7 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
                                       ) as system, \
                 trio.open_nursery() as nursery:
             conductor = await nursery.start(_run_conductor, store, system, failover_grace,
-                                            gc, security)
+                                            gc, security, str(key_file))
             core = await nursery.start(_run_node, store, system, node_name,
                                        str(base / "node"), runtime)
             if http:
@@ -74,11 +77,12 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
 
 
 async def _run_conductor(store: Store, system: actors.ActorSystem, grace: float,
-                         gc: GCPolicy | None, security: ConductorSecurity,
+                         gc: GCPolicy | None, security: ConductorSecurity, key_file: str,
                          task_status: trio.TaskStatus[Conductor] = trio.TASK_STATUS_IGNORED
                          ) -> None:
     await run_conductor(store=store, system=system, name="solo", failover_grace=grace,
-                        gc=gc, security=security, task_status=task_status)
+                        gc=gc, security=security, secret_key_file=key_file,
+                        task_status=task_status)
 
 
 async def _run_node(store: Store, system: actors.ActorSystem, name: str, state_dir: str,

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from helios.cron import CronError, parse_cron
+from helios.secrets.refs import SecretRef, check_ref, is_ref, plain
 from helios.units import UnitError, format_duration, parse_duration, parse_size
 
 __all__ = [
@@ -252,14 +253,18 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class RegistryAuth:
-    """Credentials for pulling from a private registry (kept out of repr and logs)."""
+    """Credentials for pulling from a private registry (kept out of repr and logs):
+    literal, or `secret`, a reference to a secret holding {"username", "password"} JSON
+    (docs/security.md), resolved only on the node that pulls."""
 
-    username: str
-    password: str = field(repr=False)
+    username: str = ""
+    password: str = field(default="", repr=False)
     server: str | None = None
+    secret: SecretRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"username": self.username, "password": self.password}
+        d: dict[str, Any] = (self.secret.to_dict() if self.secret is not None else
+                             {"username": self.username, "password": self.password})
         return d | ({"server": self.server} if self.server else {})
 
 
@@ -301,7 +306,7 @@ class JobSpec:
             d["image"] = self.image
         if self.command is not None:
             d["command"] = list(self.command)
-        d["env"] = self.env.to_dict()
+        d["env"] = {k: plain(v) for k, v in self.env.items()}  # references as mappings
         d["count"] = self.count
         d["resources"] = self.resources.to_dict()
         d["ports"] = {k: p.to_dict() for k, p in self.ports.items()}
@@ -631,8 +636,7 @@ def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
         c.err("image", "is required (or give a command, for the process runtime)")
 
     if "env" in raw:
-        spec["env"] = c.str_map(raw["env"], "env", _ENV_RE,
-                                "letters, digits and '_', not starting with a digit")
+        spec["env"] = _env(c, raw["env"])
     if "count" in raw and (n := c.integer(raw["count"], "count", 0, 100_000)) is not None:
         spec["count"] = n
     if "resources" in raw:
@@ -841,7 +845,27 @@ def _log(c: _Checker, v: Any) -> LogConfig:
     return LogConfig(driver=driver, options=options)
 
 
+def _env(c: _Checker, v: Any) -> FrozenMap:
+    """`env`: string values, or `{secret: NAME}` references (helios.secrets.refs)."""
+    rule = "letters, digits and '_', not starting with a digit"
+    refs = {k: val for k, val in v.items() if is_ref(val)} if isinstance(v, dict) else {}
+    out = dict(c.str_map({k: val for k, val in v.items() if k not in refs}
+                         if refs else v, "env", _ENV_RE, rule))
+    for k, val in refs.items():
+        if not _ENV_RE.fullmatch(k):
+            c.err(_join("env", k), f"invalid name: {rule}")
+        elif (ref := check_ref(c, val, _join("env", k))) is not None:
+            out[k] = ref
+    return FrozenMap(out)
+
+
 def _registry_auth(c: _Checker, v: Any) -> RegistryAuth | None:
+    if is_ref(v):
+        ref = check_ref(c, v, "registry_auth", extra=("server",))
+        server = v.get("server")
+        if server is not None and c.string(server, "registry_auth.server") is None:
+            return None
+        return RegistryAuth(server=server, secret=ref) if ref is not None else None
     m = c.mapping(v, "registry_auth", ("username", "password", "server"))
     if m is None:
         return None

@@ -73,6 +73,7 @@ class Commands:
         """Write ``job`` as the job's next version (unless it is the current one) and
         say what placing it will find wrong: `job run`, `job scale`, `job revert`."""
         T = await self.c.leading()
+        job = await self.c.secrets.stamp(self.store, job)  # refused: an unknown secret
         L = T.lead
         async with L.lock:
             rec, new, now = self._candidate(L, job)
@@ -140,6 +141,7 @@ class Commands:
             raise ValueError("job_plan needs the job file as a mapping")
         job = JobSpec.from_dict(spec)
         T = await self.c.leading()
+        job = await self.c.secrets.stamp(self.store, job)
         L = T.lead
         async with L.lock:
             rec, new, now = self._candidate(L, job)

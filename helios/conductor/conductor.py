@@ -53,6 +53,7 @@ from helios.coordination.guard import init_cluster
 from helios.coordination.store import Create, Set, Store
 from helios.events import cluster_event
 from helios.metrics import conductor_metrics
+from helios.secrets.resolve import ConductorSecrets
 from helios.security import ConductorSecurity
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class Conductor:
         self.term: Leader | None = None
         #: where the HTTP API of this conductor listens (helios.http), when it does
         self.http_url: str | None = None
+        #: the secret key file (set by `run_conductor`); values are read per push
+        self.secrets = ConductorSecrets()
 
     @property
     def url(self) -> str:
@@ -158,7 +161,7 @@ class Conductor:
             L.history.exists = lambda job: job in L.state.jobs
             L.history.add(cluster_event("leader", "elected", node=None,
                                         detail=f"{self.name} leads (epoch {term.epoch})"))
-            nodes = NodeSync(L, self.store, self.system, self.clock)
+            nodes = NodeSync(L, self.store, self.system, self.clock, self.secrets)
             loop = ReconcileLoop(L, self.store, nodes, clock=self.clock,
                                  failover_grace=self.failover_grace, gc=self.gc,
                                  metrics=conductor_metrics(self))

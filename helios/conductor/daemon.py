@@ -23,6 +23,7 @@ from helios.coordination import open_store, open_zookeeper
 from helios.coordination.acl import load_credential
 from helios.coordination.reach import open_when_reachable, zk_hosts
 from helios.coordination.store import Store
+from helios.secrets.resolve import ConductorSecrets
 from helios.security import ConductorSecurity
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
                         failover_grace: float = 2.0, session_timeout: float = 10.0,
                         advertise: str | None = None, gc: GCPolicy | None = None,
                         http: str | None = None, security: ConductorSecurity | None = None,
+                        secret_key_file: str | None = None,
                         task_status: trio.TaskStatus[Conductor] = trio.TASK_STATUS_IGNORED
                         ) -> None:
     """Run a conductor until cancelled. `task_status.started(conductor)` once its actors
@@ -85,6 +87,7 @@ async def run_conductor(*, store: Store | None = None, store_url: str | None = N
                                        audit=security.audit)))
         conductor = Conductor(store, system, name=name, failover_grace=failover_grace,
                               session_timeout=session_timeout, gc=gc, security=security)
+        conductor.secrets = ConductorSecrets(secret_key_file)  # (docs/security.md)
         sup = await system.spawn(actors.Supervisor, strategy="one_for_one",
                                  max_restarts=1000, within=1.0,
                                  children=conductor_tree(conductor), name="conductor-sup")

@@ -49,4 +49,4 @@ class NodeUp(RuntimeError):
 EXPECTED = frozenset({"NotLeader", "JobNotFound", "TaskNotFound", "NodeUnreachable",
                       "SpecError", "ValueError", "DispatchError",
                       "PayloadTooLarge", "NodeNotFound", "NodeUp", "VersionNotFound",
-                      "AclError"})
+                      "AclError", "SecretError", "KeyringError", "SecretCorrupt"})

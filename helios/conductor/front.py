@@ -17,6 +17,7 @@ from helios import protocol
 from helios.conductor.commands import Commands
 from helios.conductor.conductor import Conductor
 from helios.conductor.errors import EXPECTED
+from helios.conductor.secret_commands import SecretCommands
 
 __all__ = ["ConductorActor", "CoreActor", "conductor_tree"]
 
@@ -39,6 +40,7 @@ class ConductorActor(actors.Actor):
     def __init__(self, conductor: Conductor) -> None:
         self.conductor = conductor
         self.c = Commands(conductor)
+        self.secrets = SecretCommands(self.c)
 
     @actors.handler
     async def task_events(self, node: str, events: list[Any]) -> int:
@@ -154,6 +156,22 @@ class ConductorActor(actors.Actor):
     async def audit(self, since: float | None = None, limit: int = 10_000
                     ) -> list[dict[str, Any]]:
         return await _answer(self.c.audit(since, limit))
+
+    @actors.handler
+    async def secret_set(self, name: str, value: Any) -> dict[str, Any]:
+        return await _answer(self.secrets.secret_set(name, value))
+
+    @actors.handler
+    async def secret_ls(self) -> list[dict[str, Any]]:
+        return await _answer(self.secrets.secret_ls())
+
+    @actors.handler
+    async def secret_rm(self, name: str) -> dict[str, Any]:
+        return await _answer(self.secrets.secret_rm(name))
+
+    @actors.handler
+    async def secret_rewrap(self) -> dict[str, Any]:
+        return await _answer(self.secrets.secret_rewrap())
 
 
 async def _answer(call: Awaitable[_T]) -> _T:

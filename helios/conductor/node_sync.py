@@ -25,6 +25,7 @@ from helios.coordination.store import Store
 from helios.events import cluster_event
 from helios.model import TaskStatus
 from helios.retry import Backoff
+from helios.secrets.resolve import ConductorSecrets
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,14 @@ class NodeSync:
     """Watches, pushes to and hears from the nodes for one term."""
 
     def __init__(self, lead: Leadership, store: Store, system: actors.ActorSystem,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], secrets: ConductorSecrets | None = None
+                 ) -> None:
         self.lead = lead
         self.store = store
         self.system = system
         self.clock = clock
+        #: the values of the secrets tasks use, attached to pushes only (never stored)
+        self.secrets = secrets if secrets is not None else ConductorSecrets()
 
     async def watch_nodes(self) -> None:
         """Follow every node's record and presence; a change wakes the reconciler."""
@@ -141,7 +145,10 @@ class NodeSync:
                 continue
             # What the store holds, never the cache: a node must not run a task that a
             # successor leader could not find.
-            tasks = [a.to_dict() for a in L.writer.persisted.on_node(name)]
+            assigned = L.writer.persisted.on_node(name)
+            tasks = [a.to_dict() for a in assigned]
+            # values only in this message, for the tasks that use them (never stored)
+            tasks = await self.secrets.attach(self.store, assigned, tasks)
             generation = next(L.generation)
             try:
                 ref = await self.node_ref(name, self.node_url(name, node.address))

@@ -25,6 +25,7 @@ DRAIN = "/drain"
 ACL = "/acl"
 ACL_TOKENS = "/acl/tokens"
 AUDIT = "/audit"
+SECRETS = "/secrets"
 
 
 def check_name(name: str) -> str:
@@ -67,6 +68,11 @@ def statuses(node_name: str) -> str:
 def status(node_name: str, task_id: str) -> str:
     """Last reported state of one task."""
     return f"{statuses(node_name)}/{check_name(task_id)}"
+
+
+def secret(name: str) -> str:
+    """One secret, sealed (helios.secrets.store): never its value in clear."""
+    return f"{SECRETS}/{check_name(name)}"
 
 
 def history(job_name: str) -> str:

@@ -88,8 +88,12 @@ async def open_runtime(kind: str, name: str, state: StateDir,
         else:
             return docker
     from helios.node.runtime.process import ProcessRuntime
+    from helios.node.runtime.process_user import task_user
 
-    rt = ProcessRuntime(name, state.process_dir, ports=ports)
+    user = None  # solo (no policy): tasks run as the daemon's user
+    if workload is not None:
+        user = task_user(workload.process_user, workload.process_allow_root)
+    rt = ProcessRuntime(name, state.process_dir, ports=ports, user=user)
     await rt.open()
     return rt
 

@@ -69,6 +69,12 @@ from helios.node.runtime import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
+from helios.secrets.resolve import (
+    SecretNotDelivered,
+    environment,
+    registry_credentials,
+    uses_env,
+)
 from helios.spec import PAYLOAD_ENV
 
 log = logging.getLogger(__name__)
@@ -135,7 +141,7 @@ def container_spec(ctx: JobContext, a: Assignment,
     `PAYLOAD_CONTAINER_PATH` and the variable names that path."""
     spec = a.spec
     assert spec is not None
-    env = dict(spec.env)
+    env = environment(spec.env, a.secrets)  # SecretNotDelivered if a value did not come
     mounts: list[Mount] = []
     if payload_dir is not None and PAYLOAD_ENV in env:
         in_container = ctx.runtime.isolates_files
@@ -148,14 +154,15 @@ def container_spec(ctx: JobContext, a: Assignment,
     auth = None
     if spec.registry_auth is not None:
         ra = spec.registry_auth
-        auth = RegistryCredentials(ra.username, ra.password, ra.server)
+        auth = RegistryCredentials(*registry_credentials(ra, a.secrets), ra.server)
     return ContainerSpec(
         name=container_name(ctx.node, a.id), image=spec.image or "",
         command=tuple(spec.command or ()), env=env,
         labels=dict(ctx.container_labels), ports=ports,
         cpus=a.cpus or spec.resources.cpus, memory=a.memory or spec.resources.memory,
         log=LogDriver(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
-        job=a.job, task=a.id, version=a.version, mounts=tuple(mounts), user=spec.user)
+        job=a.job, task=a.id, version=a.version, mounts=tuple(mounts), user=spec.user,
+        secret_keys=frozenset(uses_env(spec.env)))
 
 
 def health_check(a: Assignment) -> HealthProbe | None:
@@ -334,7 +341,11 @@ class JobActor(actors.Actor):
     async def _launch(self, a: Assignment) -> None:
         """pull -> create -> start."""
         rt = self.ctx.runtime
-        spec = container_spec(self.ctx, a, self.ctx.payload_dir(self.task))
+        try:
+            spec = container_spec(self.ctx, a, self.ctx.payload_dir(self.task))
+        except SecretNotDelivered as e:  # pending until a conductor pushes the values
+            self._set("pending", reason=str(e))
+            raise _Finished from None
         try:
             rt.check_image(spec.image)
             if not await self._engine(rt.has_image, spec.image):

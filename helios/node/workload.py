@@ -47,18 +47,24 @@ class WorkloadPolicy:
     log_drivers: frozenset[str] = DEFAULT_LOG_DRIVERS
     #: hosts (or host:port) a log driver's address options may name beyond loopback
     log_addresses: frozenset[str] = field(default_factory=frozenset)
+    #: the process runtime's task user when the daemon is root (None: `nobody`), and
+    #: whether it may be root (runtime/process_user.py)
+    process_user: str | None = None
+    process_allow_root: bool = False
 
     @classmethod
     def from_flags(cls, *, allow_caps: Iterable[str] = (), pids_limit: int | None = None,
                    allow_privilege_escalation: bool = False, refuse_root: bool = False,
                    allow_log_drivers: Iterable[str] = (),
-                   allow_log_addresses: Iterable[str] = ()) -> WorkloadPolicy:
+                   allow_log_addresses: Iterable[str] = (), process_user: str | None = None,
+                   process_allow_root: bool = False) -> WorkloadPolicy:
         caps = frozenset(c.strip().upper().removeprefix("CAP_") for c in allow_caps if c)
         return cls(no_new_privileges=not allow_privilege_escalation,
                    pids_limit=DEFAULT_PIDS_LIMIT if pids_limit is None else pids_limit,
                    extra_caps=caps, refuse_root=refuse_root,
                    log_drivers=DEFAULT_LOG_DRIVERS | frozenset(allow_log_drivers),
-                   log_addresses=frozenset(a.strip().lower() for a in allow_log_addresses))
+                   log_addresses=frozenset(a.strip().lower() for a in allow_log_addresses),
+                   process_user=process_user, process_allow_root=process_allow_root)
 
     def check(self, spec: ContainerSpec, node: str) -> None:
         """Raise `WorkloadRefused` naming the rule and the flag that would allow it."""

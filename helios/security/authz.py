@@ -88,6 +88,7 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     (CONDUCTOR_ACTOR, "secret_set"): _WRITE,
     (CONDUCTOR_ACTOR, "secret_ls"): _WRITE,
     (CONDUCTOR_ACTOR, "secret_rm"): _WRITE,
+    (CONDUCTOR_ACTOR, "secret_rewrap"): _MANAGE,  # after a key rotation
     # tokens and the audit log
     (CONDUCTOR_ACTOR, "acl_bootstrap"): frozenset({"anonymous", *PEOPLE}),
     (CONDUCTOR_ACTOR, "acl_token_create"): _MANAGE,

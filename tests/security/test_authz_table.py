@@ -35,6 +35,7 @@ EXPECTED: dict[str, str] = {
     "conductor.node_drain": WRITE, "conductor.node_eligibility": WRITE,
     "conductor.rebalance": WRITE, "conductor.secret_set": WRITE,
     "conductor.secret_ls": WRITE, "conductor.secret_rm": WRITE,
+    "conductor.secret_rewrap": MANAGE,
     "conductor.acl_bootstrap": "anonymous reader operator management",
     "conductor.acl_token_create": MANAGE, "conductor.acl_token_ls": MANAGE,
     "conductor.acl_token_rm": MANAGE, "conductor.audit": MANAGE,

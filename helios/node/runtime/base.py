@@ -187,7 +187,7 @@ class ContainerSpec:
     name: str
     image: str
     command: Sequence[str] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     labels: Mapping[str, str] = field(default_factory=dict)
     ports: Mapping[str, PortMapping] = field(default_factory=dict)
     cpus: float | None = None
@@ -201,6 +201,8 @@ class ContainerSpec:
     workdir: str | None = None
     mounts: Sequence[Mount] = ()
     user: str | None = None  # Docker's --user; None: the image's default
+    #: env keys whose values are secrets (helios.secrets): a runtime keeps them off disk
+    secret_keys: frozenset[str] = frozenset()
 
     def validate(self) -> None:
         """Refuse what no engine could run, with a reason naming the field."""

@@ -1,8 +1,12 @@
 """The `process` runtime: each task is a local process group (like Nomad's raw_exec).
 
 For a machine without a Docker daemon (`helios solo` on a laptop). The image, limits and
-log driver are ignored; the command runs as the node's user. It is never a stand-in for
-Docker in the Docker tests.
+log driver are ignored. It is no sandbox (docs/security.md): the command runs as the
+node's user, or, when the node daemon is root, as its task user (`process_user.py`,
+`helios node --process-user`, default nobody) in its own `work/` directory, the wrapper
+staying root so the task can touch none of its records. Secret env values stay in this
+object's memory, never in record.json. It is never a stand-in for Docker in the Docker
+tests.
 
 State lives on disk so a restarted node can adopt what still runs:
 
@@ -59,6 +63,7 @@ from helios.node.runtime.base import (
     port_env,
 )
 from helios.node.runtime.ports import PortAllocator
+from helios.node.runtime.process_user import TaskUser
 
 #: The wrapper (run by the node's own Python, -I -S: ~10 ms): fork the command into the
 #: same process group, wait for it, keep its exit status in the exit file, exit with it.
@@ -68,7 +73,9 @@ from helios.node.runtime.ports import PortAllocator
 #: those that reached it before the fork (later group signals reach the child itself).
 _WRAPPER = """
 import os, select, signal, sys
-exit_file, log_path, max_log, argv = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+import warnings  # os.execvp imports it: loaded now, while the stdlib is still readable
+exit_file, log_path, max_log = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ids, argv = sys.argv[4], sys.argv[5:]
 sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
 early = signal.sigpending()  # sent to the wrapper alone, before the command exists
@@ -83,6 +90,11 @@ if pid == 0:
         signal.signal(s, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
     try:
+        if ids != "-":  # the daemon is root: the command runs as the task user
+            uid, gid = (int(x) for x in ids.split(":"))
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
         os.execvp(argv[0], argv)
     except OSError as e:
         os.write(2, ("helios: cannot run %s: %s\\n" % (argv[0], e.strerror)).encode())
@@ -169,8 +181,12 @@ class ProcessRuntime(Runtime):
 
     def __init__(self, node: str, state_dir: str | os.PathLike[str], *,
                  ports: PortAllocator | None = None, python: str | None = None,
-                 max_log_bytes: int = MAX_LOG_BYTES) -> None:
+                 max_log_bytes: int = MAX_LOG_BYTES, user: TaskUser | None = None) -> None:
         super().__init__(node)
+        #: who commands run as (process_user.task_user; None: the daemon's own user)
+        self.user = user
+        #: task -> its secret env values: in memory only, never in record.json
+        self._secret_env: dict[str, dict[str, str]] = {}
         self.state_dir = Path(state_dir)
         self.max_log_bytes = max_log_bytes
         self.ports = ports if ports is not None else PortAllocator()
@@ -198,7 +214,8 @@ class ProcessRuntime(Runtime):
             raise ContainerNotFound(f"process task {cid} does not exist") from None
 
     def _save(self, cid: str, rec: Mapping[str, Any]) -> None:
-        """record.json holds the task's environment, secrets included: 0600, always."""
+        """record.json holds the task's environment (secret values never: they stay in
+        memory, see create): 0600, always."""
         path = self._dir(cid) / "record.json"
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -280,9 +297,19 @@ class ProcessRuntime(Runtime):
         # A process binds the host port itself: "where to listen" is the host port.
         env = port_env(dict(host_ports), host_ports)
         env.update(spec.env)
+        self._secret_env[cid] = {k: env.pop(k) for k in spec.secret_keys if k in env}
+        workdir = spec.workdir
+        if self.user is not None and workdir is None:
+            # the task user cannot enter the root-only task directory: its own subdir
+            work = d / "work"
+            work.mkdir(mode=0o700, exist_ok=True)
+            os.chown(work, self.user.uid, self.user.gid)
+            workdir = str(work)
+            self._hand_over_payload(work, env)
         rec = {
             "id": cid, "name": spec.name, "image": spec.image,
-            "command": list(spec.command), "env": env, "workdir": spec.workdir,
+            "command": list(spec.command), "env": env, "workdir": workdir,
+            "secret_keys": sorted(spec.secret_keys),
             "labels": helios_labels(self.node, spec,
                                     {n: p.container for n, p in spec.ports.items()},
                                     self.cluster),
@@ -292,11 +319,33 @@ class ProcessRuntime(Runtime):
         self._save(cid, rec)
         return cid
 
+    def _hand_over_payload(self, work: Path, env: dict[str, str]) -> None:
+        """A dispatched run's payload file sits in the node's root-only state: the task
+        user gets its own copy in its working directory (0600, its own), named relative
+        to it (the way there crosses the node's 0700 state directory, which the task
+        user cannot traverse by absolute path)."""
+        from helios.node.payload import PAYLOAD_FILE_ENV
+
+        src = env.get(PAYLOAD_FILE_ENV)
+        if self.user is None or not src:
+            return
+        dst = work / "payload"
+        shutil.copyfile(src, dst)
+        os.chmod(dst, 0o600)
+        os.chown(dst, self.user.uid, self.user.gid)
+        env[PAYLOAD_FILE_ENV] = dst.name
+
     def _env(self, rec: Mapping[str, Any]) -> dict[str, str]:
         base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TZ") if k in os.environ}
         base.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         base.update(rec.get("env", {}))
+        base.update(self._secret_env.get(rec["id"], {}))
         return base
+
+    def _user_options(self) -> dict[str, Any]:
+        """Popen's user switch for commands run on a task's behalf (exec)."""
+        u = self.user
+        return {} if u is None else {"user": u.uid, "group": u.gid, "extra_groups": []}
 
     async def start(self, cid: str) -> None:
         rec = self._load(cid)
@@ -306,13 +355,20 @@ class ProcessRuntime(Runtime):
         for stale in ("exit_code", "exit_code.pid"):
             with contextlib.suppress(FileNotFoundError):
                 (d / stale).unlink()
+        lacking = set(rec.get("secret_keys") or ()) - set(self._secret_env.get(cid, {}))
+        if lacking:
+            raise ContainerStartFailed(
+                f"the values of {', '.join(sorted(lacking))} are secrets, kept in memory "
+                "only and gone with the node's restart; the task starts again once a "
+                "conductor pushes them")
         env = self._env(rec)
         workdir = rec.get("workdir") or str(d)
+        ids = "-" if self.user is None else f"{self.user.uid}:{self.user.gid}"
         with open(d / "output.log", "ab") as out:  # the wrapper's own last words
             try:
                 proc = await trio.lowlevel.open_process(
                     [self.python, "-I", "-S", "-c", _WRAPPER, str(d / "exit_code"),
-                     str(d / "output.log"), str(self.max_log_bytes), *rec["command"]],
+                     str(d / "output.log"), str(self.max_log_bytes), ids, *rec["command"]],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     env=env, cwd=workdir, start_new_session=True)
             except OSError as e:
@@ -373,6 +429,7 @@ class ProcessRuntime(Runtime):
             self._signal(rec, signal.SIGKILL)
             await self._wait_gone(rec, 5.0)
         self._children.pop(cid, None)
+        self._secret_env.pop(cid, None)
         self.ports.release(cid)
         await trio.to_thread.run_sync(shutil.rmtree, self._dir(cid), True)
 
@@ -501,7 +558,8 @@ class ProcessRuntime(Runtime):
             try:
                 done = await trio.run_process(
                     list(argv), stdin=b"", capture_stdout=True, stderr=subprocess.STDOUT,
-                    check=False, env=self._env(rec), cwd=rec.get("workdir") or self._dir(cid))
+                    check=False, env=self._env(rec), cwd=rec.get("workdir") or self._dir(cid),
+                    **self._user_options())
             except OSError as e:
                 return ExecResult(exit_code=127, output=f"cannot run {argv[0]}: {e}")
         if scope.cancelled_caught:
