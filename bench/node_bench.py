@@ -135,7 +135,7 @@ class NodeProcess:
         self.name = f"bench-{run_id}"
         self.log = Path(state_dir) / "node.log"
         args = [sys.executable, "-m", "helios.node", "--name", self.name, "--state-dir",
-                state_dir, "--runtime", "docker", "--log-level", "WARNING",
+                state_dir, "--runtime", "docker",
                 "--conductor", conductor, f"--container-label={BENCH_LABEL}={run_id}"]
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE,
                                      stderr=open(self.log, "wb"), text=True)  # noqa: SIM115
