@@ -3,7 +3,10 @@
 Each is a frozen dataclass with ``to_dict``/``from_dict`` producing only msgpack- and
 JSON-friendly values (str, int, float, bool, None, list, dict), because the same records
 cross the actor wire, sit in ZooKeeper and are printed by ``--json``. ``from_dict`` ignores
-keys it does not know, so a newer writer does not break an older reader during an upgrade.
+keys it does not know, so a newer writer does not break an older reader during an upgrade;
+the one exception is the job spec inside a `JobRecord`, read by `JobSpec.from_dict`, which
+validates it as a job file and refuses unknown keys (a dropped key could change what the
+container is).
 """
 
 from __future__ import annotations
