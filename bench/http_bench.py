@@ -204,7 +204,8 @@ def main() -> None:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    socket.create_connection(tuple(http.split(":")), timeout=1).close()  # type: ignore[arg-type]
+                    host, _, port = http.rpartition(":")
+                    socket.create_connection((host, int(port)), timeout=1).close()
                     break
                 except OSError:
                     if time.monotonic() > deadline or proc.poll() is not None:

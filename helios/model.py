@@ -193,7 +193,8 @@ class TaskStatus:
     def __post_init__(self) -> None:
         if self.state not in TASK_STATES:
             raise ValueError(f"task state {self.state!r} is not one of {TASK_STATES}")
-        if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON:
+        reason: object = self.reason  # from the wire: typed str, checked all the same
+        if not isinstance(reason, str) or len(reason) > MAX_REASON:
             object.__setattr__(self, "reason", clip(str(self.reason), MAX_REASON))
 
     def __hash__(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import trio
 import actors
 from helios import protocol
 from helios.conductor.daemon import run_conductor
-from helios.coordination import open_embedded
+from helios.coordination import Store, open_embedded
 from helios.security import ConductorSecurity
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,17 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
             await store.aclose()
 
 
-async def _run_conductor(store, system, grace, gc, security,  # type: ignore[no-untyped-def]
-                         task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def _run_conductor(store: Store, system: actors.ActorSystem, grace: float, gc: Any,
+                         security: ConductorSecurity,
+                         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+                         ) -> None:
     await run_conductor(store=store, system=system, name="solo", failover_grace=grace,
                         gc=gc, security=security, task_status=task_status)
 
 
-async def _run_node(run_node, store, system, name, state_dir, runtime,  # type: ignore[no-untyped-def]
-                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def _run_node(run_node: Callable[..., Awaitable[None]], store: Store,
+                    system: actors.ActorSystem, name: str, state_dir: str, runtime: str,
+                    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
     await run_node(name=name, store=store, system=system, runtime=runtime,
                    state_dir=state_dir, task_status=task_status)
 

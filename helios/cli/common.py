@@ -93,13 +93,17 @@ def _root(verbose: bool = typer.Option(False, "-v", "--verbose",
                    else logging.CRITICAL)
 
 
+class _LogHandler(logging.StreamHandler):
+    """The CLI's own stderr handler, told apart so that it is added once."""
+
+
 def setup_logging(level: int) -> None:
+    """Log to stderr at `level` (once per process, however often it is called)."""
     root = logging.getLogger()
-    if not any(getattr(h, "_helios", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _LogHandler) for h in root.handlers):
+        handler = _LogHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(
             "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-        handler._helios = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
     if level > logging.DEBUG:

@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -167,7 +167,7 @@ class Stream:
     """A streamed answer: chunks until the source ends or the client goes."""
 
     content_type: str
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
 
 
 Handler = Callable[[Request], Awaitable[Any]]
@@ -267,16 +267,16 @@ class Api:
         finally:
             self.on_request(str(scope.get("method")), status)
         if stream is not None:
-            if action is not None and self.policy is not None:
+            if action is not None and self.policy is not None and req is not None:
                 stream = Stream(stream.content_type, self._revocable(
                     stream.chunks, req, action, scope.get("client")))
             await self._stream(stream, receive, send)
 
-    async def _revocable(self, chunks: AsyncIterator[bytes], req: Request, action: str,
-                         client: Any) -> AsyncIterator[bytes]:
+    async def _revocable(self, chunks: AsyncGenerator[bytes, None], req: Request, action: str,
+                         client: Any) -> AsyncGenerator[bytes, None]:
         """A stream (`--follow`) ends as soon as its token is revoked: each chunk is
         authorized again (a dictionary look-up) before it goes out."""
-        async with aclosing(chunks) as source:  # type: ignore[type-var]
+        async with aclosing(chunks) as source:
             async for chunk in source:
                 try:
                     self._authorize(req, action, client)
@@ -372,7 +372,7 @@ class Api:
 
             nursery.start_soon(gone)
             try:
-                async with aclosing(result.chunks) as chunks:  # type: ignore[type-var]
+                async with aclosing(result.chunks) as chunks:
                     async for chunk in chunks:
                         await send({"type": "http.response.body", "body": chunk,
                                     "more_body": True})
@@ -449,7 +449,7 @@ class Api:
         first = await self.client.call("job_logs", name, task=task, since=None, tail=tail_n)
         follow = req.flag("follow")
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncGenerator[bytes, None]:
             out = first
             cursor: Any = None
             while True:
@@ -495,7 +495,7 @@ class Api:
         if last is not None and last < 0:
             raise ApiError(400, "query parameter last must be >= 0")
         if req.flag("follow"):
-            async def follow() -> AsyncIterator[bytes]:
+            async def follow() -> AsyncGenerator[bytes, None]:
                 async with aclosing(follow_events(self.store, after, job, last)) as evs:
                     async for ev in evs:
                         yield _dumps(ev) + b"\n"
@@ -503,7 +503,7 @@ class Api:
             return Stream("application/x-ndjson", follow())
         got = await read_events(self.store, after, job, last=last)
 
-        async def once() -> AsyncIterator[bytes]:
+        async def once() -> AsyncGenerator[bytes, None]:
             for ev in got["events"]:
                 yield _dumps(ev) + b"\n"
 

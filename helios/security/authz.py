@@ -239,8 +239,8 @@ class HeliosPolicy(actors.Policy):
         key = 0 if daemon else (self.version() if self.version is not None else None)
         memo = peer.memo
         if key is not None and memo is not None and memo[0] == key:
-            return memo  # type: ignore[no-any-return]
-        fresh = (key, self._subject(peer), {})
+            return memo
+        fresh: tuple[Any, Subject, dict[Any, str | None]] = (key, self._subject(peer), {})
         if key is not None:
             peer.memo = fresh
         return fresh
