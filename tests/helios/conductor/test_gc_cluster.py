@@ -109,7 +109,7 @@ async def test_a_dispatch_key_outlives_its_ttl_while_its_run_exists(zk_cluster, 
     await cluster.wait_for(lambda: complete(first["run"]), what="first run complete")
     # past the TTL, two sweeps later, the key is still there: its run exists
     L = c.lead
-    await trio.sleep(1.0)
+    await trio.sleep(1.0)  # the key's TTL (1 s) passes on the conductor's real clock
     sweeps = L.key_sweeps
 
     async def swept_twice():
