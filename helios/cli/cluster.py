@@ -19,6 +19,7 @@ from helios.cli.common import (
     app,
     call,
     node_app,
+    node_group_where,
 )
 from helios.cli.render import console, event_line, fmt_date, fmt_ports, fmt_size, print_json, table
 from helios.client import Client, run_client
@@ -54,8 +55,7 @@ def node_rm(ctx: typer.Context,
     Deletes its record, assignments and statuses; its tasks are placed elsewhere.
     Refused while the node is up (its session is alive), unless --force; a daemon that
     still runs then stops its tasks and registers again, empty."""
-    parent = ctx.parent.params if ctx.parent is not None else {}
-    zk = zk or parent.get("zk")
+    zk, conductor = node_group_where(ctx, zk, conductor)
     out = call(zk, conductor, "node_rm", name, force=force)
     if as_json:
         print_json(out)

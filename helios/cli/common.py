@@ -114,3 +114,11 @@ def call(zk: str | None, conductor: str | None, method: str, *args: Any,
          **kwargs: Any) -> Any:
     """Ask the leader one thing (`Client.call`) from synchronous code."""
     return run_client(zk, conductor, lambda c: c.call(method, *args, **kwargs))
+
+
+def node_group_where(ctx: typer.Context, zk: str | None,
+                     conductor: str | None) -> tuple[str | None, str | None]:
+    """Where a `helios node SUBCOMMAND` client finds the cluster: `--zk` or `--conductor`
+    given before the subcommand (`helios node --zk H rm N`) are the group's options."""
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    return zk or parent.get("zk"), conductor or parent.get("pin_conductor")

@@ -10,7 +10,15 @@ from typing import Any
 import trio
 import typer
 
-from helios.cli.common import CLIError, ConductorOpt, JsonOpt, ZkOpt, app, node_app
+from helios.cli.common import (
+    CLIError,
+    ConductorOpt,
+    JsonOpt,
+    ZkOpt,
+    app,
+    node_app,
+    node_group_where,
+)
 from helios.cli.render import console, print_json, table
 from helios.client import Client, run_client
 
@@ -18,12 +26,6 @@ from helios.client import Client, run_client
 POLL = 0.5
 #: how long past the batch deadline `helios node drain` waits before giving up
 WAIT_MARGIN = 120.0
-
-
-def _zk(ctx: typer.Context, zk: str | None) -> str | None:
-    """`--zk` given before the subcommand belongs to `helios node` itself."""
-    parent = ctx.parent.params if ctx.parent is not None else {}
-    return zk or parent.get("zk")
 
 
 def _waiting_lines(report: dict[str, Any]) -> list[str]:
@@ -82,7 +84,7 @@ def node_drain(ctx: typer.Context,
             report = await client.call("node_drain_status", name)
         return report
 
-    report = run_client(_zk(ctx, zk), conductor, body)
+    report = run_client(*node_group_where(ctx, zk, conductor), body)
     if as_json:
         print_json(report)
         return
@@ -109,7 +111,7 @@ def node_eligibility(ctx: typer.Context,
     drain in progress; what already moved stays where it is)."""
     if enable == disable:
         raise CLIError("give exactly one of --enable and --disable", 2)
-    report = run_client(_zk(ctx, zk), conductor,
+    report = run_client(*node_group_where(ctx, zk, conductor),
                         lambda c: c.call("node_drain", name, None, False, enable))
     if as_json:
         print_json(report)
