@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import yaml
 
 from helios.spec.errors import Problem, SpecError
-from helios.spec.model import JobSpec
-from helios.spec.validation import join_path, typename, validate
+from helios.spec.model import JobSpec, validate
+from helios.spec.validation import join_path, typename
 
 __all__ = ["load_file", "loads"]
 

@@ -1,9 +1,9 @@
-"""Validating a job file: raw data (from YAML, JSON or the store) to a :class:`JobSpec`,
-or a `SpecError` naming *every* problem with its field path (``resources.memory: "64Q"
-is not a size``), never only the first: people fix a file in one pass that way. Unknown
-fields are errors too, because a misspelt optional field (``restrat:``) silently ignored
-is a production incident; a close known name is suggested. The reference of every key is
-docs/job-file.md.
+"""Validating a job file: raw data (from YAML, JSON or the store) to the fields of a
+`JobSpec` (`check_job`), or a `SpecError` naming *every* problem with its field path
+(``resources.memory: "64Q" is not a size``), never only the first: people fix a file in
+one pass that way. Unknown fields are errors too, because a misspelt optional field
+(``restrat:``) silently ignored is a production incident; a close known name is
+suggested. The reference of every key is docs/job-file.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from helios.cron import CronError, parse_cron
 from helios.spec.errors import Problem, SpecError
-from helios.spec.model import (
+from helios.spec.parts import (
     BATCH_RESCHEDULE,
     KINDS,
     LOG_DRIVERS,
@@ -25,7 +25,6 @@ from helios.spec.model import (
     RESTART_POLICIES,
     FrozenMap,
     HealthCheck,
-    JobSpec,
     LogConfig,
     Port,
     RegistryAuth,
@@ -36,7 +35,7 @@ from helios.spec.model import (
 )
 from helios.units import UnitError, parse_duration, parse_size
 
-__all__ = ["join_path", "typename", "validate"]
+__all__ = ["check_job", "join_path", "typename"]
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _PORT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
@@ -183,12 +182,10 @@ _TOP = ("name", "kind", "image", "command", "env", "count", "resources", "ports"
         "reschedule")
 
 
-def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
-    """Turn raw job-file data into a JobSpec, or raise SpecError naming every problem.
-
-    ``max_name`` is 63 for what people submit; stored specs (``from_dict``) allow the
-    longer names of runs made by :func:`run_spec`.
-    """
+def check_job(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> dict[str, Any]:
+    """The fields of a `JobSpec` (keyword arguments, defaults left to the class where
+    nothing depends on the kind) from raw job-file data, or SpecError naming every
+    problem. `helios.spec.validate` and `JobSpec.from_dict` build the spec from them."""
     c = _Checker()
     raw = c.mapping(data, "", _TOP)
     if raw is None:
@@ -258,7 +255,7 @@ def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
 
     if c.problems:
         raise SpecError(c.problems)
-    return JobSpec(**spec)
+    return spec
 
 
 def _resources(c: _Checker, v: Any) -> Resources:
