@@ -22,6 +22,7 @@ import trio
 import actors
 from helios import protocol
 from helios.config import split_zk
+from helios.security.authz import NOT_LOADED
 
 ENV_ZK = "HELIOS_ZK"
 ENV_CONDUCTOR = "HELIOS_CONDUCTOR"
@@ -150,14 +151,18 @@ class Client:
                     return await self.system.ref(url).ask(
                         method, *args, timeout=timeout or self.timeout, **kwargs)
                 except actors.RemoteError as e:
-                    if e.type_name != "NotLeader":
+                    if e.type_name == "Forbidden" and NOT_LOADED in (e.message or ""):
+                        # a conductor that just started: it reads the ACL state shortly
+                        last = f"{_addr(url)}: {one_line(e.message)}"
+                    elif e.type_name != "NotLeader":
                         raise ClientError(one_line(e.message or e.type_name)) from None
-                    if e.message:
+                    elif e.message:
                         self.url = protocol.conductor_url(e.message)
                         last = f"{url} is a standby; the leader is {e.message}"
                         continue
-                    last = f"{url} knows no leader yet"
-                    self.url = None if self.zk else url
+                    else:
+                        last = f"{url} knows no leader yet"
+                        self.url = None if self.zk else url
                 except actors.ActorNotFound:
                     # restarting its front, or not a conductor at all (a node's address)
                     last = (f"no conductor at {_addr(url)} (something else listens there, "
