@@ -23,7 +23,7 @@ import argparse
 import random
 import time
 
-from helios.conductor.scheduler import Request, place
+from helios.conductor.scheduler.place import Request, place
 from helios.model import NodeInfo
 
 GIB = 1024**3

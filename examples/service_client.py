@@ -71,7 +71,7 @@ async def demo() -> None:
                     ep = await resolver.next()
                     print("  ->", await http_get(ep["host"], ep["ports"]["http"]))
                 print("draining web-1a (deregister, wait grace, then it could stop)")
-                await drain_endpoint(node, "web", "web-1a", grace=0.2)
+                await drain_endpoint(node, "web", "web-1a", "n1", grace=0.2)
                 for _ in range(2):
                     host, port = resolver.address("http")
                     print("  ->", await http_get(host, port))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["CronError", "CronSchedule", "due", "parse_cron"]
+__all__ = ["CronError", "CronSchedule", "parse_cron"]
 
 
 class CronError(ValueError):
@@ -224,47 +224,3 @@ def parse_cron(expression: str, timezone: str | None = None) -> CronSchedule:
         hours_wildcard=parts[2].startswith("*"),
         _tz=tz, _sorted=(tuple(sorted(sets["minute"])), tuple(sorted(sets["second"]))),
     )
-
-
-def _latest_tick(schedule: CronSchedule, after: datetime, until: datetime) -> datetime | None:
-    """The last tick t with after < t <= until, without walking every tick of a long
-    outage (a per-second schedule after a day down would be 86,400 steps): look back from
-    ``until`` in windows that double until one holds a tick."""
-    if after.tzinfo is None:
-        after = after.replace(tzinfo=UTC)
-    if until.tzinfo is None:
-        until = until.replace(tzinfo=UTC)
-    if schedule.next_tick(after) > until:
-        return None
-    window = timedelta(minutes=2)
-    while True:
-        start = max(after, until - window)
-        latest = None
-        for t in schedule.ticks_between(start, until):
-            latest = t
-        if latest is not None:
-            return latest
-        window *= 2
-
-
-def due(schedule: CronSchedule, last_fired: datetime, now: datetime, *,
-        catch_up: str = "one", overlap: str = "skip", running: bool = False,
-        tolerance: float = 60.0) -> tuple[datetime | None, datetime]:
-    """Decide a cron job's firing at ``now``: returns (tick to fire or None, new last_fired).
-
-    Why a pure function: the conductor keeps ``last_fired`` in ZooKeeper and calls this on
-    every pass, also right after a failover, and must fire each tick at most once.
-    ``catch_up="one"`` fires the newest missed tick once (missed ticks never pile up);
-    ``"none"`` fires only a tick less than ``tolerance`` seconds old and silently skips
-    older ones. ``overlap="skip"`` with a run still ``running`` consumes the tick unfired.
-    """
-    latest = _latest_tick(schedule, last_fired, now)
-    if latest is None:
-        return None, last_fired
-    if overlap == "skip" and running:
-        return None, latest
-    if catch_up == "none":
-        now_aware = now if now.tzinfo else now.replace(tzinfo=UTC)
-        if (now_aware - latest).total_seconds() > tolerance:
-            return None, latest
-    return latest, latest

@@ -1,10 +1,17 @@
 """Service endpoints: where the healthy tasks of a service job can be reached.
 
 A task that passes its health check is registered as an *ephemeral* entry at
-`/services/<job>/<task>` holding `{"task", "node", "host", "ports"}` (the shape of
+`/services/<job>/<node>/<task>` holding `{"task", "node", "host", "ports"}` (the shape of
 `helios endpoints NAME --json`, docs/json.md). Ephemeral means it belongs to the session of
 the node that wrote it: if that node dies, ZooKeeper removes its endpoints when the
-session expires, without anyone cleaning up. Before a task is stopped (rollout, scale
+session expires, without anyone cleaning up.
+
+Why a level per node: ZooKeeper grants create and delete on a parent, for all of its
+children at once. With every endpoint directly under `/services/<job>`, any node allowed
+to publish there could also delete or fake the endpoints of every other node. The
+conductor creates `/services/<job>/<node>` when it assigns the job to the node, writable
+by that node alone (helios.coordination.acl), and readers take the node's name from the
+path, never from the value a node wrote. Before a task is stopped (rollout, scale
 down, `job stop`), its node deregisters it first and waits the job's `grace`, so clients
 stop sending it work before it goes away (`drain_endpoint`).
 
@@ -28,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -86,9 +93,13 @@ async def register_endpoint(store: Store, job: str, task: str, node: str, host: 
     harmless). The entry is ephemeral: it lives as long as this store's session. An
     entry left for the same task by an older session (a node daemon that restarted
     before its old session expired) is replaced atomically, so it cannot take the new
-    registration with it when that old session ends."""
+    registration with it when that old session ends.
+
+    The node's directory `/services/<job>/<node>` is made with the endpoint when it is
+    missing; with ZooKeeper ACLs only the conductor may make it (it does so with the
+    assignment), so a node that runs ahead of it gets `NotAuthorized` and retries."""
     value = _endpoint(job, task, node, host, ports)
-    path = paths.service(job, task)
+    path = paths.service(job, node, task)
     for _ in range(10):
         try:
             await store.create(path, value, ephemeral=True)
@@ -105,53 +116,75 @@ async def register_endpoint(store: Store, job: str, task: str, node: str, host: 
     raise RuntimeError(f"registering {path} raced with other writers 10 times")
 
 
-async def deregister_endpoint(store: Store, job: str, task: str) -> None:
+async def deregister_endpoint(store: Store, job: str, task: str, node: str) -> None:
     """Withdraw `task`'s endpoint (nothing happens if it is not registered)."""
-    await store.delete(paths.service(job, task))
+    await store.delete(paths.service(job, node, task))
 
 
-async def drain_endpoint(store: Store, job: str, task: str, grace: float) -> None:
+async def drain_endpoint(store: Store, job: str, task: str, node: str,
+                         grace: float) -> None:
     """Deregister `task`, then wait `grace` seconds (the job's `grace:`) so clients that
     resolved it just before finish their requests. The node calls this before it stops a
     healthy task of a service job; stopping follows when it returns."""
-    await deregister_endpoint(store, job, task)
+    await deregister_endpoint(store, job, task, node)
     if grace > 0:
         await trio.sleep(grace)
 
 
-def _clean(entry: Entry | None, job: str, name: str) -> dict[str, Any] | None:
+def _clean(entry: Entry | None, job: str, node: str, task: str) -> dict[str, Any] | None:
+    """The endpoint as clients see it. Its task and node come from its path, which the
+    store's ACLs vouch for; a value claiming another task or node is not believed."""
     if entry is None:
         return None
     v = entry.value
     if entry.corrupt is not None or not isinstance(v, dict) or not isinstance(
             v.get("host"), str):
-        log.warning("ignoring unreadable endpoint %s of %s", name, job)
+        log.warning("ignoring unreadable endpoint %s/%s of %s", node, task, job)
         return None
-    return {"task": str(v.get("task") or name), "node": str(v.get("node") or ""),
-            "host": v["host"], "ports": dict(v.get("ports") or {})}
+    if v.get("task") not in (None, task) or v.get("node") not in (None, node):
+        log.warning("ignoring endpoint %s/%s of %s: it claims task %r on node %r", node,
+                    task, job, v.get("task"), v.get("node"))
+        return None
+    ports = v.get("ports")
+    return {"task": task, "node": node, "host": v["host"],
+            "ports": dict(ports) if isinstance(ports, dict) else {}}
+
+
+def _in_task_order(values: Mapping[tuple[str, str], dict[str, Any] | None]
+                   ) -> list[dict[str, Any]]:
+    return [ep for _, ep in sorted((key[::-1], ep) for key, ep in values.items()
+                                   if ep is not None)]
 
 
 async def list_endpoints(store: Store, job: str) -> list[dict[str, Any]]:
     """The registered (healthy) endpoints of `job`, sorted by task:
     `[{"task", "node", "host", "ports"}]` ([] for an unknown job)."""
-    names = await store.children(paths.services(job))
-    found: dict[str, dict[str, Any]] = {}
+    nodes = await store.children(paths.services(job))
+    found: dict[tuple[str, str], dict[str, Any] | None] = {}
     limit = trio.CapacityLimiter(_READS)
 
-    async def read(name: str) -> None:
+    async def read(node: str, task: str) -> None:
         async with limit:
             try:
-                entry = await store.get(paths.service(job, name))
+                entry = await store.get(paths.service(job, node, task))
             except CorruptValue:
-                entry = Entry(None, 0, corrupt=CorruptValue(name, "unreadable"))
-            ep = _clean(entry, job, name)
-            if ep is not None:
-                found[name] = ep
+                entry = Entry(None, 0, corrupt=CorruptValue(task, "unreadable"))
+            found[(node, task)] = _clean(entry, job, node, task)
+
+    async def read_node(node: str) -> None:
+        if not _valid(node):
+            return
+        async with limit:
+            tasks = await store.children(paths.service_node(job, node))
+        async with trio.open_nursery() as inner:
+            for task in tasks:
+                if _valid(task):
+                    inner.start_soon(read, node, task)
 
     async with trio.open_nursery() as nursery:
-        for name in names:
-            nursery.start_soon(read, name)
-    return [found[n] for n in sorted(found)]
+        for node in nodes:
+            nursery.start_soon(read_node, node)
+    return _in_task_order(found)
 
 
 class _Fired(WakeFlag):
@@ -170,52 +203,82 @@ class _Fired(WakeFlag):
             self._token.run_sync_soon(self.set)
 
 
-_DIR = "\x00dir"  # key of the directory's own watch (no task is named that)
+_DIR = "\x00dir"  # key of the job directory's own watch (no node is named that)
 
 
-async def follow_endpoints(store: Store, job: str) -> AsyncIterator[list[dict[str, Any]]]:
+def _valid(name: str) -> bool:
+    try:
+        paths.check_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+async def follow_endpoints(store: Store, job: str) -> AsyncGenerator[list[dict[str, Any]]]:
     """Follow `job`'s endpoints: yields the current list (as `list_endpoints`), then the
     new list after each change:
 
         async for endpoints in follow_endpoints(store, job): ...
 
-    One watch on the directory and one per endpoint, each re-armed only when it fires,
-    so a task re-registered with other ports is seen as well as tasks coming and going.
-    Level-triggered: a burst of changes may arrive as one update, the final state is
-    never missed, consecutive updates always differ. Survives reconnects (everything is
-    re-read); ends with `StoreClosed` when the store is closed."""
+    One watch on the job's directory, one on each node's directory and one per endpoint,
+    each re-armed only when it fires, so a task re-registered with other ports is seen as
+    well as tasks and nodes coming and going. Level-triggered: a burst of changes may
+    arrive as one update, the final state is never missed, consecutive updates always
+    differ. Survives reconnects (everything is re-read); ends with `StoreClosed` when
+    the store is closed."""
     directory = paths.services(job)
     wake = WakeFlag()
-    fired: set[str] = {_DIR}
-    flags: dict[str, _Fired] = {}
-    untrack = {"": store._track_flag(wake)}
-    values: dict[str, dict[str, Any] | None] = {}
-    names: list[str] = []
+    fired: set[Any] = {_DIR}
+    flags: dict[Any, _Fired] = {}
+    untrack: dict[Any, Callable[[], None]] = {"": store._track_flag(wake)}
+    tasks: dict[str, list[str]] = {}  # node -> its endpoints' task names
+    values: dict[tuple[str, str], dict[str, Any] | None] = {}
     last: list[dict[str, Any]] | None = None
 
-    def flag(key: str) -> _Fired:
+    def flag(key: Any) -> _Fired:
         if key not in flags:
             flags[key] = _Fired(key, fired, wake)
             untrack[key] = store._track_flag(flags[key])
         return flags[key]
 
+    def forget(key: Any) -> None:
+        flags.pop(key, None)
+        if (undo := untrack.pop(key, None)) is not None:
+            undo()
+
     try:
         while True:
             wake.clear()
-            todo = set(fired) if fired else {_DIR, *names}  # woken bare: reconnect
+            # woken bare (a reconnect): read everything again
+            todo = set(fired) if fired else {_DIR, *tasks, *values}
             fired.clear()
             try:
                 if _DIR in todo:
-                    names = await store._arm_children(directory, flag(_DIR))
-                for gone in set(values) - set(names):
-                    values.pop(gone)
-                    flags.pop(gone, None)
-                    if (undo := untrack.pop(gone, None)) is not None:
-                        undo()
-                for name in names:
-                    if name in todo or name not in values:
-                        entry = await store._arm_data(paths.service(job, name), flag(name))
-                        values[name] = _clean(entry, job, name)
+                    nodes = [n for n in await store._arm_children(directory, flag(_DIR))
+                             if _valid(n)]
+                    for gone in set(tasks) - set(nodes):
+                        forget(gone)
+                        for t in tasks.pop(gone):
+                            values.pop((gone, t), None)
+                            forget((gone, t))
+                    for node in nodes:
+                        tasks.setdefault(node, [])
+                        if node not in flags:
+                            todo.add(node)
+                for node in list(tasks):
+                    if node in todo:
+                        names = [t for t in await store._arm_children(
+                            paths.service_node(job, node), flag(node)) if _valid(t)]
+                        for gone in set(tasks[node]) - set(names):
+                            values.pop((node, gone), None)
+                            forget((node, gone))
+                        tasks[node] = names
+                    for t in tasks[node]:
+                        key = (node, t)
+                        if key in todo or key not in values:
+                            entry = await store._arm_data(paths.service(job, node, t),
+                                                          flag(key))
+                            values[key] = _clean(entry, job, node, t)
             except Unavailable as e:
                 log.info("following %s waits for the store: %s", directory, e)
                 fired.update(todo)
@@ -223,7 +286,7 @@ async def follow_endpoints(store: Store, job: str) -> AsyncIterator[list[dict[st
                     await wake.wait()
                 store._check_open()
                 continue
-            current = [ep for n in sorted(values) if (ep := values[n]) is not None]
+            current = _in_task_order(values)
             if current != last:
                 last = current
                 yield current

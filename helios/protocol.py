@@ -104,10 +104,16 @@ LIMITS: dict[str, type] = {
 }
 
 
-class StaleEpoch(actors.Refusal):
-    """An instruction from a conductor whose leadership epoch is older than one seen.
+class StaleEpochRefused(actors.Refusal):
+    """A node's refusal of an instruction from a conductor whose leadership epoch is
+    older than one seen (the store's own fencing error is
+    `helios.coordination.errors.StaleEpoch`).
 
-    A refusal: the asker gets RemoteError(type_name "StaleEpoch"), the actor goes on."""
+    A refusal: the asker gets RemoteError(type_name "StaleEpoch", the wire name
+    docs/wire.md gives it), the actor goes on."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message, type_name="StaleEpoch")
 
 
 class UnverifiedEpoch(actors.Refusal):

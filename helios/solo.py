@@ -12,18 +12,22 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
 import actors
 from helios import protocol
+from helios.conductor.conductor import Conductor
 from helios.conductor.daemon import run_conductor
+from helios.conductor.gc import GCPolicy
 from helios.coordination import Store, open_embedded
 from helios.security import ConductorSecurity
+
+if TYPE_CHECKING:
+    from helios.node.node import NodeCore
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +36,13 @@ __all__ = ["run_solo", "solo_node_name"]
 
 async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
                    runtime: str = "auto", name: str | None = None,
-                   failover_grace: float = 2.0, gc: Any = None, http: str | None = None,
+                   failover_grace: float = 2.0, gc: GCPolicy | None = None,
+                   http: str | None = None,
                    task_status: trio.TaskStatus[actors.ActorSystem] = trio.TASK_STATUS_IGNORED
                    ) -> None:
     """Run solo mode until cancelled; `task_status.started(system)` once both halves run.
     `gc` is the conductor's collection policy (`helios.conductor.gc.GCPolicy`); `http`
     where the HTTP API listens (None: nowhere), its `/metrics` showing the node's too."""
-    from helios.node.daemon import run_node
-
     base = Path(state_dir).expanduser()
     base.mkdir(parents=True, exist_ok=True)
     node_name = name or solo_node_name(base)
@@ -54,7 +57,7 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
                 trio.open_nursery() as nursery:
             conductor = await nursery.start(_run_conductor, store, system, failover_grace,
                                             gc, security)
-            core = await nursery.start(_run_node, run_node, store, system, node_name,
+            core = await nursery.start(_run_node, store, system, node_name,
                                        str(base / "node"), runtime)
             if http:
                 from helios.http import serve_http
@@ -70,17 +73,21 @@ async def run_solo(*, listen: str = protocol.DEFAULT_CONDUCTOR, state_dir: str,
             await store.aclose()
 
 
-async def _run_conductor(store: Store, system: actors.ActorSystem, grace: float, gc: Any,
-                         security: ConductorSecurity,
-                         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+async def _run_conductor(store: Store, system: actors.ActorSystem, grace: float,
+                         gc: GCPolicy | None, security: ConductorSecurity,
+                         task_status: trio.TaskStatus[Conductor] = trio.TASK_STATUS_IGNORED
                          ) -> None:
     await run_conductor(store=store, system=system, name="solo", failover_grace=grace,
                         gc=gc, security=security, task_status=task_status)
 
 
-async def _run_node(run_node: Callable[..., Awaitable[None]], store: Store,
-                    system: actors.ActorSystem, name: str, state_dir: str, runtime: str,
-                    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+async def _run_node(store: Store, system: actors.ActorSystem, name: str, state_dir: str,
+                    runtime: str,
+                    task_status: trio.TaskStatus[NodeCore] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+    # imported here: the node daemon (and its runtimes) load only when solo runs
+    from helios.node.daemon import run_node
+
     await run_node(name=name, store=store, system=system, runtime=runtime,
                    state_dir=state_dir, task_status=task_status)
 

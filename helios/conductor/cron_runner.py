@@ -32,7 +32,7 @@ while no conductor led (it is older than this leader's term, or more than `toler
 seconds late); otherwise it fires. Ticks before the job was created never fire.
 
 **Timing.** `next_wakeup` says when the next tick of any job is due, so the conductor
-sleeps exactly until then (`serve` does that loop); the claim is one transaction, so the
+sleeps exactly until then (its reconcile loop's timeout); the claim is one transaction, so the
 firing delay after the tick is the wake-up plus one ZooKeeper round trip.
 
 Use, from the leading conductor (one `CronRunner` per term):
@@ -40,17 +40,14 @@ Use, from the leading conductor (one `CronRunner` per term):
     runner = CronRunner(term)
     outcomes = await runner.run_due(cron_jobs, running=active_templates)
     wake_at = runner.next_wakeup(cron_jobs)          # epoch seconds, None if no cron job
-
-or let it loop: `await runner.serve(lambda: jobs, running=..., report=...)`.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -61,7 +58,6 @@ from helios.conductor.history import event
 from helios.coordination import paths
 from helios.coordination.election import Term
 from helios.coordination.errors import (
-    CoordinationError,
     CorruptValue,
     NodeExists,
     StaleEpoch,
@@ -95,8 +91,6 @@ DEFAULT_TOLERANCE = 60.0
 _COUNT_CAP = 1000
 #: version meaning "the stored value is corrupt: overwrite it" (fenced, unconditional)
 _OVERWRITE = -2
-#: pause before a pass that follows a pass which left a tick due (conflicts)
-_RESPIN = 0.05
 #: claims per batched transaction (a run record is a few KiB; ZooKeeper takes 1 MiB)
 _BATCH = 50
 #: concurrent claims when falling back to one transaction each
@@ -318,7 +312,6 @@ class CronRunner:
         # job -> (stored value or None, version or -1): what this term last read/wrote
         self._known: dict[str, tuple[dict[str, Any] | None, int]] = {}
         self._dirs_ok = False
-        self._poked = trio.Event()
 
     # -- reading and deciding ---------------------------------------------------------
 
@@ -535,50 +528,3 @@ class CronRunner:
         """`job` was removed (and its `/cron/<job>` with it): read it afresh if a job of
         that name comes back."""
         self._known.pop(job, None)
-
-    def poke(self) -> None:
-        """Wake `serve` now (a cron job was added, changed or stopped)."""
-        self._poked.set()
-
-    async def serve(self, jobs: Callable[[], Mapping[str, JobRecord] | Iterable[JobRecord]],
-                    *, running: Running = (),
-                    report: Callable[[list[CronOutcome]], Awaitable[None] | None] | None
-                    = None, max_sleep: float = 30.0, retry: float = 1.0) -> None:
-        """Loop for the term's life: consume due ticks, hand the outcomes to `report`
-        (add their runs to the conductor's state and their events to history), sleep
-        until the next tick (or `max_sleep`, or a `poke`). Store outages are waited
-        out; `StaleEpoch` (the term is over) propagates."""
-        while True:
-            try:
-                outcomes = await self.run_due(jobs(), running=running)
-            except StaleEpoch:
-                raise
-            except CoordinationError as e:
-                # Unavailable: the outcome of a write is unknown; re-read and decide again
-                log.warning("cron: %s; retrying in %.1fs", e, retry)
-                self._known.clear()
-                await trio.sleep(retry)
-                continue
-            if outcomes and report is not None:
-                result = report(outcomes)
-                if result is not None:
-                    await result
-            wake = self.next_wakeup(jobs())
-            if wake is not None and wake <= self.clock():
-                # still due right after a pass: a claim gave up on conflicts; do not spin
-                wake = self.clock() + _RESPIN
-            await self._sleep_until(math.inf if wake is None else wake, max_sleep)
-
-    async def _sleep_until(self, wake: float, max_sleep: float) -> None:
-        if self._poked.is_set():
-            self._poked = trio.Event()
-            return
-        with trio.move_on_after(max_sleep):
-            # the wall clock and trio's clock drift apart: re-check, never wake early
-            while (delay := wake - self.clock()) > 0:
-                with trio.move_on_after(delay):
-                    await self._poked.wait()
-                if self._poked.is_set():
-                    break
-        if self._poked.is_set():
-            self._poked = trio.Event()

@@ -16,7 +16,8 @@ import trio
 
 import actors
 from helios import protocol
-from helios.conductor.conductor import Conductor, conductor_tree
+from helios.conductor.conductor import Conductor
+from helios.conductor.front import conductor_tree
 from helios.conductor.gc import GCPolicy
 from helios.coordination import open_store, open_zookeeper
 from helios.coordination.acl import load_credential

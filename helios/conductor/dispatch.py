@@ -11,7 +11,7 @@ the reconciler places like any batch job.
   non-string value. It is written into the run's spec here;
 - `HELIOS_PAYLOAD_FILE`: the path of a file holding the same bytes, for payloads that are
   awkward in a variable. The *node* materialises it, because only it knows where files
-  live (`materialise_payload`): for a task whose spec env has `HELIOS_PAYLOAD` it writes
+  live (`helios.node.payload`): for a task whose spec env has `HELIOS_PAYLOAD` it writes
   `<task dir>/payload` (in a 0700 directory) and sets `HELIOS_PAYLOAD_FILE` to that path
   for the process runtime, or bind-mounts it read-only at `/run/helios/payload` and sets that
   path for the docker runtime.
@@ -44,11 +44,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from helios.coordination import paths
@@ -62,15 +59,12 @@ __all__ = [
     "DISPATCH",
     "MAX_KEY_CHARS",
     "MAX_PAYLOAD_BYTES",
-    "PAYLOAD_CONTAINER_PATH",
     "PAYLOAD_ENV",
-    "PAYLOAD_FILE_ENV",
     "DispatchError",
     "Dispatched",
     "PayloadTooLarge",
     "dispatch",
     "key_path",
-    "materialise_payload",
     "normalise_payload",
 ]
 
@@ -80,10 +74,6 @@ DISPATCH = "/dispatch"
 MAX_PAYLOAD_BYTES = 64 * 1024
 #: longest idempotency key accepted
 MAX_KEY_CHARS = 1024
-#: the variable naming the payload file, set by the node
-PAYLOAD_FILE_ENV = "HELIOS_PAYLOAD_FILE"
-#: where the docker runtime mounts the payload file inside the container
-PAYLOAD_CONTAINER_PATH = "/run/helios/payload"
 
 
 class DispatchError(ValueError):
@@ -209,32 +199,3 @@ async def dispatch(target: Term | Store, template: JobRecord, payload: Any = Non
             first.value, dict) else None
         return Dispatched(job, str(first_run or run), False)
     return Dispatched(job, run, True, record)
-
-
-def materialise_payload(env: Mapping[str, str], directory: str | os.PathLike[str], *,
-                        container: bool) -> dict[str, str]:
-    """For the node: write a task's payload file and return the variables to add.
-
-    `env` is the task's spec env; without `HELIOS_PAYLOAD` nothing is written and {} is
-    returned. Otherwise the payload goes to `<directory>/payload` (in a 0700 directory,
-    replaced atomically, so a restarted task sees the same file) and the answer is
-    `{"HELIOS_PAYLOAD_FILE": path}`: the host path for the process runtime, or
-    `PAYLOAD_CONTAINER_PATH` when `container` is true (the node then bind-mounts
-    `<directory>/payload` there, read-only)."""
-    if PAYLOAD_ENV not in env:
-        return {}
-    d = Path(directory)
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target = d / "payload"
-    tmp = d / f".payload.{os.getpid()}.tmp"
-    # Inside a container the task may run as any user; on the host the 0700 directory
-    # keeps the file private either way.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644 if container else 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(env[PAYLOAD_ENV].encode("utf-8"))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, target)
-    return {PAYLOAD_FILE_ENV: PAYLOAD_CONTAINER_PATH if container else str(target)}

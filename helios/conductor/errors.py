@@ -15,7 +15,6 @@ __all__ = [
     "NodeNotFound",
     "NodeUnreachable",
     "NodeUp",
-    "NotImplementedYet",
     "NotLeader",
     "TaskNotFound",
     "VersionNotFound",
@@ -46,12 +45,8 @@ class NodeUp(RuntimeError):
     """The node's session is alive: `node_rm` refuses without `force`."""
 
 
-class NotImplementedYet(NotImplementedError):
-    """A documented command whose implementation has not landed yet."""
-
-
 #: type names of errors that are answers, not faults (logged quietly by the conductor)
 EXPECTED = frozenset({"NotLeader", "JobNotFound", "TaskNotFound", "NodeUnreachable",
-                      "NotImplementedYet", "SpecError", "ValueError", "DispatchError",
+                      "SpecError", "ValueError", "DispatchError",
                       "PayloadTooLarge", "NodeNotFound", "NodeUp", "VersionNotFound",
                       "AclError"})

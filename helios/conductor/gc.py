@@ -29,7 +29,9 @@ with the same key still gets that run back; after both, a retry starts a new run
 
 **Removed nodes** (`helios node rm`): `node_leftovers` lists the znodes of a node to
 delete, and `stale_node_dirs` the empty per-node directories left behind once the last
-records on them are gone.
+records on them are gone. **Endpoint directories** (`/services/<job>/<node>`, made for
+each node given a task of a service) go once no task of that job is assigned to that
+node any more, and `/services/<job>` once its job is gone too (`stale_service_dirs`).
 
 Every decision is bounded (`max_runs_per_pass`, `max_keys_per_pass`), oldest first, so
 one pass never writes without limit; the rest waits for the next pass.
@@ -55,6 +57,7 @@ __all__ = [
     "plan_runs",
     "run_finished_at",
     "stale_node_dirs",
+    "stale_service_dirs",
 ]
 
 DAY = 86400.0
@@ -295,3 +298,32 @@ def stale_node_dirs(dirs: Iterable[str], known: Collection[str],
             continue
         out.append(d)
     return sorted(out)
+
+
+def stale_service_dirs(dirs: Iterable[str], used: Collection[tuple[str, str]],
+                       jobs: Collection[str]) -> list[str]:
+    """Endpoint directories among `dirs` that nothing needs: `/services/<job>/<node>`
+    when no assignment of `job` is on `node` (`used` holds the (job, node) pairs of the
+    cached and the stored assignments), then `/services/<job>` when `job` is not in
+    `jobs` and none of its node directories stays. Children come before their parent:
+    the list is written in order, and a directory that still holds an endpoint (its
+    node withdraws it before stopping the task) is refused by the store, not lost."""
+    top = paths.SERVICES.strip("/")
+    by_job: dict[str, list[str]] = {}
+    job_dirs: set[str] = set()
+    for d in dirs:
+        parts = d.strip("/").split("/")
+        if parts[0] != top:
+            continue
+        if len(parts) == 3:
+            by_job.setdefault(parts[1], []).append(parts[2])
+        elif len(parts) == 2:
+            job_dirs.add(parts[1])
+    out: list[str] = []
+    for job in sorted(job_dirs | set(by_job)):
+        nodes = by_job.get(job, [])
+        gone = sorted(n for n in nodes if (job, n) not in used)
+        out += [f"{paths.SERVICES}/{job}/{n}" for n in gone]
+        if job in job_dirs and job not in jobs and len(gone) == len(nodes):
+            out.append(f"{paths.SERVICES}/{job}")
+    return out

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helios.conductor.plan import ClusterState
-from helios.conductor.scheduler import Cluster, Request
+from helios.conductor.scheduler.place import Cluster, Request
 from helios.model import FINISHED_STATES, Assignment, NodeInfo
 
 __all__ = ["Move", "RebalancePlan", "plan_rebalance"]

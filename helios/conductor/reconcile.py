@@ -47,7 +47,7 @@ from helios.conductor.plan import (
 )
 from helios.conductor.reschedule import deadline_failure, retries_batch_task, slot_holds
 from helios.conductor.rollout import plan_service
-from helios.conductor.scheduler import Cluster, Request, cpu_is_scarcer
+from helios.conductor.scheduler.place import Cluster, Request, cpu_is_scarcer
 from helios.model import (
     FINISHED_STATES,
     Assignment,
@@ -408,7 +408,7 @@ def _place(plan: Plan, wants: list[_Want], node_map: Mapping[str, NodeInfo],
         node = cluster.place(req)
         if node is None:
             taken.discard(tid)
-            if w.drain:
+            if w.drain and w.replaces is not None:  # (a drain move always replaces one)
                 # Stopping it first frees nothing usable (its node takes no placements):
                 # it keeps serving until a node has room.
                 plan.pending.append(Pending(spec.name, w.index, f"cannot move "

@@ -257,8 +257,8 @@ def nodes(state: ClusterState) -> list[dict[str, Any]]:
     used: dict[str, tuple[float, int, int]] = {}
     for a in state.assignments.values():
         if _occupies(state, a):
-            c, m, n = used.get(a.node, (0.0, 0, 0))
-            used[a.node] = (c + a.cpus, m + a.memory, n + 1)
+            c, m, k = used.get(a.node, (0.0, 0, 0))
+            used[a.node] = (c + a.cpus, m + a.memory, k + 1)
     out = []
     for n in sorted(state.nodes.values(), key=lambda n: n.name):
         c, m, count = used.get(n.name, (0.0, 0, 0))
@@ -317,7 +317,8 @@ def job_versions(record: JobRecord) -> list[dict[str, Any]]:
     out = []
     prev: dict[str, Any] | None = None
     for v in record.versions:
-        spec = v.get("spec") if isinstance(v.get("spec"), dict) else {}
+        raw = v.get("spec")
+        spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
         keys = sorted(set(spec) | set(prev or {}))
         changes = [k for k in keys if k != "name" and (prev or {}).get(k) != spec.get(k)]
         n = v.get("version")

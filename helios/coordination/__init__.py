@@ -2,7 +2,7 @@
 
 One `Store` interface, two backends: `ZooKeeperStore` (a cluster) and `EmbeddedStore`
 (one SQLite file, `helios solo`). Helpers on top: `membership`, `election`, `guard`,
-`acl`, `history`; path builders in `paths`. See each module's docstring.
+`acl`; path builders in `paths`. See each module's docstring.
 """
 
 from helios.coordination import paths
@@ -25,7 +25,6 @@ from helios.coordination.errors import (
     VersionConflict,
 )
 from helios.coordination.guard import check_cluster, init_cluster, wait_for_cluster
-from helios.coordination.history import append_event, read_events
 from helios.coordination.membership import members, presence, register_node, watch_members
 from helios.coordination.store import (
     Check,
@@ -81,7 +80,6 @@ __all__ = [
     "ValueTooLarge",
     "VersionConflict",
     "ZooKeeperStore",
-    "append_event",
     "check_cluster",
     "fenced_transaction",
     "init_cluster",
@@ -94,7 +92,6 @@ __all__ = [
     "open_zookeeper",
     "paths",
     "presence",
-    "read_events",
     "register_node",
     "wait_for_cluster",
     "watch_members",

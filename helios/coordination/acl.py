@@ -5,8 +5,11 @@ With a credential configured, every znode Helios creates carries digest ACLs:
 - conductors (identity `helios-conductor`) may read and write everything;
 - every member of the cluster (identity `helios-reader`) may read everything;
 - a node (identity `node-<name>`) may write only its own subtrees: `/nodes/<name>/**`
-  (record and presence), `/status/<name>/**`, and the endpoints it publishes under
-  `/services/<job>/` (it may create there, and only its own endpoints are writable).
+  (record and presence), `/status/<name>/**`, and `/services/<job>/<name>/**`, the
+  directory of the endpoints it publishes for a job, which the conductor creates when it
+  assigns the job to the node. `/services` and `/services/<job>` are the conductors'
+  alone: ZooKeeper grants create and delete on a parent for all its children, so a
+  shared directory would let any node delete or fake another node's endpoints.
 
 Credentials are one line of text, read from the file named by `HELIOS_ZK_CREDENTIAL_FILE`
 or from the variable `HELIOS_ZK_CREDENTIAL` (never from the command line, where `ps`
@@ -163,15 +166,13 @@ def acl_for(cred: Credential, path: str) -> list[ACL]:
     owner: str | None = None
     if len(parts) >= 2 and parts[0] in ("nodes", "status"):
         owner = parts[1]
-    elif len(parts) >= 3 and parts[0] == "services" and cred.role == "node":
-        owner = cred.name
+    elif len(parts) >= 3 and parts[0] == "services":
+        owner = parts[2]  # /services/<job>/<node>/**
     if owner is not None:
         ident = cred.node_id(owner)
         if ident is not None and ident != cred.conductor_id:
             base.append(_acl(_ALL, ident))
         return [*base, _acl(_READ, cred.reader_id)]
-    if len(parts) == 1 and parts[0] in ("nodes", "status", "services"):
+    if len(parts) == 1 and parts[0] in ("nodes", "status"):
         return [*base, _acl(_READ | Permissions.CREATE, cred.reader_id)]
-    if len(parts) == 2 and parts[0] == "services":
-        return [*base, _acl(_READ | Permissions.CREATE | Permissions.DELETE, cred.reader_id)]
     return [*base, _acl(_READ, cred.reader_id)]

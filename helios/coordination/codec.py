@@ -8,7 +8,8 @@ ZooKeeper (whose default `jute.maxbuffer` is 1 MiB for the whole request).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -17,6 +18,8 @@ from helios.coordination.errors import CorruptValue, ValueTooLarge
 #: Largest encoded value accepted. ZooKeeper's default jute.maxbuffer is 0xfffff bytes for
 #: a whole packet; this leaves room for the path, the ACL and the request header.
 MAX_VALUE_BYTES = 1_000_000
+
+T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -48,24 +51,32 @@ def decode(path: str, data: bytes | None) -> Any:
         raise CorruptValue(path, str(e)) from None
 
 
+def pack(items: Iterable[T], size: Callable[[T], int], max_bytes: int, max_items: int
+         ) -> list[list[T]]:
+    """`items` in order, cut into lists of at most `max_items` whose `size`s add up to at
+    most `max_bytes` (an item that alone is larger gets a list of its own): a batch of
+    values per stored value, of operations per transaction."""
+    out: list[list[T]] = []
+    cur: list[T] = []
+    total = 0
+    for item in items:
+        n = size(item)
+        if cur and (total + n > max_bytes or len(cur) >= max_items):
+            out.append(cur)
+            cur, total = [], 0
+        cur.append(item)
+        total += n
+    if cur:
+        out.append(cur)
+    return out
+
+
 def split_by_size(items: list[Any], max_bytes: int, max_items: int
                   ) -> tuple[list[list[Any]], int]:
     """`items` in order, cut into lists of at most `max_items` whose encoded size stays
     under `max_bytes`, so each can be one stored value. An item that alone is larger is
     left out. Returns the lists and how many items were left out."""
-    out: list[list[Any]] = []
-    cur: list[Any] = []
-    size = dropped = 0
-    for item in items:
-        n = len(_encode(item)) + 1
-        if n > max_bytes:
-            dropped += 1
-            continue
-        if cur and (size + n > max_bytes or len(cur) >= max_items):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(item)
-        size += n
-    if cur:
-        out.append(cur)
-    return out, dropped
+    sized = [(item, len(_encode(item)) + 1) for item in items]
+    kept = [(item, n) for item, n in sized if n <= max_bytes]
+    out = pack(kept, lambda pair: pair[1], max_bytes, max_items)
+    return [[item for item, _ in part] for part in out], len(sized) - len(kept)

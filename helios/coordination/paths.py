@@ -94,9 +94,17 @@ def services(job_name: str) -> str:
     return f"{SERVICES}/{check_name(job_name)}"
 
 
-def service(job_name: str, task_id: str) -> str:
-    """One healthy endpoint (ephemeral)."""
-    return f"{services(job_name)}/{check_name(task_id)}"
+def service_node(job_name: str, node_name: str) -> str:
+    """Directory of the endpoints one node publishes for a service job. The conductor
+    creates it when it assigns the job's first task to the node, with an ACL that lets
+    only that node (and the conductors) create or delete in it: a node's credential
+    cannot withdraw or fake another node's endpoints."""
+    return f"{services(job_name)}/{check_name(node_name)}"
+
+
+def service(job_name: str, node_name: str, task_id: str) -> str:
+    """One healthy endpoint (ephemeral), under the directory of the node that runs it."""
+    return f"{service_node(job_name, node_name)}/{check_name(task_id)}"
 
 
 def acl_token(name: str) -> str:

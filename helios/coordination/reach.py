@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-import trio
-
 from helios.coordination.errors import Unavailable
 from helios.coordination.store import Store
+from helios.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ async def open_when_reachable(opener: Callable[[float], Awaitable[Store]], where
     once as a warning
     naming ``where`` (unless ``said``: the caller did already), later ones at debug
     level, and the recovery."""
-    delay = 0.25
+    backoff = Backoff(0.25, max_delay)
     failures = 1 if said else 0
     while True:
         try:
@@ -53,8 +52,7 @@ async def open_when_reachable(opener: Callable[[float], Awaitable[Store]], where
                             "it answers", who, where, reason)
             else:
                 log.debug("%s: ZooKeeper still unreachable at %s (%s)", who, where, e)
-            await trio.sleep(delay)
-            delay = min(max_delay, delay * 2)
+            await backoff.sleep()
             continue
         if failures:
             log.warning("%s: ZooKeeper reachable at %s after %d failed attempts", who, where,

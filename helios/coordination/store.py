@@ -23,7 +23,7 @@ import enum
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,7 +201,7 @@ class Store(ABC):
         """Register `flag` to be set on reconnect / new session (watches may be gone);
         return a function that unregisters it."""
 
-    async def watch_data(self, path: str) -> AsyncIterator[Entry | None]:
+    async def watch_data(self, path: str) -> AsyncGenerator[Entry | None, None]:
         """Yield the entry at `path` (None when absent) now, then after each change.
 
         Use as `async for entry in store.watch_data(p):`. Consecutive yields differ
@@ -233,7 +233,7 @@ class Store(ABC):
         finally:
             untrack()
 
-    async def watch_children(self, path: str) -> AsyncIterator[list[str]]:
+    async def watch_children(self, path: str) -> AsyncGenerator[list[str], None]:
         """Yield the sorted child names of `path` now ([] when absent), then after each
         change, and again after each reconnect (as `watch_data`)."""
         flag = WakeFlag()

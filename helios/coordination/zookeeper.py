@@ -83,6 +83,8 @@ class _InlineWakeResult(AsyncResult):
     `TrioToken.run_sync_soon`, which never blocks. This saves a thread hop per call, and
     the trio task that wakes up never contends for a lock still held by the setter."""
 
+    _exception: BaseException | None  # kazoo's attribute (kazoo ships no types)
+
     def set(self, value: Any = None) -> None:
         with self._condition:
             self.value = value
@@ -131,13 +133,11 @@ class _Handler(SequentialThreadingHandler):
 class _PendingCall:
     """One kazoo call a trio task is parked on."""
 
-    __slots__ = ("deadline", "task", "timed_out", "waiting")
+    __slots__ = ("task", "waiting")
 
-    def __init__(self, task: trio.lowlevel.Task, deadline: float) -> None:
+    def __init__(self, task: trio.lowlevel.Task) -> None:
         self.task = task
-        self.deadline = deadline
         self.waiting = True
-        self.timed_out = False
 
 
 class ZooKeeperStore(Store):
@@ -162,14 +162,12 @@ class ZooKeeperStore(Store):
         self._flags: set[WakeFlag] = set()
         self._closed = False
         self._session_id = 0
-        self._pending: set[_PendingCall] = set()
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def _start(self, connect_timeout: float) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self.client.add_listener(self._listener)
-        trio.lowlevel.spawn_system_task(self._watchdog, name=f"zk-watchdog {self.hosts}")
         try:
             await trio.to_thread.run_sync(self.client.start, connect_timeout)
         except Exception as e:
@@ -251,13 +249,14 @@ class ZooKeeperStore(Store):
 
         The result callback runs on kazoo's connection thread and only schedules the
         task's wake-up through the trio token. This is the hot path of the layer, so it
-        uses trio's low-level park/reschedule instead of an Event and a cancel scope per
-        call; the per-call deadline is enforced by the store's `_watchdog` task."""
+        uses trio's low-level park/reschedule instead of an Event. The call's deadline
+        (`op_timeout`) is a cancel scope around the park: kazoo queues requests made while
+        it is disconnected and would otherwise hold them until it reconnects. (No task
+        of the store's own watches deadlines: nothing outlives the caller's nursery.)"""
         self._check_open()
         token = self._token
         assert token is not None
-        call = _PendingCall(trio.lowlevel.current_task(),
-                            trio.current_time() + self.op_timeout)
+        call = _PendingCall(trio.lowlevel.current_task())
 
         def resume() -> None:
             if call.waiting:
@@ -276,17 +275,14 @@ class ZooKeeperStore(Store):
         except KazooException as e:
             raise self._map(e, what, path) from None
         result.rawlink(wake)
-        self._pending.add(call)
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             call.waiting = False
             return trio.lowlevel.Abort.SUCCEEDED
 
-        try:
+        with trio.move_on_after(self.op_timeout) as deadline:
             await trio.lowlevel.wait_task_rescheduled(abort)
-        finally:
-            self._pending.discard(call)
-        if call.timed_out:
+        if deadline.cancelled_caught:
             result.unlink(wake)
             raise Unavailable(f"ZooKeeper did not answer {what} {path} within "
                               f"{self.op_timeout}s (outcome unknown)")
@@ -296,18 +292,6 @@ class ZooKeeperStore(Store):
             return result.get(block=False)
         except KazooException as e:
             raise self._map(e, what, path) from None
-
-    async def _watchdog(self) -> None:
-        """Fail calls past their deadline (kazoo queues requests made while it is
-        disconnected and would otherwise hold them until it reconnects)."""
-        while not self._closed:
-            await trio.sleep(min(0.25, self.op_timeout / 4))
-            now = trio.current_time()
-            for call in list(self._pending):
-                if call.waiting and call.deadline <= now:
-                    call.waiting = False
-                    call.timed_out = True
-                    trio.lowlevel.reschedule(call.task)
 
     def _map(self, e: Exception, what: str, path: str, version: int = -1) -> Exception:
         if isinstance(e, NoNodeError):

@@ -16,7 +16,7 @@ async def store_read(store: Any, method: str, *args: Any) -> Any:
     presence. No pending slots nor rollout steps (only a leader plans)."""
     from helios.conductor import views
     from helios.conductor.history import read_history
-    from helios.conductor.state import load_snapshot
+    from helios.conductor.snapshot import load_snapshot
 
     if method == "job_history":
         events = await read_history(store, args[0])

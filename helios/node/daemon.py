@@ -29,12 +29,14 @@ import actors
 from helios import protocol
 from helios.coordination import Store
 from helios.coordination.acl import load_credential
-from helios.node.cluster import ClusterLink, connect_store
 from helios.node.identity import CHECK_TIMEOUT, instance_id, refuse_duplicate
 from helios.node.node import NodeCore, spawn_node_actor
+from helios.node.restart import RestartOptions
 from helios.node.runtime import PortAllocator, Runtime, RuntimeFailure
 from helios.node.state import StateDir
+from helios.node.store_session import ClusterLink, connect_store
 from helios.node.workload import WorkloadPolicy
+from helios.retry import Backoff
 from helios.units import parse_size
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ async def run_node(*, name: str, state_dir: str | os.PathLike[str],
                    port_range: tuple[int, int] = (21000, 21999),
                    conductor: str | None = None, publish_address: str | None = None,
                    container_labels: Mapping[str, str] | None = None,
-                   restart_options: Mapping[str, float] | None = None,
+                   restart_options: RestartOptions | None = None,
                    metrics: str | None = None,
                    workload: WorkloadPolicy | None = None,
                    task_status: trio.TaskStatus[NodeCore] = trio.TASK_STATUS_IGNORED) -> None:
@@ -218,17 +220,16 @@ def publish_host(publish_address: str | None, advertise: str | None,
 async def _keep_linked(link: ClusterLink) -> None:
     """Run the cluster link, starting it again after an unexpected error: a store that
     misbehaves (ACLs changed, a bug) must never take the containers' keeper down."""
-    delay = 1.0
+    backoff = Backoff(1.0, 30.0)
     while True:
         try:
             await link.run()
             return
         except Exception as e:  # logged and retried; cancellation still ends it
             log.error("node %s: cluster link failed (%s: %s); containers keep running, "
-                      "retrying in %.0fs", link.core.name, type(e).__name__, e, delay,
-                      exc_info=True)
-        await trio.sleep(delay)
-        delay = min(30.0, delay * 2)
+                      "retrying in %.0fs", link.core.name, type(e).__name__, e,
+                      backoff.delay, exc_info=True)
+        await backoff.sleep()
 
 
 async def _stop_actors(core: NodeCore) -> None:

@@ -39,7 +39,7 @@ class HealthResult(NamedTuple):
 
 
 @dataclass(frozen=True)
-class HealthCheck:
+class HealthProbe:
     """One check of a job. `port` names one of the task's ports (http and tcp).
 
     kind "http": GET `path` on the port's host port; "tcp": connect; "exec": run
@@ -153,7 +153,7 @@ async def check_exec(runtime: Runtime, cid: str, argv: Sequence[str],
     return HealthResult(False, f"{what}: exit {result.exit_code}{tail}")
 
 
-async def run_check(check: HealthCheck, *, runtime: Runtime, cid: str,
+async def run_check(check: HealthProbe, *, runtime: Runtime, cid: str,
                     ports: Mapping[str, int], host: str = "127.0.0.1") -> HealthResult:
     """Run `check` for one task whose named host ports are `ports`."""
     if check.kind == "exec":
@@ -171,7 +171,7 @@ async def run_check(check: HealthCheck, *, runtime: Runtime, cid: str,
 def _os_reason(e: OSError) -> str:
     """'connection refused' rather than '[Errno 111] ...' (trio wraps several errors)."""
     inner = e.__cause__ if isinstance(e.__cause__, OSError) else e
-    if isinstance(inner, BaseExceptionGroup) or isinstance(e.__cause__, BaseExceptionGroup):
+    if isinstance(e.__cause__, BaseExceptionGroup):
         group = e.__cause__
         assert isinstance(group, BaseExceptionGroup)
         firsts = [x for x in group.exceptions if isinstance(x, OSError)]

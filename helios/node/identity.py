@@ -83,7 +83,7 @@ async def refuse_duplicate(name: str, instance: str,
                     "retrying quietly", name, where)
         return False
     other = holder.get("instance") if holder else None
-    if other and other != instance:
+    if holder and other and other != instance:
         raise NodeNameTaken(
             f"node {name} is already running in the cluster at {where} (another daemon, "
             f"session {holder.get('session')}); give this one another --name, or stop "

@@ -21,7 +21,8 @@ Choices worth knowing:
   restart would help, and the conductor may place the task elsewhere. Except a clash on
   host ports the node picked itself (taken between its probe and Docker's bind, e.g. by
   another node daemon on the same machine): the container is made again with other
-  ports, a few times.
+  ports, a few times. Any other refusal of the engine (`RuntimeFailure` outside
+  `PERMANENT_FAILURES`) may pass next time: the restart policy decides, as for an exit.
 - Health: checks run every `interval` (faster while waiting for the first success).
   Failures within `start_grace` of a start do not count; after it, `failures`
   consecutive ones mark the task unhealthy (`healthy: false`, reason set). The node never
@@ -45,8 +46,9 @@ import trio
 
 import actors
 from helios.model import Assignment, TaskStatus
-from helios.node.health import HealthCheck, run_check
-from helios.node.restart import RestartTracker, describe_exit
+from helios.node.health import HealthProbe, run_check
+from helios.node.payload import PAYLOAD_CONTAINER_PATH, materialise_payload
+from helios.node.restart import RestartOptions, RestartTracker, describe_exit
 from helios.node.runtime import (
     LABEL_TASK,
     ContainerConflict,
@@ -56,12 +58,12 @@ from helios.node.runtime import (
     ImageNotFound,
     InvalidImageName,
     InvalidSpec,
-    LogConfig,
+    LogDriver,
     Mount,
     PortConflict,
     PortMapping,
-    RegistryAuth,
     RegistryAuthFailed,
+    RegistryCredentials,
     RegistryUnreachable,
     Runtime,
     RuntimeFailure,
@@ -91,7 +93,7 @@ class JobContext(Protocol):
     runtime: Runtime
     container_labels: Mapping[str, str]
     health_host: str
-    restart_options: Mapping[str, float]
+    restart_options: RestartOptions
 
     def assignment(self, task_id: str) -> Assignment | None:
         """The task's current desired state, None once no assignment names it."""
@@ -136,9 +138,7 @@ def container_spec(ctx: JobContext, a: Assignment,
     env = dict(spec.env)
     mounts: list[Mount] = []
     if payload_dir is not None and PAYLOAD_ENV in env:
-        from helios.conductor.dispatch import PAYLOAD_CONTAINER_PATH, materialise_payload
-
-        in_container = ctx.runtime.kind == "docker"
+        in_container = ctx.runtime.isolates_files
         env.update(materialise_payload(env, payload_dir, container=in_container))
         if in_container:
             mounts.append(Mount(str(Path(payload_dir, "payload").resolve()),
@@ -148,17 +148,17 @@ def container_spec(ctx: JobContext, a: Assignment,
     auth = None
     if spec.registry_auth is not None:
         ra = spec.registry_auth
-        auth = RegistryAuth(ra.username, ra.password, ra.server)
+        auth = RegistryCredentials(ra.username, ra.password, ra.server)
     return ContainerSpec(
         name=container_name(ctx.node, a.id), image=spec.image or "",
         command=tuple(spec.command or ()), env=env,
         labels=dict(ctx.container_labels), ports=ports,
         cpus=a.cpus or spec.resources.cpus, memory=a.memory or spec.resources.memory,
-        log=LogConfig(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
+        log=LogDriver(spec.log.driver, dict(spec.log.options)), registry_auth=auth,
         job=a.job, task=a.id, version=a.version, mounts=tuple(mounts), user=spec.user)
 
 
-def health_check(a: Assignment) -> HealthCheck | None:
+def health_check(a: Assignment) -> HealthProbe | None:
     """The job's check in the form `helios.node.health` runs (port by name)."""
     spec = a.spec
     if spec is None or spec.health is None:
@@ -169,7 +169,7 @@ def health_check(a: Assignment) -> HealthCheck | None:
         port = h.port
     elif isinstance(h.port, int):  # a container port number: find its name
         port = next((n for n, p in spec.ports.items() if p.container == h.port), str(h.port))
-    return HealthCheck(kind=h.type, port=port, path=h.path, command=tuple(h.command),
+    return HealthProbe(kind=h.type, port=port, path=h.path, command=tuple(h.command),
                        timeout=h.timeout)
 
 
@@ -192,6 +192,8 @@ class JobActor(actors.Actor):
         self.final: dict[str, Any] | None = record.get("final")
         self.tracker: RestartTracker | None = None
         self._restarts = int(record.get("restarts", 0))
+        #: why the last launch failed when it may work next time (`_run` retries it)
+        self._launch_failure = ""
         self._changed = trio.Event()
         self._run_scope: trio.CancelScope | None = None
         self._last: Assignment | None = a if a is not None and a.spec is not None else None
@@ -295,7 +297,7 @@ class JobActor(actors.Actor):
         if self.tracker is None or self.tracker.policy != a.spec.restart:
             restarts = self.tracker.restarts if self.tracker else self._restarts
             self.tracker = RestartTracker(a.spec.restart, restarts=restarts,
-                                          **dict(self.ctx.restart_options))
+                                          **self.ctx.restart_options)
         return self.tracker
 
     async def _run(self, a: Assignment) -> None:
@@ -320,7 +322,10 @@ class JobActor(actors.Actor):
         elif state.started_at:  # adopted while running: it has run since then
             self._started_at = time.monotonic() - max(0.0, time.time() - state.started_at)
         while True:
-            assert self.cid is not None
+            if self.cid is None:  # the launch failed, but not for good
+                reason, self._launch_failure = self._launch_failure, ""
+                await self._after_exit(a, None, ran_for=0.0, what=f"could not start: {reason}")
+                continue
             state = await self._inspect_running()
             code, state = await self._watch(a, state)
             await self._after_exit(a, state, ran_for=time.monotonic() - self._started_at,
@@ -331,17 +336,10 @@ class JobActor(actors.Actor):
         rt = self.ctx.runtime
         spec = container_spec(self.ctx, a, self.ctx.payload_dir(self.task))
         try:
-            if rt.kind == "docker":
-                if not spec.image:
-                    self._fail("the job names no image (the docker runtime needs one)")
-                from helios.node.runtime.docker import check_image_name
-
-                check_image_name(spec.image)
-                has_image = getattr(rt, "has_image", None)
-                present = await self._engine(has_image, spec.image) if has_image else False
-                if not present:
-                    self._set("pulling", reason=f"pulling {spec.image}")
-                    await self._engine(rt.pull, spec.image, spec.registry_auth)
+            rt.check_image(spec.image)
+            if not await self._engine(rt.has_image, spec.image):
+                self._set("pulling", reason=f"pulling {spec.image}")
+                await self._engine(rt.pull, spec.image, spec.registry_auth)
             self._set("starting", reason="")
             picked = bool(spec.ports) and all(p.host is None for p in spec.ports.values())
             for attempt in range(1, PORT_ATTEMPTS + 1):
@@ -364,7 +362,13 @@ class JobActor(actors.Actor):
         except PERMANENT_FAILURES as e:
             self._fail(e.reason)
         except RuntimeFailure as e:
-            self._fail(e.reason)
+            # The engine refused this launch (a create it failed, a container gone under
+            # it...): it may work next time, so the restart policy decides (`_run`).
+            log.warning("task %s: could not start: %s", self.task, e.reason)
+            self._launch_failure = e.reason
+            if self.cid is not None:
+                await self._engine(rt.remove, self.cid)
+                self.cid = None
 
     async def _start(self, port_retry: bool = False) -> None:
         """Start the container; with `port_retry` a port clash is raised (PortConflict)
@@ -423,7 +427,7 @@ class JobActor(actors.Actor):
             last = None
         return code, last
 
-    async def _health_loop(self, a: Assignment, check: HealthCheck,
+    async def _health_loop(self, a: Assignment, check: HealthProbe,
                            ports: dict[str, int]) -> None:
         assert a.spec is not None and a.spec.health is not None
         h = a.spec.health
@@ -451,15 +455,19 @@ class JobActor(actors.Actor):
             await trio.sleep(h.interval if ok_once else min(h.interval, FIRST_CHECK_INTERVAL))
 
     async def _after_exit(self, a: Assignment, state: ContainerState | None, *,
-                          ran_for: float, code: int | None = None) -> None:
-        """Apply the restart policy; returns once the container runs again."""
+                          ran_for: float, code: int | None = None,
+                          what: str | None = None) -> None:
+        """Apply the restart policy; returns once the container runs again, or was
+        launched anew (`self.cid` None: that launch failed too, `_run` decides again).
+        `what` describes the exit when it is not the container's own."""
         assert a.spec is not None
         if state is not None and code is None:
             code = state.exit_code
-        what = describe_exit(code, oom=bool(state and state.oom_killed),
-                             error=state.error if state else "")
-        if state is None and code is not None:
-            what = describe_exit(code)
+        if what is None:
+            what = describe_exit(code, oom=bool(state and state.oom_killed),
+                                 error=state.error if state else "")
+            if state is None and code is not None:
+                what = describe_exit(code)
         finished = state.finished_at if state else time.time()
         decision = self._tracker(a).on_exit(code, ran_for=ran_for, now=time.monotonic(),
                                             batch=a.spec.kind != "service", what=what)

@@ -42,6 +42,7 @@ from helios.coordination.election import current_epoch
 from helios.model import FINISHED_STATES, Assignment, NodeInfo, TaskStatus
 from helios.node.job import JobActor
 from helios.node.report import Reporter
+from helios.node.restart import RestartOptions
 from helios.node.runtime import (
     LogsUnavailable,
     Runtime,
@@ -49,6 +50,7 @@ from helios.node.runtime import (
 )
 from helios.node.runtime.base import ContainerState, read_logs_by_line
 from helios.node.state import StateDir
+from helios.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class NodeCore:
                  state: StateDir, cpus: float, memory: int,
                  labels: Mapping[str, str] | None = None,
                  container_labels: Mapping[str, str] | None = None,
-                 restart_options: Mapping[str, float] | None = None,
+                 restart_options: RestartOptions | None = None,
                  conductor: str | None = None, health_host: str = "127.0.0.1") -> None:
         paths.check_name(name)
         self.name = name
@@ -89,7 +91,7 @@ class NodeCore:
         self.memory = int(memory)
         self.labels = dict(labels or {})
         self.container_labels = dict(container_labels or {})
-        self.restart_options = dict(restart_options or {})
+        self.restart_options: RestartOptions = restart_options or {}
         self.health_host = health_host
         self.pinned_conductor = protocol.conductor_url(conductor) if conductor else None
         self.reporter = Reporter(name)
@@ -171,7 +173,7 @@ class NodeCore:
             log.warning("node %s: epoch %d is the store's; forgetting epoch %d, which no "
                         "leader ever held", self.name, epoch, self.epoch)
         elif epoch < self.epoch:
-            raise protocol.StaleEpoch(
+            raise protocol.StaleEpochRefused(
                 f"epoch {epoch} is older than epoch {self.epoch}, the newest node "
                 f"{self.name} has seen: refused")
         if epoch == self.epoch and generation < self.generation:
@@ -201,7 +203,7 @@ class NodeCore:
                 f"node {self.name} cannot check epoch {epoch} against the store ({e}); "
                 "try again") from None
         if epoch < current:
-            raise protocol.StaleEpoch(
+            raise protocol.StaleEpochRefused(
                 f"epoch {epoch} is older than the store's epoch {current}: refused")
         if epoch > current:
             raise protocol.UnverifiedEpoch(
@@ -336,17 +338,16 @@ class NodeCore:
     async def _resilient(self, fn: Any, *args: Any) -> None:
         """Run a loop for ever, starting it again (with a pause) after an unexpected
         error: one bad answer from an engine must not stop the node keeping its tasks."""
-        delay = 0.5
+        backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 await fn(*args)
                 return
             except Exception as e:
                 log.error("node %s: %s failed (%s: %s); restarting it in %.1fs", self.name,
-                          getattr(fn, "__name__", fn), type(e).__name__, e, delay,
+                          getattr(fn, "__name__", fn), type(e).__name__, e, backoff.delay,
                           exc_info=True)
-            await trio.sleep(delay)
-            delay = min(30.0, delay * 2)
+            await backoff.sleep()
 
     async def _tasks_saver(self) -> None:
         while True:

@@ -27,6 +27,7 @@ import actors
 from helios import protocol
 from helios.coordination import CoordinationError, Store, StoreClosed, paths
 from helios.model import TaskStatus
+from helios.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +91,19 @@ class Reporter:
 
     async def store_loop(self, store: Store) -> None:
         """Write pending statuses to the store, forever; waits out outages."""
-        delay = RETRY_MIN
+        backoff = Backoff(RETRY_MIN, RETRY_MAX)
         while True:
             await self._store_wake.wait()
             self._store_wake = trio.Event()
             try:
                 await self._flush_store(store)
-                delay = RETRY_MIN
+                backoff.reset()
             except StoreClosed:
                 raise
             except CoordinationError as e:
                 log.info("node %s: status writes wait for the store (%s)", self.node, e)
                 self._store_wake.set()
-                await trio.sleep(delay)
-                delay = min(RETRY_MAX, delay * 2)
+                await backoff.sleep()
 
     async def _flush_store(self, store: Store) -> None:
         for task, value in list(self._pending.items()):
@@ -121,7 +121,7 @@ class Reporter:
                              conductor_url: Callable[[], str | None],
                              leader_changed: Callable[[], trio.Event]) -> None:
         """Send buffered events to the current leader, in order, forever."""
-        delay = RETRY_MIN
+        backoff = Backoff(RETRY_MIN, RETRY_MAX)
         redirect: str | None = None
         while True:
             if not self._events:
@@ -155,9 +155,8 @@ class Reporter:
                 while self._events and self._events[0][0] <= last:
                     self._events.popleft()
                 self.sent += len(batch)
-                delay = RETRY_MIN
+                backoff.reset()
                 continue
             if redirect is None:
-                with trio.move_on_after(delay):
+                with trio.move_on_after(backoff.next()):
                     await leader_changed().wait()
-                delay = min(RETRY_MAX, delay * 2)

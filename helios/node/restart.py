@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TypedDict
 
 from helios.spec import RestartPolicy
 
@@ -20,6 +21,15 @@ BACKOFF_CAP = 60.0
 STABLE_AFTER = 30.0
 FLAP_RESTARTS = 10
 FLAP_WINDOW = 300.0
+
+
+class RestartOptions(TypedDict, total=False):
+    """A node's tuning of `RestartTracker` (tests make restarts fast with it)."""
+
+    backoff_cap: float
+    stable_after: float
+    flap_restarts: int
+    flap_window: float
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from helios.node.health import check_http, request_target
-from helios.node.runtime import ContainerSpec, DockerRuntime, LogConfig, ProcessRuntime
+from helios.node.runtime import ContainerSpec, DockerRuntime, LogDriver, ProcessRuntime
 from helios.node.runtime.ports import PortAllocator
 from helios.spec import SpecError, validate
 from tests.fixtures.common import unique_name
@@ -133,9 +133,9 @@ async def test_json_file_logs_are_capped_by_default(docker_test_image: str,
         own = await rt.create(ContainerSpec(
             image=docker_test_image, command=["true"], name=name + "-own", job="j",
             task=name + "-own", labels=docker_labels,
-            log=LogConfig("json-file", {"max-size": "1m"})))
+            log=LogDriver("json-file", {"max-size": "1m"})))
         try:
-            configs = [json.loads(docker_cli("inspect", "-f", "{{json .HostConfig.LogConfig}}",
+            configs = [json.loads(docker_cli("inspect", "-f", "{{json .HostConfig.LogDriver}}",
                                              c).stdout) for c in (default, own)]
         finally:
             for c in (default, own):

@@ -6,10 +6,11 @@
   failed (`rollout.state` `failed`, no automatic new version); the old tasks are never
   stopped and keep serving every request; a good version afterwards rolls out fully;
 - **the registered endpoint** (`reconcile(registered=...)`, fed by the conductor's
-  watch of `/services/<job>`): a new task that is running and healthy but whose endpoint
-  the node cannot register (the test takes CREATE away from `/services/<job>` with a ZK
-  ACL; the node gets NoAuth and keeps retrying) never replaces an old task; the rollout
-  fails at its deadline and rolls back; with the ACL restored a fresh rollout completes;
+  watch of `/services/<job>/<node>`): a new task that is running and healthy but whose
+  endpoint the node cannot register (the test takes CREATE away from `/services/<job>`
+  and its node directories with ZK ACLs; the node gets NoAuth and keeps retrying) never
+  replaces an old task; the rollout fails at its deadline and rolls back; with the ACL
+  restored a fresh rollout completes;
 - one endpoint the node cannot write must not keep it from publishing the endpoints of
   other jobs (each endpoint is published on its own).
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kazoo.exceptions import NoNodeError
 from kazoo.security import ACL, OPEN_ACL_UNSAFE, Permissions
 from kazoo.security import ANYONE_ID_UNSAFE as ANYONE
 
@@ -43,6 +45,30 @@ from tests.integration.test_lifecycles import (
 from tests.integration.traffic import ServiceClient
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.slow, pytest.mark.docker]
+
+
+def registered(kz: Any, directory: str) -> set[str]:
+    """The tasks with an endpoint under `/services/<job>` (one directory per node)."""
+    out: set[str] = set()
+    for name in kz.get_children(directory) if kz.exists(directory) else ():
+        try:
+            out |= set(kz.get_children(f"{directory}/{name}"))
+        except NoNodeError:  # collected in between
+            pass
+    return out
+
+
+def refuse_creates(kz: Any, directory: str) -> None:
+    """Nobody may create under `directory` or its node directories any more (reading,
+    deleting and changing the ACL back stay open)."""
+    kz.ensure_path(directory)
+    for d in [directory] + [f"{directory}/{n}" for n in kz.get_children(directory)]:
+        kz.set_acls(d, [ACL(Permissions.ALL & ~Permissions.CREATE, ANYONE)])
+
+
+def allow_creates(kz: Any, directory: str) -> None:
+    for d in [directory] + [f"{directory}/{n}" for n in kz.get_children(directory)]:
+        kz.set_acls(d, OPEN_ACL_UNSAFE)
 
 
 def deploy(f: Path, spec: dict[str, Any], zk: str, procs: list[Proc]) -> None:
@@ -155,14 +181,13 @@ def test_a_healthy_but_unregistered_new_task_never_replaces_an_old_one(
         s = eventually(lambda: rolled_out(job, zk, 1), 60, "v1 out",
                        diagnostics=lambda: diag(procs))
         v1 = {t["id"]: t["container"] for t in s["tasks"]}
-        eventually(lambda: set(kz.get_children(directory)) == set(v1), 30,
+        eventually(lambda: registered(kz, directory) == set(v1), 30,
                    "v1 endpoints registered")
 
         with ServiceClient(zk_hosts, zk_root, job) as client:
-            # Nobody may create under /services/<job> any more (reading, deleting and
-            # changing the ACL back stay open): the node's registration of a new task
-            # fails with NoAuth and it retries; the v1 endpoints stay as they are.
-            kz.set_acls(directory, [ACL(Permissions.ALL & ~Permissions.CREATE, ANYONE)])
+            # Nobody may create under /services/<job> any more: the node's registration
+            # of a new task fails with NoAuth and it retries; the v1 endpoints stay.
+            refuse_creates(kz, directory)
             try:
                 deploy(f, web(job, docker_test_image, "v2", deadline="10s"), zk, procs)
                 stopped_v1: list[Any] = []
@@ -172,16 +197,16 @@ def test_a_healthy_but_unregistered_new_task_never_replaces_an_old_one(
                     """Every poll: each v1 task still runs healthy; note new tasks seen
                     running + healthy without an endpoint. Done once rolled back."""
                     s = status(job, zk)
-                    registered = set(kz.get_children(directory))
+                    published = registered(kz, directory)
                     rows = {t["id"]: t for t in s["tasks"]}
                     for tid, container in v1.items():
                         t = rows.get(tid)
                         if t is None or t["state"] != "running" or t["container"] != \
-                                container or tid not in registered:
+                                container or tid not in published:
                             stopped_v1.append(t or tid)
                     for t in s["tasks"]:
                         if t["id"] not in v1 and t["state"] == "running" and \
-                                t["healthy"] is True and t["id"] not in registered:
+                                t["healthy"] is True and t["id"] not in published:
                             unregistered.add(t["id"])
                     if stopped_v1:
                         return "an old task was stopped"  # fail now, not at the timeout
@@ -206,9 +231,9 @@ def test_a_healthy_but_unregistered_new_task_never_replaces_an_old_one(
                 assert not [e for e in hist if e["state"] == "rollout replaced"
                             and e.get("version") == 2]
                 assert any(e["task"] == new and e["state"] == "stop" for e in hist)
-                assert set(kz.get_children(directory)) == set(v1)
+                assert registered(kz, directory) == set(v1)
             finally:
-                kz.set_acls(directory, OPEN_ACL_UNSAFE)
+                allow_creates(kz, directory)
 
             # registration works again: a fresh rollout goes all the way
             client.traffic.mark()
@@ -218,7 +243,7 @@ def test_a_healthy_but_unregistered_new_task_never_replaces_an_old_one(
                            diagnostics=lambda: diag(procs))
             v4 = {t["id"] for t in s["tasks"]}
             assert not v4 & set(v1) and new not in v4
-            eventually(lambda: set(kz.get_children(directory)) == v4, 30,
+            eventually(lambda: registered(kz, directory) == v4, 30,
                        "only the v4 endpoints registered")
             client.traffic.mark()
             seen = eventually(lambda: serves_only(client, "v4"), 60, "answers after v4")
@@ -243,6 +268,7 @@ def test_one_unregistrable_endpoint_does_not_block_another_jobs_endpoints(
         kz.ensure_path(f"{zk_root}/services")
         kz.create(f"{zk_root}/services/{blocked}",
                   acl=[ACL(Permissions.ALL & ~Permissions.CREATE, ANYONE)])
+        # (the conductor cannot make the node's directory there, nor can the node)
         try:
             for name in (blocked, other):
                 deploy(tmp_path / f"{name}.json",
@@ -254,7 +280,7 @@ def test_one_unregistrable_endpoint_does_not_block_another_jobs_endpoints(
             (task,) = [t["id"] for t in status(other, zk)["tasks"]]
             # the node retries the blocked one every few seconds; the other job's
             # endpoint, which nothing prevents, must be published meanwhile
-            eventually(lambda: kz.get_children(f"{zk_root}/services/{other}") == [task],
+            eventually(lambda: registered(kz, f"{zk_root}/services/{other}") == {task},
                        30, f"the endpoint of {task} registered",
                        diagnostics=lambda: diag(procs))
         finally:

@@ -169,7 +169,7 @@ async def test_node_restriction_a_node_reports_only_for_itself(pki: PKI) -> None
 def test_every_handler_of_the_public_actors_has_a_row() -> None:
     """A handler added without a row is refused to everyone: the table must grow with
     the protocol (this caught job_plan ... job_revert and node_drain_status once)."""
-    from helios.conductor.conductor import ConductorActor
+    from helios.conductor.front import ConductorActor
     from helios.node.node import NodeActor
 
     for actor, cls in (("conductor", ConductorActor), ("node", NodeActor)):

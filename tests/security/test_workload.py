@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helios.node.runtime import ContainerSpec, DockerRuntime, LogConfig
+from helios.node.runtime import ContainerSpec, DockerRuntime, LogDriver
 from helios.node.workload import WorkloadPolicy, WorkloadRefused
 from helios.spec import SpecError, validate
 from tests.fixtures.common import unique_name
@@ -30,21 +30,21 @@ def test_refusals_name_the_rule_and_the_flag() -> None:
     strict.check(ContainerSpec(name="a", image="i", user="1000:1000"), "n1")
     p = WorkloadPolicy()
     with pytest.raises(WorkloadRefused, match="--allow-log-driver awslogs"):
-        p.check(ContainerSpec(name="a", image="i", log=LogConfig("awslogs")), "n1")
+        p.check(ContainerSpec(name="a", image="i", log=LogDriver("awslogs")), "n1")
     for opt in ({"syslog-address": "tcp://10.1.2.3:514"},
                 {"fluentd-address": "collector.example:24224"},
                 {"gelf-address": "udp://[2001:db8::1]:12201"},
                 {"syslog-address": "unix:///var/run/docker.sock"}):
         driver = next(iter(opt)).split("-")[0]
         with pytest.raises(WorkloadRefused, match="--allow-log-address"):
-            p.check(ContainerSpec(name="a", image="i", log=LogConfig(driver, opt)), "n1")
+            p.check(ContainerSpec(name="a", image="i", log=LogDriver(driver, opt)), "n1")
     p.check(ContainerSpec(name="a", image="i",
-                          log=LogConfig("fluentd", {"fluentd-address": "127.0.0.1:24224"})),
+                          log=LogDriver("fluentd", {"fluentd-address": "127.0.0.1:24224"})),
             "n1")
     wide = WorkloadPolicy.from_flags(allow_log_drivers=["awslogs"],
                                      allow_log_addresses=["collector.example"])
-    wide.check(ContainerSpec(name="a", image="i", log=LogConfig("awslogs")), "n1")
-    wide.check(ContainerSpec(name="a", image="i", log=LogConfig(
+    wide.check(ContainerSpec(name="a", image="i", log=LogDriver("awslogs")), "n1")
+    wide.check(ContainerSpec(name="a", image="i", log=LogDriver(
         "fluentd", {"fluentd-address": "collector.example:24224"})), "n1")
 
 
@@ -108,9 +108,9 @@ async def test_a_refused_log_driver_never_reaches_docker(docker_test_image: str,
     async with DockerRuntime("wl-node") as rt:
         with pytest.raises(WorkloadRefused, match="--allow-log-driver"):
             await rt.create(spec(docker_test_image, docker_labels,
-                                 log=LogConfig("awslogs", {"awslogs-region": "x"})))
+                                 log=LogDriver("awslogs", {"awslogs-region": "x"})))
         with pytest.raises(WorkloadRefused, match=r"--allow-log-address 10\.9\.9\.9"):
-            await rt.create(spec(docker_test_image, docker_labels, log=LogConfig(
+            await rt.create(spec(docker_test_image, docker_labels, log=LogDriver(
                 "syslog", {"syslog-address": "tcp://10.9.9.9:514"})))
     left = docker_cli("ps", "-aq", "--filter", "label=io.helios.node=wl-node").stdout.split()
     assert not [c for c in left if "wl" in docker_cli("inspect", "-f", "{{.Name}}", c).stdout]

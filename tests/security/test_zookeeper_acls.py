@@ -142,3 +142,97 @@ async def _delete_as_conductor(hosts: str, root: str) -> None:
         await store.delete("/", recursive=True)
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize("defended", [False, True], ids=["no-credentials", "credentials"])
+def test_a_nodes_credential_can_neither_withdraw_nor_fake_another_nodes_endpoints(
+        zk_hosts: str, zk_root: str, tmp_path: Path, defended: bool) -> None:
+    """Two node daemons publish the endpoints of a service spread over both. With
+    credentials, the conductor made each node its own `/services/<job>/<node>` and n2's
+    credential can neither delete n1's endpoint nor plant one in n1's directory (or a
+    directory of a node name it picks). Without credentials (the defence off) both
+    attacks work, and a client following the service is fooled."""
+    import subprocess
+
+    from helios.endpoints import list_endpoints
+
+    zk = f"{zk_hosts}{zk_root}"
+    addr = f"127.0.0.1:{free_port()}"
+    cond_env = clean_env({"HELIOS_ZK_CREDENTIAL": f"conductor:{SECRET}"} if defended else {})
+    lines = {n: issue_node_credential(SECRET, n) for n in ("n1", "n2")}
+    with processes() as procs:
+        procs.append(Proc("c1", ["conductor", "--zk", zk, "--listen", addr, "--name", "c1",
+                                 "--session-timeout", "2"], tmp_path, env=cond_env).start())
+        for n, line in lines.items():
+            env = clean_env({"HELIOS_ZK_CREDENTIAL": line} if defended else {})
+            procs.append(Proc(n, ["node", "--zk", zk, "--name", n, "--runtime", "process",
+                                  "--state-dir", str(tmp_path / n), "--session-timeout",
+                                  "2"], tmp_path, env=env).start())
+
+        def cli(*args: str) -> Any:
+            r = subprocess.run([*HELIOS, *args, "--json", "--zk", zk], capture_output=True,
+                               text=True, timeout=60, env=clean_env())
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)
+
+        diag = lambda: "\n".join(p.tail(30) for p in procs)  # noqa: E731
+        eventually(lambda: len([n for n in cli("nodes") if n["status"] == "up"]) == 2, 60,
+                   "n1 and n2 up", diagnostics=diag)
+        job = tmp_path / "api.json"
+        job.write_text(json.dumps({"name": "api", "kind": "service", "count": 2,
+                                   "spread": True, "command": ["sleep", "600"],
+                                   "ports": {"http": {"container": 8000}}}))
+        cli("job", "run", str(job))
+        eventually(lambda: len(cli("endpoints", "api")) == 2, 60, "both tasks running",
+                   diagnostics=diag)
+
+        def published() -> Any:
+            e = trio.run(_list_as_reader, zk_hosts, zk_root, list_endpoints)
+            return e if len(e) == 2 else None
+
+        eps = eventually(published, 60, "both endpoints published", diagnostics=diag)
+        assert {e["node"] for e in eps} == {"n1", "n2"}, eps
+        victim = next(e for e in eps if e["node"] == "n1")
+        trio.run(_endpoint_attacks, zk_hosts, zk_root, lines["n2"], victim["task"],
+                 defended)
+        after = trio.run(_list_as_reader, zk_hosts, zk_root, list_endpoints)
+        if defended:  # the cluster's view is unharmed
+            assert after == eps, after
+        else:  # n1's endpoint is gone and clients are sent to the attacker
+            assert victim["task"] not in {e["task"] for e in after}, after
+            assert {e["host"] for e in after if e["node"] == "n1"} == {"evil.example"}
+    if defended:
+        trio.run(_delete_as_conductor, zk_hosts, zk_root)
+
+
+async def _endpoint_attacks(hosts: str, root: str, n2_line: str, victim: str,
+                            defended: bool) -> None:
+    store = await open_zookeeper(hosts, root, session_timeout=4.0,
+                                 credential=parse_credential(n2_line) if defended else None)
+    fake = {"task": "api-fake", "node": "n1", "host": "evil.example", "ports": {"http": 1}}
+    try:
+        attempts = {
+            "withdraw n1's endpoint": lambda: store.delete(paths.service("api", "n1",
+                                                                         victim)),
+            "plant one in n1's directory": lambda: store.create(
+                paths.service("api", "n1", "api-fake"), fake, ephemeral=False),
+            "make a directory for n3": lambda: store.create(paths.service_node("api", "n3")),
+        }
+        for what, attempt in attempts.items():
+            if defended:
+                with pytest.raises(NotAuthorized):
+                    await attempt()
+            else:
+                await attempt()
+            assert what
+    finally:
+        await store.aclose()
+
+
+async def _list_as_reader(hosts: str, root: str, list_endpoints: Any) -> Any:
+    cred = conductor_credential(SECRET)
+    store = await open_zookeeper(hosts, root, session_timeout=4.0, credential=cred)
+    try:
+        return await list_endpoints(store, "api")
+    finally:
+        await store.aclose()

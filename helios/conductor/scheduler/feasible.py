@@ -24,13 +24,19 @@ def millis(cpus: float) -> int:
 
 
 class Allocation(Protocol):
-    """What occupies a node: an Assignment (or anything shaped like one)."""
+    """What occupies a node: an Assignment (or anything shaped like one). Read-only, so
+    frozen records (`Assignment`) fit."""
 
-    node: str
-    job: str
-    cpus: float
-    memory: int
-    ports: Mapping[str, int]
+    @property
+    def node(self) -> str: ...
+    @property
+    def job(self) -> str: ...
+    @property
+    def cpus(self) -> float: ...
+    @property
+    def memory(self) -> int: ...
+    @property
+    def ports(self) -> Mapping[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Self, TypeVar
 
 import trio
@@ -111,7 +111,7 @@ class AsyncioBridge:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run `await fn(*args)` on the asyncio loop; return its result or raise its error."""
         loop = self.loop
         token = trio.lowlevel.current_trio_token()
@@ -124,7 +124,7 @@ class AsyncioBridge:
                 token.run_sync_soon(done.set)
 
         def start() -> None:
-            task = loop.create_task(fn(*args))  # type: ignore[arg-type]
+            task = loop.create_task(fn(*args))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             task.add_done_callback(on_done)

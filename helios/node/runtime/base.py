@@ -22,9 +22,10 @@ Design choices that callers rely on:
 from __future__ import annotations
 
 import abc
+import builtins
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -134,7 +135,7 @@ class PortMapping:
 
 
 @dataclass(frozen=True)
-class LogConfig:
+class LogDriver:
     """Docker log driver and its options (`--log-driver`, `--log-opt`).
 
     json-file is the default because it is the one `docker logs` (and `Runtime.logs`) can
@@ -147,7 +148,7 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
-class RegistryAuth:
+class RegistryCredentials:
     """Credentials for a private registry (sent to Docker as X-Registry-Auth)."""
 
     username: str
@@ -155,7 +156,8 @@ class RegistryAuth:
     server: str | None = None  # defaults to the registry host of the image reference
 
     def __repr__(self) -> str:  # never log a password
-        return f"RegistryAuth(username={self.username!r}, password='***', server={self.server!r})"
+        return (f"RegistryCredentials(username={self.username!r}, password='***', "
+                f"server={self.server!r})")
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,8 @@ class ContainerSpec:
     ports: Mapping[str, PortMapping] = field(default_factory=dict)
     cpus: float | None = None
     memory: int | None = None
-    log: LogConfig = field(default_factory=LogConfig)
-    registry_auth: RegistryAuth | None = None
+    log: LogDriver = field(default_factory=LogDriver)
+    registry_auth: RegistryCredentials | None = None
     job: str = ""
     task: str = ""
     version: int = 0
@@ -317,8 +319,12 @@ class Runtime(abc.ABC):
     reconciles level-triggered and may repeat itself).
     """
 
-    #: "docker" or "process" (the CLI's --runtime value).
+    #: "docker", "process" or "sim" (the CLI's --runtime value); for people to read:
+    #: a caller asks the methods below, never which runtime it has.
     kind: ClassVar[str]
+    #: True when a task does not see the node's files (a container): a file the node
+    #: makes for it (a dispatched run's payload) must be bind-mounted (`Mount`).
+    isolates_files: ClassVar[bool] = False
 
     def __init__(self, node: str) -> None:
         self.node = node
@@ -346,8 +352,18 @@ class Runtime(abc.ABC):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def check_image(self, image: str) -> None:  # noqa: B027 - optional hook
+        """Refuse an image reference this runtime cannot run (`InvalidSpec`,
+        `InvalidImageName`) before anything is pulled or created. Default: any (the
+        runtime ignores images)."""
+
     @abc.abstractmethod
-    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+    async def has_image(self, image: str) -> bool:
+        """True when `image` is present locally, so no pull is needed (always true for a
+        runtime that ignores images)."""
+
+    @abc.abstractmethod
+    async def pull(self, image: str, auth: RegistryCredentials | None = None) -> None:
         """Make `image` available locally, fetching it from its registry if needed."""
 
     @abc.abstractmethod
@@ -384,7 +400,7 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def logs(self, cid: str, *, follow: bool = False,
-             tail: int | None = None) -> AsyncIterator[str]:
+             tail: int | None = None) -> AsyncGenerator[str, None]:
         """Output lines (stdout and stderr, without newline), oldest first.
 
         `tail` limits to the last N lines; `follow` keeps yielding until the container
@@ -393,7 +409,7 @@ class Runtime(abc.ABC):
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
                         tail: int | None = None, limit: int = 10_000
-                        ) -> tuple[list[str], str | None]:
+                        ) -> tuple[builtins.list[str], str | None]:
         """At most `limit` lines after `cursor` (or the first ones / the last `tail` when
         it is None), and the cursor to pass next time.
 
@@ -403,6 +419,10 @@ class Runtime(abc.ABC):
         this to resume where the last read ended. This fallback counts lines.
         """
         return await read_logs_by_line(self, cid, cursor, tail=tail, limit=limit)
+
+    @abc.abstractmethod
+    async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
+        """Run `argv` inside the running container; raise `ExecTimeout` past `timeout`."""
 
 
 async def read_logs_by_line(runtime: Runtime, cid: str, cursor: str | None = None, *,
@@ -414,10 +434,10 @@ async def read_logs_by_line(runtime: Runtime, cid: str, cursor: str | None = Non
     lines: list[str] = []
     gen = runtime.logs(cid)
     try:
-        async for line in gen:  # type: ignore[attr-defined]
+        async for line in gen:
             lines.append(line)
     finally:
-        await gen.aclose()  # type: ignore[attr-defined]
+        await gen.aclose()
     start = 0
     if cursor is not None and cursor.startswith("n") and cursor[1:].isdigit():
         start = min(int(cursor[1:]), len(lines))
@@ -425,7 +445,3 @@ async def read_logs_by_line(runtime: Runtime, cid: str, cursor: str | None = Non
         start = max(0, len(lines) - tail)
     chunk = lines[start:start + limit]
     return chunk, f"n{start + len(chunk)}"
-
-    @abc.abstractmethod
-    async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
-        """Run `argv` inside the running container; raise `ExecTimeout` past `timeout`."""

@@ -21,12 +21,13 @@ What the containers get, and why:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -49,11 +50,11 @@ from helios.node.runtime.base import (
     ImageNotFound,
     InvalidImageName,
     InvalidSpec,
-    LogConfig,
+    LogDriver,
     LogsUnavailable,
     PortConflict,
-    RegistryAuth,
     RegistryAuthFailed,
+    RegistryCredentials,
     RegistryUnreachable,
     Runtime,
     RuntimeFailure,
@@ -85,7 +86,7 @@ JSON_FILE_DEFAULTS = {"max-size": "10m", "max-file": "3"}
 MAX_READ_BYTES = 1024 * 1024
 
 
-def log_options(log: LogConfig) -> dict[str, str]:
+def log_options(log: LogDriver) -> dict[str, str]:
     """The driver's options as Docker takes them, with json-file's size cap by default."""
     options = {k: str(v) for k, v in log.options.items()}
     if log.driver == "json-file":
@@ -152,7 +153,7 @@ def _logs_failure(err: DockerError, cid: str) -> RuntimeFailure:
 
 def _pull_failure(image: str, err: DockerError) -> RuntimeFailure:
     """Translate a pull error into the failure a user can act on."""
-    msg = err.message if isinstance(err.message, str) else str(err.message)
+    msg = str(err.message)  # typed str, but aiodocker passes on what the API sent
     low = msg.lower()
     if err.status == 900:
         return RuntimeUnavailable(f"Docker daemon unreachable while pulling {image}: {msg}")
@@ -223,6 +224,7 @@ class DockerRuntime(Runtime):
     """
 
     kind: ClassVar[str] = "docker"
+    isolates_files: ClassVar[bool] = True
 
     def __init__(self, node: str, *, ports: PortAllocator | None = None,
                  url: str | None = None, bind_host: str = "127.0.0.1",
@@ -291,7 +293,7 @@ class DockerRuntime(Runtime):
 
     # ------------------------------------------------------------------ images
 
-    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+    async def pull(self, image: str, auth: RegistryCredentials | None = None) -> None:
         """Pull `image` (default tag latest), with X-Registry-Auth when `auth` is given."""
         check_image_name(image)
         docker = self._client()
@@ -312,6 +314,12 @@ class DockerRuntime(Runtime):
             await self._run(call)
         except DockerError as e:
             raise _pull_failure(image, e) from None
+
+    def check_image(self, image: str) -> None:
+        """A container needs an image, and its reference must parse."""
+        if not image:
+            raise InvalidSpec("the job names no image (the docker runtime needs one)")
+        check_image_name(image)
 
     async def has_image(self, image: str) -> bool:
         """True when the image is present locally (a node may skip a pull then)."""
@@ -597,7 +605,7 @@ class DockerRuntime(Runtime):
     # ------------------------------------------------------------------ logs, exec
 
     async def logs(self, cid: str, *, follow: bool = False,
-                   tail: int | None = None) -> AsyncIterator[str]:
+                   tail: int | None = None) -> AsyncGenerator[str, None]:
         """Lines from the daemon's local log store (json-file, local, or the 20.10+ cache).
 
         stdout and stderr are interleaved as Docker returns them.
@@ -638,7 +646,7 @@ class DockerRuntime(Runtime):
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
                         tail: int | None = None, limit: int = 10_000,
-                        max_bytes: int = MAX_READ_BYTES) -> tuple[list[str], str | None]:
+                        max_bytes: int = MAX_READ_BYTES) -> tuple[builtins.list[str], str | None]:
         """Resume after `cursor` with the Engine API's `since`, so a follower reads only
         what is new. The cursor is `t<timestamp of the last line>#<lines at exactly that
         timestamp already read>`: `since` includes its own instant, and two lines can

@@ -28,6 +28,7 @@ match.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -36,7 +37,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,7 +53,7 @@ from helios.node.runtime.base import (
     ExecResult,
     ExecTimeout,
     InvalidSpec,
-    RegistryAuth,
+    RegistryCredentials,
     Runtime,
     helios_labels,
     port_env,
@@ -254,7 +255,11 @@ class ProcessRuntime(Runtime):
 
     # ------------------------------------------------------------------ interface
 
-    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+    async def has_image(self, image: str) -> bool:
+        """Always: the process runtime ignores images."""
+        return True
+
+    async def pull(self, image: str, auth: RegistryCredentials | None = None) -> None:
         """Nothing to fetch: the process runtime ignores images."""
 
     async def create(self, spec: ContainerSpec) -> str:
@@ -406,7 +411,7 @@ class ProcessRuntime(Runtime):
         return self._state(rec)
 
     async def logs(self, cid: str, *, follow: bool = False,
-                   tail: int | None = None) -> AsyncIterator[str]:
+                   tail: int | None = None) -> AsyncGenerator[str, None]:
         """Lines of output.log; `follow` polls for more until the task has ended."""
         rec = self._load(cid)
         path = self._dir(cid) / "output.log"
@@ -442,7 +447,7 @@ class ProcessRuntime(Runtime):
 
     async def read_logs(self, cid: str, cursor: str | None = None, *,
                         tail: int | None = None, limit: int = 10_000,
-                        max_bytes: int = MAX_READ_BYTES) -> tuple[list[str], str | None]:
+                        max_bytes: int = MAX_READ_BYTES) -> tuple[builtins.list[str], str | None]:
         """Resume at a byte offset of output.log (cursor `b<offset>`), so a follower reads
         only what is new. A partial last line waits for its newline while the task runs.
         Without a cursor, `tail` lines are taken from the end. A read takes at most

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -45,7 +45,7 @@ from helios.node.runtime.base import (
     ContainerSpec,
     ContainerState,
     ExecResult,
-    RegistryAuth,
+    RegistryCredentials,
     Runtime,
     helios_labels,
 )
@@ -171,7 +171,11 @@ class SimRuntime(Runtime):
             image=t.image)
 
     # ------------------------------------------------------------------ interface
-    async def pull(self, image: str, auth: RegistryAuth | None = None) -> None:
+    async def has_image(self, image: str) -> bool:
+        """Always: a simulated task has no image."""
+        return True
+
+    async def pull(self, image: str, auth: RegistryCredentials | None = None) -> None:
         """Nothing to fetch: a simulated task has no image."""
 
     async def create(self, spec: ContainerSpec) -> str:
@@ -297,7 +301,7 @@ class SimRuntime(Runtime):
         return self._state(t)
 
     async def logs(self, cid: str, *, follow: bool = False,
-                   tail: int | None = None) -> AsyncIterator[str]:
+                   tail: int | None = None) -> AsyncGenerator[str, None]:
         t = self._get(cid)
         lines = list(t.lines)
         if tail is not None:

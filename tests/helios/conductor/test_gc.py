@@ -14,6 +14,7 @@ from helios.conductor.gc import (
     plan_runs,
     run_finished_at,
     stale_node_dirs,
+    stale_service_dirs,
 )
 from helios.model import Assignment, JobRecord, NodeInfo, TaskStatus
 from helios.spec import validate
@@ -221,3 +222,14 @@ def test_a_removed_jobs_history_goes_after_the_retention():
     # bounded per pass; a history deleted meanwhile is forgotten
     assert orphan_histories(["gone-a"], set(), absent, 162.0, policy) == ["gone-a"]
     assert set(absent) == {"gone-a"}
+
+
+def test_stale_service_dirs_are_those_no_assignment_needs():
+    dirs = {"/services", "/services/web", "/services/web/n1", "/services/web/n2",
+            "/services/gone", "/services/gone/n1", "/assignments/n1"}
+    used = {("web", "n1")}
+    assert stale_service_dirs(dirs, used, jobs={"web"}) == \
+        ["/services/gone/n1", "/services/gone", "/services/web/n2"]
+    # a removed job keeps its directory while one of its nodes still has a task of it
+    assert stale_service_dirs(dirs, {("gone", "n1")}, jobs=set()) == \
+        ["/services/web/n1", "/services/web/n2", "/services/web"]

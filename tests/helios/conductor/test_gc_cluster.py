@@ -7,6 +7,7 @@ Every wait is bounded (`MiniCluster.wait_for`); nothing here asserts how fast.""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -108,14 +109,10 @@ async def test_a_dispatch_key_outlives_its_ttl_while_its_run_exists(zk_cluster, 
 
     await cluster.wait_for(lambda: complete(first["run"]), what="first run complete")
     # past the TTL, two sweeps later, the key is still there: its run exists
-    L = c.lead
+    collector = c.term.loop.collector
     await trio.sleep(1.0)  # the key's TTL (1 s) passes on the conductor's real clock
-    sweeps = L.key_sweeps
-
-    async def swept_twice():
-        return L.key_sweeps >= sweeps + 2
-
-    await cluster.wait_for(swept_twice, what="two key sweeps after the TTL")
+    for _ in range(2):
+        await collector.sweep_keys()
     assert await store.exists(k1)
     again = await cluster.ask(c, "job_dispatch", "thumb", payload="1", idempotency_key="k1")
     assert again == dict(first, created=False)
@@ -274,11 +271,15 @@ async def test_node_rm_force_stops_a_live_nodes_tasks_and_it_registers_again(zk_
 async def test_a_deposed_leader_collects_nothing(zk_hosts, zk_root, zk_store):
     """GC writes go through the term's fenced writer: once a newer leader claimed, a
     pass of the old one (its cache says a run and a key are due) changes nothing."""
-    from helios.conductor.apply import Persisted, Writer
-    from helios.conductor.conductor import Conductor, Leadership
+    from helios.conductor.conductor import Conductor
     from helios.conductor.history import History
+    from helios.conductor.node_sync import NodeSync
     from helios.conductor.plan import ClusterState
+    from helios.conductor.reconcile_loop import ReconcileLoop
+    from helios.conductor.store_writer import Persisted, Writer
+    from helios.conductor.term import Leadership
     from helios.coordination import StaleEpoch, init_cluster, leadership, open_zookeeper
+    from helios.metrics import conductor_metrics
     from helios.model import JobRecord, TaskStatus
     from helios.spec import validate
 
@@ -301,15 +302,20 @@ async def test_a_deposed_leader_collects_nothing(zk_hosts, zk_root, zk_store):
                 await other.create(paths.job(rec.name), rec.to_dict())
             key = key_path("t", "k")
             await other.create(key, {"key": "k", "run": "gone", "created": 0.0})
-            c = Conductor(store, None, name="old",  # type: ignore[arg-type]
-                          gc=GCPolicy(keep_runs=0, run_retention=0.0, key_ttl=0.0))
             old.lost = trio.Event()  # deposed, and it has not noticed yet
             L = Leadership(term=old, state=state, history=History(store),
                            writer=Writer(old, Persisted(state.copy(), set())))
-            with pytest.raises(StaleEpoch):
-                await c._collect(L)
-            with pytest.raises(StaleEpoch):
-                await c._sweep_keys(L)
+            async with actors.open_system(name="old") as system:
+                nodes = NodeSync(L, store, system, clock=time.time)
+                loop = ReconcileLoop(L, store, nodes, clock=time.time, failover_grace=2.0,
+                                     gc=GCPolicy(keep_runs=0, run_retention=0.0,
+                                                 key_ttl=0.0),
+                                     metrics=conductor_metrics(
+                                         Conductor(store, system, name="old")))
+                with pytest.raises(StaleEpoch):
+                    await loop.collector.collect()
+                with pytest.raises(StaleEpoch):
+                    await loop.collector.sweep_keys()
             assert await other.exists(paths.job("t-1")) and await other.exists(key)
     finally:
         await other.aclose()

@@ -263,13 +263,3 @@ def test_paths_refuse_escapes() -> None:
             paths.job(bad)
     with pytest.raises(ValueError):
         paths.normalize("/jobs/../x")
-
-
-async def test_history_is_ordered_and_bounded(backend: Backend) -> None:
-    from helios.coordination import append_event, read_events
-
-    store = await backend.open()
-    for i in range(7):
-        await append_event(store, "web", {"i": i}, keep=5)
-    await backend.write_raw(store, paths.history("web") + "/e-9999999999", b"\xff")
-    assert [e["i"] for e in await read_events(store, "web")] == [2, 3, 4, 5, 6]

@@ -250,10 +250,27 @@ async def test_acls_confine_a_node_to_its_own_subtrees(zk_hosts: str, zk_root: s
                 assert (await conductor.get(paths.status("n2", "web-2"))).value == \
                     {"state": "running"}
                 assert (await conductor.get(paths.job("web"))).value == {"image": "x"}
-                # a node publishes its endpoints; another node cannot rewrite them
-                await n1.create(paths.service("web", "web-1"), {"port": 1}, ephemeral=True)
-                with pytest.raises(NotAuthorized):
-                    await n2.set(paths.service("web", "web-1"), {"port": 666})
+                # a node publishes its endpoints in the directory the conductor made for
+                # it; another node can neither rewrite, delete nor fake them, and no
+                # node can make a directory for a node name of its choice
+                await conductor.create(paths.service_node("web", "n1"))
+                await conductor.create(paths.service_node("web", "n2"))
+                await n1.create(paths.service("web", "n1", "web-1"), {"port": 1},
+                                ephemeral=True)
+                for attack in (
+                    lambda: n2.set(paths.service("web", "n1", "web-1"), {"port": 666}),
+                    lambda: n2.delete(paths.service("web", "n1", "web-1")),
+                    lambda: n2.create(paths.service("web", "n1", "fake"), {"port": 666},
+                                      ephemeral=True),
+                    lambda: n2.create(paths.service_node("web", "n3")),
+                    lambda: n2.delete(paths.service_node("web", "n1")),
+                    lambda: n2.create(paths.services("other")),
+                ):
+                    with pytest.raises(NotAuthorized):
+                        await attack()
+                await n2.create(paths.service("web", "n2", "web-2"), {"port": 2},
+                                ephemeral=True)
+                await n1.delete(paths.service("web", "n1", "web-1"))  # its own: allowed
                 # conductors write everything, including a node's status
                 await conductor.set(paths.status("n1", "web-1"), {"state": "lost"})
                 # without the credential nothing can be read

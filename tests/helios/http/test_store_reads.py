@@ -14,7 +14,8 @@ import trio
 
 import actors
 from helios import protocol
-from helios.conductor.conductor import Conductor, ConductorActor
+from helios.conductor.conductor import Conductor
+from helios.conductor.front import ConductorActor
 from helios.coordination import open_embedded
 from helios.http import app, forward, serve_http
 from tests.fixtures.common import unique_name

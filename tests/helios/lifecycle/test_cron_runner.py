@@ -3,7 +3,6 @@ backends, with a test clock (and one real-time failover)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from helios.conductor.cron_runner import (
     run_name,
     running_templates,
 )
-from helios.coordination import StaleEpoch, Store, Term, lead, leadership, paths
+from helios.coordination import StaleEpoch, Store, Term, leadership, paths
 from helios.cron import parse_cron
 from helios.model import Assignment, JobRecord, TaskStatus
 from tests.helios.coordination.conftest import Backend
@@ -403,34 +402,3 @@ async def test_random_clocks_and_failovers_never_fire_a_tick_twice(
     runs = await runs_of(store, name)
     assert sorted(r.spec.env[TICK_ENV] for r in runs.values()) == sorted(
         datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z") for t in fired)
-
-
-async def test_serve_fires_real_ticks_across_a_leader_kill(backend: Backend) -> None:
-    """Real time, seconds schedule: two conductors contend (`lead`), the leader's session
-    expires mid-run; every tick fires at most once, and ticks resume under the new
-    leader."""
-    a, b = await backend.open(), await backend.open()
-    rec = every_second("live", created=time.time())
-    outcomes: list[tuple[str, float]] = []
-
-    def conductor(name: str):
-        async def body(term: Term) -> None:
-            runner = CronRunner(term)
-            await runner.serve(lambda: [rec], report=lambda outs: outcomes.extend(
-                (name, o.tick.timestamp()) for o in outs if o.fired))
-        return body
-
-    with trio.fail_after(WAIT):
-        async with trio.open_nursery() as n:
-            n.start_soon(lead, a, "a", conductor("a"))
-            while len([o for o in outcomes if o[0] == "a"]) < 3:
-                await trio.sleep(0.05)
-            n.start_soon(lead, b, "b", conductor("b"))
-            await trio.sleep(0.2)
-            await backend.expire(a)                       # the leader's session dies
-            while len([o for o in outcomes if o[0] == "b"]) < 3:
-                await trio.sleep(0.05)
-            n.cancel_scope.cancel()
-    ticks = [t for _, t in outcomes]
-    assert len(ticks) == len(set(ticks)) and ticks == sorted(ticks)
-    assert len(await runs_of(b, "live")) == len(ticks)

@@ -13,17 +13,15 @@ import trio
 
 from helios.conductor.dispatch import (
     MAX_PAYLOAD_BYTES,
-    PAYLOAD_CONTAINER_PATH,
     PAYLOAD_ENV,
-    PAYLOAD_FILE_ENV,
     DispatchError,
     PayloadTooLarge,
     dispatch,
     key_path,
-    materialise_payload,
 )
 from helios.coordination import StaleEpoch, Store, leadership, paths
 from helios.model import JobRecord
+from helios.node.payload import PAYLOAD_CONTAINER_PATH, PAYLOAD_FILE_ENV, materialise_payload
 from tests.helios.coordination.conftest import Backend
 from tests.helios.lifecycle.conftest import job
 

@@ -29,8 +29,8 @@ async def test_register_and_list_in_contract_shape(store: Store) -> None:
         {"task": "web-2b", "node": "n2", "host": "10.0.0.2", "ports": {"http": 21005}},
     ]
     assert await list_endpoints(store, "other") == []
-    await deregister_endpoint(store, "web", "web-1a")
-    await deregister_endpoint(store, "web", "web-1a")  # twice: harmless
+    await deregister_endpoint(store, "web", "web-1a", "n1")
+    await deregister_endpoint(store, "web", "web-1a", "n1")  # twice: harmless
     assert [e["task"] for e in await list_endpoints(store, "web")] == ["web-2b"]
 
 
@@ -82,7 +82,7 @@ async def test_invalid_endpoints_are_refused(store: Store) -> None:
 async def test_drain_deregisters_then_waits_the_grace(store: Store) -> None:
     await register_endpoint(store, "web", "web-1a", "n1", "h", {"http": 1000})
     start = trio.current_time()
-    await drain_endpoint(store, "web", "web-1a", 0.2)
+    await drain_endpoint(store, "web", "web-1a", "n1", 0.2)
     assert trio.current_time() - start >= 0.2
     assert await list_endpoints(store, "web") == []
 
@@ -103,12 +103,47 @@ async def test_follow_sees_every_change(backend: Backend) -> None:
             seen.append(short(await anext(it)))                      # same task, new port
             await register_endpoint(node, "web", "web-2b", "n1", "h", {"http": 1002})
             seen.append(short(await anext(it)))
-            await deregister_endpoint(node, "web", "web-1a")
+            await deregister_endpoint(node, "web", "web-1a", "n1")
             seen.append(short(await anext(it)))
             await node.aclose()                                      # session ends
             seen.append(short(await anext(it)))
     assert seen == [[], [("web-1a", 1000)], [("web-1a", 1001)],
                     [("web-1a", 1001), ("web-2b", 1002)], [("web-2b", 1002)], []]
+
+
+async def test_follow_sees_nodes_and_their_directories_come_and_go(backend: Backend) -> None:
+    """Endpoints live one level down, per node: a follower sees a second node's
+    directory appear, tasks under each, and a whole node directory removed."""
+    n1, n2, client = await backend.open(), await backend.open(), await backend.open()
+    with trio.fail_after(WAIT):
+        async with aclosing(follow_endpoints(client, "web")) as it:
+            assert await anext(it) == []
+            await register_endpoint(n1, "web", "web-b", "n1", "h1", {"http": 1})
+            assert [(e["task"], e["node"]) for e in await anext(it)] == [("web-b", "n1")]
+            await register_endpoint(n2, "web", "web-a", "n2", "h2", {"http": 2})
+            assert [(e["task"], e["node"]) for e in await anext(it)] == [
+                ("web-a", "n2"), ("web-b", "n1")]                    # in task order
+            await n2.aclose()
+            assert [e["task"] for e in await anext(it)] == ["web-b"]
+            await client.delete(paths.service_node("web", "n2"))      # the collector
+            await deregister_endpoint(n1, "web", "web-b", "n1")
+            while await anext(it) != []:
+                pass
+
+
+async def test_an_endpoint_claiming_another_node_or_task_is_not_believed(
+        store: Store) -> None:
+    """Readers take node and task from the path, which ZooKeeper's ACLs vouch for: an
+    endpoint that claims to be another node's (or another task) is ignored."""
+    await register_endpoint(store, "web", "web-1", "n1", "h", {"http": 1})
+    await store.create(paths.service("web", "n1", "web-2"),
+                       {"task": "web-2", "node": "n2", "host": "evil", "ports": {"http": 2}})
+    await store.create(paths.service("web", "n1", "web-3"),
+                       {"task": "web-9", "node": "n1", "host": "evil", "ports": {"http": 3}})
+    assert [e["task"] for e in await list_endpoints(store, "web")] == ["web-1"]
+    with trio.fail_after(WAIT):
+        async with aclosing(follow_endpoints(store, "web")) as it:
+            assert [e["host"] for e in await anext(it)] == ["h"]
 
 
 async def test_follow_coalesces_a_burst_into_its_final_state(store: Store) -> None:
@@ -118,7 +153,7 @@ async def test_follow_coalesces_a_burst_into_its_final_state(store: Store) -> No
             for i in range(20):
                 await register_endpoint(store, "web", f"web-{i}", "n1", "h", {"http": 1000 + i})
             for i in range(19):
-                await deregister_endpoint(store, "web", f"web-{i}")
+                await deregister_endpoint(store, "web", f"web-{i}", "n1")
             while True:
                 eps = await anext(it)
                 if [e["task"] for e in eps] == ["web-19"]:
@@ -159,8 +194,8 @@ async def test_resolver_round_robin_and_waiting(backend: Backend) -> None:
             assert sorted(set(picks)) == [("h1", 1000), ("h2", 2000)]
             assert picks[0] != picks[1] and picks[0] == picks[2]
             with pytest.raises(trio.TooSlowError):
-                await deregister_endpoint(node, "web", "web-1a")
-                await deregister_endpoint(node, "web", "web-2b")
+                await deregister_endpoint(node, "web", "web-1a", "n1")
+                await deregister_endpoint(node, "web", "web-2b", "n1")
                 while r.endpoints:
                     await trio.sleep(0.01)
                 await r.next(timeout=0.1)
@@ -168,7 +203,7 @@ async def test_resolver_round_robin_and_waiting(backend: Backend) -> None:
 
 async def test_endpoint_paths_follow_the_layout(store: Store) -> None:
     await register_endpoint(store, "web", "web-1a", "n1", "h", {"http": 1000})
-    entry = await store.get(paths.service("web", "web-1a"))
+    entry = await store.get(paths.service("web", "n1", "web-1a"))
     assert entry is not None and entry.value["node"] == "n1"
 
 
@@ -180,7 +215,7 @@ async def test_follow_sees_a_quick_re_registration_with_other_ports(backend: Bac
     with trio.fail_after(WAIT):
         async with aclosing(follow_endpoints(client, "web")) as it:
             assert (await anext(it))[0]["ports"] == {"http": 1000}
-            await deregister_endpoint(node, "web", "web-1a")
+            await deregister_endpoint(node, "web", "web-1a", "n1")
             await register_endpoint(node, "web", "web-1a", "n1", "h", {"http": 2000})
             while (await anext(it)) != [
                     {"task": "web-1a", "node": "n1", "host": "h", "ports": {"http": 2000}}]:

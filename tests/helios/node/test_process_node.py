@@ -173,3 +173,38 @@ async def test_following_logs_resumes_at_a_byte_offset(tmp_path: Path) -> None:
         assert (await rt.read_logs(s["container"], cursor))[0] == []
         lines, _ = await rt.read_logs(s["container"], None, tail=2)
         assert lines == ["partial", "end"]
+
+
+async def test_only_permanent_launch_failures_fail_a_task_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A launch the engine refuses for a reason a retry may fix goes through the restart
+    policy (the task runs after one restart); one in `PERMANENT_FAILURES` (an invalid
+    spec) fails the task at once, whatever its policy. The engine's refusals are injected
+    into the real process runtime's `create`."""
+    from helios.node.runtime import InvalidSpec, RuntimeFailure
+
+    async with node_running(tmp_path / "state", runtime="process") as node:
+        rt = node.core.runtime
+        real_create = rt.create
+        hiccups = [RuntimeFailure("the engine hiccuped")]
+
+        async def create(spec):  # type: ignore[no-untyped-def]
+            if spec.job == "flaky" and hiccups:
+                raise hiccups.pop()
+            if spec.job == "broken":
+                raise InvalidSpec("no engine could run this")
+            return await real_create(spec)
+
+        monkeypatch.setattr(rt, "create", create)
+        restart = {"policy": "always", "backoff": "50ms"}
+        flaky = assignment(node.name, {"name": "flaky", "command": ["sleep", "30"],
+                                       "grace": "1s", "restart": restart})
+        broken = assignment(node.name, {"name": "broken", "command": ["sleep", "30"],
+                                        "grace": "1s", "restart": restart})
+        await node.assign([flaky, broken])
+        s = await node.wait_state(flaky["id"], "running", "failed")
+        assert s["state"] == "running" and s["restarts"] == 1
+        assert "pending" in node.events(flaky["id"])
+        b = await node.wait_state(broken["id"], "running", "failed")
+        assert b["state"] == "failed" and b["reason"] == "no engine could run this"
+        assert b["restarts"] == 0

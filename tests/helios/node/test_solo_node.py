@@ -71,7 +71,7 @@ async def test_solo_node_takes_store_assignments_reports_and_restarts(tmp_path: 
             assert (await node.ask("info"))["epoch"] == 3
             if HAVE_ENDPOINTS:  # the running service's endpoint is published
                 with trio.fail_after(10):
-                    while (ep := await store.get(paths.service("svc", svc["id"]))) is None:
+                    while (ep := await store.get(paths.service("svc", name, svc["id"]))) is None:
                         await trio.sleep(0.05)
                 assert ep.value["node"] == name and set(ep.value["ports"]) == {"http"}
             record = (await store.get(paths.node(name))).value
@@ -96,7 +96,7 @@ async def test_solo_node_takes_store_assignments_reports_and_restarts(tmp_path: 
             # unassigned: the endpoint is withdrawn before the task stops
             assert (await _ask(node, "assign", 3, 11, []))["accepted"]
             with trio.fail_after(10):
-                while await store.get(paths.service("svc", svc["id"])) is not None:
+                while await store.get(paths.service("svc", name, svc["id"])) is not None:
                     await trio.sleep(0.05)
             with trio.fail_after(5):  # the job's grace (0), not a default, applies
                 while not any(e["id"] == svc["id"] and e["state"] == "stopped"

@@ -12,8 +12,8 @@ from helios.node.runtime import (
     DockerRuntime,
     ImageNotFound,
     InvalidImageName,
-    RegistryAuth,
     RegistryAuthFailed,
+    RegistryCredentials,
     RegistryUnreachable,
 )
 from tests.fixtures.common import free_port, unique_name
@@ -61,16 +61,16 @@ async def test_pull_with_credentials(docker_rt: DockerRuntime, docker_registry_a
             await docker_rt.pull(ref)  # no credentials
         assert ref in ei.value.reason and "credentials" in ei.value.reason
         with pytest.raises(RegistryAuthFailed) as ei:
-            await docker_rt.pull(ref, RegistryAuth(reg.username, "wrong-password"))
+            await docker_rt.pull(ref, RegistryCredentials(reg.username, "wrong-password"))
         assert "wrong or missing credentials" in ei.value.reason
         assert not await docker_rt.has_image(ref)
 
-        await docker_rt.pull(ref, RegistryAuth(reg.username, reg.password))
+        await docker_rt.pull(ref, RegistryCredentials(reg.username, reg.password))
         assert await docker_rt.has_image(ref)
     finally:
         docker_cli("rmi", ref, check=False)
     # The password never shows in a repr (it ends up in logs).
-    assert reg.password not in repr(RegistryAuth(reg.username, reg.password))
+    assert reg.password not in repr(RegistryCredentials(reg.username, reg.password))
 
 
 @pytest.mark.parametrize("image", ["Bad Name!", "local/UPPER:1", "", "repo:tag with space",

@@ -14,7 +14,7 @@ from contextlib import aclosing
 import pytest
 import trio
 
-from helios.node.runtime import DockerRuntime, LogConfig
+from helios.node.runtime import DockerRuntime, LogDriver
 
 pytestmark = pytest.mark.docker
 
@@ -82,7 +82,7 @@ async def test_fluentd_log_driver_ships_lines(docker_rt: DockerRuntime, make_spe
     options = {"fluentd-address": f"127.0.0.1:{fluentd_receiver.port}",
                "tag": "helios.{{.Name}}", **extra}
     spec = make_spec(["sh", "-c", "echo alpha; echo beta; echo gamma >&2"],
-                     log=LogConfig("fluentd", options))
+                     log=LogDriver("fluentd", options))
     cid = await docker_rt.create(spec)
     try:
         await docker_rt.start(cid)
@@ -127,7 +127,7 @@ async def _udp_sink(nursery: trio.Nursery) -> tuple[int, list[bytes]]:
 
 async def test_syslog_log_driver_ships_lines(docker_rt: DockerRuntime, make_spec, nursery):
     port, datagrams = await _udp_sink(nursery)
-    spec = make_spec(["sh", "-c", "echo one; echo two"], log=LogConfig("syslog", {
+    spec = make_spec(["sh", "-c", "echo one; echo two"], log=LogDriver("syslog", {
         "syslog-address": f"udp://127.0.0.1:{port}", "syslog-format": "rfc5424",
         "tag": "helios-{{.Name}}"}))
     cid = await docker_rt.create(spec)
@@ -148,7 +148,7 @@ async def test_syslog_log_driver_ships_lines(docker_rt: DockerRuntime, make_spec
 
 async def test_gelf_log_driver_ships_lines(docker_rt: DockerRuntime, make_spec, nursery):
     port, datagrams = await _udp_sink(nursery)
-    spec = make_spec(["sh", "-c", "echo uno; echo dos"], log=LogConfig("gelf", {
+    spec = make_spec(["sh", "-c", "echo uno; echo dos"], log=LogDriver("gelf", {
         "gelf-address": f"udp://127.0.0.1:{port}", "gelf-compression-type": "gzip",
         "tag": "helios-gelf"}))
     cid = await docker_rt.create(spec)

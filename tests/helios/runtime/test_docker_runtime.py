@@ -13,7 +13,7 @@ import msgpack
 import pytest
 import trio
 
-from helios.node.health import HealthCheck, check_exec, check_http, check_tcp, run_check
+from helios.node.health import HealthProbe, check_exec, check_http, check_tcp, run_check
 from helios.node.runtime import (
     LABEL_JOB,
     LABEL_MANAGED,
@@ -28,7 +28,7 @@ from helios.node.runtime import (
     DockerRuntime,
     ExecTimeout,
     InvalidSpec,
-    LogConfig,
+    LogDriver,
     PortAllocator,
     PortConflict,
     PortMapping,
@@ -126,9 +126,9 @@ async def test_port_published_on_loopback_and_http_tcp_checks(docker_rt: DockerR
         missing = await check_http("127.0.0.1", port, "/missing.html")
         assert not missing.ok and "404" in missing.reason
         assert (await check_tcp("127.0.0.1", port)).ok
-        check = HealthCheck(kind="http", port="http", path="/", timeout=2)
+        check = HealthProbe(kind="http", port="http", path="/", timeout=2)
         assert (await run_check(check, runtime=docker_rt, cid=cid, ports=state.ports)).ok
-        tcp = HealthCheck(kind="tcp", port="http", timeout=2)
+        tcp = HealthProbe(kind="tcp", port="http", timeout=2)
         assert (await run_check(tcp, runtime=docker_rt, cid=cid, ports=state.ports)).ok
         nope = await run_check(tcp, runtime=docker_rt, cid=cid, ports={})
         assert not nope.ok and "no port named 'http'" in nope.reason
@@ -171,7 +171,7 @@ async def test_exec_and_exec_health_check(docker_rt: DockerRuntime, make_spec):
 async def test_resource_limits_labels_and_log_config(docker_rt: DockerRuntime, make_spec):
     spec = make_spec(["sleep", "60"], cpus=0.25, memory=64 * 1024 * 1024, version=5,
                      ports={"web": PortMapping(80)}, labels={"team": "core"},
-                     log=LogConfig("json-file", {"max-size": "1m", "max-file": "2"}))
+                     log=LogDriver("json-file", {"max-size": "1m", "max-file": "2"}))
     cid = await docker_rt.create(spec)
     try:
         raw = await docker_rt.inspect_raw(cid)

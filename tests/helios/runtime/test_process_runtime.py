@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from helios.node.health import HealthCheck, check_exec, check_tcp, run_check
+from helios.node.health import HealthProbe, check_exec, check_tcp, run_check
 from helios.node.runtime import (
     LABEL_JOB,
     LABEL_NODE,
@@ -119,7 +119,7 @@ async def test_ports_env_and_health_checks(proc_rt: ProcessRuntime):
             await trio.sleep(0.05)
             ok = await check_tcp("127.0.0.1", port, timeout=1)
         assert ok.ok, ok.reason
-        check = HealthCheck(kind="tcp", port="svc")
+        check = HealthProbe(kind="tcp", port="svc")
         assert (await run_check(check, runtime=proc_rt, cid=cid, ports=state.ports)).ok
         env = await proc_rt.exec(cid, ["sh", "-c", "echo $HELIOS_PORT_SVC"], timeout=10)
         assert env.exit_code == 0 and env.output.strip() == str(port)

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from helios.node.health import HealthCheck, run_check
+from helios.node.health import HealthProbe, run_check
 from helios.node.runtime import (
     LABEL_JOB,
     ContainerConflict,
@@ -110,14 +110,14 @@ async def test_ports_answer_the_real_health_checks_until_stopped(sim_rt: SimRunt
     await sim_rt.start(cid)
     ports = (await sim_rt.inspect(cid)).ports
     assert set(ports) == {"http"} and 24000 <= ports["http"] <= 24099
-    http = HealthCheck("http", port="http", path="/health")
-    tcp = HealthCheck("tcp", port="http")
+    http = HealthProbe("http", port="http", path="/health")
+    tcp = HealthProbe("tcp", port="http")
     ok, why = await run_check(http, runtime=sim_rt, cid=cid, ports=ports)
     assert ok, why
     assert (await run_check(tcp, runtime=sim_rt, cid=cid, ports=ports)).ok
-    assert (await run_check(HealthCheck("exec", command=("true",)), runtime=sim_rt,
+    assert (await run_check(HealthProbe("exec", command=("true",)), runtime=sim_rt,
                             cid=cid, ports=ports)).ok
-    assert not (await run_check(HealthCheck("exec", command=("false",)), runtime=sim_rt,
+    assert not (await run_check(HealthProbe("exec", command=("false",)), runtime=sim_rt,
                                 cid=cid, ports=ports)).ok
     assert sim_rt.requests >= 1
     await sim_rt.stop(cid, grace=1.0)

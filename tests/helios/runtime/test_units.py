@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import trio
 
-from helios.node.health import HealthCheck, check_http, check_tcp
+from helios.node.health import HealthProbe, check_http, check_tcp
 from helios.node.runtime import (
     ContainerSpec,
     InvalidSpec,
@@ -198,11 +198,11 @@ async def test_http_and_tcp_check_timeouts_and_refusals(nursery):
 
 
 def test_health_check_validation():
-    HealthCheck(kind="http", port="web")
+    HealthProbe(kind="http", port="web")
     for bad in (dict(kind="grpc"), dict(kind="http"), dict(kind="exec"),
                 dict(kind="tcp", port="x", timeout=0)):
         with pytest.raises(ValueError):
-            HealthCheck(**bad)
+            HealthProbe(**bad)
 
 
 # --------------------------------------------------------------------------- fluentd
@@ -229,3 +229,18 @@ def test_forward_decoder_all_modes():
         ("t.gz", "p1"), ("t.gz", "p2")]
     assert events[0][1] == pytest.approx(1700000000.000000005)
     assert [msgpack.unpackb(r) for r in replies] == [{"ack": "c1"}, {"ack": "c2"}]
+
+
+def test_the_runtime_interface_declares_what_callers_use() -> None:
+    """Callers (job actor, health checks) ask the runtime, never which one it is: every
+    method they call is declared by `Runtime` and implemented by every runtime."""
+    from helios.node.runtime.base import Runtime
+    from helios.node.runtime.docker import DockerRuntime
+    from helios.node.runtime.process import ProcessRuntime
+    from helios.node.runtime.sim import SimRuntime
+
+    assert {"exec", "has_image", "pull", "create", "logs"} <= Runtime.__abstractmethods__
+    assert callable(Runtime.check_image) and isinstance(Runtime.isolates_files, bool)
+    for cls in (DockerRuntime, ProcessRuntime, SimRuntime):
+        assert not cls.__abstractmethods__, cls
+    assert DockerRuntime.isolates_files and not ProcessRuntime.isolates_files

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helios.cron import CronError, due, parse_cron
+from helios.cron import CronError, parse_cron
 
 NY = ZoneInfo("America/New_York")
 
@@ -135,29 +135,6 @@ def test_naive_means_utc():
     assert s.next_tick(datetime(2026, 1, 1, 0, 30)) == utc(2026, 1, 1, 1)
 
 
-def test_due_catch_up_one_fires_newest_missed_tick_once():
-    s = parse_cron("*/5 * * * *")
-    fire, last = due(s, utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 0, 23))
-    assert fire == utc(2026, 1, 1, 0, 20) and last == fire
-    assert due(s, last, utc(2026, 1, 1, 0, 24)) == (None, last)
-
-
-def test_due_catch_up_none_skips_stale_ticks():
-    s = parse_cron("*/5 * * * *")
-    fire, last = due(s, utc(2026, 1, 1), utc(2026, 1, 1, 0, 23), catch_up="none")
-    assert fire is None and last == utc(2026, 1, 1, 0, 20)
-    fire, _ = due(s, utc(2026, 1, 1), utc(2026, 1, 1, 0, 20, 10), catch_up="none")
-    assert fire == utc(2026, 1, 1, 0, 20)
-
-
-def test_due_overlap_skip_consumes_tick():
-    s = parse_cron("*/5 * * * *")
-    fire, last = due(s, utc(2026, 1, 1), utc(2026, 1, 1, 0, 5), running=True)
-    assert fire is None and last == utc(2026, 1, 1, 0, 5)
-    fire, _ = due(s, utc(2026, 1, 1), utc(2026, 1, 1, 0, 5), running=True, overlap="allow")
-    assert fire == utc(2026, 1, 1, 0, 5)
-
-
 fields = st.tuples(
     st.sets(st.integers(0, 59), min_size=1, max_size=4),
     st.sets(st.integers(0, 23), min_size=1, max_size=3),
@@ -192,26 +169,3 @@ def test_next_tick_matches_and_nothing_is_skipped(f, start, tz):
                 w = m.astimezone(zone)
                 assert not (w.minute in mins and w.hour in hours and s._day_matches(w)), m
                 m += timedelta(minutes=1)
-
-
-def test_due_after_a_long_outage_of_a_per_second_schedule():
-    s = parse_cron("* * * * * *")
-    fire, last = due(s, utc(2026, 1, 1), utc(2026, 1, 3, 5, 6, 7, 500))
-    assert fire == last == utc(2026, 1, 3, 5, 6, 7)
-    s = parse_cron("0 0 1 1 *")
-    fire, last = due(s, utc(2020, 6, 1), utc(2026, 6, 1))
-    assert fire == utc(2026, 1, 1)
-
-
-@settings(max_examples=50, deadline=None)
-@given(expr=st.sampled_from(["*/7 * * * *", "0 */3 * * *", "*/20 * * * * *", "5 4 * * SUN"]),
-       start=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2027, 1, 1)),
-       span=st.integers(0, 3 * 86400))
-def test_due_matches_walking_every_tick(expr, start, span):
-    s = parse_cron(expr, "Europe/Paris")
-    a = start.replace(tzinfo=UTC)
-    b = a + timedelta(seconds=span)
-    ticks = list(s.ticks_between(a, b))
-    fire, last = due(s, a, b)
-    assert fire == (ticks[-1] if ticks else None)
-    assert last == (ticks[-1] if ticks else a)

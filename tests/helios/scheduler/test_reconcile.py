@@ -420,7 +420,7 @@ def test_a_first_deployment_that_does_not_fit_is_pending_not_failed():
 
 
 def test_an_automatic_rollback_restores_the_last_version_that_rolled_out():
-    from helios.conductor.conductor import _rollback_target
+    from helios.conductor.commands import _rollback_target
 
     v1 = job("web", count=1)
     s1, s2 = v1.spec, v1.spec.replace(image="x:2")

@@ -5,7 +5,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helios.conductor.scheduler import Cluster, Request, place
+from helios.conductor.scheduler.place import Cluster, Request, place
 from helios.model import Assignment, NodeInfo
 
 GIB = 1024**3

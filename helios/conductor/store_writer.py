@@ -22,13 +22,16 @@ from typing import Any
 
 from helios.conductor.plan import ClusterState
 from helios.coordination import paths
+from helios.coordination.codec import pack
 from helios.coordination.election import Term
 from helios.coordination.errors import (
+    CoordinationError,
     NodeExists,
     NoNode,
     NotEmpty,
     StaleEpoch,
     TransactionFailed,
+    Unavailable,
     ValueTooLarge,
 )
 from helios.coordination.store import Create, Delete, Op, Set
@@ -36,7 +39,7 @@ from helios.model import Assignment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Persisted", "Writer", "chunks", "diff_ops"]
+__all__ = ["Persisted", "Writer", "chunks", "diff_ops", "service_dir_ops"]
 
 #: at most this many ops, or this many encoded bytes, per transaction (ZooKeeper's
 #: jute.maxbuffer is 1 MiB for the whole request)
@@ -95,23 +98,23 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
     task_ops: list[Op] = []
     touched: set[str] = set()
     for tid, a in new.assignments.items():
-        prev = old.assignments.get(tid)
-        if prev is a:
+        before = old.assignments.get(tid)
+        if before is a:
             continue
-        if prev is not None and prev.node != a.node:
-            task_ops.append(Delete(paths.assignment(prev.node, tid)))
-            touched.add(prev.node)
-            prev = None
-        if prev is None:
+        if before is not None and before.node != a.node:
+            task_ops.append(Delete(paths.assignment(before.node, tid)))
+            touched.add(before.node)
+            before = None
+        if before is None:
             task_ops.append(Create(paths.assignment(a.node, tid), a.to_dict()))
             touched.add(a.node)
-        elif prev != a or prev.spec != a.spec or prev.ports != a.ports:
+        elif before != a or before.spec != a.spec or before.ports != a.ports:
             task_ops.append(Set(paths.assignment(a.node, tid), a.to_dict()))
             touched.add(a.node)
     for tid in old.assignments.keys() - new.assignments.keys():
-        prev = old.assignments[tid]
-        task_ops.append(Delete(paths.assignment(prev.node, tid)))
-        touched.add(prev.node)
+        gone = old.assignments[tid]
+        task_ops.append(Delete(paths.assignment(gone.node, tid)))
+        touched.add(gone.node)
     value = dict(stamp) if stamp is not None else None
     for node in sorted(touched):
         d = paths.assignments(node)
@@ -127,6 +130,25 @@ def diff_ops(old: ClusterState, new: ClusterState, dirs: set[str],
                       for tid, st in old.statuses.items()
                       if tid not in new.statuses or new.statuses[tid].node != st.node]
     return ops, status_deletes
+
+
+def service_dir_ops(old: ClusterState, new: ClusterState, dirs: set[str]) -> list[Op]:
+    """Creates of `/services/<job>/<node>` for every node newly given a task of a
+    service with ports (adding them to `dirs`): the directory that node may publish the
+    task's endpoint in. With ACLs only the conductor may make it, with the node as its
+    owner (helios.coordination.acl)."""
+    ops: list[Op] = []
+    for tid, a in new.assignments.items():
+        prev = old.assignments.get(tid)
+        if prev is a or (prev is not None and prev.node == a.node):
+            continue
+        if a.spec is None or a.spec.kind != "service" or not a.spec.ports:
+            continue
+        for d in (paths.SERVICES, paths.services(a.job), paths.service_node(a.job, a.node)):
+            if d not in dirs:
+                ops.append(Create(d))
+                dirs.add(d)
+    return ops
 
 
 def _drain_ops(old: ClusterState, new: ClusterState, dirs: set[str]) -> list[Op]:
@@ -156,19 +178,7 @@ def chunks(ops: Sequence[Op], max_ops: int = MAX_OPS,
            max_bytes: int = MAX_BYTES) -> list[list[Op]]:
     """Split `ops` into transactions under ZooKeeper's request size, keeping order (a
     directory's Create always precedes its children's)."""
-    out: list[list[Op]] = []
-    cur: list[Op] = []
-    size = 0
-    for op in ops:
-        n = _size(op)
-        if cur and (len(cur) >= max_ops or size + n > max_bytes):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(op)
-        size += n
-    if cur:
-        out.append(cur)
-    return out
+    return pack(ops, _size, max_bytes, max_ops)
 
 
 class Writer:
@@ -185,8 +195,11 @@ class Writer:
         """Write what changed since the last flush (plus `extra` ops, e.g. history),
         then remember `state` as persisted. Raises `StaleEpoch` once deposed."""
         target = state.copy()  # the cache may change while the writes are in flight
-        ops, status_paths = diff_ops(self.persisted.state, target, self.persisted.dirs,
-                                     stamp)
+        # Directories count as made only once the write succeeds: after a failed flush
+        # the next one must create them again (nodes cannot make an endpoint directory).
+        dirs = set(self.persisted.dirs)
+        await self._make_service_dirs(service_dir_ops(self.persisted.state, target, dirs))
+        ops, status_paths = diff_ops(self.persisted.state, target, dirs, stamp)
         if status_paths:
             store = self.term.store
             exists = [await store.exists(p) for p in status_paths]
@@ -194,8 +207,36 @@ class Writer:
         ops.extend(extra)
         if ops:
             await self.write(ops)
+        self.persisted.dirs |= dirs
         self.persisted.state = target
         return len(ops)
+
+    async def _make_service_dirs(self, ops: Sequence[Op]) -> None:
+        """Make the endpoint directories before the assignments that need them, so a
+        node told of a task finds where to publish it. Best effort: a directory that
+        cannot be made (a refused ACL) leaves that task unpublished, which the rollout
+        gate sees, and must not block the cluster's every other write."""
+        if not ops:
+            return
+        try:
+            await self.term.transaction(ops)
+            return
+        except (StaleEpoch, Unavailable):
+            raise
+        except CoordinationError:
+            pass
+        for op in ops:
+            try:
+                await self.term.transaction([op])
+            except (StaleEpoch, Unavailable):
+                raise
+            except TransactionFailed as e:
+                if not isinstance(e.cause, NodeExists):
+                    log.warning("cannot make %s: %s; its node cannot publish endpoints "
+                                "there", op.path, e.cause)
+            except CoordinationError as e:
+                log.warning("cannot make %s: %s; its node cannot publish endpoints there",
+                            op.path, e)
 
     async def write(self, ops: Sequence[Op]) -> None:
         """Fenced, chunked; a failing chunk falls back to one op at a time."""

@@ -15,7 +15,7 @@ running its last known assignments from its state directory whatever the store d
   conductor runs still gets its desired state.
 - Leader: `protocol.LEADER_PATH` is watched so task events go to the current leader.
 - Statuses: the reporter's store loop writes `/status/<node>/<task>`.
-- Endpoints: healthy service tasks are published at `/services/<job>/<task>` (ephemeral,
+- Endpoints: healthy service tasks are published at `/services/<job>/<node>/<task>` (ephemeral,
   via `helios.endpoints`) and withdrawn before they stop.
 """
 
@@ -41,6 +41,7 @@ from helios.coordination import (
     wait_for_cluster,
 )
 from helios.coordination.reach import open_when_reachable, zk_hosts
+from helios.retry import Backoff
 
 if TYPE_CHECKING:
     from helios.node.node import NodeCore
@@ -127,18 +128,17 @@ class ClusterLink:
 
     async def _presence(self, store: Store) -> None:
         """Record + ephemeral presence, for as long as the node runs."""
-        delay = RETRY_MIN
+        backoff = Backoff(RETRY_MIN, RETRY_MAX)
         while True:
             try:
                 async with presence(store, self.core.name, self.core.record(),
                                     self.instance):
-                    delay = RETRY_MIN
+                    backoff.reset()
                     await trio.sleep_forever()
             except CoordinationError as e:
                 log.warning("node %s: registering failed (%s); retrying in %.1fs",
-                            self.core.name, e, delay)
-                await trio.sleep(delay)
-                delay = min(RETRY_MAX, delay * 2)
+                            self.core.name, e, backoff.delay)
+                await backoff.sleep()
 
     async def _sessions(self, store: Store) -> None:
         """After a session loss: check the cluster id, re-register, re-sync, flush."""
@@ -158,7 +158,7 @@ class ClusterLink:
                 self.core._endpoints_changed.set()  # ephemerals may be gone: re-publish
 
     async def _endpoints(self, store: Store) -> None:
-        """Publish healthy service endpoints (`/services/<job>/<task>`, ephemeral) and
+        """Publish healthy service endpoints (`/services/<job>/<node>/<task>`, ephemeral) and
         withdraw the others; level-triggered against what the store holds."""
         try:
             from helios import endpoints as ep
@@ -179,7 +179,7 @@ class ClusterLink:
             for task, value in list(core.published.items()):
                 if core.endpoints.get(task) != value:
                     try:
-                        await ep.deregister_endpoint(store, value["job"], task)
+                        await ep.deregister_endpoint(store, value["job"], task, core.name)
                         del core.published[task]
                     except CoordinationError as e:
                         errors[task] = e
@@ -191,26 +191,25 @@ class ClusterLink:
                         core.published[task] = dict(value)
                     except CoordinationError as e:
                         errors[task] = e
-            for task, e in errors.items():
-                if failing.get(task) != str(e):  # once per task and reason, not per retry
+            for task, err in errors.items():
+                if failing.get(task) != str(err):  # once per task and reason, not per retry
                     job = (core.endpoints.get(task) or core.published.get(task) or {}).get(
                         "job", "?")
-                    log.log(logging.INFO if isinstance(e, Unavailable) else logging.WARNING,
+                    log.log(logging.INFO if isinstance(err, Unavailable) else logging.WARNING,
                             "node %s: endpoint of %s (job %s) not published: %s; retrying",
-                            core.name, task, job, e)
-            failing = {task: str(e) for task, e in errors.items()}
+                            core.name, task, job, err)
+            failing = {task: str(err) for task, err in errors.items()}
             with trio.move_on_after(RETRY_MAX):  # also catches a silent session change
                 await changed.wait()
 
     async def _retry(self, fn: Any, *args: Any) -> None:
-        delay = RETRY_MIN
+        backoff = Backoff(RETRY_MIN, RETRY_MAX)
         while True:
             try:
                 await fn(*args)
                 return
             except Unavailable:
-                await trio.sleep(delay)
-                delay = min(RETRY_MAX, delay * 2)
+                await backoff.sleep()
 
     async def _leader(self, store: Store) -> None:
         while True:

@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from helios.conductor.apply import Persisted, Writer, chunks, diff_ops
 from helios.conductor.plan import ClusterState
-from helios.conductor.state import load_snapshot
+from helios.conductor.snapshot import load_snapshot
+from helios.conductor.store_writer import (
+    Persisted,
+    Writer,
+    chunks,
+    diff_ops,
+    service_dir_ops,
+)
 from helios.coordination import open_embedded, paths
 from helios.coordination.election import leadership
 from helios.coordination.errors import StaleEpoch
@@ -108,3 +114,61 @@ async def test_writer_repairs_a_cache_that_disagrees_with_the_store(tmp_path: Pa
             del gone.assignments["web-0"]
             await w.flush(gone)
             assert not await store.exists(paths.assignment("n1", "web-0"))
+
+
+SERVICE = validate({"name": "api", "image": "x", "count": 2,
+                    "ports": {"http": {"container": 80}}})
+
+
+def api(i: int, node: str) -> Assignment:
+    return Assignment(id=f"api-{i}", job="api", version=1, node=node, index=i,
+                      fingerprint=SERVICE.fingerprint(), spec=SERVICE)
+
+
+def test_a_node_given_a_service_gets_its_endpoint_directory_first() -> None:
+    """The conductor makes `/services/<job>/<node>` (nodes may not: ACLs) once, before
+    the assignment that needs it; batch jobs and known directories get none."""
+    old = ClusterState.of(jobs=[JobRecord(SPEC), JobRecord(SERVICE)])
+    new = old.copy()
+    new.assignments["api-0"] = api(0, "n1")
+    new.assignments["api-1"] = api(1, "n2")
+    new.assignments["web-0"] = task(0, "n3")  # no ports: nothing to publish
+    dirs = {paths.SERVICES, paths.service_node("api", "n2")}
+    ops = service_dir_ops(old, new, dirs)
+    assert [o.path for o in ops] == [paths.services("api"), paths.service_node("api", "n1")]
+    assert all(isinstance(o, Create) for o in ops)
+    assert paths.service_node("api", "n1") in dirs
+    assert service_dir_ops(old, new, dirs) == []  # made once
+    # moving a task to another node makes that node's directory
+    moved = new.copy()
+    moved.assignments["api-0"] = api(0, "n4")
+    assert service_dir_ops(new, moved, dirs) == [Create(paths.service_node("api", "n4"))]
+
+
+async def test_the_writer_makes_endpoint_directories_before_assignments(
+        tmp_path: Path) -> None:
+    """(One it cannot make, a refused ACL, does not keep the assignments from being
+    written: tests/integration/test_rollout_gates.py.)"""
+    async with await open_embedded(tmp_path / "s.db") as store:
+        await init_cluster(store)
+        async with leadership(store, "c") as term:
+            w = Writer(term, Persisted())
+            state = ClusterState.of(jobs=[JobRecord(SERVICE)],
+                                    assignments=[api(0, "n1"), api(1, "n2")])
+            await w.flush(state)
+            assert await store.children(paths.services("api")) == ["n1", "n2"]
+            assert await store.exists(paths.assignment("n2", "api-1"))
+
+
+async def test_a_failed_flush_does_not_count_its_directories_as_made(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    async with await open_embedded(db) as s1, await open_embedded(db) as s2:
+        await init_cluster(s1)
+        async with leadership(s1, "old") as term:
+            w = Writer(term, Persisted())
+            state = ClusterState.of(jobs=[JobRecord(SERVICE)], assignments=[api(0, "n1")])
+            await s1.delete(term.node)
+            async with leadership(s2, "new"):  # deposed: the flush fails
+                with pytest.raises(StaleEpoch):
+                    await w.flush(state)
+            assert paths.service_node("api", "n1") not in w.persisted.dirs
