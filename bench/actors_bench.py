@@ -440,6 +440,7 @@ def main() -> None:
     mem_t = float(subprocess.check_output([sys.executable, __file__, "--mem", "trio",
                                            str(n_mem)]).decode().strip().splitlines()[-1])
 
+    # a dict of mixed figures: its rtt is the list of latencies
     a_lat = a["rtt"]  # type: ignore[assignment]
     rows = [
         ("tell one-way, 2 processes (msg/s)", a["tell"], r_coal,

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.failover_bench import containers, ensure_image, free_port  # noqa: E402
-from helios.cli import Client  # noqa: E402
+from helios.client import Client  # noqa: E402
 
 BENCH_LABEL = "io.helios.bench"
 HELIOS = [sys.executable, "-m", "helios.cli"]

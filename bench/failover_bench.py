@@ -41,7 +41,7 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from helios.cli import Client  # noqa: E402
+from helios.client import Client  # noqa: E402
 
 BENCH_LABEL = "io.helios.bench"
 HELIOS = [sys.executable, "-m", "helios.cli"]

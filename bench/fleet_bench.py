@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._zookeeper import bench_zookeeper  # noqa: E402
-from helios.cli import Client  # noqa: E402
+from helios.client import Client  # noqa: E402
 from tests.fixtures.common import free_port  # noqa: E402
 from tests.fixtures.zookeeper import four_letter  # noqa: E402
 

@@ -7,7 +7,7 @@ of `GET /v1/jobs` and `POST /v1/jobs/{name}/dispatch`, and of the same operation
 The cluster is `helios solo --runtime process` started here as a subprocess, serving
 HTTP. Both clients run in this one trio program: the HTTP one speaks HTTP/1.1 with h11
 over one keep-alive connection per worker (as a script with a connection pool would), the
-actor one is `helios.cli.Client` (what the CLI uses). Each operation is measured at
+actor one is `helios.client.Client` (what the CLI uses). Each operation is measured at
 each concurrency (workers each sending one request at a time), in the order http, actor,
 actor, http (half the requests each time) so neither face gets the quieter moments.
 Dispatches create real runs of a parameterized job whose task is `true` (the node runs
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.failover_bench import free_port  # noqa: E402
-from helios.cli import Client  # noqa: E402
+from helios.client import Client  # noqa: E402
 
 HELIOS = [sys.executable, "-m", "helios.cli"]
 
@@ -204,7 +204,8 @@ def main() -> None:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    socket.create_connection(tuple(http.split(":")), timeout=1).close()  # type: ignore[arg-type]
+                    host, _, port = http.rpartition(":")
+                    socket.create_connection((host, int(port)), timeout=1).close()
                     break
                 except OSError:
                     if time.monotonic() > deadline or proc.poll() is not None:

@@ -135,7 +135,7 @@ class NodeProcess:
         self.name = f"bench-{run_id}"
         self.log = Path(state_dir) / "node.log"
         args = [sys.executable, "-m", "helios.node", "--name", self.name, "--state-dir",
-                state_dir, "--runtime", "docker", "--log-level", "WARNING",
+                state_dir, "--runtime", "docker",
                 "--conductor", conductor, f"--container-label={BENCH_LABEL}={run_id}"]
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE,
                                      stderr=open(self.log, "wb"), text=True)  # noqa: SIM115
@@ -164,6 +164,7 @@ async def bench(args: argparse.Namespace, image: str, run_id: str, state_dir: st
                 results: dict[str, list[float]]) -> None:
     async with actors.open_system("bench-conductor", listen="127.0.0.1:0") as system:
         ref = await system.spawn(Conductor, name=protocol.CONDUCTOR_ACTOR)
+        # the bench drives the conductor object itself; the registry holds it as an Actor
         conductor: Conductor = system._registry[ref.name].actor  # type: ignore[assignment]
         node = await trio.to_thread.run_sync(NodeProcess, run_id, state_dir,
                                              system.url.split("://", 1)[1])

@@ -55,7 +55,7 @@ from bench.failover_bench import (  # noqa: E402
     ensure_image,
     free_port,
 )
-from helios.cli import Client  # noqa: E402
+from helios.client import Client  # noqa: E402
 
 SERVE = ["sh", "-c", "mkdir -p /tmp/www && echo $V > /tmp/www/index.html"
          " && exec httpd -f -p 8080 -h /tmp/www"]

@@ -23,7 +23,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helios.cli import split_zk
+from helios.config import split_zk
 from helios.coordination import Store, open_embedded, open_zookeeper
 from helios.endpoints import (
     Resolver,

@@ -72,10 +72,12 @@ def _endpoint(job: str, task: str, node: str, host: str,
               ports: Mapping[str, int]) -> dict[str, Any]:
     paths.check_name(job)
     paths.check_name(task)
-    if not isinstance(host, str) or not host:
+    raw_host: object = host  # from a node's message: typed str, checked all the same
+    if not isinstance(raw_host, str) or not raw_host:
         raise ValueError(f"endpoint of {task}: host must be a non-empty string, not {host!r}")
     clean: dict[str, int] = {}
-    for name, port in dict(ports).items():
+    for name, raw in dict(ports).items():
+        port: object = raw  # from a node's message: typed int, checked all the same
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise ValueError(f"endpoint of {task}: port {name!r} is {port!r}, not 1-65535")
         clean[str(name)] = port

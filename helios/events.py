@@ -19,7 +19,7 @@ Each line: {"index", "time", "topic": "job"|"task"|"node"|"rollout"|"leader", "t
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -181,7 +181,7 @@ async def read_events(store: Store, after: int = -1, job: str | None = None,
 
 
 async def follow_events(store: Store, after: int = -1, job: str | None = None,
-                        last: int | None = None) -> AsyncIterator[dict[str, Any]]:
+                        last: int | None = None) -> AsyncGenerator[dict[str, Any], None]:
     """Every event after `after` (or the newest `last`) and then each new one as the
     leader writes it, forever (a store watch wakes it; no polling)."""
     async with aclosing(store.watch_children(EVENTS)) as changes:

@@ -3,7 +3,10 @@
 Each is a frozen dataclass with ``to_dict``/``from_dict`` producing only msgpack- and
 JSON-friendly values (str, int, float, bool, None, list, dict), because the same records
 cross the actor wire, sit in ZooKeeper and are printed by ``--json``. ``from_dict`` ignores
-keys it does not know, so a newer writer does not break an older reader during an upgrade.
+keys it does not know, so a newer writer does not break an older reader during an upgrade;
+the one exception is the job spec inside a `JobRecord`, read by `JobSpec.from_dict`, which
+validates it as a job file and refuses unknown keys (a dropped key could change what the
+container is).
 """
 
 from __future__ import annotations
@@ -193,7 +196,8 @@ class TaskStatus:
     def __post_init__(self) -> None:
         if self.state not in TASK_STATES:
             raise ValueError(f"task state {self.state!r} is not one of {TASK_STATES}")
-        if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON:
+        reason: object = self.reason  # from the wire: typed str, checked all the same
+        if not isinstance(reason, str) or len(reason) > MAX_REASON:
             object.__setattr__(self, "reason", clip(str(self.reason), MAX_REASON))
 
     def __hash__(self) -> int:

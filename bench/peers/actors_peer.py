@@ -44,6 +44,8 @@ def measure(scale: float) -> dict[str, Figure]:
     n = sizes(scale)
     out = trio.run(_local, n["local"], max(n["spawn"], FANOUT))
     remote = against_server("actors", ab.actor_figures, n["tell"], n["rtt"], n["conc"])
+    # against_server returns one dict of mixed figures: rtt is the list of latencies,
+    # conc and tell are rates (floats)
     lat: list[float] = remote["rtt"]  # type: ignore[assignment]
     out["ask_p50"] = p50(lat) * 1e6
     out["ask1"] = 1 / statistics.mean(lat)

@@ -6,6 +6,9 @@ that each ask the conductor actor one question and return its answer unchanged (
 mapping. HTTP/1.1 parsing is hypercorn's (h11), served on the conductor's own trio loop
 (`helios.http.serve_http`).
 
+The pieces: `messages` (what a route takes and gives), `forward` (`Forwarder`),
+`store_read` (reads without a leader); this module routes, authorizes and streams.
+
 Every route goes through `Forwarder.call`: it asks the conductor actor of this process,
 exactly as the CLI does over the network, and when that conductor is a standby
 (`NotLeader` naming the leader) asks the leader instead. So reads and writes work on any
@@ -27,20 +30,31 @@ import ipaddress
 import json
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 
-import actors
 from helios import protocol
 from helios.coordination.errors import CoordinationError
 from helios.events import follow_events, read_events
+from helios.http.forward import Forwarder
+from helios.http.messages import (
+    JSON,
+    STALE_HEADER,
+    YAML_TYPES,
+    ApiError,
+    FromStore,
+    Handler,
+    Request,
+    Stream,
+    dumps,
+    send_answer,
+)
+from helios.http.store_read import store_read
 from helios.units import UnitError, parse_duration
 
 log = logging.getLogger(__name__)
@@ -49,128 +63,8 @@ __all__ = ["Api", "ApiError", "Forwarder", "Request"]
 
 #: largest request body taken (a job file is far smaller)
 MAX_BODY = 1 << 20
-#: how long a request waits for a leader during a failover before answering 503
-LEADER_WAIT = 10.0
 #: how long a read waits for a leader before it is answered from the store instead
 READ_WAIT = 3.0
-#: conductor error type -> HTTP status (anything else refused by the conductor: 400)
-STATUS = {"JobNotFound": 404, "TaskNotFound": 404, "NodeNotFound": 404, "NodeUp": 409,
-          "SpecError": 422, "DispatchError": 422, "PayloadTooLarge": 413,
-          "NodeUnreachable": 502, "NotImplementedYet": 501, "ValueError": 400}
-_JSON = "application/json"
-_YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-
-
-class ApiError(Exception):
-    """An answer other than 200: status and a one-line reason (plus extra keys)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        return {"error": str(self), **self.extra}
-
-
-def _one_line(text: str) -> str:
-    parts = [p.strip() for p in str(text).splitlines() if p.strip()]
-    return "; ".join(parts)
-
-
-class Forwarder:
-    """Asks this process's conductor actor, or the leader when it is a standby."""
-
-    def __init__(self, system: actors.ActorSystem, local_url: str,
-                 timeout: float = 30.0) -> None:
-        self.system = system
-        self.local_url = local_url
-        self.timeout = timeout
-
-    async def call(self, method: str, *args: Any, wait: float | None = None,
-                   **kwargs: Any) -> Any:
-        deadline = time.monotonic() + (LEADER_WAIT if wait is None else wait)
-        url = self.local_url
-        last = "no leader is known"
-        while True:
-            try:
-                return await self.system.ref(url).ask(method, *args, timeout=self.timeout,
-                                                      **kwargs)
-            except actors.RemoteError as e:
-                if e.type_name != "NotLeader":
-                    raise ApiError(STATUS.get(e.type_name, 400),
-                                   _one_line(e.message or e.type_name)) from None
-                if e.message and url == self.local_url:
-                    url = protocol.conductor_url(e.message)  # one hop to the leader
-                    continue
-                last = "no leader is known" if not e.message else \
-                    f"the leader moved ({e.message})"
-            except actors.AskTimeout:
-                raise ApiError(504, f"the conductor did not answer {method} within "
-                                    f"{self.timeout:g}s") from None
-            except actors.ActorError as e:
-                last = f"cannot reach the leader at {url}: {e}"
-            url = self.local_url
-            if time.monotonic() > deadline:
-                raise ApiError(503, last)
-            await trio.sleep(0.2)
-
-
-@dataclass
-class Request:
-    """What a route sees of one HTTP request."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    params: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    def arg(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[-1] if values else None
-
-    def flag(self, name: str) -> bool:
-        value = self.arg(name)
-        if value is None:
-            return False
-        if value.lower() in ("true", "1", "yes"):
-            return True
-        if value.lower() in ("false", "0", "no", ""):
-            return False
-        raise ApiError(400, f"query parameter {name} must be true or false, not {value!r}")
-
-    def int_arg(self, name: str, default: int) -> int:
-        value = self.arg(name)
-        if value is None:
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise ApiError(400, f"query parameter {name} must be an integer, "
-                                f"not {value!r}") from None
-
-    def json(self) -> Any:
-        if not self.body:
-            return None
-        try:
-            return json.loads(self.body)
-        except ValueError as e:
-            raise ApiError(400, f"the body is not valid JSON: {e}") from None
-
-
-@dataclass
-class Stream:
-    """A streamed answer: chunks until the source ends or the client goes."""
-
-    content_type: str
-    chunks: AsyncIterator[bytes]
-
-
-Handler = Callable[[Request], Awaitable[Any]]
 
 
 class Api:
@@ -249,34 +143,34 @@ class Api:
             if isinstance(result, Stream):
                 stream = result
             elif isinstance(result, tuple):  # (content type, bytes) of a static answer
-                await _send(send, 200, result[1], result[0])
+                await send_answer(send, 200, result[1], result[0])
             elif isinstance(result, FromStore):
-                await _send(send, 200, _dumps(result.doc), _JSON, {STALE_HEADER: "true"})
+                await send_answer(send, 200, dumps(result.doc), JSON, {STALE_HEADER: "true"})
             else:
-                await _send(send, 200, _dumps(result), _JSON)
+                await send_answer(send, 200, dumps(result), JSON)
         except ApiError as e:
             status = e.status
-            await _send(send, e.status, _dumps(e.body()), _JSON, e.headers)
+            await send_answer(send, e.status, dumps(e.body()), JSON, e.headers)
         except CoordinationError as e:
             status = 503
-            await _send(send, 503, _dumps({"error": f"the store is unavailable: {e}"}), _JSON)
+            await send_answer(send, 503, dumps({"error": f"the store is unavailable: {e}"}), JSON)
         except Exception as e:
             log.exception("HTTP %s %s failed", scope.get("method"), scope.get("path"))
-            await _send(send, 500, _dumps({"error": f"internal error: {type(e).__name__}"}),
-                        _JSON)
+            await send_answer(send, 500, dumps({"error": f"internal error: {type(e).__name__}"}),
+                        JSON)
         finally:
             self.on_request(str(scope.get("method")), status)
         if stream is not None:
-            if action is not None and self.policy is not None:
+            if action is not None and self.policy is not None and req is not None:
                 stream = Stream(stream.content_type, self._revocable(
                     stream.chunks, req, action, scope.get("client")))
             await self._stream(stream, receive, send)
 
-    async def _revocable(self, chunks: AsyncIterator[bytes], req: Request, action: str,
-                         client: Any) -> AsyncIterator[bytes]:
+    async def _revocable(self, chunks: AsyncGenerator[bytes, None], req: Request, action: str,
+                         client: Any) -> AsyncGenerator[bytes, None]:
         """A stream (`--follow`) ends as soon as its token is revoked: each chunk is
         authorized again (a dictionary look-up) before it goes out."""
-        async with aclosing(chunks) as source:  # type: ignore[type-var]
+        async with aclosing(chunks) as source:
             async for chunk in source:
                 try:
                     self._authorize(req, action, client)
@@ -372,7 +266,7 @@ class Api:
 
             nursery.start_soon(gone)
             try:
-                async with aclosing(result.chunks) as chunks:  # type: ignore[type-var]
+                async with aclosing(result.chunks) as chunks:
                     async for chunk in chunks:
                         await send({"type": "http.response.body", "body": chunk,
                                     "more_body": True})
@@ -400,16 +294,16 @@ class Api:
     async def job_run(self, req: Request) -> Any:
         from helios.spec import SpecError, loads
 
-        ctype = req.headers.get("content-type", _JSON).split(";")[0].strip().lower()
-        if ctype not in (_JSON, *_YAML):
-            raise ApiError(415, f"send the job as {_JSON} or application/yaml, "
+        ctype = req.headers.get("content-type", JSON).split(";")[0].strip().lower()
+        if ctype not in (JSON, *YAML_TYPES):
+            raise ApiError(415, f"send the job as {JSON} or application/yaml, "
                                 f"not {ctype or 'no content type'}")
         try:
             text = req.body.decode("utf-8")
         except UnicodeDecodeError:
             raise ApiError(400, "the body is not UTF-8") from None
         try:
-            if ctype == _JSON:
+            if ctype == JSON:
                 try:
                     json.loads(text)
                 except ValueError as e:
@@ -449,7 +343,7 @@ class Api:
         first = await self.client.call("job_logs", name, task=task, since=None, tail=tail_n)
         follow = req.flag("follow")
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncGenerator[bytes, None]:
             out = first
             cursor: Any = None
             while True:
@@ -495,17 +389,17 @@ class Api:
         if last is not None and last < 0:
             raise ApiError(400, "query parameter last must be >= 0")
         if req.flag("follow"):
-            async def follow() -> AsyncIterator[bytes]:
+            async def follow() -> AsyncGenerator[bytes, None]:
                 async with aclosing(follow_events(self.store, after, job, last)) as evs:
                     async for ev in evs:
-                        yield _dumps(ev) + b"\n"
+                        yield dumps(ev) + b"\n"
 
             return Stream("application/x-ndjson", follow())
         got = await read_events(self.store, after, job, last=last)
 
-        async def once() -> AsyncIterator[bytes]:
+        async def once() -> AsyncGenerator[bytes, None]:
             for ev in got["events"]:
-                yield _dumps(ev) + b"\n"
+                yield dumps(ev) + b"\n"
 
         return Stream("application/x-ndjson", once())
 
@@ -535,43 +429,6 @@ class Api:
         return (types[ext], data)
 
 
-#: set on an answer read from the store because no leader answered
-STALE_HEADER = "x-helios-stale"
-
-
-@dataclass
-class FromStore:
-    """A read answered from the store rather than by the leader."""
-
-    doc: Any
-
-
-async def store_read(store: Any, method: str, *args: Any) -> Any:
-    """The document `method` answers, computed from a snapshot of the store (what a new
-    leader would start from): jobs, statuses as last written, nodes up or down by their
-    presence. No pending slots nor rollout steps (only a leader plans)."""
-    from helios.conductor import views
-    from helios.conductor.history import read_history
-    from helios.conductor.state import load_snapshot
-
-    if method == "job_history":
-        events = await read_history(store, args[0])
-        if not events:
-            raise ApiError(404, f"no job named {args[0]!r}")
-        return events
-    state = (await load_snapshot(store)).state
-    if method == "job_ls":
-        return views.job_ls(state)
-    if method == "nodes":
-        return views.nodes(state)
-    record = state.jobs.get(args[0])
-    if record is None:
-        raise ApiError(404, f"no job named {args[0]!r}")
-    if method == "job_status":
-        return views.job_status(state, record)
-    return views.endpoints(state, record)
-
-
 def _loopback_host(host: str) -> bool:
     """Whether a `Host` header names this machine by a loopback name or address."""
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
@@ -582,17 +439,3 @@ def _loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def _dumps(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), default=str).encode()
-
-
-async def _send(send: Any, status: int, body: bytes, content_type: str,
-                headers: dict[str, str] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"no-store"),
-                            *((k.encode(), v.encode()) for k, v in (headers or {}).items())]})
-    await send({"type": "http.response.body", "body": body})

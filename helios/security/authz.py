@@ -43,6 +43,10 @@ __all__ = ["PEOPLE", "TABLE", "HeliosPolicy", "Subject", "decide", "needs_text"]
 
 #: the name of the anonymous subject while a conductor has not read the ACL state yet
 LOADING = "(ACL state not loaded)"
+#: how the refusal of a request in that window starts: clients (`helios.client`) retry
+#: it for a while, as they retry a failover, since a conductor that just started reads
+#: the ACL state within moments
+NOT_LOADED = "this conductor has not read the ACL state from the store yet"
 #: certificate roles (the OU of a `helios tls cert create` certificate)
 CERT_ROLES = ("conductor", "node", "cli")
 #: token roles, from least to most
@@ -175,8 +179,7 @@ def decide(subject: Subject, kind: str, target: str, method: str) -> str | None:
     if not allowed.isdisjoint(roles):
         return None
     if "anonymous" in roles and subject.name == LOADING:
-        return ("this conductor has not read the ACL state from the store yet (is the "
-                "store reachable?); try again")
+        return f"{NOT_LOADED} (is the store reachable?); try again"
     if "anonymous" in roles:
         return (f"ACLs are on and no token was sent: {target}.{method} needs "
                 f"{needs_text(allowed)} (--token-file F or HELIOS_TOKEN)")
@@ -240,8 +243,8 @@ class HeliosPolicy(actors.Policy):
         key = 0 if daemon else (self.version() if self.version is not None else None)
         memo = peer.memo
         if key is not None and memo is not None and memo[0] == key:
-            return memo  # type: ignore[no-any-return]
-        fresh = (key, self._subject(peer), {})
+            return memo
+        fresh: tuple[Any, Subject, dict[Any, str | None]] = (key, self._subject(peer), {})
         if key is not None:
             peer.memo = fresh
         return fresh

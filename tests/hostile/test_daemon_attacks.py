@@ -182,7 +182,7 @@ def test_a_wire_stop_or_kill_is_forbidden(target: Target, actor: str) -> None:
         assert reply["e"] == "forbidden", reply
         assert "not allowed from another process" in reply["msg"]
     sock.close()
-    time.sleep(0.5)
+    time.sleep(0.5)  # time for a stop that got through to take effect: it must not
     target.assert_serving()
 
 
@@ -288,7 +288,7 @@ def test_a_forged_epoch_is_refused_and_moves_nothing(node_target: Target,
     assert reply["e"] == "remote" and reply["t"] == "UnverifiedEpoch", reply
     assert "newer than the store's epoch" in reply["msg"]
     sock.close()
-    time.sleep(2)
+    time.sleep(2)  # time for a believed epoch to act (stop the task): nothing may change
     after = helios_json("job", "status", job, "--conductor", at)
     assert after["tasks"][0]["id"] == running["tasks"][0]["id"]
     assert after["tasks"][0]["state"] == "running"

@@ -36,7 +36,7 @@ async def test_a_node_that_calls_every_epoch_stale_deposes_no_leader(
     with trio.fail_after(20):
         while liar_actor.assign_calls < 3:  # the leader keeps trying, backing off
             await trio.sleep(0.05)
-    await trio.sleep(1.0)
+    await trio.sleep(1.0)  # the liar goes on being asked: the leader must not stand down
     after = await zk_cluster.ask(c, "leader")
     assert after["leader"] and after["epoch"] == first["epoch"]
     assert any("not standing down" in r.getMessage() for r in caplog.records)

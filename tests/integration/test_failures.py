@@ -78,7 +78,7 @@ def test_a_crash_loop_backs_off_and_says_why(solo: str, tmp_path: Path) -> None:
     # Watch 12 s: delays 2, 4, 4, ... allow at most one placement per 2 s (plus the
     # one under way), where without the policy it was placed again at once, many per s.
     start = time.time()
-    time.sleep(12)
+    time.sleep(12)  # the behaviour: how many placements 12 s of real time allow
     hist = helios_json("job", "history", name, "--conductor", solo)
     placed = [e for e in hist if e["state"] == "placed" and e["time"] >= start]
     assert 1 <= len(placed) <= 12 / 2 + 1, placed
@@ -164,7 +164,7 @@ def test_a_missing_image_backs_off_under_docker(tmp_path: Path, docker_registry:
         line = one_error_line(r.stderr)
         assert "rescheduling in" in line and "doesnotexist" in line, line
         start = time.time()
-        time.sleep(10)
+        time.sleep(10)  # the behaviour: how many placements 10 s of real time allow
         hist = helios_json("job", "history", name, "--conductor", addr)
         recent = [e for e in hist if e["time"] >= start]
         placed = [e for e in recent if e["state"] == "placed"]

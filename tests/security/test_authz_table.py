@@ -21,7 +21,7 @@ SUBJECTS = ("conductor", "node", "reader", "operator", "management", "anonymous"
 READ = "conductor reader operator management"
 WRITE = "conductor operator management"
 MANAGE = "management"
-#: written by hand from CONTRACT.md section 4, not derived from the code
+#: written by hand from the table in docs/security.md, not derived from the code
 EXPECTED: dict[str, str] = {
     "conductor.task_events": "node",
     "conductor.job_ls": READ, "conductor.job_status": READ, "conductor.job_history": READ,

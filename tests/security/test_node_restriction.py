@@ -167,7 +167,7 @@ def test_a_node_cannot_report_for_another_or_make_it_obey_a_forged_assignment(
         assert "needs a conductor certificate" in str(outcome["forged assign"])
         # about a task not its own, a node is not heard (dropped by the conductor)
         assert outcome["report as n1"] == 0  # reports taken: none
-        time.sleep(2)
+        time.sleep(2)  # time for a report that was heard to act: nothing may change
         after = c.cli("job", "status", "victim")["tasks"]
         assert [(t["id"], t["node"], t["state"]) for t in after] == \
             [(task["id"], "n2", "running")]

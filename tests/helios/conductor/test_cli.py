@@ -1,5 +1,5 @@
 """The `helios` command as users run it, against `helios solo` subprocesses: the JSON
-shapes of CONTRACT.md section 2, refusal of bad job files, one-line errors, solo mode with
+shapes of docs/json.md, refusal of bad job files, one-line errors, solo mode with
 the process runtime and with Docker."""
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ async def test_a_dispatch_key_outlives_its_ttl_while_its_run_exists(zk_cluster, 
     await cluster.wait_for(lambda: complete(first["run"]), what="first run complete")
     # past the TTL, two sweeps later, the key is still there: its run exists
     collector = c.term.loop.collector
-    await trio.sleep(1.0)
+    await trio.sleep(1.0)  # the key's TTL (1 s) passes on the conductor's real clock
     for _ in range(2):
         await collector.sweep_keys()
     assert await store.exists(k1)

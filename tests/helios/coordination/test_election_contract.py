@@ -65,7 +65,7 @@ async def test_epoch_increases_across_session_loss(backend: Backend) -> None:
                         await release_b.wait()
 
                 nursery.start_soon(contend_b)
-                await trio.sleep(0.2)
+                await trio.sleep(0.2)          # time for b to win, were it wrongly able to
                 assert not b_leads.is_set()
                 await backend.expire(a)        # a's session ends: a loses, b wins
                 await term_a.lost.wait()       # a drops leadership at once

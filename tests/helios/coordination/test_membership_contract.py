@@ -101,7 +101,7 @@ async def test_cluster_id_guard(backend: Backend) -> None:
                 result.append(await wait_for_cluster(node, cid, interval=0.05))
 
             nursery.start_soon(node_waits)
-            await trio.sleep(0.2)
+            await trio.sleep(0.2)                    # several retries (interval 0.05)
             assert not result                        # still refusing, retrying
             await c1.create(paths.CLUSTER_ID, {"cluster_id": cid})   # the root is restored
     assert result == [cid]

@@ -120,7 +120,7 @@ async def test_watch_data_fires_once_per_change_and_rearms(backend: Backend) -> 
             seen.append(await recv.receive())
             await writer.create("/jobs/web", {"v": 9})
             seen.append(await recv.receive())
-            await trio.sleep(0.3)
+            await trio.sleep(0.3)                   # time for a duplicate to arrive, if any
             with pytest.raises(trio.WouldBlock):                # no duplicate deliveries
                 recv.receive_nowait()
             nursery.cancel_scope.cancel()

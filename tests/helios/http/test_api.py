@@ -1,4 +1,4 @@
-"""The HTTP API (CONTRACT.md section 6) against a real `helios solo` subprocess with the
+"""The HTTP API (docs/http-api.md) against a real `helios solo` subprocess with the
 process runtime: each route answers the document its CLI twin prints, a job sent over
 HTTP runs, an invalid one is refused with 422 naming every problem, errors are one JSON
 line with the right status, the parser is strict, `/metrics` parses and moves, the event

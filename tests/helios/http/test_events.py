@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
 from helios.conductor.history import event
 from helios.coordination import open_embedded
@@ -80,7 +81,9 @@ async def test_read_after_an_index_filter_limit_and_follow(tmp_path: Path) -> No
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow)
-            await trio.sleep(0.05)
+            # the embedded store runs in this trio run: once every task is blocked, the
+            # follower has read what there is and waits on its watch (the wake is tested)
+            await trio.testing.wait_all_tasks_blocked()
             await append(store, log, [event("a", "a-1", "n1", "stopping", at=3.0),
                                       event("a", "a-1", "n1", "stopped", at=3.1)])
             with trio.fail_after(10):

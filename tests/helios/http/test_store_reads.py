@@ -17,7 +17,7 @@ from helios import protocol
 from helios.conductor.conductor import Conductor
 from helios.conductor.front import ConductorActor
 from helios.coordination import open_embedded
-from helios.http import app, serve_http
+from helios.http import app, forward, serve_http
 from tests.fixtures.common import unique_name
 from tests.helios.http.support import get_json, request, solo_with_http
 from tests.integration.procs import eventually
@@ -43,7 +43,7 @@ def record_cluster(tmp: Path, name: str) -> dict[str, Any]:
 async def test_reads_without_a_leader_come_from_the_store(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app, "READ_WAIT", 0.3)  # how long a read looks for a leader
-    monkeypatch.setattr(app, "LEADER_WAIT", 0.5)  # and a write
+    monkeypatch.setattr(forward, "LEADER_WAIT", 0.5)  # and a write
     name = unique_name("ro")
     seen = await trio.to_thread.run_sync(record_cluster, tmp_path, name)
     store = await open_embedded(tmp_path / "state" / "helios.db")

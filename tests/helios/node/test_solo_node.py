@@ -91,7 +91,7 @@ async def test_solo_node_takes_store_assignments_reports_and_restarts(tmp_path: 
             assert ei.value.type_name == "StaleEpoch"
             assert (await _ask(node, "assign", 3, 10, [svc]))["accepted"]
             await store.put(paths.assignments(name), {"epoch": 3, "generation": 9})
-            await trio.sleep(0.3)
+            await trio.sleep(0.3)  # time for the node to see the older one: it must not act
             assert (await node.ask("info"))["generation"] == 10
             # unassigned: the endpoint is withdrawn before the task stops
             assert (await _ask(node, "assign", 3, 11, []))["accepted"]

@@ -335,7 +335,9 @@ async def test_many_waiting_tasks_do_not_starve_other_calls(docker_rt: DockerRun
         async with trio.open_nursery() as nursery:
             for _ in range(150):
                 nursery.start_soon(docker_rt.wait, first)
-            await trio.sleep(0.5)  # the waits are open
+            # the waits are open: they run in aiodocker's HTTP pool, which tells nothing
+            # about a request being on the wire, so this gives them (real) time
+            await trio.sleep(0.5)
             with trio.fail_after(30):  # starved, this would hang until the waits end
                 await docker_rt.start(second)
                 assert (await docker_rt.inspect(second)).running

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+import trio.testing
 
 from helios.node.health import HealthProbe, run_check
 from helios.node.runtime import (
@@ -70,7 +71,7 @@ async def test_a_server_runs_until_stopped(sim_rt: SimRuntime) -> None:
             codes.append(await sim_rt.wait(cid))
 
         nursery.start_soon(waiter)
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()  # the waiter is parked in wait()
         assert codes == []  # still running
         await sim_rt.stop(cid, grace=1.0)
     assert codes == [STOPPED_CODE]
@@ -120,8 +121,10 @@ async def test_ports_answer_the_real_health_checks_until_stopped(sim_rt: SimRunt
                                 cid=cid, ports=ports)).ok
     assert sim_rt.requests >= 1
     await sim_rt.stop(cid, grace=1.0)
-    await trio.sleep(0.05)  # the listener closes in its own task
-    ok, why = await run_check(http, runtime=sim_rt, cid=cid, ports=ports)
+    with trio.fail_after(10):  # the listener closes in its own task
+        while (result := await run_check(http, runtime=sim_rt, cid=cid, ports=ports)).ok:
+            await trio.sleep(0.01)
+    ok, why = result
     assert not ok and "refused" in why
     with pytest.raises(ContainerNotRunning):
         await sim_rt.exec(cid, ["true"], 1.0)

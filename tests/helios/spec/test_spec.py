@@ -1,4 +1,5 @@
-"""The job file: CONTRACT.md section 3, defaults, every problem reported, round trips."""
+"""The job file (docs/job-file.md): the contract's example, defaults, every problem
+reported, round trips."""
 
 import json
 from pathlib import Path
@@ -19,7 +20,7 @@ from helios.spec import (
 
 MIB = 1024 * 1024
 
-# CONTRACT.md section 3, verbatim.
+# The job file example of the contract, verbatim.
 CONTRACT_EXAMPLE = """\
 name: web                      # [a-z0-9-], unique
 kind: service                  # service | batch | cron | parameterized

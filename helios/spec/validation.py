@@ -1,63 +1,42 @@
-"""The job file: its model, its defaults and its validation (examples/jobs/README.md).
-
-A job file is refused *before anything changes* when anything in it is wrong, and the
-refusal names every problem with its field path (``resources.memory: "64Q" is not a
-size``), never only the first: people fix a file in one pass that way. Unknown fields are
-errors too, because a misspelt optional field (``restrat:``) silently ignored is a
-production incident; a close known name is suggested.
-
-A validated :class:`JobSpec` is immutable and normalised (sizes in bytes, durations in
-seconds, defaults filled in), so two files that mean the same thing compare equal, and
-``to_dict``/``from_dict`` round-trip it through ZooKeeper. :meth:`JobSpec.fingerprint`
-hashes only what a running container was built from; the reconciler compares it to decide
-whether a change needs new tasks (a new image) or none (a new ``count``).
+"""Validating a job file: raw data (from YAML, JSON or the store) to the fields of a
+`JobSpec` (`check_job`), or a `SpecError` naming *every* problem with its field path
+(``resources.memory: "64Q" is not a size``), never only the first: people fix a file in
+one pass that way. Unknown fields are errors too, because a misspelt optional field
+(``restrat:``) silently ignored is a production incident; a close known name is
+suggested. The reference of every key is docs/job-file.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import hashlib
-import json
 import re
 import shlex
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from helios.cron import CronError, parse_cron
-from helios.secrets.refs import SecretRef, check_ref, is_ref, plain
-from helios.units import UnitError, format_duration, parse_duration, parse_size
+from helios.secrets.refs import check_ref, is_ref
+from helios.spec.errors import Problem, SpecError
+from helios.spec.parts import (
+    BATCH_RESCHEDULE,
+    KINDS,
+    LOG_DRIVERS,
+    MAX_NAME,
+    MIN_MEMORY,
+    RESTART_POLICIES,
+    FrozenMap,
+    HealthCheck,
+    LogConfig,
+    Port,
+    RegistryAuth,
+    ReschedulePolicy,
+    Resources,
+    RestartPolicy,
+    UpdatePolicy,
+)
+from helios.units import UnitError, parse_duration, parse_size
 
-__all__ = [
-    "KINDS",
-    "PAYLOAD_ENV",
-    "FrozenMap",
-    "HealthCheck",
-    "JobSpec",
-    "LogConfig",
-    "Port",
-    "Problem",
-    "RegistryAuth",
-    "ReschedulePolicy",
-    "Resources",
-    "RestartPolicy",
-    "SpecError",
-    "UpdatePolicy",
-    "load_file",
-    "loads",
-    "run_spec",
-    "validate",
-]
-
-KINDS = ("service", "batch", "cron", "parameterized")
-RESTART_POLICIES = ("always", "on-failure", "never")
-LOG_DRIVERS = ("json-file", "local", "none", "syslog", "journald", "gelf", "fluentd",
-               "awslogs", "splunk", "gcplogs", "logentries", "etwlogs")
-MIB = 1024 * 1024
-MIN_MEMORY = 6 * MIB  # Docker refuses a smaller memory limit; say so at submit time
+__all__ = ["check_job", "join_path", "typename"]
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _PORT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
@@ -66,394 +45,8 @@ _USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}(:[a-z_][a-z0-9_.-]{0,31})?"
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-# --------------------------------------------------------------------------- errors
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a job file: where (dotted field path) and why."""
-
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}" if self.path else self.reason
-
-
-class SpecError(ValueError):
-    """A job file that does not validate; ``problems`` lists every problem found."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = list(problems)
-        n = len(self.problems)
-        head = f"job file is invalid ({n} problem{'s' if n != 1 else ''})"
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
-
-    def __str__(self) -> str:
-        return self.args[0]
-
-
-# --------------------------------------------------------------------------- model
-
-
-class FrozenMap(Mapping[str, Any]):
-    """An immutable, hashable mapping with sorted keys, so a JobSpec can be frozen, hashed
-    and compared regardless of the order fields were written in."""
-
-    __slots__ = ("_d", "_h")
-
-    def __init__(self, items: Mapping[str, Any] | None = None):
-        self._d: dict[str, Any] = dict(sorted((items or {}).items(), key=lambda kv: kv[0]))
-        self._h: int | None = None
-
-    def __getitem__(self, key: str) -> Any:
-        return self._d[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._d)
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def __hash__(self) -> int:
-        if self._h is None:
-            self._h = hash(tuple(self._d.items()))
-        return self._h
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Mapping):
-            return self._d == dict(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"FrozenMap({self._d!r})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self._d)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one task reserves on its node; the scheduler packs by these."""
-
-    cpus: float = 0.1
-    memory: int = 64 * MIB
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cpus": self.cpus, "memory": self.memory}
-
-
-@dataclass(frozen=True)
-class Port:
-    """A container port; ``host`` is fixed when given, else the node picks one."""
-
-    container: int
-    host: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"container": self.container} | ({"host": self.host} if self.host else {})
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    """How the node decides a task is healthy (gates rollouts and endpoints).
-
-    ``type`` is http, tcp or exec; ``port`` names an entry of ``ports`` (or is a container
-    port number); ``start_grace`` is how long after start failures do not count, and
-    ``failures`` how many consecutive failures make a healthy task unhealthy.
-    """
-
-    type: str
-    port: str | int | None = None
-    path: str = "/"
-    command: tuple[str, ...] = ()
-    interval: float = 10.0
-    timeout: float = 2.0
-    start_grace: float = 5.0
-    failures: int = 3
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.type == "http":
-            check: dict[str, Any] = {"http": {"port": self.port, "path": self.path}}
-        elif self.type == "tcp":
-            check = {"tcp": {"port": self.port}}
-        else:
-            check = {"exec": list(self.command)}
-        return check | {"interval": self.interval, "timeout": self.timeout,
-                        "start_grace": self.start_grace, "failures": self.failures}
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """What the node does when a container exits: policy, attempts (None = unlimited), and
-    the base of the exponential backoff between attempts."""
-
-    policy: str = "always"
-    max: int | None = None
-    backoff: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy, "max": self.max, "backoff": self.backoff}
-
-
-@dataclass(frozen=True)
-class UpdatePolicy:
-    """Rolling update: tasks replaced at once, time for a new task to become healthy, and
-    whether a failed rollout goes back to the previous version by itself."""
-
-    parallel: int = 1
-    deadline: float = 300.0
-    auto_rollback: bool = True
-    # A task of a service without a health check counts as healthy once it has run this
-    # long (Nomad's min_healthy_time): one that exits at once must not pass for healthy.
-    min_healthy_time: float = 10.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"parallel": self.parallel, "deadline": self.deadline,
-                "auto_rollback": self.auto_rollback,
-                "min_healthy_time": self.min_healthy_time}
-
-
-@dataclass(frozen=True)
-class ReschedulePolicy:
-    """When the conductor places a service slot again after its task failed for good (a
-    pull that failed, a crash loop past ``restart.max``, a lost node), as Nomad's
-    ``reschedule`` block: the first wait is ``delay``, doubled for each failure of the
-    slot in a row before it, capped at ``max_delay``. ``attempts`` (None = unlimited)
-    bounds the reschedules within ``interval``; past it the slot stays empty until the
-    oldest attempt leaves the interval. Why: a failure that recurs at once (a missing
-    image) must not become a loop that burns a node and floods the history."""
-
-    delay: float = 30.0
-    max_delay: float = 3600.0
-    attempts: int | None = None
-    interval: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"delay": self.delay, "max_delay": self.max_delay,
-                "attempts": "unlimited" if self.attempts is None else self.attempts,
-                "interval": self.interval}
-
-
-#: Nomad's batch default: rescheduled once within 24h, 5s after the failure
-BATCH_RESCHEDULE = ReschedulePolicy(delay=5.0, max_delay=5.0, attempts=1, interval=86400.0)
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    """Docker log driver and its options, passed through so logs go where operators route
-    Docker logs already."""
-
-    driver: str = "json-file"
-    options: FrozenMap = field(default_factory=FrozenMap)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"driver": self.driver, "options": self.options.to_dict()}
-
-
-@dataclass(frozen=True)
-class RegistryAuth:
-    """Credentials for pulling from a private registry (kept out of repr and logs):
-    literal, or `secret`, a reference to a secret holding {"username", "password"} JSON
-    (docs/security.md), resolved only on the node that pulls."""
-
-    username: str = ""
-    password: str = field(default="", repr=False)
-    server: str | None = None
-    secret: SecretRef | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = (self.secret.to_dict() if self.secret is not None else
-                             {"username": self.username, "password": self.password})
-        return d | ({"server": self.server} if self.server else {})
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A validated, normalised job file. Build one with :func:`validate` or :func:`loads`."""
-
-    name: str
-    kind: str = "service"
-    image: str | None = None
-    command: tuple[str, ...] | None = None
-    env: FrozenMap = field(default_factory=FrozenMap)
-    count: int = 1
-    resources: Resources = field(default_factory=Resources)
-    ports: Mapping[str, Port] = field(default_factory=FrozenMap)  # FrozenMap of Port
-    constraints: FrozenMap = field(default_factory=FrozenMap)
-    spread: bool = False
-    health: HealthCheck | None = None
-    restart: RestartPolicy = field(default_factory=RestartPolicy)
-    update: UpdatePolicy = field(default_factory=UpdatePolicy)
-    grace: float = 3.0
-    reschedule: ReschedulePolicy | None = None  # service and batch (validate fills it in)
-    schedule: str | None = None
-    timezone: str | None = None
-    overlap: str | None = None
-    catch_up: str | None = None
-    payload: str | None = None
-    log: LogConfig = field(default_factory=LogConfig)
-    registry_auth: RegistryAuth | None = None
-    user: str | None = None
-    _fp: str | None = field(default=None, init=False, repr=False, compare=False, hash=False)
-
-    # ---- storage
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/msgpack data that :meth:`from_dict` turns back into an equal spec."""
-        d: dict[str, Any] = {"name": self.name, "kind": self.kind}
-        if self.image is not None:
-            d["image"] = self.image
-        if self.command is not None:
-            d["command"] = list(self.command)
-        d["env"] = {k: plain(v) for k, v in self.env.items()}  # references as mappings
-        d["count"] = self.count
-        d["resources"] = self.resources.to_dict()
-        d["ports"] = {k: p.to_dict() for k, p in self.ports.items()}
-        d["constraints"] = self.constraints.to_dict()
-        d["spread"] = self.spread
-        if self.health is not None:
-            d["health"] = self.health.to_dict()
-        d["restart"] = self.restart.to_dict()
-        d["update"] = self.update.to_dict()
-        d["grace"] = self.grace
-        if self.reschedule is not None:
-            d["reschedule"] = self.reschedule.to_dict()
-        for key in ("schedule", "timezone", "overlap", "catch_up", "payload"):
-            if getattr(self, key) is not None:
-                d[key] = getattr(self, key)
-        d["log"] = self.log.to_dict()
-        if self.registry_auth is not None:
-            d["registry_auth"] = self.registry_auth.to_dict()
-        if self.user is not None:
-            d["user"] = self.user
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
-        """Validate stored data (also runs' longer names); raises SpecError listing every
-        problem."""
-        return validate(data, max_name=MAX_STORED_NAME)
-
-    def fingerprint(self) -> str:
-        """Hash of what a task's container is made of: changing it needs new tasks.
-
-        Left out on purpose: count, spread, restart, update, grace and the cron/dispatch
-        settings, which the conductor or node apply without replacing a running container.
-        """
-        if self._fp is not None:
-            return self._fp
-        d = self.to_dict()
-        keep = ("kind", "image", "command", "env", "resources", "ports", "constraints",
-                "health", "log", "registry_auth")
-        fields = {k: d.get(k) for k in keep}
-        if self.user is not None:  # only when set: older specs keep their fingerprint
-            fields["user"] = self.user
-        canon = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-        fp = hashlib.sha256(canon.encode()).hexdigest()[:16]
-        object.__setattr__(self, "_fp", fp)  # frozen: cache the hash, it is pure
-        return fp
-
-    def replace(self, **changes: Any) -> JobSpec:
-        """A copy with some fields changed (not re-validated: for code, not for users)."""
-        return dataclasses.replace(self, **changes)
-
-    def summary(self) -> str:
-        """One line for listings and plan output."""
-        r = self.resources
-        what = self.image or " ".join(self.command or ())
-        return (f"{self.name} ({self.kind}, count {self.count}, {r.cpus:g} cpus, "
-                f"{r.memory // MIB} MiB, {what})")
-
-
-PAYLOAD_ENV = "HELIOS_PAYLOAD"
-
-
-def run_spec(parent: JobSpec, run_id: str, payload: str | None = None,
-             env: Mapping[str, str] | None = None) -> JobSpec:
-    """The batch job one cron tick or one dispatch of ``parent`` runs as.
-
-    Why: the reconciler knows how to run batch jobs; a cron or parameterized job is only a
-    template, and each firing becomes a child batch job named ``<parent>-<run_id>``
-    (like Nomad's periodic and dispatched children). A dispatch ``payload`` (text, e.g.
-    JSON) reaches the task as the ``HELIOS_PAYLOAD`` environment variable; ``env`` adds
-    more variables.
-    """
-    merged = dict(parent.env) | dict(env or {})
-    if payload is not None:
-        merged[PAYLOAD_ENV] = payload
-    return dataclasses.replace(
-        parent, name=f"{parent.name}-{run_id}", kind="batch", env=FrozenMap(merged),
-        schedule=None, timezone=None, overlap=None, catch_up=None, payload=None,
-        reschedule=BATCH_RESCHEDULE)
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _duplicates(node: yaml.Node | None, path: str = "") -> list[Problem]:
-    """Keys given twice in one mapping. YAML keeps the last one silently, which hides a
-    mistake (two ``count:`` lines) that people then cannot find."""
-    out: list[Problem] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            sub = _join(path, str(key)) if key is not None else path
-            if key is not None and key in seen:
-                out.append(Problem(sub, f"given twice (again at line "
-                                        f"{key_node.start_mark.line + 1}); remove one"))
-            if key is not None:
-                seen.add(key)
-            out.extend(_duplicates(value_node, sub))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out.extend(_duplicates(item, f"{path}[{i}]"))
-    return out
-
-
-def loads(text: str, source: str = "job file") -> JobSpec:
-    """Parse YAML or JSON text and validate it."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        duplicates = _duplicates(root)
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise SpecError([Problem("", f"{source} is not valid YAML/JSON{where}: {problem}")]) \
-            from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, Mapping):
-        raise SpecError([Problem("", f"{source} must be a mapping of fields, "
-                                     f"got {_typename(data)}")])
-    if duplicates:
-        try:
-            validate(data)
-        except SpecError as e:
-            raise SpecError(duplicates + e.problems) from None
-        raise SpecError(duplicates)
-    return validate(data)
-
-
-def load_file(path: str) -> JobSpec:
-    """Read and validate a job file (YAML or JSON). The one helper here that touches disk,
-    for the CLI's boundary."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise SpecError([Problem("", f"cannot read {path}: {e.strerror}")]) from None
-    return loads(text, source=path)
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _typename(v: object) -> str:
+def typename(v: object) -> str:
+    """What a raw value is, as a person says it (`a mapping`, `a number`)."""
     if v is None:
         return "nothing"
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
@@ -471,7 +64,7 @@ class _Checker:
 
     def mapping(self, raw: Any, path: str, allowed: tuple[str, ...] | None) -> dict | None:
         if not isinstance(raw, Mapping):
-            self.err(path, f"must be a mapping, got {_typename(raw)}")
+            self.err(path, f"must be a mapping, got {typename(raw)}")
             return None
         out = {}
         for k, v in raw.items():
@@ -482,14 +75,14 @@ class _Checker:
                 hint = difflib.get_close_matches(k, allowed, n=1, cutoff=0.6)
                 extra = f" (did you mean '{hint[0]}'?)" if hint else \
                     f" (known: {', '.join(allowed)})"
-                self.err(_join(path, k), f"unknown field{extra}")
+                self.err(join_path(path, k), f"unknown field{extra}")
                 continue
             out[k] = v
         return out
 
     def string(self, v: Any, path: str, *, nonempty: bool = True) -> str | None:
         if not isinstance(v, str):
-            self.err(path, f"must be a string, got {_typename(v)}")
+            self.err(path, f"must be a string, got {typename(v)}")
             return None
         if nonempty and not v.strip():
             self.err(path, "must not be empty")
@@ -502,12 +95,12 @@ class _Checker:
             return "true" if v else "false"
         if isinstance(v, int | float | str):
             return str(v)
-        self.err(path, f"must be a string, number or boolean, got {_typename(v)}")
+        self.err(path, f"must be a string, number or boolean, got {typename(v)}")
         return None
 
     def integer(self, v: Any, path: str, lo: int, hi: int | None = None) -> int | None:
         if isinstance(v, bool) or not isinstance(v, int):
-            self.err(path, f"must be a whole number, got {_typename(v)} {v!r}")
+            self.err(path, f"must be a whole number, got {typename(v)} {v!r}")
             return None
         if v < lo or (hi is not None and v > hi):
             rng = f"{lo}-{hi}" if hi is not None else f">= {lo}"
@@ -517,7 +110,7 @@ class _Checker:
 
     def boolean(self, v: Any, path: str) -> bool | None:
         if not isinstance(v, bool):
-            self.err(path, f"must be true or false, got {_typename(v)} {v!r}")
+            self.err(path, f"must be true or false, got {typename(v)} {v!r}")
             return None
         return v
 
@@ -553,13 +146,13 @@ class _Checker:
                 return None
             return tuple(parts)
         if not isinstance(v, list) or not v:
-            self.err(path, f"must be a non-empty list of strings, got {_typename(v)}")
+            self.err(path, f"must be a non-empty list of strings, got {typename(v)}")
             return None
         ok = True
         out = []
         for i, a in enumerate(v):
             if isinstance(a, bool) or not isinstance(a, str | int | float):
-                self.err(f"{path}[{i}]", f"must be a string, got {_typename(a)}")
+                self.err(f"{path}[{i}]", f"must be a string, got {typename(a)}")
                 ok = False
             else:
                 out.append(str(a))
@@ -571,15 +164,16 @@ class _Checker:
         out: dict[str, str] = {}
         for k, val in (m or {}).items():
             if key_re is not None and not key_re.fullmatch(k):
-                self.err(_join(path, k), f"invalid name: {key_rule}")
+                self.err(join_path(path, k), f"invalid name: {key_rule}")
                 continue
-            s = self.scalar_str(val, _join(path, k))
+            s = self.scalar_str(val, join_path(path, k))
             if s is not None:
                 out[k] = s
         return FrozenMap(out)
 
 
-def _join(path: str, key: str) -> str:
+def join_path(path: str, key: str) -> str:
+    """The dotted field path of `key` under `path` (`resources` + `memory`)."""
     return f"{path}.{key}" if path else key
 
 
@@ -589,16 +183,10 @@ _TOP = ("name", "kind", "image", "command", "env", "count", "resources", "ports"
         "reschedule")
 
 
-MAX_NAME = 63
-MAX_STORED_NAME = 255  # a run of a cron/parameterized job appends "-<run id>" to the name
-
-
-def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
-    """Turn raw job-file data into a JobSpec, or raise SpecError naming every problem.
-
-    ``max_name`` is 63 for what people submit; stored specs (``from_dict``) allow the
-    longer names of runs made by :func:`run_spec`.
-    """
+def check_job(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> dict[str, Any]:
+    """The fields of a `JobSpec` (keyword arguments, defaults left to the class where
+    nothing depends on the kind) from raw job-file data, or SpecError naming every
+    problem. `helios.spec.validate` and `JobSpec.from_dict` build the spec from them."""
     c = _Checker()
     raw = c.mapping(data, "", _TOP)
     if raw is None:
@@ -667,7 +255,7 @@ def validate(data: Mapping[str, Any], *, max_name: int = MAX_NAME) -> JobSpec:
 
     if c.problems:
         raise SpecError(c.problems)
-    return JobSpec(**spec)
+    return spec
 
 
 def _resources(c: _Checker, v: Any) -> Resources:
@@ -676,7 +264,7 @@ def _resources(c: _Checker, v: Any) -> Resources:
     if "cpus" in m:
         x = m["cpus"]
         if isinstance(x, bool) or not isinstance(x, int | float):
-            c.err("resources.cpus", f"must be a number of cpus (e.g. 0.25), got {_typename(x)}")
+            c.err("resources.cpus", f"must be a number of cpus (e.g. 0.25), got {typename(x)}")
         elif not 0 < x <= 1024:
             c.err("resources.cpus", f"{x} must be more than 0 (and at most 1024)")
         else:
@@ -853,8 +441,8 @@ def _env(c: _Checker, v: Any) -> FrozenMap:
                          if refs else v, "env", _ENV_RE, rule))
     for k, val in refs.items():
         if not _ENV_RE.fullmatch(k):
-            c.err(_join("env", k), f"invalid name: {rule}")
-        elif (ref := check_ref(c, val, _join("env", k))) is not None:
+            c.err(join_path("env", k), f"invalid name: {rule}")
+        elif (ref := check_ref(c, val, join_path("env", k))) is not None:
             out[k] = ref
     return FrozenMap(out)
 
@@ -917,14 +505,3 @@ def _kind_fields(c: _Checker, raw: dict, kind: str, spec: dict[str, Any]) -> Non
     if kind == "parameterized":
         spec["payload"] = c.choice(raw.get("payload", "optional"), "payload",
                                    ("required", "optional", "forbidden")) or "optional"
-
-
-def describe_durations(spec: JobSpec) -> dict[str, str]:
-    """Human text for the spec's durations (for `helios job status` style output)."""
-    out = {"grace": format_duration(spec.grace),
-           "update.deadline": format_duration(spec.update.deadline),
-           "restart.backoff": format_duration(spec.restart.backoff)}
-    if spec.health:
-        out["health.interval"] = format_duration(spec.health.interval)
-        out["health.timeout"] = format_duration(spec.health.timeout)
-    return out
