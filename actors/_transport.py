@@ -66,13 +66,14 @@ class Outbox:
     """
 
     __slots__ = ("_blocked", "_writer", "bytes", "closed", "items", "limit", "max_bytes",
-                 "on_overflow", "sending")
+                 "on_overflow", "sending", "soft_bytes")
 
     def __init__(self, limit: int, max_bytes: int = 1 << 62,
                  on_overflow: Callable[[str], None] | None = None) -> None:
         self.items: deque[bytes] = deque()
         self.limit = limit
         self.max_bytes = max_bytes
+        self.soft_bytes = max_bytes // 2  # senders wait from here on
         self.bytes = 0
         self.on_overflow = on_overflow
         self.closed = False
@@ -101,7 +102,7 @@ class Outbox:
         """Queue without waiting when under both bounds; False means `put` must wait.
 
         The common case of a tell costs no coroutine and no trip through the scheduler."""
-        if len(self.items) >= self.limit or self.bytes >= self.max_bytes // 2 or self.closed:
+        if len(self.items) >= self.limit or self.bytes >= self.soft_bytes or self.closed:
             return False
         self.bytes += len(frame) + FRAME_OVERHEAD
         self.items.append(frame)
@@ -109,7 +110,7 @@ class Outbox:
         return True
 
     async def put(self, frame: bytes) -> None:
-        while ((len(self.items) >= self.limit or self.bytes >= self.max_bytes // 2)
+        while ((len(self.items) >= self.limit or self.bytes >= self.soft_bytes)
                and not self.closed):
             await self._blocked.park()
         if self.closed:
@@ -190,6 +191,9 @@ class Connection:
         self.peer_url: str | None = dial_url
         self.peer_name = "?"  # for log lines: str(self.peer) once the handshake is done
         cfg = system.config
+        self._encode = system._encoder.encode
+        self._max_frame = cfg.max_frame
+        self._pack_header = wire.pack_header
         self.outbox = Outbox(cfg.send_queue, cfg.max_queued_bytes, self._overflowed)
         self.pending: dict[int, Slot] = {}
         self.monitors_out: dict[int, tuple[Any, Any]] = {}   # id -> (deliver, ref)
@@ -219,12 +223,12 @@ class Connection:
         return self._next_id
 
     def encode(self, msg: wire.Message) -> bytes:
-        body = self.system._encoder.encode(msg)
-        if len(body) > self.system.config.max_frame:
+        """The frame for `msg`; MessageTooLarge past `max_frame`."""
+        body = self._encode(msg)
+        if len(body) > self._max_frame:
             raise MessageTooLarge(
-                f"message of {len(body)} bytes exceeds the frame limit of "
-                f"{self.system.config.max_frame}")
-        return wire.encode_frame(body)
+                f"message of {len(body)} bytes exceeds the frame limit of {self._max_frame}")
+        return self._pack_header(len(body)) + body  # wire.encode_frame, inlined
 
     async def send(self, msg: wire.Message, direct: bool = False) -> None:
         """Queue a frame; with `direct`, write it at once when the line is idle.
@@ -425,7 +429,7 @@ class Connection:
         stream = self.stream
         reader = self._reader
         feed = reader.feed
-        decode = self._decoder.decode
+        decode_many = self._decoder.decode_many
         dispatch = self._dispatch
         tls = self.tls is not None
         self._track_partial()
@@ -442,12 +446,16 @@ class Connection:
                 # Only whole frames prove the peer alive: a byte dripped now and then
                 # must not keep a connection (and its buffer) open for ever.
                 self.last_recv = trio.current_time()
-                for i, body in enumerate(bodies, 1):
-                    dispatch(decode(body))
-                    if not i % FAIR_BATCH:
+                for start in range(0, len(bodies), FAIR_BATCH):
+                    if start:
                         # A read can hold ~20,000 small frames: let everyone else run
                         # between slices of it, so one busy peer cannot stall the rest.
                         await trio.lowlevel.checkpoint()
+                    messages, error = decode_many(bodies[start:start + FAIR_BATCH])
+                    for msg in messages:
+                        dispatch(msg)
+                    if error is not None:
+                        raise error
             if reader.buffered or self._partial_since is not None:
                 self._track_partial()
 
@@ -511,25 +519,21 @@ class Connection:
     # -- receiving ------------------------------------------------------------------------
     def _dispatch(self, msg: wire.Message) -> None:
         sys_ = self.system
-        if type(msg) is wire.Reply:
+        if type(msg) is wire.Tell:  # the most frequent kind first
+            # Requests: each is put to the system's policy before anything acts on it.
+            refusal = sys_._receive_tell(self, msg)
+            if refusal is not None:
+                self._refused_tell(msg, refusal)
+        elif type(msg) is wire.Reply:
             slot = self.pending.pop(msg.id, None)
             if slot is not None:
                 if msg.e:
                     slot.set(error=_rebuild_error(msg))
                 else:
                     slot.set(msg.v)
-        elif type(msg) is wire.Tell:
-            # Requests: each is put to the system's policy before anything acts on it.
-            refusal = sys_._admit(self, "tell", msg.to, msg.m, msg.a, msg.kw)
-            if refusal is None:
-                sys_._deliver_remote_tell(self, msg)
-            else:
-                self._refused_tell(msg, refusal)
         elif type(msg) is wire.Ask:
-            refusal = sys_._admit(self, "ask", msg.to, msg.m, msg.a, msg.kw)
-            if refusal is None:
-                sys_._deliver_remote_ask(self, msg)
-            else:
+            refusal = sys_._receive_ask(self, msg)
+            if refusal is not None:
                 self.send_reply(msg.id, None, refusal)
         elif type(msg) is wire.Ping:
             pass

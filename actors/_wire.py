@@ -156,6 +156,10 @@ def encode_frame(body: bytes) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
+#: `encode_frame`'s header alone, for the transport's per-message path (one call less)
+pack_header = _HEADER.pack
+
+
 class FrameReader:
     """Streaming splitter of length-prefixed frames.
 
@@ -170,25 +174,45 @@ class FrameReader:
         self._buf = bytearray()
         self.max_frame = max_frame
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Every complete frame, in order; the rest stays buffered."""
+    def feed(self, data: bytes) -> list[memoryview]:
+        """Every complete frame, in order, as views of the received bytes; the rest stays
+        buffered.
+
+        The views are not copied (one copy per frame was a tenth of the receive cost of a
+        small tell); they live as long as whoever decodes them keeps them, which the
+        transport does not. A partial frame is copied into the buffer, and the buffer is
+        only turned back into bytes once it holds a complete frame, so a large frame
+        arriving in many reads is copied a bounded number of times, not once per read."""
         buf = self._buf
-        buf += data
-        out: list[bytes] = []
-        pos = 0
-        end = len(buf)
-        unpack = _HEADER.unpack_from
-        while end - pos >= HEADER_SIZE:
-            (size,) = unpack(buf, pos)
+        if buf:
+            buf += data
+            if len(buf) < HEADER_SIZE:
+                return []
+            (size,) = _HEADER.unpack_from(buf, 0)
             if size > self.max_frame:
                 raise ProtocolError(f"frame of {size} bytes exceeds the limit of {self.max_frame}")
-            if end - pos - HEADER_SIZE < size:
-                break
+            if len(buf) - HEADER_SIZE < size:
+                return []
+            data = bytes(buf)
+            buf.clear()
+        view = memoryview(data)
+        out: list[memoryview] = []
+        pos = 0
+        end = len(data)
+        unpack = _HEADER.unpack_from
+        max_frame = self.max_frame
+        while end - pos >= HEADER_SIZE:
+            (size,) = unpack(data, pos)
+            if size > max_frame:
+                buf += view[pos:]  # what is left stays as it came, as before
+                raise ProtocolError(f"frame of {size} bytes exceeds the limit of {max_frame}")
             start = pos + HEADER_SIZE
-            out.append(bytes(buf[start:start + size]))
+            if end - start < size:
+                break
             pos = start + size
-        if pos:
-            del buf[:pos]
+            out.append(view[start:pos])
+        if pos < end:
+            buf += view[pos:]
         return out
 
     def next_frame(self, data: bytes = b"") -> bytes | None:
@@ -225,7 +249,7 @@ class MessageDecoder:
                  kinds: Any = Message) -> None:
         self._decoder = msgspec.msgpack.Decoder(kinds, ext_hook=ext_hook)
 
-    def decode(self, body: bytes) -> Message:
+    def decode(self, body: bytes | memoryview) -> Message:
         try:
             return self._decoder.decode(body)  # type: ignore[no-any-return]
         except msgspec.ValidationError as e:
@@ -238,6 +262,25 @@ class MessageDecoder:
             raise ProtocolError("undecodable frame: too large to hold in memory") from None
         except Exception as e:  # ext hooks, and whatever a decoder may raise: never crash
             raise ProtocolError(f"undecodable frame: {type(e).__name__}: {_clip(e)}") from None
+
+
+    def decode_many(self, bodies: list[memoryview]) -> tuple[list[Message], ProtocolError | None]:
+        """Every body decoded, in order, up to the first that does not decode; with the
+        `ProtocolError` that one raised (None if all did). One Python call for a whole
+        burst: what the connection dispatches before it closes is exactly what came
+        before the bad frame, as with one `decode` per frame."""
+        decode = self._decoder.decode
+        try:
+            return [decode(body) for body in bodies], None
+        except Exception:
+            pass
+        out: list[Message] = []
+        for body in bodies:
+            try:
+                out.append(self.decode(body))
+            except ProtocolError as e:
+                return out, e
+        return out, None  # pragma: no cover - the fast path raised, so one body fails
 
 
 def handshake_decoder() -> MessageDecoder:
