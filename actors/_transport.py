@@ -431,6 +431,8 @@ class Connection:
         feed = reader.feed
         decode_many = self._decoder.decode_many
         dispatch = self._dispatch
+        receive_tell = self.system._receive_tell
+        Tell = wire.Tell  # noqa: N806 - a local for the per-frame test
         tls = self.tls is not None
         self._track_partial()
         while True:
@@ -453,7 +455,12 @@ class Connection:
                         await trio.lowlevel.checkpoint()
                     messages, error = decode_many(bodies[start:start + FAIR_BATCH])
                     for msg in messages:
-                        dispatch(msg)
+                        if type(msg) is Tell:  # `_dispatch` for the most frequent kind
+                            refusal = receive_tell(self, msg)
+                            if refusal is not None:
+                                self._refused_tell(msg, refusal)
+                        else:
+                            dispatch(msg)
                     if error is not None:
                         raise error
             if reader.buffered or self._partial_since is not None:
