@@ -308,22 +308,31 @@ class ActorSystem:
         self._top.pop(cell, None)
 
     # -- sending --------------------------------------------------------------------------
-    async def _tell(self, ref: ActorRef, method: str, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> None:
+    def _tell_nowait(self, ref: ActorRef, method: str, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> bool:
+        """A tell that needs no waiting: to a local actor, or queued on a live connection
+        with room in its send queue. False: `_tell` must do it (dial, or wait for room).
+        Called by `ActorRef.tell` before any coroutine is made: the common case costs
+        none."""
         if ref.system_url == self.url:
             cell = self._registry.get(ref.name)
             if cell is not None and method in cell.actor._handlers:
                 cell.mailbox.put((method, args, kwargs, None))
             else:
                 log.debug("tell %s to %s dropped: no such actor or handler", method, ref.name)
-            return
+            return True
         conn = self._conns.get(ref.system_url)
-        if conn is None or conn.closed:  # the common case skips a coroutine
-            conn = await self._connection(ref.system_url)
-        # `conn.send` without its coroutine: a tell is queued for the writer to coalesce
-        frame = conn.encode(wire.Tell(to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
-        if not conn.outbox.offer(frame):
-            await conn.outbox.put(frame)
+        if conn is None or conn.closed:
+            return False
+        return conn.outbox.offer(conn.encode(wire.Tell(to=ref.name, m=method, a=args,  # type: ignore[arg-type]
+                                                       kw=kwargs)))
+
+    async def _tell(self, ref: ActorRef, method: str, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> None:
+        """A remote tell that `_tell_nowait` could not do: wait for a connection, or for
+        room in its send queue."""
+        conn = await self._connection(ref.system_url)
+        await conn.send(wire.Tell(to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
 
     async def _ask(self, ref: ActorRef, method: str, args: tuple[Any, ...],
                    kwargs: dict[str, Any], timeout: float | None) -> Any:

@@ -106,7 +106,10 @@ class Outbox:
             return False
         self.bytes += len(frame) + FRAME_OVERHEAD
         self.items.append(frame)
-        self._wake_writer()
+        writer = self._writer  # `_wake_writer`, written out: this runs once per tell
+        if writer is not None:
+            self._writer = None
+            trio.lowlevel.reschedule(writer)
         return True
 
     async def put(self, frame: bytes) -> None:
@@ -432,7 +435,7 @@ class Connection:
         decode_many = self._decoder.decode_many
         dispatch = self._dispatch
         receive_tell = self.system._receive_tell
-        Tell = wire.Tell  # noqa: N806 - a local for the per-frame test
+        tell_kind = wire.Tell  # a local: tested once per frame
         tls = self.tls is not None
         self._track_partial()
         while True:
@@ -455,7 +458,7 @@ class Connection:
                         await trio.lowlevel.checkpoint()
                     messages, error = decode_many(bodies[start:start + FAIR_BATCH])
                     for msg in messages:
-                        if type(msg) is Tell:  # `_dispatch` for the most frequent kind
+                        if type(msg) is tell_kind:  # `_dispatch` for the most frequent kind
                             refusal = receive_tell(self, msg)
                             if refusal is not None:
                                 self._refused_tell(msg, refusal)
