@@ -97,7 +97,10 @@ class Policy:
 
 class _FunctionPolicy(Policy):
     def __init__(self, fn: Callable[[PeerInfo, str, str, str], str | None]) -> None:
-        self.authorize = fn  # type: ignore[method-assign]
+        self._fn = fn
+
+    def authorize(self, peer: PeerInfo, kind: str, target: str, method: str) -> str | None:
+        return self._fn(peer, kind, target, method)
 
 
 def as_policy(policy: Policy | Callable[[PeerInfo, str, str, str], str | None] | None
@@ -247,6 +250,12 @@ class ActorSystem:
             raise ValueError(f"{url} is this system")
         return (await self._connection(system_url)).peer
 
+    def cell(self, name: str) -> Cell | None:
+        """The runtime's record of the actor running here as `name` (its `Cell`: actor,
+        mailbox, children), or None: for the runtime's own parts, such as a supervisor
+        keeping track of its children, and for introspection."""
+        return self._registry.get(name)
+
     def registered(self) -> list[str]:
         """Names of the actors running here, in no particular order."""
         return list(self._registry)
@@ -277,13 +286,15 @@ class ActorSystem:
     # -- spawning -------------------------------------------------------------------------
     async def _spawn(self, cls: type[Actor], args: tuple[Any, ...], kwargs: dict[str, Any],
                      name: str | None, parent: Cell | None) -> ActorRef:
-        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+        given: object = cls  # checked at run time: callers are not always type-checked
+        if not (isinstance(given, type) and issubclass(given, Actor)):
             raise TypeError(f"spawn needs an Actor subclass, got {cls!r}")
         if self._closing:
             raise RuntimeError(f"actor system {self.name!r} is closing")
+        given_name: object = name
         if name is None:
             name = f"{cls.__name__.lower()}-{next(self._names)}"
-        elif not isinstance(name, str) or not name or name.startswith("$"):
+        elif not isinstance(given_name, str) or not name or name.startswith("$"):
             raise ValueError(f"invalid actor name {name!r}")
         if name in self._registry:
             raise ValueError(f"an actor named {name!r} already runs in system {self.name!r}")
@@ -420,7 +431,7 @@ class ActorSystem:
                 return refusal
         if kind in ("tell", "ask"):
             cell = self._admit_message(target, method)
-            if type(cell) is not Cell:
+            if isinstance(cell, BaseException):
                 return cell
         return None
 
@@ -507,7 +518,7 @@ class ActorSystem:
             if refusal is not None:
                 return refusal
         cell = self._admit_message(msg.to, msg.m)
-        if type(cell) is not Cell:
+        if isinstance(cell, BaseException):
             return cell
         reply = RemoteReply(conn, msg.id, cell.mailbox.queue)
         if conn.burst <= 1 and cell.idle_for(msg.m):  # answered from the reader, no wake-up

@@ -46,7 +46,7 @@ class TLSPipe:
             out, self.pending = self.pending + out, b""
         return out
 
-    def decrypt(self, data: bytes) -> bytes:
+    def decrypt(self, data: bytes | bytearray) -> bytes:
         """The plaintext that `data` completes (b"" while a record is partial). Raises
         `ssl.SSLError`; a close_notify from the peer is `EOFError`."""
         incoming = self._in

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -199,7 +200,7 @@ class Connection:
         self._pack_header = wire.pack_header
         self.outbox = Outbox(cfg.send_queue, cfg.max_queued_bytes, self._overflowed)
         self.pending: dict[int, Slot] = {}
-        self.monitors_out: dict[int, tuple[Any, Any]] = {}   # id -> (deliver, ref)
+        self.monitors_out: dict[int, tuple[Any, Any, int]] = {}  # id -> (deliver, ref, id)
         self.monitors_in: dict[int, Any] = {}                # id -> watched cell
         self._next_id = 0
         self.closed = False
@@ -210,7 +211,9 @@ class Connection:
         self.last_recv = now
         self.last_sent = now
         self.burst = 0  # frames in the last read: >1 means busy, so coalesce rather than write
-        self._raw_sock: Any = None  # the stdlib socket under the TCP stream, for _write_now
+        #: writes to the TCP socket at once, without waiting (`_write_now`); None with
+        #: a stream that is not a plain TCP socket
+        self._write_nowait: Callable[[bytes], int] | None = None
         self.tls: _tls.TLSPipe | None = None  # with TLS: encrypts what goes to `stream`
         # A stranger's frames are small and handshake-only until the handshake is done.
         self._reader = wire.FrameReader(wire.HANDSHAKE_MAX_FRAME)
@@ -256,13 +259,13 @@ class Connection:
 
     def _write_now(self, frame: bytes) -> bool:
         outbox = self.outbox
-        sock = self._raw_sock
+        write = self._write_nowait
         tls = self.tls
-        if sock is None or outbox.items or outbox.sending or (tls is not None and tls.pending):
+        if write is None or outbox.items or outbox.sending or (tls is not None and tls.pending):
             return False
         data = frame if tls is None else tls.encrypt(frame)
         try:
-            sent = sock.send(data)
+            sent = write(data)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -356,7 +359,7 @@ class Connection:
         """What to write to the stream for `data`: TLS records when TLS is on."""
         return data if self.tls is None else self.tls.encrypt(data)
 
-    def _open(self, data: bytes) -> bytes:
+    def _open(self, data: bytes | bytearray) -> bytes | bytearray:
         """The plaintext in bytes read from the stream (b"" while a TLS record is
         partial); records the TLS layer must send in answer go to the writer."""
         tls = self.tls
@@ -377,7 +380,7 @@ class Connection:
         sys_ = self.system
         reader = self._reader
         with trio.fail_after(sys_.config.handshake_timeout):
-            data = b""
+            data: bytes | bytearray = b""
             tls = sys_.config.tls
             cert_role = cert_name = None
             if tls is not None:
@@ -421,8 +424,7 @@ class Connection:
         if why is not None:
             raise ProtocolError(why)
         self.last_recv = trio.current_time()
-        if isinstance(self.stream, trio.SocketStream):
-            self._raw_sock = getattr(self.stream.socket, "_sock", None)
+        self._write_nowait = nonblocking_writer(self.stream)
         # Authenticated (or, without a secret, introduced): the full protocol from here.
         reader.max_frame = sys_.config.max_frame
         self._decoder = wire.MessageDecoder(sys_._ext_hook)
@@ -627,6 +629,29 @@ class Connection:
         monitors_in, self.monitors_in = self.monitors_in, {}
         for mon_id, cell in monitors_in.items():
             cell.monitors.pop((self, mon_id), None)
+
+
+def nonblocking_writer(stream: trio.abc.Stream) -> Callable[[bytes], int] | None:
+    """A synchronous write to the socket under `stream` that never waits: it returns how
+    many bytes the kernel took (maybe fewer than given) or raises BlockingIOError when it
+    took none; None for a stream that is not a plain TCP `trio.SocketStream`.
+
+    trio has no public synchronous send (`SocketStream.send_all` is a coroutine, and a
+    trip through it costs two passes of the scheduler per round trip), so this writes to
+    the file descriptor of trio's socket, which trio makes public and non-blocking
+    (`socket.fileno()`), with `os.write`. The descriptor is asked for at every write, so
+    a closed socket (fileno -1) fails with OSError rather than reaching a descriptor that
+    was reused since. tests/actors/test_remote.py checks each of these promises on a
+    real socket, so a trio that changed them fails there."""
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    fileno = stream.socket.fileno
+    write = os.write
+
+    def write_nowait(data: bytes) -> int:
+        return write(fileno(), data)
+
+    return write_nowait
 
 
 class PeerInfo:

@@ -174,7 +174,7 @@ class FrameReader:
         self._buf = bytearray()
         self.max_frame = max_frame
 
-    def feed(self, data: bytes) -> list[memoryview]:
+    def feed(self, data: bytes | bytearray) -> list[memoryview]:
         """Every complete frame, in order, as views of the received bytes; the rest stays
         buffered.
 
@@ -215,7 +215,7 @@ class FrameReader:
             buf += view[pos:]
         return out
 
-    def next_frame(self, data: bytes = b"") -> bytes | None:
+    def next_frame(self, data: bytes | bytearray = b"") -> bytes | None:
         """At most one complete frame (the handshake takes them one at a time, because the
         size limit changes once it is done); None until one is complete."""
         buf = self._buf
@@ -251,7 +251,7 @@ class MessageDecoder:
 
     def decode(self, body: bytes | memoryview) -> Message:
         try:
-            return self._decoder.decode(body)  # type: ignore[no-any-return]
+            return self._decoder.decode(body)
         except msgspec.ValidationError as e:
             raise ProtocolError(f"invalid message: {_clip(e)}") from None
         except msgspec.DecodeError as e:
