@@ -1,8 +1,9 @@
-"""`ActorSystem`: one per process; the registry, spawn, lookup, monitors and the listener.
+"""`ActorSystem`: one per process; the registry, spawn, sending, lookup and monitors.
 
 The system owns a trio nursery. Top-level actors run in it; an actor's children run in the
 actor's own nursery, so closing the system stops everything it started, each level in
-reverse start order. Remote traffic goes through one `Connection` per peer system.
+reverse start order. Remote traffic goes through one `Connection` per peer system; the
+listener (`_listener`) accepts them and the configuration (`_config`) holds every limit.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -22,128 +21,16 @@ import trio
 from . import _wire as wire
 from ._actor import Actor, Cell, Down
 from ._codec import make_encoder, make_ext_hook
+from ._config import SystemConfig, TLSConfig
 from ._errors import ActorNotFound, AskTimeout, Busy, ConnectionLost, Forbidden, UnknownHandler
+from ._listener import Listener
 from ._mailbox import STOP, Slot
+from ._peer import PeerInfo
 from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef, split_url
 from ._timer import Timer
-from ._transport import Connection, PeerInfo, RemoteReply
+from ._transport import Connection, RemoteReply
 
 log = logging.getLogger("actors")
-
-
-@dataclass
-class TLSConfig:
-    """TLS for every connection of a system: both contexts, usually mutual (client certs).
-    `certfile` and `keyfile` name the files, for whoever serves other protocols with
-    the same identity."""
-
-    server_context: ssl.SSLContext
-    client_context: ssl.SSLContext
-    server_hostname: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-
-
-def tls_config(certfile: str, keyfile: str, cafile: str,
-               server_hostname: str | None = None) -> TLSConfig:
-    """Mutual TLS from one certificate/key pair and the CA that signed every peer's.
-
-    Both sides verify the other's certificate against `cafile`; host names are not
-    checked unless `server_hostname` is given: a peer's identity is the role and name in
-    its certificate (`PeerInfo.role`, `PeerInfo.name`), which the policy judges."""
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=cafile)
-    server.load_cert_chain(certfile, keyfile)
-    server.verify_mode = ssl.CERT_REQUIRED
-    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    client.load_cert_chain(certfile, keyfile)
-    if server_hostname is None:
-        client.check_hostname = False
-    return TLSConfig(server, client, server_hostname, certfile, keyfile)
-
-
-class Policy:
-    """Who may send what to whom: every request from the network is put to it, in one
-    place (`ActorSystem._admit`), before any actor sees it. Each method returns None to
-    allow, or the reason it refuses (the sender gets `Forbidden` naming it). Subclass it,
-    or pass a plain function `(peer, kind, target, method)` as `policy=`, which then
-    serves as `authorize`. A policy that raises refuses.
-    """
-
-    def authorize(self, peer: PeerInfo, kind: str, target: str, method: str) -> str | None:
-        """May `peer` send a `kind` ("tell", "ask", "stop", "kill", "lookup", "monitor")
-        to actor `target` here (`method`: the handler; "" for the other kinds)?"""
-        return None
-
-    def admit(self, peer: PeerInfo, target: str, method: str, args: list[Any],
-              kwargs: dict[str, Any]) -> str | None:
-        """After `authorize` allowed a tell or ask: may it carry these arguments? (What
-        only the identity can vouch for, e.g. a node reporting only for itself.)"""
-        return None
-
-    def connected(self, peer: PeerInfo, dialed: str | None) -> str | None:
-        """May this connection be used at all? Called once its handshake is done:
-        `dialed` is the system URL we dialled, None for a peer that connected to us."""
-        return None
-
-    def credential_for(self, role: str | None, name: str | None, dialed: str | None) -> bool:
-        """May this system's `credential` go to a peer whose certificate names `role`
-        and `name` (None without TLS)? Asked during the handshake, before it is sent."""
-        return True
-
-    def refused(self, peer: PeerInfo, kind: str, target: str, method: str,
-                args: list[Any], kwargs: dict[str, Any], reason: str) -> None:
-        """Told of every request `authorize` or `admit` refused (to log or audit it)."""
-
-
-class _FunctionPolicy(Policy):
-    def __init__(self, fn: Callable[[PeerInfo, str, str, str], str | None]) -> None:
-        self._fn = fn
-
-    def authorize(self, peer: PeerInfo, kind: str, target: str, method: str) -> str | None:
-        return self._fn(peer, kind, target, method)
-
-
-def as_policy(policy: Policy | Callable[[PeerInfo, str, str, str], str | None] | None
-              ) -> Policy | None:
-    """A `Policy` from a policy or a plain `authorize` function."""
-    if policy is None or isinstance(policy, Policy):
-        return policy
-    return _FunctionPolicy(policy)
-
-
-@dataclass
-class SystemConfig:
-    """Every limit of a system is finite, and each is one of these fields (documented in
-    the README's "Limits" table); `open_system(**options)` sets them."""
-
-    secret: bytes | None = None
-    tls: TLSConfig | None = None
-    max_frame: int = wire.DEFAULT_MAX_FRAME  # bytes in one frame, once authenticated
-    send_queue: int = 4096          # frames waiting per connection before senders wait
-    #: bytes queued towards one peer (replies included); a peer that lets more pile up
-    #: is disconnected; senders wait at half of it
-    max_queued_bytes: int = 16 * 1024 * 1024
-    heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 5.0  # a peer silent this long is declared lost
-    handshake_timeout: float = 5.0
-    connect_timeout: float = 5.0
-    frame_timeout: float = 20.0     # a frame begun must be complete within this
-    max_connections: int = 1024     # connections accepted at once, from anywhere
-    max_connections_per_host: int = 256  # ... and from one peer address
-    #: new connections accepted per second from one peer address (a burst of twice as
-    #: many first); beyond it they are closed at once, before any work is done for them
-    max_connection_rate: float = 200.0
-    #: bytes held in partial frames beyond 16 KiB each, summed over all connections
-    max_receive_buffer: int = 16 * 1024 * 1024
-    max_mailbox: int = 10_000       # a remote message to an actor with more queued is refused
-    max_monitors: int = 10_000      # monitors one peer may place
-    policy: Policy | None = None
-    #: a bearer credential (an ACL token) sent in this system's Hello to every peer
-    credential: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.policy = as_policy(self.policy)
 
 
 class Monitor:
@@ -194,10 +81,7 @@ class ActorSystem:
         self._timer = Timer()
         self._inline_runs = 0  # local asks run in the asking task (see `_ask`)
         self._rx_charged = 0  # bytes of partial frames over the free allowance, all peers
-        self._inbound: dict[str, int] = {}  # accepted connections per peer host
-        self._inbound_total = 0
-        self._buckets: dict[str, tuple[float, float]] = {}  # host -> (tokens, when)
-        self.refused_connections = 0
+        self._listener = Listener(self)
         self._warned: dict[str, tuple[float, int]] = {}
         self._encoder = make_encoder(ActorRef)
         self._ext_hook = make_ext_hook(self.ref)
@@ -249,6 +133,11 @@ class ActorSystem:
         if system_url == self.url:
             raise ValueError(f"{url} is this system")
         return (await self._connection(system_url)).peer
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections refused over a connection limit since the system started."""
+        return self._listener.refused
 
     def cell(self, name: str) -> Cell | None:
         """The runtime's record of the actor running here as `name` (its `Cell`: actor,
@@ -656,31 +545,6 @@ class ActorSystem:
         for key in [k for k, c in self._conns.items() if c is conn]:
             del self._conns[key]
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
-        try:
-            peer = stream.socket.getpeername()
-            host, label = str(peer[0]), f"{peer[0]}:{peer[1]}"
-        except OSError:
-            host = label = "?"
-        cfg = self.config
-        per_host = self._inbound.get(host, 0)
-        if (self._inbound_total >= cfg.max_connections
-                or per_host >= cfg.max_connections_per_host or not self._rate_ok(host)):
-            self._refuse_connection(label, per_host)
-            await trio.aclose_forcefully(stream)
-            return
-        self._inbound[host] = per_host + 1
-        self._inbound_total += 1
-        try:
-            await Connection(self, stream, label).run()
-        finally:
-            self._inbound_total -= 1
-            left = self._inbound[host] - 1
-            if left:
-                self._inbound[host] = left
-            else:
-                del self._inbound[host]
-
     def _warn_limited(self, kind: str, msg: str, *args: Any) -> None:
         """A warning about a peer, at most one per `kind` a second: hostile peers must not
         be able to fill the log. The next one says how many were held back."""
@@ -693,54 +557,6 @@ class ActorSystem:
         if held:
             msg += f" ({held} more like this not logged)"
         log.warning(msg, *args)
-
-    def _rate_ok(self, host: str) -> bool:
-        """A token bucket per peer host: `max_connection_rate` a second, bursts of twice
-        that. Buckets of hosts not seen for a while are dropped (bounded memory)."""
-        rate = self.config.max_connection_rate
-        now = trio.current_time()
-        tokens, last = self._buckets.get(host, (2 * rate, now))
-        tokens = min(2 * rate, tokens + (now - last) * rate)
-        if len(self._buckets) > 10_000:
-            self._buckets = {h: b for h, b in self._buckets.items() if now - b[1] < 10}
-        if tokens < 1:
-            self._buckets[host] = (tokens, now)
-            return False
-        self._buckets[host] = (tokens - 1, now)
-        return True
-
-    def _refuse_connection(self, label: str, per_host: int) -> None:
-        """Over a connection limit: close at once; log at most once a second."""
-        self.refused_connections += 1
-        cfg = self.config
-        self._warn_limited(
-            "connection", "refusing connection from %s: %d connections open (limit %d), %d "
-            "from that host (limit %d), at most %g new a second from one host; %d refused "
-            "so far", label, self._inbound_total, cfg.max_connections, per_host,
-            cfg.max_connections_per_host, cfg.max_connection_rate, self.refused_connections)
-
-    async def _listen(self, listen: str, advertise: str | None) -> None:
-        host, _, port_text = listen.rpartition(":")
-        host = host.strip("[]") or "127.0.0.1"
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ValueError(f"listen address must be HOST:PORT, got {listen!r}") from None
-        assert self._nursery is not None
-        try:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-        except OSError as e:
-            # name the address: "Address already in use" alone does not say which
-            raise OSError(e.errno, f"cannot listen on {listen}: "
-                                   f"{(e.strerror or str(e)).lower()}") from None
-        bound = listeners[0].socket.getsockname()
-        adv_host = advertise or host
-        if adv_host in ("0.0.0.0", "::"):
-            adv_host = "127.0.0.1"
-        if ":" in adv_host:
-            adv_host = f"[{adv_host}]"
-        self.url = f"tcp://{adv_host}:{bound[1]}"
-        await self._nursery.start(self._service, trio.serve_listeners, self._serve, listeners)
 
 
 @asynccontextmanager
@@ -772,7 +588,7 @@ async def open_system(name: str | None = None, listen: str | None = None, *,
         nursery.start_soon(system._service, system._timer.run)
         try:
             if listen:
-                await system._listen(listen, advertise)
+                await system._listener.listen(listen, advertise)
             yield system
         finally:
             with trio.CancelScope(shield=True):

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import ssl
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +26,15 @@ from . import _tls
 from . import _wire as wire
 from ._errors import (
     ActorNotFound,
-    BadArguments,
-    Busy,
     ConnectionLost,
     Forbidden,
     MessageTooLarge,
     ProtocolError,
     RemoteError,
-    UnknownHandler,
 )
 from ._mailbox import Slot
+from ._outbox import Outbox
+from ._peer import PeerInfo, certificate_identity
 
 if TYPE_CHECKING:
     from ._system import ActorSystem
@@ -44,124 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("actors.transport")
 
 READ_SIZE = 256 * 1024
-MAX_BATCH_BYTES = 256 * 1024
-#: what one queued frame costs beyond its bytes (the bytes object and the deque slot)
-FRAME_OVERHEAD = 64
 #: a partial frame up to this size is free; beyond it, it draws on the system's budget
 #: (`SystemConfig.max_receive_buffer`), so many slow peers cannot add up to gigabytes
 FREE_PARTIAL = 16 * 1024
 #: frames dispatched from one read before the reader lets other tasks run
 FAIR_BATCH = 64
-
-
-class Outbox:
-    """Bounded queue of encoded frames with one consumer (the writer task).
-
-    Two bounds. Senders (`put`) wait while `limit` frames or `max_bytes` bytes are queued:
-    backpressure. Replies and control frames (`force`) cannot wait, since the reader that
-    produces them must never block; they may go past the soft bound, but a peer that lets
-    `max_bytes` pile up (asking and never reading the answers) is cut off: `on_overflow`
-    is called with the reason and the connection closes. Each frame is charged its length
-    plus `FRAME_OVERHEAD`, what holding it in a deque costs, so a flood of tiny replies is
-    bounded by memory and not only by payload.
-    """
-
-    __slots__ = ("_blocked", "_writer", "bytes", "closed", "items", "limit", "max_bytes",
-                 "on_overflow", "sending", "soft_bytes")
-
-    def __init__(self, limit: int, max_bytes: int = 1 << 62,
-                 on_overflow: Callable[[str], None] | None = None) -> None:
-        self.items: deque[bytes] = deque()
-        self.limit = limit
-        self.max_bytes = max_bytes
-        self.soft_bytes = max_bytes // 2  # senders wait from here on
-        self.bytes = 0
-        self.on_overflow = on_overflow
-        self.closed = False
-        self.sending = False  # the writer is inside send_all
-        self._writer: trio.lowlevel.Task | None = None
-        self._blocked = trio.lowlevel.ParkingLot()
-
-    def force(self, frame: bytes) -> None:
-        """Queue past the soft bound (replies, control frames); over `max_bytes`, give up
-        on the peer instead."""
-        if self.closed:
-            return
-        cost = len(frame) + FRAME_OVERHEAD
-        if self.bytes + cost > self.max_bytes:
-            reason = (f"peer does not read: {self.bytes} bytes queued towards it "
-                      f"(limit {self.max_bytes})")
-            if self.on_overflow is not None:
-                self.on_overflow(reason)
-            self.close()
-            return
-        self.bytes += cost
-        self.items.append(frame)
-        self._wake_writer()
-
-    def offer(self, frame: bytes) -> bool:
-        """Queue without waiting when under both bounds; False means `put` must wait.
-
-        The common case of a tell costs no coroutine and no trip through the scheduler."""
-        if len(self.items) >= self.limit or self.bytes >= self.soft_bytes or self.closed:
-            return False
-        self.bytes += len(frame) + FRAME_OVERHEAD
-        self.items.append(frame)
-        writer = self._writer  # `_wake_writer`, written out: this runs once per tell
-        if writer is not None:
-            self._writer = None
-            trio.lowlevel.reschedule(writer)
-        return True
-
-    async def put(self, frame: bytes) -> None:
-        while ((len(self.items) >= self.limit or self.bytes >= self.soft_bytes)
-               and not self.closed):
-            await self._blocked.park()
-        if self.closed:
-            raise ConnectionLost("connection closed")
-        self.bytes += len(frame) + FRAME_OVERHEAD
-        self.items.append(frame)
-        self._wake_writer()
-
-    def push_front(self, rest: bytes) -> None:
-        """The unsent tail of a direct write: it must go out before anything queued."""
-        self.bytes += len(rest) + FRAME_OVERHEAD
-        self.items.appendleft(rest)
-        self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        writer = self._writer
-        if writer is not None:
-            self._writer = None
-            trio.lowlevel.reschedule(writer)
-
-    async def take(self) -> bytes:
-        """Everything queued (up to MAX_BATCH_BYTES), joined into one write."""
-        items = self.items
-        if not items:
-            self._writer = trio.lowlevel.current_task()
-
-            def abort(_: Any) -> trio.lowlevel.Abort:
-                self._writer = None
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
-        batch = []
-        size = 0
-        while items and size < MAX_BATCH_BYTES:
-            frame = items.popleft()
-            batch.append(frame)
-            size += len(frame)
-        self.bytes = max(0, self.bytes - size - FRAME_OVERHEAD * len(batch))
-        if self._blocked:
-            self._blocked.unpark(count=max(1, self.limit - len(items)))
-        return b"".join(batch)
-
-    def close(self) -> None:
-        self.closed = True
-        self.items.clear()
-        self.bytes = 0
-        self._blocked.unpark_all()
 
 
 class RemoteReply:
@@ -295,7 +180,7 @@ class Connection:
                 if not (direct and self._write_now(frame)):
                     self.outbox.force(frame)
                 return
-        frame = self.encode(_error_reply(req_id, error))
+        frame = self.encode(wire.error_reply(req_id, error))
         if not (direct and self._write_now(frame)):
             self.outbox.force(frame)
 
@@ -540,7 +425,7 @@ class Connection:
             slot = self.pending.pop(msg.id, None)
             if slot is not None:
                 if msg.e:
-                    slot.set(error=_rebuild_error(msg))
+                    slot.set(error=wire.reply_error(msg))
                 else:
                     slot.set(msg.v)
         elif type(msg) is wire.Ask:
@@ -654,131 +539,13 @@ def nonblocking_writer(stream: trio.abc.Stream) -> Callable[[bytes], int] | None
     return write_nowait
 
 
-class PeerInfo:
-    """Who is at the other end of a connection: what the system's policy decides on and
-    what log lines name.
-
-    `address` is where the connection came from (or what we dialled). With TLS, `role`
-    and `name` are the peer certificate's subject OU and CN (verified against the CA):
-    the peer's identity. Without a certificate (or one without an OU) `role` is None and
-    `name` is the CN, else the system name the peer announced, a claim (authenticated
-    by the shared secret when one is set: any holder of the secret may claim any name).
-    `system` and `url` are what the peer announced in its Hello, for logs only: nothing
-    is ever routed by them. `credential` is the bearer credential (an ACL token) it
-    presented, "" if none."""
-
-    __slots__ = ("address", "credential", "memo", "name", "role", "system", "url")
-
-    def __init__(self, address: str, name: str, url: str | None, role: str | None = None,
-                 system: str | None = None, credential: str = "") -> None:
-        self.address = address
-        self.name = name
-        self.url = url
-        self.role = role
-        self.system = name if system is None else system
-        self.credential = credential
-        #: the policy's own: what it derived from this peer, so that the work is done
-        #: once per connection rather than once per message
-        self.memo: Any = None
-
-    @property
-    def host(self) -> str:
-        return self.address.rpartition(":")[0].strip("[]") or self.address
-
-    @property
-    def certified(self) -> bool:
-        """Whether `role` and `name` come from a verified certificate."""
-        return self.role is not None
-
-    def __str__(self) -> str:
-        who = f"{self.role}:{self.name}" if self.role is not None else self.name
-        return f"{who} at {self.address}"
-
-    def __repr__(self) -> str:
-        return f"PeerInfo({self})"
-
-
-def certificate_identity(cert: dict[str, Any] | None) -> tuple[str | None, str | None]:
-    """(role, name) from a verified peer certificate (`SSLObject.getpeercert()`): its
-    subject's organizational unit and common name, each None when absent."""
-    fields: dict[str, str] = {}
-    for rdn in (cert or {}).get("subject", ()):
-        for key, value in rdn:
-            fields.setdefault(key, value)
-    return fields.get("organizationalUnitName") or None, fields.get("commonName") or None
-
-
-#: OpenSSL's words -> what they mean for the operator reading a log line
-_TLS_REASONS = (
-    ("certificate has expired", "the peer's certificate has expired"),
-    ("certificate is not yet valid", "the peer's certificate is not valid yet"),
-    ("unable to get local issuer certificate",
-     "the peer's certificate is not signed by the CA trusted here"),
-    ("self-signed certificate in certificate chain",
-     "the peer's certificate is not signed by the CA trusted here"),
-    ("unsuitable certificate purpose",
-     "the peer's certificate may not be used this way (a client-only certificate?)"),
-    ("alert unknown ca", "the peer refused this side's certificate (not from its CA)"),
-    ("alert certificate expired", "the peer refused this side's certificate (expired)"),
-    ("alert certificate required", "the peer requires a certificate and got none"),
-    ("wrong version number", "the peer does not speak TLS (a plaintext client?)"),
-    ("http request", "the peer does not speak TLS (a plaintext client?)"),
-    ("unexpected_eof", "the peer hung up during the TLS handshake (it refused this side's "
-                       "certificate, or does not speak TLS)"),
-)
-
-
-def _tls_reason(e: BaseException) -> str | None:
-    """A failed TLS handshake in one line that says what is wrong, or None."""
-    err = e if isinstance(e, ssl.SSLError) else e.__cause__
-    if not isinstance(err, ssl.SSLError):
-        return None
-    text = str(getattr(err, "verify_message", "") or "") + " " + str(err)
-    low = text.lower()
-    for needle, meaning in _TLS_REASONS:
-        if needle in low:
-            return f"TLS: {meaning}"
-    return f"TLS: {getattr(err, 'reason', None) or err}"
-
-
 def _reason(e: BaseException) -> str:
     if isinstance(e, trio.TooSlowError):
         return "handshake timed out"
-    tls = _tls_reason(e)
+    tls = _tls.tls_reason(e)
     if tls is not None:
         return tls
     text = str(e) or type(e).__name__
     if isinstance(e, (trio.BrokenResourceError, OSError)) and e.__cause__ is not None:
         text = f"{text}: {e.__cause__}"
     return text
-
-
-def _error_reply(req_id: int, error: BaseException) -> wire.Reply:
-    if isinstance(error, UnknownHandler):
-        return wire.Reply(id=req_id, e=wire.E_UNKNOWN_HANDLER, msg=error.message)
-    if isinstance(error, BadArguments):
-        return wire.Reply(id=req_id, e=wire.E_BAD_ARGS, msg=error.message)
-    if isinstance(error, Forbidden):
-        return wire.Reply(id=req_id, e=wire.E_FORBIDDEN, msg=error.message)
-    if isinstance(error, Busy):
-        return wire.Reply(id=req_id, e=wire.E_BUSY, msg=error.message)
-    if isinstance(error, RemoteError):
-        return wire.Reply(id=req_id, e=wire.E_REMOTE, t=error.type_name, msg=error.message,
-                          tb=error.traceback)
-    if isinstance(error, ActorNotFound):
-        return wire.Reply(id=req_id, e=wire.E_NOT_FOUND, msg=str(error))
-    return wire.Reply(id=req_id, e=wire.E_REMOTE, t=type(error).__name__, msg=str(error))
-
-
-def _rebuild_error(msg: wire.Reply) -> BaseException:
-    if msg.e == wire.E_NOT_FOUND:
-        return ActorNotFound(msg.msg)
-    if msg.e == wire.E_UNKNOWN_HANDLER:
-        return UnknownHandler(msg.msg)
-    if msg.e == wire.E_BAD_ARGS:
-        return BadArguments(msg.msg)
-    if msg.e == wire.E_FORBIDDEN:
-        return Forbidden(msg.msg)
-    if msg.e == wire.E_BUSY:
-        return Busy(msg.msg)
-    return RemoteError(msg.t or "Exception", msg.msg, msg.tb)

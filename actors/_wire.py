@@ -29,7 +29,16 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ._errors import AuthenticationFailed, ProtocolError
+from ._errors import (
+    ActorNotFound,
+    AuthenticationFailed,
+    BadArguments,
+    Busy,
+    Forbidden,
+    ProtocolError,
+    RemoteError,
+    UnknownHandler,
+)
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
@@ -356,3 +365,36 @@ class Handshake:
                 f"peer {self.peer.sys!r} failed authentication (wrong secret)")
         self.done = True
         return []
+
+
+def error_reply(req_id: int, error: BaseException) -> Reply:
+    """The Reply that carries `error` to the asker (`reply_error` rebuilds it there)."""
+    if isinstance(error, UnknownHandler):
+        return Reply(id=req_id, e=E_UNKNOWN_HANDLER, msg=error.message)
+    if isinstance(error, BadArguments):
+        return Reply(id=req_id, e=E_BAD_ARGS, msg=error.message)
+    if isinstance(error, Forbidden):
+        return Reply(id=req_id, e=E_FORBIDDEN, msg=error.message)
+    if isinstance(error, Busy):
+        return Reply(id=req_id, e=E_BUSY, msg=error.message)
+    if isinstance(error, RemoteError):
+        return Reply(id=req_id, e=E_REMOTE, t=error.type_name, msg=error.message,
+                          tb=error.traceback)
+    if isinstance(error, ActorNotFound):
+        return Reply(id=req_id, e=E_NOT_FOUND, msg=str(error))
+    return Reply(id=req_id, e=E_REMOTE, t=type(error).__name__, msg=str(error))
+
+
+def reply_error(msg: Reply) -> BaseException:
+    """The exception an error Reply stands for, raised in the asker."""
+    if msg.e == E_NOT_FOUND:
+        return ActorNotFound(msg.msg)
+    if msg.e == E_UNKNOWN_HANDLER:
+        return UnknownHandler(msg.msg)
+    if msg.e == E_BAD_ARGS:
+        return BadArguments(msg.msg)
+    if msg.e == E_FORBIDDEN:
+        return Forbidden(msg.msg)
+    if msg.e == E_BUSY:
+        return Busy(msg.msg)
+    return RemoteError(msg.t or "Exception", msg.msg, msg.tb)
