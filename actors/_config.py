@@ -45,7 +45,7 @@ def tls_config(certfile: str, keyfile: str, cafile: str,
 
 class Policy:
     """Who may send what to whom: every request from the network is put to it, in one
-    place (`ActorSystem._admit`), before any actor sees it. Each method returns None to
+    place (`Admission.admit`), before any actor sees it. Each method returns None to
     allow, or the reason it refuses (the sender gets `Forbidden` naming it). Subclass it,
     or pass a plain function `(peer, kind, target, method)` as `policy=`, which then
     serves as `authorize`. A policy that raises refuses.

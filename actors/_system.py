@@ -3,7 +3,8 @@
 The system owns a trio nursery. Top-level actors run in it; an actor's children run in the
 actor's own nursery, so closing the system stops everything it started, each level in
 reverse start order. Remote traffic goes through one `Connection` per peer system; the
-listener (`_listener`) accepts them and the configuration (`_config`) holds every limit.
+listener (`_listener`) accepts them, every request they carry passes the gate
+(`_admission`) and the configuration (`_config`) holds every limit.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ import trio
 
 from . import _wire as wire
 from ._actor import Actor, Cell, Down
+from ._admission import Admission
 from ._codec import make_encoder, make_ext_hook
 from ._config import SystemConfig, TLSConfig
-from ._errors import ActorNotFound, AskTimeout, Busy, ConnectionLost, Forbidden, UnknownHandler
+from ._errors import ActorNotFound, AskTimeout, ConnectionLost, UnknownHandler
 from ._listener import Listener
 from ._mailbox import STOP, Slot
 from ._peer import PeerInfo
 from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef, split_url
 from ._timer import Timer
-from ._transport import Connection, RemoteReply
+from ._transport import Connection
 
 log = logging.getLogger("actors")
 
@@ -82,6 +84,7 @@ class ActorSystem:
         self._inline_runs = 0  # local asks run in the asking task (see `_ask`)
         self._rx_charged = 0  # bytes of partial frames over the free allowance, all peers
         self._listener = Listener(self)
+        self._admission = Admission(self)
         self._warned: dict[str, tuple[float, int]] = {}
         self._encoder = make_encoder(ActorRef)
         self._ext_hook = make_ext_hook(self.ref)
@@ -307,115 +310,7 @@ class ActorSystem:
         finally:
             conn.pending.pop(req, None)
 
-    # -- receiving from connections -------------------------------------------------------
-    def _admit(self, conn: Connection, kind: str, target: str, method: str,
-               args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
-               ) -> BaseException | None:
-        """The one gate every request from the network passes: the system's `policy`
-        (who may send what to whom, then, for messages, with which arguments), then, for
-        messages, that the method is a handler (`_admit_message`)."""
-        if self.config.policy is not None:
-            refusal = self._authorize(conn, kind, target, method, args, kwargs)
-            if refusal is not None:
-                return refusal
-        if kind in ("tell", "ask"):
-            cell = self._admit_message(target, method)
-            if isinstance(cell, BaseException):
-                return cell
-        return None
-
-    def _authorize(self, conn: Connection, kind: str, target: str, method: str,
-                   args: list[Any] | None, kwargs: dict[str, Any] | None
-                   ) -> BaseException | None:
-        """The policy's word on one request: None, or the `Forbidden` that refuses it."""
-        policy = self.config.policy
-        if policy is None:
-            return None
-        try:
-            why = policy.authorize(conn.peer, kind, target, method)
-            if why is None and kind in ("tell", "ask"):
-                why = policy.admit(conn.peer, target, method, args or [], kwargs or {})
-        except Exception as e:  # a broken policy refuses rather than allows
-            log.exception("policy raised on %s %s/%s", kind, target, method)
-            why = f"policy error: {e}"
-        if why is None:
-            return None
-        try:
-            policy.refused(conn.peer, kind, target, method, args or [], kwargs or {}, why)
-        except Exception:
-            log.exception("policy.refused raised on %s %s/%s", kind, target, method)
-        what = f"{target[:100]}{'.' + method[:100] if method else ''}"
-        return Forbidden(f"forbidden: {kind} {what} by {conn.peer}: {why[:1000]}")
-
-    def _admit_message(self, target: str, method: str) -> Cell | BaseException:
-        """The actor a message from the network goes to, or why it cannot: no such actor,
-        no such handler, or its mailbox is full (`max_mailbox`)."""
-        cell = self._registry.get(target)
-        if (cell is None or method not in cell.actor._handlers
-                or len(cell.mailbox.queue) >= self.config.max_mailbox):
-            return self._refuse_message(cell, target, method)
-        return cell
-
-    def _refuse_message(self, cell: Cell | None, target: str, method: str) -> BaseException:
-        """Why `_admit_message` (or its copy on the tell path) refused a message."""
-        if cell is None:
-            return ActorNotFound(f"no actor {target!r} on {self.url}")
-        if method not in cell.actor._handlers:
-            return UnknownHandler(
-                f"{type(cell.actor).__name__} has no handler {method[:100]!r}")
-        queued = len(cell.mailbox.queue)
-        return Busy(f"actor {target!r} has {queued} messages queued (limit "
-                    f"{self.config.max_mailbox}); try again later")
-
-    def _admit_connection(self, conn: Connection) -> str | None:
-        """The policy's word on a connection whose handshake is done (None: use it)."""
-        policy = self.config.policy
-        if policy is None:
-            return None
-        try:
-            why = policy.connected(conn.peer, conn.dial_url)
-        except Exception as e:
-            log.exception("policy raised on the connection with %s", conn.peer)
-            why = f"policy error: {e}"
-        return None if why is None else f"forbidden: connection with {conn.peer}: {why}"
-
-    def _receive_tell(self, conn: Connection, msg: wire.Tell) -> BaseException | None:
-        """Admit a tell from the network (`_admit`, in one pass) and deliver it; returns
-        the refusal, if any. An idle actor whose handler cannot suspend runs it here, in
-        the reader (`Cell.run_inline`), when the frame came alone: a burst is cheaper
-        through the mailbox, which the actor's task drains in one wake-up (running each
-        frame of a burst inline measured 5% more instructions per tell)."""
-        if self.config.policy is not None:
-            refusal = self._authorize(conn, "tell", msg.to, msg.m, msg.a, msg.kw)
-            if refusal is not None:
-                return refusal
-        # `_admit_message`, written out: the per-tell cost of a call shows at 600k tells/s
-        cell = self._registry.get(msg.to)
-        if (cell is None or msg.m not in cell.actor._handlers
-                or len(cell.mailbox.queue) >= self.config.max_mailbox):
-            return self._refuse_message(cell, msg.to, msg.m)
-        if conn.burst <= 1 and cell.idle_for(msg.m):
-            cell.run_inline(msg.m, msg.a, msg.kw, None)
-        else:
-            cell.mailbox.put((msg.m, msg.a, msg.kw, None))
-        return None
-
-    def _receive_ask(self, conn: Connection, msg: wire.Ask) -> BaseException | None:
-        """As `_receive_tell`, for an ask: the answer goes back on `conn`."""
-        if self.config.policy is not None:
-            refusal = self._authorize(conn, "ask", msg.to, msg.m, msg.a, msg.kw)
-            if refusal is not None:
-                return refusal
-        cell = self._admit_message(msg.to, msg.m)
-        if isinstance(cell, BaseException):
-            return cell
-        reply = RemoteReply(conn, msg.id, cell.mailbox.queue)
-        if conn.burst <= 1 and cell.idle_for(msg.m):  # answered from the reader, no wake-up
-            cell.run_inline(msg.m, msg.a, msg.kw, reply)
-        else:
-            cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
-        return None
-
+    # -- receiving from connections (after `_admission.Admission`) -------------------------
     def _remote_stop(self, msg: wire.Stop, reply: Any) -> None:
         cell = self._registry.get(msg.to)
         if cell is None:

@@ -305,7 +305,7 @@ class Connection:
         self.peer = PeerInfo(self.label, name, hs.peer.url, role=role, system=hs.peer.sys,
                              credential=hs.peer.cred)
         self.peer_name = str(self.peer)
-        why = sys_._admit_connection(self)
+        why = sys_._admission.admit_connection(self)
         if why is not None:
             raise ProtocolError(why)
         self.last_recv = trio.current_time()
@@ -321,7 +321,7 @@ class Connection:
         feed = reader.feed
         decode_many = self._decoder.decode_many
         dispatch = self._dispatch
-        receive_tell = self.system._receive_tell
+        receive_tell = self.system._admission.receive_tell
         tell_kind = wire.Tell  # a local: tested once per frame
         tls = self.tls is not None
         self._track_partial()
@@ -418,7 +418,7 @@ class Connection:
         sys_ = self.system
         if type(msg) is wire.Tell:  # the most frequent kind first
             # Requests: each is put to the system's policy before anything acts on it.
-            refusal = sys_._receive_tell(self, msg)
+            refusal = sys_._admission.receive_tell(self, msg)
             if refusal is not None:
                 self._refused_tell(msg, refusal)
         elif type(msg) is wire.Reply:
@@ -429,19 +429,19 @@ class Connection:
                 else:
                     slot.set(msg.v)
         elif type(msg) is wire.Ask:
-            refusal = sys_._receive_ask(self, msg)
+            refusal = sys_._admission.receive_ask(self, msg)
             if refusal is not None:
                 self.send_reply(msg.id, None, refusal)
         elif type(msg) is wire.Ping:
             pass
         elif type(msg) is wire.Stop:
-            refusal = sys_._admit(self, "kill" if msg.kill else "stop", msg.to, "")
+            refusal = sys_._admission.admit(self, "kill" if msg.kill else "stop", msg.to, "")
             if refusal is None:
                 sys_._remote_stop(msg, RemoteReply(self, msg.id))
             else:
                 self.send_reply(msg.id, None, refusal)
         elif type(msg) is wire.Lookup:
-            refusal = sys_._admit(self, "lookup", msg.to, "")
+            refusal = sys_._admission.admit(self, "lookup", msg.to, "")
             if refusal is not None:
                 self.send_reply(msg.id, None, refusal)
             elif msg.to in sys_._registry:
@@ -450,7 +450,7 @@ class Connection:
                 self.send_reply(msg.id, None,
                                 ActorNotFound(f"no actor {msg.to!r} on {sys_.url}"))
         elif type(msg) is wire.Monitor:
-            refusal = sys_._admit(self, "monitor", msg.to, "")
+            refusal = sys_._admission.admit(self, "monitor", msg.to, "")
             if refusal is None and len(self.monitors_in) >= sys_.config.max_monitors:
                 refusal = Forbidden(f"more than {sys_.config.max_monitors} monitors on "
                                     "one connection")
