@@ -4,6 +4,7 @@ The public API (the README's actor runtime section); everything else lives in un
 """
 
 from ._actor import Actor, Down, handler
+from ._config import Policy, SystemConfig, TLSConfig, tls_config
 from ._errors import (
     ActorError,
     ActorNotFound,
@@ -19,10 +20,10 @@ from ._errors import (
     RemoteError,
     UnknownHandler,
 )
+from ._peer import PeerInfo
 from ._ref import ActorRef
 from ._supervisor import ChildSpec, Supervisor, child
-from ._system import ActorSystem, Monitor, Policy, SystemConfig, TLSConfig, open_system, tls_config
-from ._transport import PeerInfo
+from ._system import ActorSystem, Monitor, open_system
 
 __all__ = [
     "Actor",

@@ -16,7 +16,7 @@ import msgspec
 REF_EXT_CODE = 1
 
 
-def make_encoder(ref_type: type) -> msgspec.msgpack.Encoder:
+def make_encoder(ref_type: type[Any]) -> msgspec.msgpack.Encoder:
     """An encoder that turns `ref_type` instances (ActorRef) into extension values."""
 
     def enc_hook(obj: Any) -> Any:

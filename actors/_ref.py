@@ -43,7 +43,8 @@ class ActorRef:
 
     async def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Fire and forget. Waits only when the connection's send queue is full."""
-        await self._system._tell(self, method, args, kwargs)
+        if not self._system._tell_nowait(self, method, args, kwargs):
+            await self._system._tell(self, method, args, kwargs)
 
     async def ask(self, method: str, *args: Any, timeout: float | None = DEFAULT_ASK_TIMEOUT,
                   **kwargs: Any) -> Any:

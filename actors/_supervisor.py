@@ -61,9 +61,9 @@ class Supervisor(Actor):
         problems = []
         if strategy not in STRATEGIES:
             problems.append(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-        if not isinstance(max_restarts, int) or isinstance(max_restarts, bool) or max_restarts < 0:
+        if not _whole_number(max_restarts):
             problems.append(f"max_restarts must be a whole number >= 0, not {max_restarts!r}")
-        if not isinstance(within, (int, float)) or within <= 0:
+        if not _positive_number(within):
             problems.append(f"within must be a positive number of seconds, not {within!r}")
         specs = list(children or [])
         names: set[str] = set()
@@ -71,7 +71,8 @@ class Supervisor(Actor):
             if not isinstance(spec, ChildSpec):
                 problems.append(f"children[{i}] must be made with actors.child(...)")
                 continue
-            if not (isinstance(spec.cls, type) and issubclass(spec.cls, Actor)):
+            cls: object = spec.cls  # checked at run time: callers are not always typed
+            if not (isinstance(cls, type) and issubclass(cls, Actor)):
                 problems.append(f"children[{i}]: {spec.cls!r} is not an Actor subclass")
             if spec.restart not in RESTART_TYPES:
                 problems.append(f"children[{i}]: restart must be one of "
@@ -112,7 +113,7 @@ class Supervisor(Actor):
     async def _start(self, entry: _Child) -> None:
         spec = entry.spec
         await self.spawn(spec.cls, *spec.args, name=entry.name, **spec.kwargs)
-        entry.cell = self._cell.system._registry[entry.name]
+        entry.cell = self._cell.system.cell(entry.name)
 
     async def _child_exited(self, cell: Cell, reason: str, detail: str) -> None:
         self._cell.children.pop(cell, None)
@@ -165,6 +166,16 @@ class Supervisor(Actor):
                     self._cell.children.pop(cell, None)
                     await cell.shutdown("shutdown")
             raise _Exit("error", str(e)) from None
+
+
+def _whole_number(value: object) -> bool:
+    """An int >= 0, and not a bool (the arguments come from callers that may not be
+    type-checked, such as a job file)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and value > 0
 
 
 class _GiveUp(Exception):

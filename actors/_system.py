@@ -1,8 +1,10 @@
-"""`ActorSystem`: one per process; the registry, spawn, lookup, monitors and the listener.
+"""`ActorSystem`: one per process; the registry, spawn, sending, lookup and monitors.
 
 The system owns a trio nursery. Top-level actors run in it; an actor's children run in the
 actor's own nursery, so closing the system stops everything it started, each level in
-reverse start order. Remote traffic goes through one `Connection` per peer system.
+reverse start order. Remote traffic goes through one `Connection` per peer system; the
+listener (`_listener`) accepts them, every request they carry passes the gate
+(`_admission`) and the configuration (`_config`) holds every limit.
 """
 
 from __future__ import annotations
@@ -10,137 +12,27 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from . import _wire as wire
 from ._actor import Actor, Cell, Down
+from ._admission import Admission
 from ._codec import make_encoder, make_ext_hook
-from ._errors import ActorNotFound, AskTimeout, Busy, ConnectionLost, Forbidden, UnknownHandler
+from ._config import SystemConfig, TLSConfig
+from ._errors import ActorNotFound, AskTimeout, ConnectionLost, UnknownHandler
+from ._listener import Listener
 from ._mailbox import STOP, Slot
+from ._peer import PeerInfo
 from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef, split_url
 from ._timer import Timer
-from ._transport import Connection, PeerInfo, RemoteReply
+from ._transport import Connection
 
 log = logging.getLogger("actors")
-
-
-@dataclass
-class TLSConfig:
-    """TLS for every connection of a system: both contexts, usually mutual (client certs).
-    `certfile` and `keyfile` name the files, for whoever serves other protocols with
-    the same identity."""
-
-    server_context: ssl.SSLContext
-    client_context: ssl.SSLContext
-    server_hostname: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-
-
-def tls_config(certfile: str, keyfile: str, cafile: str,
-               server_hostname: str | None = None) -> TLSConfig:
-    """Mutual TLS from one certificate/key pair and the CA that signed every peer's.
-
-    Both sides verify the other's certificate against `cafile`; host names are not
-    checked unless `server_hostname` is given: a peer's identity is the role and name in
-    its certificate (`PeerInfo.role`, `PeerInfo.name`), which the policy judges."""
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=cafile)
-    server.load_cert_chain(certfile, keyfile)
-    server.verify_mode = ssl.CERT_REQUIRED
-    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    client.load_cert_chain(certfile, keyfile)
-    if server_hostname is None:
-        client.check_hostname = False
-    return TLSConfig(server, client, server_hostname, certfile, keyfile)
-
-
-class Policy:
-    """Who may send what to whom: every request from the network is put to it, in one
-    place (`ActorSystem._admit`), before any actor sees it. Each method returns None to
-    allow, or the reason it refuses (the sender gets `Forbidden` naming it). Subclass it,
-    or pass a plain function `(peer, kind, target, method)` as `policy=`, which then
-    serves as `authorize`. A policy that raises refuses.
-    """
-
-    def authorize(self, peer: PeerInfo, kind: str, target: str, method: str) -> str | None:
-        """May `peer` send a `kind` ("tell", "ask", "stop", "kill", "lookup", "monitor")
-        to actor `target` here (`method`: the handler; "" for the other kinds)?"""
-        return None
-
-    def admit(self, peer: PeerInfo, target: str, method: str, args: list[Any],
-              kwargs: dict[str, Any]) -> str | None:
-        """After `authorize` allowed a tell or ask: may it carry these arguments? (What
-        only the identity can vouch for, e.g. a node reporting only for itself.)"""
-        return None
-
-    def connected(self, peer: PeerInfo, dialed: str | None) -> str | None:
-        """May this connection be used at all? Called once its handshake is done:
-        `dialed` is the system URL we dialled, None for a peer that connected to us."""
-        return None
-
-    def credential_for(self, role: str | None, name: str | None, dialed: str | None) -> bool:
-        """May this system's `credential` go to a peer whose certificate names `role`
-        and `name` (None without TLS)? Asked during the handshake, before it is sent."""
-        return True
-
-    def refused(self, peer: PeerInfo, kind: str, target: str, method: str,
-                args: list[Any], kwargs: dict[str, Any], reason: str) -> None:
-        """Told of every request `authorize` or `admit` refused (to log or audit it)."""
-
-
-class _FunctionPolicy(Policy):
-    def __init__(self, fn: Callable[[PeerInfo, str, str, str], str | None]) -> None:
-        self.authorize = fn  # type: ignore[method-assign]
-
-
-def as_policy(policy: Policy | Callable[[PeerInfo, str, str, str], str | None] | None
-              ) -> Policy | None:
-    """A `Policy` from a policy or a plain `authorize` function."""
-    if policy is None or isinstance(policy, Policy):
-        return policy
-    return _FunctionPolicy(policy)
-
-
-@dataclass
-class SystemConfig:
-    """Every limit of a system is finite, and each is one of these fields (documented in
-    the README's "Limits" table); `open_system(**options)` sets them."""
-
-    secret: bytes | None = None
-    tls: TLSConfig | None = None
-    max_frame: int = wire.DEFAULT_MAX_FRAME  # bytes in one frame, once authenticated
-    send_queue: int = 4096          # frames waiting per connection before senders wait
-    #: bytes queued towards one peer (replies included); a peer that lets more pile up
-    #: is disconnected; senders wait at half of it
-    max_queued_bytes: int = 16 * 1024 * 1024
-    heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 5.0  # a peer silent this long is declared lost
-    handshake_timeout: float = 5.0
-    connect_timeout: float = 5.0
-    frame_timeout: float = 20.0     # a frame begun must be complete within this
-    max_connections: int = 1024     # connections accepted at once, from anywhere
-    max_connections_per_host: int = 256  # ... and from one peer address
-    #: new connections accepted per second from one peer address (a burst of twice as
-    #: many first); beyond it they are closed at once, before any work is done for them
-    max_connection_rate: float = 200.0
-    #: bytes held in partial frames beyond 16 KiB each, summed over all connections
-    max_receive_buffer: int = 16 * 1024 * 1024
-    max_mailbox: int = 10_000       # a remote message to an actor with more queued is refused
-    max_monitors: int = 10_000      # monitors one peer may place
-    policy: Policy | None = None
-    #: a bearer credential (an ACL token) sent in this system's Hello to every peer
-    credential: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.policy = as_policy(self.policy)
 
 
 class Monitor:
@@ -191,10 +83,8 @@ class ActorSystem:
         self._timer = Timer()
         self._inline_runs = 0  # local asks run in the asking task (see `_ask`)
         self._rx_charged = 0  # bytes of partial frames over the free allowance, all peers
-        self._inbound: dict[str, int] = {}  # accepted connections per peer host
-        self._inbound_total = 0
-        self._buckets: dict[str, tuple[float, float]] = {}  # host -> (tokens, when)
-        self.refused_connections = 0
+        self._listener = Listener(self)
+        self._admission = Admission(self)
         self._warned: dict[str, tuple[float, int]] = {}
         self._encoder = make_encoder(ActorRef)
         self._ext_hook = make_ext_hook(self.ref)
@@ -247,6 +137,17 @@ class ActorSystem:
             raise ValueError(f"{url} is this system")
         return (await self._connection(system_url)).peer
 
+    @property
+    def refused_connections(self) -> int:
+        """Connections refused over a connection limit since the system started."""
+        return self._listener.refused
+
+    def cell(self, name: str) -> Cell | None:
+        """The runtime's record of the actor running here as `name` (its `Cell`: actor,
+        mailbox, children), or None: for the runtime's own parts, such as a supervisor
+        keeping track of its children, and for introspection."""
+        return self._registry.get(name)
+
     def registered(self) -> list[str]:
         """Names of the actors running here, in no particular order."""
         return list(self._registry)
@@ -277,13 +178,15 @@ class ActorSystem:
     # -- spawning -------------------------------------------------------------------------
     async def _spawn(self, cls: type[Actor], args: tuple[Any, ...], kwargs: dict[str, Any],
                      name: str | None, parent: Cell | None) -> ActorRef:
-        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+        given: object = cls  # checked at run time: callers are not always type-checked
+        if not (isinstance(given, type) and issubclass(given, Actor)):
             raise TypeError(f"spawn needs an Actor subclass, got {cls!r}")
         if self._closing:
             raise RuntimeError(f"actor system {self.name!r} is closing")
+        given_name: object = name
         if name is None:
             name = f"{cls.__name__.lower()}-{next(self._names)}"
-        elif not isinstance(name, str) or not name or name.startswith("$"):
+        elif not isinstance(given_name, str) or not name or name.startswith("$"):
             raise ValueError(f"invalid actor name {name!r}")
         if name in self._registry:
             raise ValueError(f"an actor named {name!r} already runs in system {self.name!r}")
@@ -308,18 +211,30 @@ class ActorSystem:
         self._top.pop(cell, None)
 
     # -- sending --------------------------------------------------------------------------
-    async def _tell(self, ref: ActorRef, method: str, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> None:
+    def _tell_nowait(self, ref: ActorRef, method: str, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> bool:
+        """A tell that needs no waiting: to a local actor, or queued on a live connection
+        with room in its send queue. False: `_tell` must do it (dial, or wait for room).
+        Called by `ActorRef.tell` before any coroutine is made: the common case costs
+        none."""
         if ref.system_url == self.url:
             cell = self._registry.get(ref.name)
             if cell is not None and method in cell.actor._handlers:
                 cell.mailbox.put((method, args, kwargs, None))
             else:
                 log.debug("tell %s to %s dropped: no such actor or handler", method, ref.name)
-            return
+            return True
         conn = self._conns.get(ref.system_url)
-        if conn is None or conn.closed:  # the common case skips a coroutine
-            conn = await self._connection(ref.system_url)
+        if conn is None or conn.closed:
+            return False
+        return conn.outbox.offer(conn.encode(wire.Tell(to=ref.name, m=method, a=args,  # type: ignore[arg-type]
+                                                       kw=kwargs)))
+
+    async def _tell(self, ref: ActorRef, method: str, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> None:
+        """A remote tell that `_tell_nowait` could not do: wait for a connection, or for
+        room in its send queue."""
+        conn = await self._connection(ref.system_url)
         await conn.send(wire.Tell(to=ref.name, m=method, a=args, kw=kwargs))  # type: ignore[arg-type]
 
     async def _ask(self, ref: ActorRef, method: str, args: tuple[Any, ...],
@@ -395,74 +310,7 @@ class ActorSystem:
         finally:
             conn.pending.pop(req, None)
 
-    # -- receiving from connections -------------------------------------------------------
-    def _admit(self, conn: Connection, kind: str, target: str, method: str,
-               args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
-               ) -> BaseException | None:
-        """The one gate every request from the network passes: the system's `policy`
-        (who may send what to whom, then, for messages, with which arguments), then, for
-        messages, that the method is a handler."""
-        policy = self.config.policy
-        if policy is not None:
-            try:
-                why = policy.authorize(conn.peer, kind, target, method)
-                if why is None and kind in ("tell", "ask"):
-                    why = policy.admit(conn.peer, target, method, args or [], kwargs or {})
-            except Exception as e:  # a broken policy refuses rather than allows
-                log.exception("policy raised on %s %s/%s", kind, target, method)
-                why = f"policy error: {e}"
-            if why is not None:
-                try:
-                    policy.refused(conn.peer, kind, target, method, args or [],
-                                   kwargs or {}, why)
-                except Exception:
-                    log.exception("policy.refused raised on %s %s/%s", kind, target, method)
-                what = f"{target[:100]}{'.' + method[:100] if method else ''}"
-                return Forbidden(f"forbidden: {kind} {what} by {conn.peer}: {why[:1000]}")
-        if kind in ("tell", "ask"):
-            cell = self._registry.get(target)
-            if cell is None:
-                return ActorNotFound(f"no actor {target!r} on {self.url}")
-            if method not in cell.actor._handlers:
-                return UnknownHandler(
-                    f"{type(cell.actor).__name__} has no handler {method[:100]!r}")
-            if len(cell.mailbox.queue) >= self.config.max_mailbox:
-                return Busy(f"actor {target!r} has {len(cell.mailbox.queue)} messages "
-                            f"queued (limit {self.config.max_mailbox}); try again later")
-        return None
-
-    def _admit_connection(self, conn: Connection) -> str | None:
-        """The policy's word on a connection whose handshake is done (None: use it)."""
-        policy = self.config.policy
-        if policy is None:
-            return None
-        try:
-            why = policy.connected(conn.peer, conn.dial_url)
-        except Exception as e:
-            log.exception("policy raised on the connection with %s", conn.peer)
-            why = f"policy error: {e}"
-        return None if why is None else f"forbidden: connection with {conn.peer}: {why}"
-
-    def _deliver_remote_tell(self, conn: Connection, msg: wire.Tell) -> None:
-        """Admitted by `_admit`, so the actor exists and has the handler. An idle actor
-        whose handler cannot suspend runs it here, in the reader (`Cell.run_inline`), when
-        the frame came alone: a burst is cheaper through the mailbox, which the actor's
-        task then drains in one wake-up."""
-        cell = self._registry[msg.to]
-        if conn.burst <= 1 and cell.idle_for(msg.m):
-            cell.run_inline(msg.m, msg.a, msg.kw, None)
-        else:
-            cell.mailbox.put((msg.m, msg.a, msg.kw, None))
-
-    def _deliver_remote_ask(self, conn: Connection, msg: wire.Ask) -> None:
-        """Admitted by `_admit`, so the actor exists and has the handler."""
-        cell = self._registry[msg.to]
-        reply = RemoteReply(conn, msg.id, cell.mailbox.queue)
-        if conn.burst <= 1 and cell.idle_for(msg.m):  # answered from the reader, no wake-up
-            cell.run_inline(msg.m, msg.a, msg.kw, reply)
-        else:
-            cell.mailbox.put((msg.m, msg.a, msg.kw, reply))
-
+    # -- receiving from connections (after `_admission.Admission`) -------------------------
     def _remote_stop(self, msg: wire.Stop, reply: Any) -> None:
         cell = self._registry.get(msg.to)
         if cell is None:
@@ -592,31 +440,6 @@ class ActorSystem:
         for key in [k for k, c in self._conns.items() if c is conn]:
             del self._conns[key]
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
-        try:
-            peer = stream.socket.getpeername()
-            host, label = str(peer[0]), f"{peer[0]}:{peer[1]}"
-        except OSError:
-            host = label = "?"
-        cfg = self.config
-        per_host = self._inbound.get(host, 0)
-        if (self._inbound_total >= cfg.max_connections
-                or per_host >= cfg.max_connections_per_host or not self._rate_ok(host)):
-            self._refuse_connection(label, per_host)
-            await trio.aclose_forcefully(stream)
-            return
-        self._inbound[host] = per_host + 1
-        self._inbound_total += 1
-        try:
-            await Connection(self, stream, label).run()
-        finally:
-            self._inbound_total -= 1
-            left = self._inbound[host] - 1
-            if left:
-                self._inbound[host] = left
-            else:
-                del self._inbound[host]
-
     def _warn_limited(self, kind: str, msg: str, *args: Any) -> None:
         """A warning about a peer, at most one per `kind` a second: hostile peers must not
         be able to fill the log. The next one says how many were held back."""
@@ -629,54 +452,6 @@ class ActorSystem:
         if held:
             msg += f" ({held} more like this not logged)"
         log.warning(msg, *args)
-
-    def _rate_ok(self, host: str) -> bool:
-        """A token bucket per peer host: `max_connection_rate` a second, bursts of twice
-        that. Buckets of hosts not seen for a while are dropped (bounded memory)."""
-        rate = self.config.max_connection_rate
-        now = trio.current_time()
-        tokens, last = self._buckets.get(host, (2 * rate, now))
-        tokens = min(2 * rate, tokens + (now - last) * rate)
-        if len(self._buckets) > 10_000:
-            self._buckets = {h: b for h, b in self._buckets.items() if now - b[1] < 10}
-        if tokens < 1:
-            self._buckets[host] = (tokens, now)
-            return False
-        self._buckets[host] = (tokens - 1, now)
-        return True
-
-    def _refuse_connection(self, label: str, per_host: int) -> None:
-        """Over a connection limit: close at once; log at most once a second."""
-        self.refused_connections += 1
-        cfg = self.config
-        self._warn_limited(
-            "connection", "refusing connection from %s: %d connections open (limit %d), %d "
-            "from that host (limit %d), at most %g new a second from one host; %d refused "
-            "so far", label, self._inbound_total, cfg.max_connections, per_host,
-            cfg.max_connections_per_host, cfg.max_connection_rate, self.refused_connections)
-
-    async def _listen(self, listen: str, advertise: str | None) -> None:
-        host, _, port_text = listen.rpartition(":")
-        host = host.strip("[]") or "127.0.0.1"
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ValueError(f"listen address must be HOST:PORT, got {listen!r}") from None
-        assert self._nursery is not None
-        try:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-        except OSError as e:
-            # name the address: "Address already in use" alone does not say which
-            raise OSError(e.errno, f"cannot listen on {listen}: "
-                                   f"{(e.strerror or str(e)).lower()}") from None
-        bound = listeners[0].socket.getsockname()
-        adv_host = advertise or host
-        if adv_host in ("0.0.0.0", "::"):
-            adv_host = "127.0.0.1"
-        if ":" in adv_host:
-            adv_host = f"[{adv_host}]"
-        self.url = f"tcp://{adv_host}:{bound[1]}"
-        await self._nursery.start(self._service, trio.serve_listeners, self._serve, listeners)
 
 
 @asynccontextmanager
@@ -708,7 +483,7 @@ async def open_system(name: str | None = None, listen: str | None = None, *,
         nursery.start_soon(system._service, system._timer.run)
         try:
             if listen:
-                await system._listen(listen, advertise)
+                await system._listener.listen(listen, advertise)
             yield system
         finally:
             with trio.CancelScope(shield=True):

@@ -46,7 +46,7 @@ class TLSPipe:
             out, self.pending = self.pending + out, b""
         return out
 
-    def decrypt(self, data: bytes) -> bytes:
+    def decrypt(self, data: bytes | bytearray) -> bytes:
         """The plaintext that `data` completes (b"" while a record is partial). Raises
         `ssl.SSLError`; a close_notify from the peer is `EOFError`."""
         incoming = self._in
@@ -108,3 +108,36 @@ async def handshake(stream: trio.abc.Stream, context: ssl.SSLContext, *, server_
             raise trio.BrokenResourceError("the peer closed the connection during the TLS "
                                            "handshake")
         incoming.write(data)
+
+
+#: OpenSSL's words -> what they mean for the operator reading a log line
+_TLS_REASONS = (
+    ("certificate has expired", "the peer's certificate has expired"),
+    ("certificate is not yet valid", "the peer's certificate is not valid yet"),
+    ("unable to get local issuer certificate",
+     "the peer's certificate is not signed by the CA trusted here"),
+    ("self-signed certificate in certificate chain",
+     "the peer's certificate is not signed by the CA trusted here"),
+    ("unsuitable certificate purpose",
+     "the peer's certificate may not be used this way (a client-only certificate?)"),
+    ("alert unknown ca", "the peer refused this side's certificate (not from its CA)"),
+    ("alert certificate expired", "the peer refused this side's certificate (expired)"),
+    ("alert certificate required", "the peer requires a certificate and got none"),
+    ("wrong version number", "the peer does not speak TLS (a plaintext client?)"),
+    ("http request", "the peer does not speak TLS (a plaintext client?)"),
+    ("unexpected_eof", "the peer hung up during the TLS handshake (it refused this side's "
+                       "certificate, or does not speak TLS)"),
+)
+
+
+def tls_reason(e: BaseException) -> str | None:
+    """A failed TLS handshake in one line that says what is wrong, or None."""
+    err = e if isinstance(e, ssl.SSLError) else e.__cause__
+    if not isinstance(err, ssl.SSLError):
+        return None
+    text = str(getattr(err, "verify_message", "") or "") + " " + str(err)
+    low = text.lower()
+    for needle, meaning in _TLS_REASONS:
+        if needle in low:
+            return f"TLS: {meaning}"
+    return f"TLS: {getattr(err, 'reason', None) or err}"

@@ -29,7 +29,16 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ._errors import AuthenticationFailed, ProtocolError
+from ._errors import (
+    ActorNotFound,
+    AuthenticationFailed,
+    BadArguments,
+    Busy,
+    Forbidden,
+    ProtocolError,
+    RemoteError,
+    UnknownHandler,
+)
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
@@ -40,8 +49,13 @@ HEADER_SIZE = _HEADER.size
 _AUTH_LABEL = b"actors-auth-v1\x00"
 
 
-class _Msg(msgspec.Struct, tag_field="k", omit_defaults=True):
-    """Base of every frame body: a msgpack map whose `k` is the kind."""
+class _Msg(msgspec.Struct, tag_field="k", omit_defaults=True, gc=False):
+    """Base of every frame body: a msgpack map whose `k` is the kind.
+
+    `gc=False`: the garbage collector does not track messages (one object fewer to
+    track per tell: 7% fewer instructions on the sending side). They cannot be part of a
+    reference cycle: a message is made by the runtime, from the sender's values or the
+    decoder's fresh ones, and nothing it holds refers back to it."""
 
 
 _Name = Annotated[str, msgspec.Meta(max_length=256)]
@@ -156,6 +170,10 @@ def encode_frame(body: bytes) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
+#: `encode_frame`'s header alone, for the transport's per-message path (one call less)
+pack_header = _HEADER.pack
+
+
 class FrameReader:
     """Streaming splitter of length-prefixed frames.
 
@@ -170,28 +188,48 @@ class FrameReader:
         self._buf = bytearray()
         self.max_frame = max_frame
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Every complete frame, in order; the rest stays buffered."""
+    def feed(self, data: bytes | bytearray) -> list[memoryview]:
+        """Every complete frame, in order, as views of the received bytes; the rest stays
+        buffered.
+
+        The views are not copied (one copy per frame was a tenth of the receive cost of a
+        small tell); they live as long as whoever decodes them keeps them, which the
+        transport does not. A partial frame is copied into the buffer, and the buffer is
+        only turned back into bytes once it holds a complete frame, so a large frame
+        arriving in many reads is copied a bounded number of times, not once per read."""
         buf = self._buf
-        buf += data
-        out: list[bytes] = []
-        pos = 0
-        end = len(buf)
-        unpack = _HEADER.unpack_from
-        while end - pos >= HEADER_SIZE:
-            (size,) = unpack(buf, pos)
+        if buf:
+            buf += data
+            if len(buf) < HEADER_SIZE:
+                return []
+            (size,) = _HEADER.unpack_from(buf, 0)
             if size > self.max_frame:
                 raise ProtocolError(f"frame of {size} bytes exceeds the limit of {self.max_frame}")
-            if end - pos - HEADER_SIZE < size:
-                break
+            if len(buf) - HEADER_SIZE < size:
+                return []
+            data = bytes(buf)
+            buf.clear()
+        view = memoryview(data)
+        out: list[memoryview] = []
+        pos = 0
+        end = len(data)
+        unpack = _HEADER.unpack_from
+        max_frame = self.max_frame
+        while end - pos >= HEADER_SIZE:
+            (size,) = unpack(data, pos)
+            if size > max_frame:
+                buf += view[pos:]  # what is left stays as it came, as before
+                raise ProtocolError(f"frame of {size} bytes exceeds the limit of {max_frame}")
             start = pos + HEADER_SIZE
-            out.append(bytes(buf[start:start + size]))
+            if end - start < size:
+                break
             pos = start + size
-        if pos:
-            del buf[:pos]
+            out.append(view[start:pos])
+        if pos < end:
+            buf += view[pos:]
         return out
 
-    def next_frame(self, data: bytes = b"") -> bytes | None:
+    def next_frame(self, data: bytes | bytearray = b"") -> bytes | None:
         """At most one complete frame (the handshake takes them one at a time, because the
         size limit changes once it is done); None until one is complete."""
         buf = self._buf
@@ -225,9 +263,9 @@ class MessageDecoder:
                  kinds: Any = Message) -> None:
         self._decoder = msgspec.msgpack.Decoder(kinds, ext_hook=ext_hook)
 
-    def decode(self, body: bytes) -> Message:
+    def decode(self, body: bytes | memoryview) -> Message:
         try:
-            return self._decoder.decode(body)  # type: ignore[no-any-return]
+            return self._decoder.decode(body)
         except msgspec.ValidationError as e:
             raise ProtocolError(f"invalid message: {_clip(e)}") from None
         except msgspec.DecodeError as e:
@@ -238,6 +276,25 @@ class MessageDecoder:
             raise ProtocolError("undecodable frame: too large to hold in memory") from None
         except Exception as e:  # ext hooks, and whatever a decoder may raise: never crash
             raise ProtocolError(f"undecodable frame: {type(e).__name__}: {_clip(e)}") from None
+
+
+    def decode_many(self, bodies: list[memoryview]) -> tuple[list[Message], ProtocolError | None]:
+        """Every body decoded, in order, up to the first that does not decode; with the
+        `ProtocolError` that one raised (None if all did). One Python call for a whole
+        burst: what the connection dispatches before it closes is exactly what came
+        before the bad frame, as with one `decode` per frame."""
+        decode = self._decoder.decode
+        try:
+            return [decode(body) for body in bodies], None
+        except Exception:
+            pass
+        out: list[Message] = []
+        for body in bodies:
+            try:
+                out.append(self.decode(body))
+            except ProtocolError as e:
+                return out, e
+        return out, None  # pragma: no cover - the fast path raised, so one body fails
 
 
 def handshake_decoder() -> MessageDecoder:
@@ -313,3 +370,36 @@ class Handshake:
                 f"peer {self.peer.sys!r} failed authentication (wrong secret)")
         self.done = True
         return []
+
+
+def error_reply(req_id: int, error: BaseException) -> Reply:
+    """The Reply that carries `error` to the asker (`reply_error` rebuilds it there)."""
+    if isinstance(error, UnknownHandler):
+        return Reply(id=req_id, e=E_UNKNOWN_HANDLER, msg=error.message)
+    if isinstance(error, BadArguments):
+        return Reply(id=req_id, e=E_BAD_ARGS, msg=error.message)
+    if isinstance(error, Forbidden):
+        return Reply(id=req_id, e=E_FORBIDDEN, msg=error.message)
+    if isinstance(error, Busy):
+        return Reply(id=req_id, e=E_BUSY, msg=error.message)
+    if isinstance(error, RemoteError):
+        return Reply(id=req_id, e=E_REMOTE, t=error.type_name, msg=error.message,
+                          tb=error.traceback)
+    if isinstance(error, ActorNotFound):
+        return Reply(id=req_id, e=E_NOT_FOUND, msg=str(error))
+    return Reply(id=req_id, e=E_REMOTE, t=type(error).__name__, msg=str(error))
+
+
+def reply_error(msg: Reply) -> BaseException:
+    """The exception an error Reply stands for, raised in the asker."""
+    if msg.e == E_NOT_FOUND:
+        return ActorNotFound(msg.msg)
+    if msg.e == E_UNKNOWN_HANDLER:
+        return UnknownHandler(msg.msg)
+    if msg.e == E_BAD_ARGS:
+        return BadArguments(msg.msg)
+    if msg.e == E_FORBIDDEN:
+        return Forbidden(msg.msg)
+    if msg.e == E_BUSY:
+        return Busy(msg.msg)
+    return RemoteError(msg.t or "Exception", msg.msg, msg.tb)

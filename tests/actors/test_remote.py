@@ -381,3 +381,28 @@ def _mutate(base: bytes, flips: list[tuple[int, int]]) -> bytearray:
     for pos, val in flips:
         data[pos % len(data)] = val
     return data
+
+
+async def test_nonblocking_writer_on_a_real_trio_socket() -> None:
+    """What the transport's direct write (asks and replies, `_write_now`) relies on from
+    trio: a SocketStream whose socket is non-blocking and has a working `fileno()` that
+    turns -1 once closed. If a trio release changes any of it, this fails."""
+    from actors._transport import nonblocking_writer
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    server = await listeners[0].accept()
+    write = nonblocking_writer(client)
+    assert write is not None
+    assert write(b"hello") == 5
+    assert await server.receive_some(5) == b"hello"
+    with pytest.raises(BlockingIOError):  # the peer never reads: the kernel stops taking
+        for _ in range(100_000):  # bounded: loopback buffers hold a few MB
+            write(b"x" * 65536)
+    await client.aclose()
+    with pytest.raises(OSError):  # closed: never a descriptor reused since
+        write(b"late")
+    assert nonblocking_writer(trio.testing.memory_stream_pair()[0]) is None
+    await server.aclose()
+    await listeners[0].aclose()

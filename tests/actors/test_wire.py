@@ -31,6 +31,28 @@ def test_frames_split_across_arbitrary_chunks() -> None:
     assert reader.buffered == 0
 
 
+def test_a_large_frame_in_many_reads_is_held_once_then_handed_over_whole() -> None:
+    body = ENC.encode(wire.Tell(to="a", m="x", a=["y" * 100_000]))
+    data = wire.encode_frame(body) + frame(wire.Ping())
+    reader = wire.FrameReader()
+    head = data[:len(body)]  # all but the end: nothing is complete yet
+    for i in range(0, len(head), 4096):
+        assert reader.feed(head[i:i + 4096]) == []
+    out = reader.feed(data[len(head):])
+    assert [bytes(b) for b in out] == [body, ENC.encode(wire.Ping())]
+    assert reader.buffered == 0
+
+
+def test_decode_many_keeps_what_came_before_a_bad_frame() -> None:
+    bodies = [memoryview(ENC.encode(m)) for m in (wire.Ping(), wire.Tell(to="a", m="x"))]
+    bad = memoryview(b"\xc1")  # never valid msgpack
+    dec = wire.MessageDecoder()
+    assert dec.decode_many(bodies) == ([wire.Ping(), wire.Tell(to="a", m="x")], None)
+    messages, error = dec.decode_many([*bodies, bad, bodies[0]])
+    assert messages == [wire.Ping(), wire.Tell(to="a", m="x")]
+    assert isinstance(error, ProtocolError) and "undecodable" in str(error)
+
+
 def test_oversized_frame_refused_from_its_header_alone() -> None:
     reader = wire.FrameReader(max_frame=1024)
     with pytest.raises(ProtocolError, match="exceeds the limit of 1024"):
