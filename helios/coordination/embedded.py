@@ -24,7 +24,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +257,7 @@ class EmbeddedStore(Store):
     def state(self) -> ConnectionState:
         return self._states.state
 
-    def connection_events(self) -> AsyncIterator[ConnectionState]:
+    def connection_events(self) -> AsyncGenerator[ConnectionState, None]:
         return self._states.subscribe()
 
     @property

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import trio
@@ -231,7 +231,7 @@ class ZooKeeperStore(Store):
     def state(self) -> ConnectionState:
         return self._states.state
 
-    def connection_events(self) -> AsyncIterator[ConnectionState]:
+    def connection_events(self) -> AsyncGenerator[ConnectionState, None]:
         return self._states.subscribe()
 
     @property
@@ -269,6 +269,8 @@ class ZooKeeperStore(Store):
             except trio.RunFinishedError:
                 pass
 
+        # a mark `_InlineWakeResult` reads on its callbacks (a function attribute mypy
+        # cannot know of)
         wake.inline = True  # type: ignore[attr-defined]
         try:
             result = start()
