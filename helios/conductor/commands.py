@@ -165,7 +165,7 @@ class Commands:
 
     async def job_rm(self, name: str) -> dict[str, Any]:
         """Delete a job. Removing a cron or parameterized job cascades: its runs stop
-        now and are collected once finished (`_collect`), its `/cron/<job>` goes."""
+        now and are collected once finished (`Collector.collect`), its `/cron/<job>` goes."""
         T = await self.c.leading()
         L = T.lead
         async with L.lock:
@@ -273,7 +273,7 @@ class Commands:
                 if found[d] is None or d in doomed:
                     L.writer.persisted.dirs.discard(d)
                 else:
-                    L.writer.persisted.dirs.add(d)  # deleted once emptied (_collect)
+                    L.writer.persisted.dirs.add(d)  # deleted once emptied (Collector)
             log.info("node %s removed%s: %d task(s) to place elsewhere, %d finished kept",
                      name, " (forced while up)" if up else "", len(on_it) - len(keep),
                      len(keep))
