@@ -30,7 +30,8 @@ from typing import Any
 
 import trio
 
-from helios.coordination import codec, paths
+import helios.coordination.codec as codec
+import helios.coordination.paths as paths
 from helios.coordination.errors import (
     CoordinationError,
     CorruptValue,

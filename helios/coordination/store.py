@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from helios.coordination import paths
+import helios.coordination.paths as paths
 from helios.coordination.errors import CorruptValue, Unavailable
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,8 @@ from kazoo.exceptions import (
 from kazoo.handlers.threading import AsyncResult, SequentialThreadingHandler
 from kazoo.protocol.states import ZnodeStat
 
-from helios.coordination import codec, paths
+import helios.coordination.codec as codec
+import helios.coordination.paths as paths
 from helios.coordination.acl import Credential, acl_for
 from helios.coordination.errors import (
     CoordinationError,
