@@ -135,7 +135,7 @@ async def test_json_file_logs_are_capped_by_default(docker_test_image: str,
             task=name + "-own", labels=docker_labels,
             log=LogDriver("json-file", {"max-size": "1m"})))
         try:
-            configs = [json.loads(docker_cli("inspect", "-f", "{{json .HostConfig.LogDriver}}",
+            configs = [json.loads(docker_cli("inspect", "-f", "{{json .HostConfig.LogConfig}}",
                                              c).stdout) for c in (default, own)]
         finally:
             for c in (default, own):
