@@ -8,10 +8,11 @@ tickTime 200 ms, forceSync=no) and stops it by PID at the end.
 
 - baseline: a trio loop that sleeps until each tick of a seconds-resolution schedule
   (`* * * * * *`) and notes how late it woke: the floor of any timer-driven firing;
-- claim path: `CronRunner.serve` of a leader (a real `Term`), with N cron jobs on the same
-  schedule: wake at `next_wakeup`, decide, claim each tick in its fenced transaction
-  (CAS of /cron/<job> + create of the run's JobRecord). The delay is measured when
-  `serve` reports the outcomes, i.e. after the last job's transaction committed.
+- claim path: a `CronRunner` of a leader (a real `Term`), driven as the conductor's
+  reconcile loop drives it (`ReconcileLoop`: sleep until `next_wakeup`, at least 20 ms,
+  then `run_due`), with N cron jobs on the same schedule: decide, claim each tick in its
+  fenced transaction (CAS of /cron/<job> + create of the run's JobRecord). The delay is
+  measured when `run_due` returns, i.e. after the last job's transaction committed.
 
 Target (issue 6): p99 under 1 s.
 """
@@ -78,7 +79,13 @@ async def claim_path(hosts: str, root: str, ticks: int, jobs: int) -> list[float
                     if fired != jobs:
                         print(f"  warning: {fired} of {jobs} fired at one pass")
 
-                await runner.serve(lambda: recs, report=report)
+                while True:  # the timing of ReconcileLoop._next_timeout
+                    now = time.time()
+                    wake = runner.next_wakeup(recs, now)
+                    await trio.sleep(2.0 if wake is None else max(wake - now + 0.005, 0.02))
+                    outcomes = await runner.run_due(recs)
+                    if outcomes:
+                        report(outcomes)
     return delays[:ticks]
 
 

@@ -105,21 +105,18 @@ class Commands:
     async def job_scale(self, name: str, count: Any) -> dict[str, Any]:
         """`helios job scale`: the current spec with another `count`, as a new version
         (applied in place: scaling replaces no running task)."""
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         rec = _job(L, name)
         return await self._submit(JobSpec.from_dict(rec.spec.to_dict() | {"count": count}))
 
     async def job_versions(self, name: str) -> list[dict[str, Any]]:
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         return views.job_versions(_job(L, name))
 
     async def job_revert(self, name: str, version: Any) -> dict[str, Any]:
         """`helios job revert`: submit a kept version's spec again, as a new version
         rolled out like any update (as `nomad job revert`)."""
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         rec = _job(L, name)
         spec = views.kept_spec(rec, version)
         if spec is None:
@@ -130,8 +127,7 @@ class Commands:
         return await self._submit(JobSpec.from_dict(spec))
 
     async def job_inspect(self, name: str) -> dict[str, Any]:
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         return views.job_inspect(_job(L, name))
 
     async def job_plan(self, spec: Any) -> dict[str, Any]:
@@ -140,9 +136,8 @@ class Commands:
         if not isinstance(spec, dict):
             raise ValueError("job_plan needs the job file as a mapping")
         job = JobSpec.from_dict(spec)
-        T = await self.c.leading()
+        L = (await self.c.leading()).lead
         job = await self.c.secrets.stamp(self.store, job)
-        L = T.lead
         async with L.lock:
             rec, new, now = self._candidate(L, job)
             if new is None:
@@ -167,7 +162,7 @@ class Commands:
 
     async def job_rm(self, name: str) -> dict[str, Any]:
         """Delete a job. Removing a cron or parameterized job cascades: its runs stop
-        now and are collected once finished (`_collect`), its `/cron/<job>` goes."""
+        now and are collected once finished (`Collector.collect`), its `/cron/<job>` goes."""
         T = await self.c.leading()
         L = T.lead
         async with L.lock:
@@ -202,19 +197,16 @@ class Commands:
         return out
 
     async def job_status(self, name: str) -> dict[str, Any]:
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         return views.job_status(L.state, _job(L, name), L.pending, L.steps,
                                 now=self.clock())
 
     async def job_ls(self) -> list[dict[str, Any]]:
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         return views.job_ls(L.state, self.clock())
 
     async def nodes(self) -> list[dict[str, Any]]:
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         return views.nodes(L.state)
 
     async def node_rm(self, name: str, force: bool = False) -> dict[str, Any]:
@@ -275,7 +267,7 @@ class Commands:
                 if found[d] is None or d in doomed:
                     L.writer.persisted.dirs.discard(d)
                 else:
-                    L.writer.persisted.dirs.add(d)  # deleted once emptied (_collect)
+                    L.writer.persisted.dirs.add(d)  # deleted once emptied (Collector)
             log.info("node %s removed%s: %d task(s) to place elsewhere, %d finished kept",
                      name, " (forced while up)" if up else "", len(on_it) - len(keep),
                      len(keep))
@@ -328,8 +320,7 @@ class Commands:
 
     async def node_drain_status(self, name: str) -> dict[str, Any]:
         """Where a node's drain is, and what it still waits for."""
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         if name not in L.state.nodes and name not in L.state.drains:
             raise NodeNotFound(f"no node named {name!r}")
         return drain_report(L.state, name, self.clock(), L.pending, L.steps)
@@ -347,13 +338,11 @@ class Commands:
         return names if names or await self.store.exists(path) else None
 
     async def endpoints(self, name: str) -> list[dict[str, Any]]:
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         return views.endpoints(L.state, _job(L, name))
 
     async def job_history(self, name: str) -> list[dict[str, Any]]:
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         events = await read_history(self.store, name)
         if not events and name not in L.state.jobs:
             raise JobNotFound(f"no job named {name!r}")
@@ -440,8 +429,7 @@ class Commands:
     async def _acl(self, op: str, *args: Any) -> Any:
         """A token operation, written by the leader in its term (fenced by its epoch).
         Who may ask is the authorization table's business, never this method's."""
-        T = await self.c.leading()
-        L = T.lead
+        L = (await self.c.leading()).lead
         async with L.lock:
             admin = TokenAdmin(self.store, L.term.transaction)
             try:

@@ -85,6 +85,22 @@ async def _gather(calls: list[Callable[[], Awaitable[T]]]) -> list[T]:
     return results
 
 
+def _parsed(values: dict[str, Any], parse: Callable[[Any], T], what: str,
+            problems: list[str]) -> list[T]:
+    """The values that parse; each one that does not is logged and named in `problems`
+    (junk in the store is skipped, never fatal)."""
+    out: list[T] = []
+    for path, value in values.items():
+        if value is None:
+            continue
+        try:
+            out.append(parse(value))
+        except Exception as e:
+            log.warning("skipping %s %s: %s", what, path, e)
+            problems.append(f"{path}: {e}")
+    return out
+
+
 async def _read(store: Store, path: str, problems: list[str]) -> Any:
     try:
         entry = await store.get(path)
@@ -146,26 +162,10 @@ async def load_snapshot(store: Store, now: float | None = None) -> Snapshot:
             problems.append(f"node {name}: {e}")
 
     assigns, adirs = await _read_tree(store, paths.ASSIGNMENTS, problems)
-    for path, value in assigns.items():
-        if value is None:
-            continue
-        try:
-            a = Assignment.from_dict(value)
-        except Exception as e:
-            log.warning("skipping assignment %s: %s", path, e)
-            problems.append(f"{path}: {e}")
-            continue
+    for a in _parsed(assigns, Assignment.from_dict, "assignment", problems):
         state.assignments[a.id] = a
     stats, sdirs = await _read_tree(store, paths.STATUS, problems)
-    for path, value in stats.items():
-        if value is None:
-            continue
-        try:
-            st = TaskStatus.from_dict(value)
-        except Exception as e:
-            log.warning("skipping status %s: %s", path, e)
-            problems.append(f"{path}: {e}")
-            continue
+    for st in _parsed(stats, TaskStatus.from_dict, "status", problems):
         prev = state.statuses.get(st.id)
         if prev is None or st.updated >= prev.updated:
             state.statuses[st.id] = st

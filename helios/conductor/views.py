@@ -64,9 +64,9 @@ def _task_row(a: Assignment | None, st: TaskStatus | None) -> dict[str, Any]:
         state = "pending"  # assigned, not reported yet
     ports: dict[str, int] = dict(st.ports) if st is not None and st.ports else \
         dict(a.ports) if a is not None else {}
-    return {"id": a.id if a is not None else st.id,  # type: ignore[union-attr]
-            "node": a.node if a is not None else st.node,  # type: ignore[union-attr]
-            "state": state,
+    known = a if a is not None else st
+    assert known is not None, "a task row has an assignment, a report or both"
+    return {"id": known.id, "node": known.node, "state": state,
             # a lost task's last report may say healthy; its node is gone, so it is not
             "healthy": (False if state == "lost" and st is not None and st.healthy
                         is not None else st.healthy if st is not None else None),
@@ -85,10 +85,17 @@ def _job_tasks(state: ClusterState, job: str) -> list[tuple[Assignment | None,
     for st in state.statuses.values():
         if st.job == job and (st.id, st.node) not in owned:
             out.append((None, st))  # an orphan copy being stopped, or a lost task
-    out.sort(key=lambda t: ((t[0].index if t[0] else 1 << 30),
-                            (t[0].created if t[0] else 0.0),
-                            t[0].id if t[0] else t[1].id))  # type: ignore[union-attr]
+    out.sort(key=_row_order)
     return out
+
+
+def _row_order(row: tuple[Assignment | None, TaskStatus | None]) -> tuple[int, float, str]:
+    """Assigned tasks by slot and age, then the unassigned ones by id."""
+    a, st = row
+    if a is not None:
+        return a.index, a.created, a.id
+    assert st is not None
+    return 1 << 30, 0.0, st.id
 
 
 def job_status(state: ClusterState, record: JobRecord,

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from helios.coordination import paths
+import helios.coordination.paths as paths
 from helios.coordination.errors import (
     CoordinationError,
     StaleEpoch,

@@ -24,13 +24,14 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from helios.coordination import codec, paths
+import helios.coordination.codec as codec
+import helios.coordination.paths as paths
 from helios.coordination.errors import (
     CoordinationError,
     CorruptValue,
@@ -257,7 +258,7 @@ class EmbeddedStore(Store):
     def state(self) -> ConnectionState:
         return self._states.state
 
-    def connection_events(self) -> AsyncIterator[ConnectionState]:
+    def connection_events(self) -> AsyncGenerator[ConnectionState, None]:
         return self._states.subscribe()
 
     @property

@@ -15,7 +15,7 @@ import uuid
 
 import trio
 
-from helios.coordination import paths
+import helios.coordination.paths as paths
 from helios.coordination.errors import (
     ClusterIdMismatch,
     CorruptValue,

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from helios.coordination import paths
+import helios.coordination.paths as paths
 from helios.coordination.errors import CoordinationError, CorruptValue, NodeExists, Unavailable
 from helios.coordination.store import Store, wait_connected
 

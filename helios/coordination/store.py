@@ -23,13 +23,13 @@ import enum
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from helios.coordination import paths
+import helios.coordination.paths as paths
 from helios.coordination.errors import CorruptValue, Unavailable
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class Store(ABC):
         """The current connection state."""
 
     @abstractmethod
-    def connection_events(self) -> AsyncIterator[ConnectionState]:
+    def connection_events(self) -> AsyncGenerator[ConnectionState, None]:
         """Yield the current state, then every change (CONNECTED, SUSPENDED, LOST,
         CONNECTED again after a new session, CLOSED last)."""
 
@@ -351,7 +351,7 @@ class StateBroadcast:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.discard(send)
 
-    async def subscribe(self) -> AsyncIterator[ConnectionState]:
+    async def subscribe(self) -> AsyncGenerator[ConnectionState, None]:
         send, recv = trio.open_memory_channel[ConnectionState](256)
         self._subscribers.add(send)
         try:
@@ -377,7 +377,7 @@ async def wait_connected(store: Store) -> None:
             if state == ConnectionState.CONNECTED:
                 return
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
     store._check_open()
     from helios.coordination.errors import StoreClosed
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import trio
@@ -41,7 +41,8 @@ from kazoo.exceptions import (
 from kazoo.handlers.threading import AsyncResult, SequentialThreadingHandler
 from kazoo.protocol.states import ZnodeStat
 
-from helios.coordination import codec, paths
+import helios.coordination.codec as codec
+import helios.coordination.paths as paths
 from helios.coordination.acl import Credential, acl_for
 from helios.coordination.errors import (
     CoordinationError,
@@ -231,7 +232,7 @@ class ZooKeeperStore(Store):
     def state(self) -> ConnectionState:
         return self._states.state
 
-    def connection_events(self) -> AsyncIterator[ConnectionState]:
+    def connection_events(self) -> AsyncGenerator[ConnectionState, None]:
         return self._states.subscribe()
 
     @property
@@ -269,6 +270,8 @@ class ZooKeeperStore(Store):
             except trio.RunFinishedError:
                 pass
 
+        # a mark `_InlineWakeResult` reads on its callbacks (a function attribute mypy
+        # cannot know of)
         wake.inline = True  # type: ignore[attr-defined]
         try:
             result = start()

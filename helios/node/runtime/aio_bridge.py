@@ -163,11 +163,12 @@ class AsyncioBridge:
 
         it = await self.run(build)
 
-        async def step() -> tuple[bool, T | None]:
+        async def step() -> list[T]:
+            """The next item, or nothing at the end."""
             try:
-                return True, await it.__anext__()
+                return [await it.__anext__()]
             except StopAsyncIteration:
-                return False, None
+                return []
 
         async def close() -> None:
             aclose = getattr(it, "aclose", None)
@@ -176,10 +177,10 @@ class AsyncioBridge:
 
         try:
             while True:
-                more, item = await self.run(step)
-                if not more:
+                items = await self.run(step)
+                if not items:
                     return
-                yield item  # type: ignore[misc]
+                yield items[0]
         finally:
             with (trio.CancelScope(shield=True), trio.move_on_after(CANCEL_GRACE),
                   contextlib.suppress(BridgeClosed)):
