@@ -19,6 +19,7 @@ from helios import protocol
 from helios.conductor.conductor import Conductor
 from helios.conductor.front import conductor_tree
 from helios.conductor.gc import GCPolicy
+from helios.config import split_zk
 from helios.coordination import open_store, open_zookeeper
 from helios.coordination.acl import load_credential
 from helios.coordination.reach import open_when_reachable, zk_hosts
@@ -43,9 +44,9 @@ async def _open(url: str, session_timeout: float, name: str) -> Store:
                          "needs `conductor:<cluster secret>`")
     if not url.startswith("zk://"):
         return await open_store(url, session_timeout=session_timeout, credential=credential)
-    hosts, _, root = url[len("zk://"):].partition("/")
+    hosts, root = split_zk(url)
     return await open_when_reachable(
-        lambda timeout: open_zookeeper(hosts, "/" + (root or "helios"),
+        lambda timeout: open_zookeeper(hosts, root,
                                        session_timeout=session_timeout,
                                        connect_timeout=timeout, credential=credential),
         zk_hosts(url), f"conductor {name}")

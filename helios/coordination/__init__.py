@@ -5,6 +5,7 @@ One `Store` interface, two backends: `ZooKeeperStore` (a cluster) and `EmbeddedS
 `acl`; path builders in `paths`. See each module's docstring.
 """
 
+from helios.config import split_zk
 from helios.coordination import paths
 from helios.coordination.acl import Credential, load_credential
 from helios.coordination.election import Term, fenced_transaction, lead, leadership
@@ -44,9 +45,8 @@ async def open_store(url: str, *, session_timeout: float = 10.0,
     """Open a store from a URL: `zk://h1:2181,h2:2181/helios` or `sqlite:///path/file.db`
     (root `/helios`, or `sqlite:///path/file.db#/root`)."""
     if url.startswith("zk://"):
-        rest = url[len("zk://"):]
-        hosts, _, root = rest.partition("/")
-        return await open_zookeeper(hosts, "/" + (root or "helios"),
+        hosts, root = split_zk(url)
+        return await open_zookeeper(hosts, root,
                                     session_timeout=session_timeout, credential=credential)
     if url.startswith("sqlite://"):
         file, _, root = url[len("sqlite://"):].partition("#")

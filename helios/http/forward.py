@@ -20,7 +20,7 @@ LEADER_WAIT = 10.0
 #: conductor error type -> HTTP status (anything else refused by the conductor: 400)
 STATUS = {"JobNotFound": 404, "TaskNotFound": 404, "NodeNotFound": 404, "NodeUp": 409,
           "SpecError": 422, "DispatchError": 422, "PayloadTooLarge": 413,
-          "NodeUnreachable": 502, "NotImplementedYet": 501, "ValueError": 400}
+          "NodeUnreachable": 502, "ValueError": 400}
 
 
 def _one_line(text: str) -> str:

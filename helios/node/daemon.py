@@ -242,24 +242,4 @@ async def _stop_actors(core: NodeCore) -> None:
             await ref.kill()
 
 
-def parse_labels(items: list[str] | None) -> dict[str, str]:
-    """`["zone=a", "disk=ssd"]` -> {"zone": "a", "disk": "ssd"} (for the command line)."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"label {item!r} must be key=value")
-        out[key] = value
-    return out
-
-
-def store_url_for(zk: str, root: str = "/helios") -> str:
-    """`--zk h1:2181,h2:2181[/root]` -> the store URL `open_store` takes."""
-    if zk.startswith(("zk://", "sqlite://")):
-        return zk
-    hosts, sep, rest = zk.partition("/")
-    return f"zk://{hosts}/{rest if sep else root.lstrip('/')}"
-
-
-__all__ = ["detect_cpus", "detect_memory", "open_runtime", "parse_labels", "run_node",
-           "store_url_for"]
+__all__ = ["detect_cpus", "detect_memory", "open_runtime", "run_node"]

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import trio
 
-from helios.node.daemon import run_node, store_url_for
+from helios.config import parse_labels, zk_store_url
+from helios.node.daemon import run_node
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
-    labels = dict(item.split("=", 1) for item in args.label if "=" in item)
+    try:
+        labels = parse_labels(args.label)
+    except ValueError as e:
+        p.error(str(e))
     try:
         trio.run(_until_signalled, lambda: run_fleet(
-            store_url=store_url_for(args.zk), count=args.count, prefix=args.prefix,
+            store_url=zk_store_url(args.zk), count=args.count, prefix=args.prefix,
             first=args.first, state_dir=args.state_dir, cpus=args.cpus, memory=args.memory,
             labels=labels, session_timeout=args.session_timeout,
             start_rate=args.start_rate))

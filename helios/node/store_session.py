@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from helios import protocol
+from helios.config import split_zk
 from helios.coordination import (
     ConnectionState,
     CoordinationError,
@@ -58,9 +59,9 @@ async def connect_store(url: str, session_timeout: float, credential: Any = None
     connect runs in a thread that cancellation cannot interrupt, so a short one keeps a
     daemon stopped while ZooKeeper is down from hanging on exit."""
     if url.startswith("zk://"):
-        hosts, _, root = url[len("zk://"):].partition("/")
+        hosts, root = split_zk(url)
         return await open_zookeeper(
-            hosts, "/" + (root or "helios"), session_timeout=session_timeout,
+            hosts, root, session_timeout=session_timeout,
             connect_timeout=connect_timeout or max(1.0, min(5.0, session_timeout)),
             credential=credential)
     return await open_store(url, session_timeout=session_timeout, credential=credential)

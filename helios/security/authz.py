@@ -189,7 +189,7 @@ def decide(subject: Subject, kind: str, target: str, method: str) -> str | None:
 class NodeRestriction:
     """What a node's certificate vouches for: it reports only as itself. (That each
     report is about a task assigned to it is the conductor's check, which knows the
-    assignments: `Conductor._merge_reports` drops the others.)"""
+    assignments: `NodeSync.merge_reports` drops the others.)"""
 
     @staticmethod
     def check(subject: Subject, target: str, method: str, args: list[Any],
