@@ -6,6 +6,7 @@ credential can neither rewrite `/jobs` nor bump `/conductors/epoch`. Without cre
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,29 +40,40 @@ def _walk(client: KazooClient, path: str) -> list[str]:
     return out
 
 
+def _start_cluster(procs: list[Proc], zk: str, tmp_path: Path, defended: bool,
+                   nodes: list[str]) -> Callable[..., Any]:
+    """Start a conductor and process-runtime nodes, each with its ZooKeeper credential
+    when `defended`; return a caller of `helios ... --json` (no credential of its own)."""
+    import subprocess
+
+    cond_env = clean_env({"HELIOS_ZK_CREDENTIAL": f"conductor:{SECRET}"} if defended else {})
+    procs.append(Proc("c1", ["conductor", "--zk", zk, "--listen",
+                             f"127.0.0.1:{free_port()}", "--name", "c1",
+                             "--session-timeout", "2"], tmp_path, env=cond_env).start())
+    for n in nodes:
+        line = issue_node_credential(SECRET, n)
+        env = clean_env({"HELIOS_ZK_CREDENTIAL": line} if defended else {})
+        procs.append(Proc(n, ["node", "--zk", zk, "--name", n, "--runtime", "process",
+                              "--state-dir", str(tmp_path / n), "--session-timeout", "2"],
+                          tmp_path, env=env).start())
+
+    def cli(*args: str) -> Any:
+        r = subprocess.run([*HELIOS, *args, "--json", "--zk", zk], capture_output=True,
+                           text=True, timeout=60, env=clean_env())
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    return cli
+
+
 @pytest.mark.parametrize("defended", [False, True], ids=["no-credentials", "credentials"])
 def test_a_nodes_credential_can_neither_rewrite_jobs_nor_bump_the_epoch(
         zk_hosts: str, zk_root: str, tmp_path: Path, defended: bool) -> None:
-    import subprocess
 
     zk = f"{zk_hosts}{zk_root}"
-    addr = f"127.0.0.1:{free_port()}"
-    cond_env = clean_env({"HELIOS_ZK_CREDENTIAL": f"conductor:{SECRET}"} if defended else {})
     node_line = issue_node_credential(SECRET, "n1")
-    node_env = clean_env({"HELIOS_ZK_CREDENTIAL": node_line} if defended else {})
     with processes() as procs:
-        procs.append(Proc("c1", ["conductor", "--zk", zk, "--listen", addr, "--name", "c1",
-                                 "--session-timeout", "2"], tmp_path, env=cond_env).start())
-        procs.append(Proc("n1", ["node", "--zk", zk, "--name", "n1", "--runtime", "process",
-                                 "--state-dir", str(tmp_path / "n1"), "--session-timeout",
-                                 "2"], tmp_path, env=node_env).start())
-
-        def cli(*args: str) -> Any:
-            r = subprocess.run([*HELIOS, *args, "--json", "--zk", zk], capture_output=True,
-                               text=True, timeout=60, env=clean_env())
-            assert r.returncode == 0, r.stderr
-            return json.loads(r.stdout)
-
+        cli = _start_cluster(procs, zk, tmp_path, defended, ["n1"])
         diag = lambda: "\n".join(p.tail(30) for p in procs)  # noqa: E731
         # a client without any credential still finds the leader (world-readable)
         eventually(lambda: [n for n in cli("nodes") if n["status"] == "up"], 60, "n1 up",
@@ -152,29 +164,12 @@ def test_a_nodes_credential_can_neither_withdraw_nor_fake_another_nodes_endpoint
     credential can neither delete n1's endpoint nor plant one in n1's directory (or a
     directory of a node name it picks). Without credentials (the defence off) both
     attacks work, and a client following the service is fooled."""
-    import subprocess
 
     from helios.endpoints import list_endpoints
 
     zk = f"{zk_hosts}{zk_root}"
-    addr = f"127.0.0.1:{free_port()}"
-    cond_env = clean_env({"HELIOS_ZK_CREDENTIAL": f"conductor:{SECRET}"} if defended else {})
-    lines = {n: issue_node_credential(SECRET, n) for n in ("n1", "n2")}
     with processes() as procs:
-        procs.append(Proc("c1", ["conductor", "--zk", zk, "--listen", addr, "--name", "c1",
-                                 "--session-timeout", "2"], tmp_path, env=cond_env).start())
-        for n, line in lines.items():
-            env = clean_env({"HELIOS_ZK_CREDENTIAL": line} if defended else {})
-            procs.append(Proc(n, ["node", "--zk", zk, "--name", n, "--runtime", "process",
-                                  "--state-dir", str(tmp_path / n), "--session-timeout",
-                                  "2"], tmp_path, env=env).start())
-
-        def cli(*args: str) -> Any:
-            r = subprocess.run([*HELIOS, *args, "--json", "--zk", zk], capture_output=True,
-                               text=True, timeout=60, env=clean_env())
-            assert r.returncode == 0, r.stderr
-            return json.loads(r.stdout)
-
+        cli = _start_cluster(procs, zk, tmp_path, defended, ["n1", "n2"])
         diag = lambda: "\n".join(p.tail(30) for p in procs)  # noqa: E731
         eventually(lambda: len([n for n in cli("nodes") if n["status"] == "up"]) == 2, 60,
                    "n1 and n2 up", diagnostics=diag)
@@ -193,8 +188,8 @@ def test_a_nodes_credential_can_neither_withdraw_nor_fake_another_nodes_endpoint
         eps = eventually(published, 60, "both endpoints published", diagnostics=diag)
         assert {e["node"] for e in eps} == {"n1", "n2"}, eps
         victim = next(e for e in eps if e["node"] == "n1")
-        trio.run(_endpoint_attacks, zk_hosts, zk_root, lines["n2"], victim["task"],
-                 defended)
+        trio.run(_endpoint_attacks, zk_hosts, zk_root, issue_node_credential(SECRET, "n2"),
+                 victim["task"], defended)
         after = trio.run(_list_as_reader, zk_hosts, zk_root, list_endpoints)
         if defended:  # the cluster's view is unharmed
             assert after == eps, after
