@@ -151,10 +151,11 @@ class Conductor:
             self.leader_info = info
             started = time.monotonic()
             snap = await load_snapshot(self.store, self.clock())
+            history = History(self.store)
             L = Leadership(term=term, state=snap.state,
                            writer=Writer(term, Persisted(snap.state.copy(), set(snap.dirs))),
-                           history=History(self.store), records=dict(snap.records),
-                           cron=CronRunner(term, clock=self.clock))
+                           history=history, records=dict(snap.records),
+                           cron=CronRunner(term, clock=self.clock, events=history.log))
             log.info("%s leads (epoch %d): %d jobs, %d nodes, %d tasks loaded in %.0f ms",
                      self.name, term.epoch, len(snap.state.jobs), len(snap.state.nodes),
                      len(snap.state.assignments), (time.monotonic() - started) * 1000)

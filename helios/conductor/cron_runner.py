@@ -60,11 +60,13 @@ from helios.coordination.election import Term
 from helios.coordination.errors import (
     CorruptValue,
     NodeExists,
+    NoNode,
     StaleEpoch,
     TransactionFailed,
 )
 from helios.coordination.store import Create, Op, Set
 from helios.cron import CronError, CronSchedule, parse_cron
+from helios.events import EventLog
 from helios.model import Assignment, JobRecord, TaskStatus
 from helios.spec import run_spec
 
@@ -296,15 +298,24 @@ class Claim:
     value: dict[str, Any]
     record: JobRecord | None = None
 
+    def outcome(self) -> CronOutcome:
+        """What consuming this claim's tick is, once written (a tick is required)."""
+        assert self.tick is not None
+        return CronOutcome(self.job.name, self.tick, self.fire, self.reason,
+                           self.record.name if self.record else None, self.record,
+                           self.missed, float(self.value["at"]))
+
 
 class CronRunner:
     """Fires the cron jobs of one leadership term. Not shared between terms: make a new
     one when a term starts (its `led_since` is that moment, for catch_up: none)."""
 
     def __init__(self, term: Term, *, clock: Callable[[], float] = time.time,
-                 tolerance: float = DEFAULT_TOLERANCE, led_since: float | None = None
-                 ) -> None:
+                 tolerance: float = DEFAULT_TOLERANCE, led_since: float | None = None,
+                 events: EventLog | None = None) -> None:
         self.term = term
+        #: the cluster's event stream, written in each claim's transaction too
+        self.events = events
         self.store = term.store
         self.clock = clock
         self.tolerance = tolerance
@@ -312,6 +323,8 @@ class CronRunner:
         # job -> (stored value or None, version or -1): what this term last read/wrote
         self._known: dict[str, tuple[dict[str, Any] | None, int]] = {}
         self._dirs_ok = False
+        #: jobs whose `/history/<job>` this term made sure exists
+        self._history_dirs: set[str] = set()
 
     # -- reading and deciding ---------------------------------------------------------
 
@@ -385,14 +398,31 @@ class CronRunner:
             await self.store.ensure(paths.JOBS)
             self._dirs_ok = True
 
-    @staticmethod
-    def _ops(claim: Claim) -> list[Op]:
+    async def _ensure_history_dirs(self, claims: Iterable[Claim]) -> None:
+        for claim in claims:
+            job = claim.job.name
+            if claim.tick is not None and job not in self._history_dirs:
+                await self.store.ensure(paths.history(job))
+                self._history_dirs.add(job)
+
+    async def _ops(self, claim: Claim) -> list[Op]:
+        """The claim's writes, in one fenced transaction: `/cron/<job>`, the run it
+        starts, and the tick's event in the job's history (and the event stream). Why
+        the event too: written with the next flush instead, a leader that dies in
+        between leaves a tick consumed (and its run started) that `helios job history`
+        never shows."""
         job = claim.job.name
         cron_op: Op = (Create(paths.cron(job), claim.value) if claim.version == -1
                        else Set(paths.cron(job), claim.value, version=max(claim.version, -1)))
         ops: list[Op] = [cron_op]
         if claim.record is not None:
             ops.append(Create(paths.job(claim.record.name), claim.record.to_dict()))
+        if claim.tick is not None:
+            ev = claim.outcome().history_event()
+            if self.events is not None:
+                ops.extend(await self.events.append_ops([ev]))
+            ops.append(Create(paths.history_event_prefix(job), {"events": [ev]},
+                              sequential=True))
         return ops
 
     def _written(self, claim: Claim, result: Any) -> CronOutcome | None:
@@ -402,9 +432,7 @@ class CronRunner:
         self._known[job] = (claim.value, version)
         if claim.tick is None:
             return None
-        outcome = CronOutcome(job, claim.tick, claim.fire, claim.reason,
-                              claim.record.name if claim.record else None,
-                              claim.record, claim.missed, float(claim.value["at"]))
+        outcome = claim.outcome()
         log.info("cron %s: %s tick %s%s (%s)", job, "fired" if claim.fire else "skipped",
                  _iso(claim.tick), f" as {outcome.run}" if outcome.run else "",
                  claim.reason)
@@ -414,8 +442,15 @@ class CronRunner:
         job = claim.job.name
         for _ in range(_ATTEMPTS):
             try:
-                results = await self.term.transaction(self._ops(claim))
+                ops = await self._ops(claim)
+                results = await self.term.transaction(ops)
             except TransactionFailed as e:
+                if e.index == len(ops) - 1 and isinstance(e.cause, NoNode) and \
+                        claim.tick is not None:
+                    # the job's history was collected and made anew: make it again
+                    self._history_dirs.discard(job)
+                    await self._ensure_history_dirs([claim])
+                    continue
                 if e.index == 0:
                     # someone else moved /cron/<job> (a racing leader): decide again
                     stored, version = await self._read(job)
@@ -448,7 +483,7 @@ class CronRunner:
         first: list[int] = []
         for claim in chunk:
             first.append(len(ops))
-            ops.extend(self._ops(claim))
+            ops.extend(await self._ops(claim))
         try:
             results = await self.term.transaction(ops)
         except TransactionFailed as e:
@@ -484,6 +519,7 @@ class CronRunner:
         if not claims:
             return []
         await self._ensure_dirs()
+        await self._ensure_history_dirs(claims)
         outcomes: list[CronOutcome] = []
         for i in range(0, len(claims), _BATCH):
             done = await self._commit_chunk(claims[i:i + _BATCH], running)

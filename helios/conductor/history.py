@@ -83,6 +83,14 @@ class History:
             return  # a late report of a collected run would bring its history back
         self.buffer.setdefault(job, []).append(dict(ev))
 
+    def written_with_claim(self, job: str) -> None:
+        """A batch another fenced write appended to `job`'s history (a cron claim's
+        event, cron_runner): it counts towards the job's bound."""
+        if job in self._counts:
+            self._counts[job] += 1
+        with contextlib.suppress(ValueError):
+            self._dirs.add(paths.history(job))
+
     def extend(self, events: Iterable[Mapping[str, Any]]) -> None:
         for ev in events:
             self.add(ev)

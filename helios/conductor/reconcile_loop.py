@@ -169,7 +169,7 @@ class ReconcileLoop:
         for outcome in await L.cron.run_due(L.state.jobs, running=running):
             if outcome.record is not None:
                 self.adopt_written_job(outcome.record)
-            L.history.add(outcome.history_event())
+            L.history.written_with_claim(outcome.job)  # its event is in the store
 
     # ------------------------------------------------------------------ rollout endpoints
     def _rolling(self) -> set[str]:

@@ -15,14 +15,17 @@ from hypothesis import strategies as st
 from helios.conductor.cron_runner import (
     TICK_ENV,
     CronRunner,
+    _iso,
     decide_tick,
     latest_tick,
     next_wakeup,
     run_name,
     running_templates,
 )
+from helios.conductor.history import read_history
 from helios.coordination import StaleEpoch, Store, Term, leadership, paths
 from helios.cron import parse_cron
+from helios.events import EventLog, read_events
 from helios.model import Assignment, JobRecord, TaskStatus
 from tests.helios.coordination.conftest import Backend
 from tests.helios.lifecycle.conftest import job
@@ -243,6 +246,23 @@ async def test_a_leader_killed_after_claiming_is_not_repeated(backend: Backend) 
     async with leadership(b, "b") as term_b:
         assert await CronRunner(term_b, clock=clock).run_due([rec]) == []
     assert len(await runs_of(b, "tick")) == 1
+
+
+async def test_a_claimed_tick_is_in_the_history_without_any_flush(backend: Backend) -> None:
+    """The tick's history event is written in the claim's own transaction: a leader
+    killed right after claiming (before its next flush) leaves no consumed tick that
+    `helios job history` and `helios events` do not show."""
+    a, b = await backend.open(), await backend.open()
+    rec = every_second()
+    async with leadership(a, "a") as term_a:
+        runner = CronRunner(term_a, clock=Clock(T0 + 3.5), events=EventLog(a))
+        (first,) = await runner.run_due([rec])
+    # nothing else of leader a is ever written: b reads what the claim wrote
+    (ev,) = [e for e in await read_history(b, "tick") if e["state"] == "cron fired"]
+    assert ev["tick"] == _iso(first.tick) and ev["run"] == first.run
+    assert ev["missed"] == 2  # ticks 1 and 2 passed over, tick 3 fired
+    events = (await read_events(b))["events"]
+    assert [e["type"] for e in events if e["job"] == "tick"] == ["cron fired"]
 
 
 async def test_overlap_skip_and_allow(store: Store) -> None:
