@@ -126,7 +126,12 @@ class NetNS:
 
     @property
     def prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.name]
+        """Run a daemon in the namespace: `nsenter --net` (which execs: the PID is still
+        ours) enters only the network namespace. Not `ip netns exec`: it also makes a
+        mount namespace of its own, and as `/` is private here that copy pins every
+        container rootfs mounted at that moment, so dockerd later cannot remove those
+        containers ("device or resource busy")."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
 
     def block(self, rules: list[list[str]]) -> None:
         """Add iptables rules (each `[CHAIN, match...]`, target DROP) in the namespace."""
@@ -191,13 +196,19 @@ class PrivateDockerd:
                  "--ip-forward=false", "--userland-proxy=true"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while self.cli("info", check=False, timeout=10).returncode != 0:
+        while not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log.read_text(errors="replace").splitlines()[-20:]
                 raise RuntimeError("the soak's dockerd did not come up:\n" + "\n".join(tail))
             time.sleep(0.3)
         if image and self.cli("image", "inspect", image, check=False).returncode != 0:
             self.cli("import", "-", image, input=_rootfs_tar(), timeout=120)
+
+    def _answers(self) -> bool:
+        try:
+            return self.cli("info", check=False, timeout=10).returncode == 0
+        except subprocess.TimeoutExpired:  # starting up under load: ask again
+            return False
 
     def restart(self, timeout: float = 90.0) -> None:
         """The `docker-restart` fault: SIGTERM by PID, wait for it to end, start again
@@ -243,10 +254,14 @@ class PrivateDockerd:
             with contextlib.suppress(OSError):
                 p.unlink()
         for root in (self.exec_root, self.data_root):
-            if root.exists():
-                subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True,
-                               check=False, timeout=30)
-                shutil.rmtree(root, ignore_errors=True)
+            # what the daemon left mounted under its roots (a container's rootfs, the
+            # netns files), deepest first, then the directories
+            mounts = [line.split()[1] for line in
+                      Path("/proc/self/mounts").read_text().splitlines()]
+            for m in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
+                subprocess.run(["umount", "-l", m], capture_output=True, check=False,
+                               timeout=30)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
