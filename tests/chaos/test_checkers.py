@@ -226,7 +226,12 @@ def test_an_indeterminate_write_after_the_last_ack_may_be_what_is_served() -> No
 
 
 def test_figures_count_what_broke() -> None:
-    f = ck.figures(edit(lambda h: (_cron_twice(h), _write_lost(h), _dup_container(h))))
+    def broken(h: list[Ev]) -> None:
+        _cron_twice(h)
+        _write_lost(h)
+        _dup_container(h)
+
+    f = ck.figures(edit(broken))
     assert f["double_cron_fires"] == 1
     assert f["lost_acknowledged_writes"] == 1
     assert f["duplicates_after_convergence"] >= 1

@@ -72,11 +72,12 @@ def test_the_soaks_own_dockerd_serves_restarts_and_leaves_nothing(tmp_path: Path
         assert state == b"false"  # no live-restore: a restart stops its containers
         d.cli("start", name)
         assert b"own" in _get(port)
+        last = d.proc.pid
     finally:
         d.remove_containers("io.helios.test=none-such")  # nothing matches: no error
         d.cli("rm", "-f", f"pdt-{os.getpid()}", check=False)
         d.stop()
-    assert d.proc is not None and not _pid_alive(d.proc.pid)
+    assert not _pid_alive(last)
     assert not d.pidfile.exists() and not d.sock.exists() and not d.exec_root.exists()
     assert not d.data_root.exists()
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
