@@ -19,6 +19,8 @@ comes back and is forgotten again each time.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,15 @@ from typing import Any
 import pytest
 import trio
 
+import actors
+from helios.cli import Client, CLIError
+from helios.coordination import paths
+from helios.coordination.zookeeper import open_zookeeper
+from helios.spec import validate
+from tests.chaos.cluster import SoakCluster
+from tests.chaos.soak import service_spec
+from tests.fixtures.common import service_missing
+from tests.fixtures.zookeeper import zookeeper_available
 from tests.helios.conductor.conftest import mini_cluster
 
 WEB = {"name": "web", "kind": "service", "image": "local/busybox:1",
@@ -88,3 +99,91 @@ async def test_a_returning_nodes_stale_stopped_report_is_not_taken_again(
 
 def _forgets(log: str, task: str) -> int:
     return sum(1 for line in log.splitlines() if f"forget {task}" in line)
+
+
+@pytest.mark.slow
+@pytest.mark.zookeeper
+@pytest.mark.docker
+async def test_a_node_partitioned_while_its_task_moves_comes_back_without_reforgetting(
+        tmp_path: Path, docker_test_image: str) -> None:
+    """The soak's case on real parts: 2 node daemons (each in its network namespace) on
+    the soak's own Docker daemon, 1 conductor, a 3-server ZooKeeper ensemble. The node
+    running a service's one task is cut off from ZooKeeper and the conductor until its
+    task is replaced on the other node, then healed: it stops its copy, and the leader
+    forgets the lost copy without planning `orphan status` again and again."""
+    if not zookeeper_available():
+        service_missing("ZooKeeper")
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "iptables", "nsenter",
+                                                              "dockerd")):
+        service_missing("root with ip, iptables, nsenter and dockerd")
+    cl = SoakCluster(tmp_path / "c", docker_test_image, nodes=2, conductors=1)
+    try:
+        await trio.to_thread.run_sync(cl.start)
+        async with Client(cl.zk, None, timeout=10.0) as client:
+            async def call(*args: Any) -> Any:
+                for _ in range(60):  # bounded: the leader may be electing
+                    try:
+                        return await client.call(*args, timeout=10.0)
+                    except (CLIError, actors.ActorError):
+                        await trio.sleep(0.5)
+                raise AssertionError(f"{args} never answered:\n{cl.diagnostics()}")
+
+            async def wait(pred: Any, what: str, timeout: float = 120.0) -> Any:
+                with trio.move_on_after(timeout):
+                    while True:
+                        got = await pred()
+                        if got:
+                            return got
+                        await trio.sleep(0.5)
+                raise AssertionError(f"timed out waiting for {what}:\n{cl.diagnostics()}")
+
+            async def nodes_up() -> bool:
+                return sum(n["status"] == "up" for n in await call("nodes")) == 2
+
+            await wait(nodes_up, "2 nodes up")
+            await call("job_run", validate(service_spec("pweb", docker_test_image, "v1",
+                                                        1)).to_dict())
+
+            async def running(exclude: str | None = None) -> Any:
+                st = await call("job_status", "pweb")
+                live = [t for t in st["tasks"] if t["state"] == "running" and t["healthy"]
+                        and t["node"] != exclude]
+                return live[0] if len(live) == 1 else None
+
+            old = await wait(running, "pweb running")
+            node = cl.nodes[old["node"]]
+            assert node.ns is not None
+            node.ns.block(cl.partition_rules(node, "zk") +
+                          cl.partition_rules(node, "conductor"))
+            new = await wait(lambda: running(exclude=old["node"]), "pweb replaced")
+            assert new["id"] != old["id"]
+            node.ns.heal()
+
+            async def cleaned() -> bool:
+                st = await call("job_status", "pweb")
+                mine = [c for c in await trio.to_thread.run_sync(cl.running_containers)
+                        if c["job"] == "pweb"]
+                return all(t["id"] != old["id"] for t in st["tasks"]) and \
+                    [c["task"] for c in mine] == [new["id"]]
+
+            await wait(cleaned, "the old copy stopped and forgotten")
+            # once the node has forgotten the copy too (its status znode gone), nothing
+            # can report it any more
+            store = await open_zookeeper(cl.zk_hosts, cl.root, session_timeout=10.0)
+            try:
+                async def node_forgot() -> bool:
+                    return not await store.exists(paths.status(old["node"], old["id"]))
+
+                await wait(node_forgot, "the node's status of its old copy deleted")
+            finally:
+                await store.aclose()
+            assert await running(exclude=old["node"])
+        log = "\n".join(p.log.read_text(errors="replace") for p in cl.conductors.values())
+        orphan = [line for line in log.splitlines()
+                  if f"forget {old['id']}" in line and "orphan status" in line]
+        assert len(orphan) <= 1, "\n".join(orphan)
+        # the node did report its stopped copy after the leader had forgotten it (the
+        # case of the bug), and those reports were refused
+        assert f"not assigned to it, ignored: {old['id']}" in log
+    finally:
+        await trio.to_thread.run_sync(cl.stop)
