@@ -388,17 +388,17 @@ DRAIN_OBS_MARGIN = 3.5
 
 
 def drain_windows(history: History) -> list[tuple[int, str, float, float | None, bool]]:
-    """Per drain fault: (fault, node, start, drained at or None, stuck), with its
-    heal time as the end (the end of the history when never healed)."""
-    out = []
-    for e in _of(history, "fault"):
-        if e.get("kind") != "drain" or e.get("phase") != "start":
-            continue
-        mine = [x for x in _of(history, "fault") if x.get("fault") == e["fault"]]
-        drained = next((x["t"] for x in mine if x.get("phase") == "drained"), None)
-        stuck = any(x.get("phase") == "stuck" for x in mine)
-        out.append((e["fault"], e["target"], e["t"], drained, stuck))
-    return out
+    """Per drain fault: (fault, node, start, drained at or None, stuck)."""
+    faults = [e for e in _of(history, "fault") if e.get("kind") == "drain"]
+    drained: dict[int, float] = {}
+    stuck: set[int] = set()
+    for e in faults:
+        if e.get("phase") == "drained":
+            drained.setdefault(e["fault"], e["t"])
+        elif e.get("phase") == "stuck":
+            stuck.add(e["fault"])
+    return [(e["fault"], e["target"], e["t"], drained.get(e["fault"]), e["fault"] in stuck)
+            for e in faults if e.get("phase") == "start"]
 
 
 def fault_intervals(history: History) -> dict[int, tuple[str, float, float]]:
@@ -467,7 +467,7 @@ CHECKERS: dict[str, Callable[[History], list[Violation]]] = {
 }
 
 #: the checkers that need no `final` entries, run while the soak goes on
-CONTINUOUS = ("single-node", "epochs")
+CONTINUOUS = ("single-node", "epochs", "drain")
 
 
 def check_all(history: History, only: Iterable[str] | None = None) -> list[Violation]:
