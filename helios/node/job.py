@@ -196,6 +196,8 @@ class JobActor(actors.Actor):
         self._run_scope: trio.CancelScope | None = None
         self._last: Assignment | None = a if a is not None and a.spec is not None else None
         self._started_at = 0.0
+        #: the engine refused to start the current container (see `_after_exit`)
+        self._start_refused = False
 
     # -- messages ---------------------------------------------------------------------
 
@@ -371,6 +373,7 @@ class JobActor(actors.Actor):
         for `_launch` to try other host ports, else it fails the task."""
         assert self.cid is not None
         self._started_at = time.monotonic()
+        self._start_refused = False
         try:
             await self._engine(self.ctx.runtime.start, self.cid)
         except ContainerNotFound:
@@ -382,6 +385,7 @@ class JobActor(actors.Actor):
         except RuntimeFailure as e:
             # The engine refused to start it (bad command...): an exit like any other;
             # _watch sees it dead at once and the restart policy decides.
+            self._start_refused = True
             self._set("starting", reason=e.reason)
 
     async def _inspect_running(self) -> ContainerState:
@@ -473,6 +477,16 @@ class JobActor(actors.Actor):
                   exit_code=code, finished=finished, healthy=None)
         await trio.sleep(decision.delay)
         self._set("starting", reason="")
+        if self.cid is not None and self._start_refused:
+            # Starting this very container again would be refused again when the refusal
+            # is the engine's own leftover (Docker restarted in the middle of a start
+            # keeps the containerd task: "task ...: already exists"): make a new one.
+            try:
+                await self._remove_container()
+            except RuntimeFailure as e:
+                log.warning("task %s: removing container %s refused to start failed: %s",
+                            self.task, (self.cid or "")[:12], e)
+            self.cid = None
         if self.cid is not None:
             try:
                 await self._start()

@@ -1,5 +1,14 @@
 """Regression tests of bugs the chaos soak found (issue 18), each focused on one bug.
 
+**A container the engine refused to start was started again, for ever.** With restarts
+of the Docker daemon among the soak's faults, a cron run's container was created just
+as the daemon went down; the daemon that came back refused every start of it (`task
+...: already exists`, containerd's leftover of the interrupted start). The node's
+restart policy retried starting *that same container* with a growing backoff, so the
+run stayed `pending` until its restarts ran out. The fix (helios/node/job.py
+`_after_exit`): after the engine refused a start, the restart makes a new container.
+The test injects exactly that refusal into a real node on the real Docker daemon.
+
 **A returning node's stale report of a task the leader had forgotten.** In the soak, a
 node cut off from ZooKeeper and the conductors lost its task (replaced elsewhere); when
 the partition healed it stopped its copy and reported `stopped`, from its buffered
@@ -32,12 +41,15 @@ import actors
 from helios.cli import Client, CLIError
 from helios.coordination import paths
 from helios.coordination.zookeeper import open_zookeeper
+from helios.node.runtime.base import ContainerStartFailed
 from helios.spec import validate
 from tests.chaos.cluster import SoakCluster
 from tests.chaos.soak import service_spec
 from tests.fixtures.common import service_missing
+from tests.fixtures.docker import remove_containers
 from tests.fixtures.zookeeper import zookeeper_available
 from tests.helios.conductor.conftest import mini_cluster
+from tests.helios.node.conftest import assignment, node_running
 
 WEB = {"name": "web", "kind": "service", "image": "local/busybox:1",
        "command": ["httpd", "-f"], "count": 1, "resources": {"cpus": 0.5, "memory": "64M"},
@@ -187,3 +199,36 @@ async def test_a_node_partitioned_while_its_task_moves_comes_back_without_reforg
         assert f"not assigned to it, ignored: {old['id']}" in log
     finally:
         await trio.to_thread.run_sync(cl.stop)
+
+
+@pytest.mark.docker
+async def test_a_container_whose_start_the_engine_refused_is_made_again(
+        tmp_path: Path, docker_labels: dict[str, str], docker_test_image: str) -> None:
+    name = f"rfs-{os.getpid()}-{int(time.time() * 1000) % 100000}"
+    refused: list[str] = []
+    try:
+        async with node_running(tmp_path / "state", name=name,
+                                container_labels=docker_labels) as node:
+            rt = node.core.runtime
+            real_start = rt.start
+
+            async def start(cid: str) -> None:
+                if not refused:
+                    refused.append(cid)
+                if cid in refused:  # what Docker answered after its restart
+                    raise ContainerStartFailed(
+                        f"container failed to start: task {cid}: already exists")
+                await real_start(cid)
+
+            rt.start = start  # type: ignore[method-assign]
+            job = {"name": "once", "kind": "batch", "image": docker_test_image,
+                   "command": ["sh", "-c", "echo ran"],
+                   "resources": {"cpus": 0.1, "memory": "16M"},
+                   "restart": {"policy": "on-failure", "max": 3, "backoff": "100ms"}}
+            a = assignment(node.name, job)
+            assert (await node.assign([a]))["accepted"]
+            st = await node.wait_state(a["id"], "exited", "failed", timeout=60)
+            assert st["state"] == "exited" and st["exit_code"] == 0, st
+            assert refused and st["container"] != refused[0]
+    finally:
+        remove_containers(f"io.helios.node={name}")
