@@ -533,6 +533,8 @@ def figures(history: History) -> dict[str, Any]:
             and _within([(a, b) for _, a, b in spans.values()], e["t"])),
         "drains": {"started": len(windows),
                    "drained": sum(1 for w in windows if w[3] is not None),
+                   "seconds": sorted(round(w[3] - w[2], 1) for w in windows
+                                     if w[3] is not None),
                    "leader_kills": sum(1 for e in _of(history, "fault")
                                        if e.get("kind") == "drain"
                                        and e.get("phase") == "leader-kill"),

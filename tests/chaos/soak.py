@@ -482,7 +482,15 @@ class Soak:
         elif kind == "drain":
             if self.draining is not None or self.chaos is None:
                 return  # one drain at a time
-            node = pick(sorted(cl.nodes.values(), key=lambda n: n.name))
+            # a node that runs service containers (the scheduler packs: draining an
+            # empty node would test nothing), else any
+            try:
+                busy = {c["node"] for c in await trio.to_thread.run_sync(
+                    cl.running_containers) if c["job"] in self.cfg.services}
+            except (RuntimeError, OSError):
+                busy = set()
+            nodes = sorted(cl.nodes.values(), key=lambda n: n.name)
+            node = pick([n for n in nodes if n.name in busy] or nodes)
             # the fault's own draw, reused: about a third of drains lose their leader
             frac = (f.pick * 1000) % 1.0
             kill = frac < 0.35
@@ -816,7 +824,8 @@ def report(history: list[dict[str, Any]]) -> tuple[bool, str]:
     lines += [f"job changes acknowledged: {f['job_changes_acknowledged']} (service rolls "
               f"started during a fault: {f['rolls_during_faults']}), dispatches "
               f"acknowledged: {f['dispatches']}, cron: {f['cron']}",
-              f"drains: {d['started']} started, {d['drained']} completed, "
+              f"drains: {d['started']} started, {d['drained']} completed (in "
+              f"{', '.join(f'{x:g}' for x in d['seconds']) or '-'} s), "
               f"{d['leader_kills']} interrupted by a leader kill, "
               f"{d['failed_requests_during']} failed requests while one went on",
               f"lost tasks: {f['lost_tasks']}",

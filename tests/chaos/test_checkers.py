@@ -304,7 +304,8 @@ def test_a_drain_that_emptied_its_node_passes_and_is_counted() -> None:
     h = edit(drained)
     assert ck.check_all(h, only=["drain"]) == []
     f = ck.figures(h)
-    assert f["drains"] == {"started": 1, "drained": 1, "leader_kills": 1,
+    assert f["drains"] == {"started": 1, "drained": 1, "seconds": [0.4],
+                           "leader_kills": 1,
                            "failed_requests_during": 1}  # the request at t=6.0
     assert f["rolls_during_faults"] == 1  # web to "b" at t=5.0, during the drain
 
