@@ -513,7 +513,7 @@ class JobActor(actors.Actor):
             # A finished run being cleaned up (its job stopped, removed or collected):
             # its exit is the last word; `stopping`/`stopped` would only overwrite it.
             for cid in ids:
-                await self._engine(rt.remove, cid)
+                await self._remove_stopped(cid)
             self.cid = None
             return
         if ids and self.status.state != "stopped":
@@ -526,10 +526,31 @@ class JobActor(actors.Actor):
                 pass
             except RuntimeFailure as e:
                 log.warning("task %s: stop of %s failed: %s", self.task, cid[:12], e)
-            await self._engine(rt.remove, cid)
+            await self._remove_stopped(cid)
         self.cid = None
         if self.status.state not in ("stopped", "exited", "failed") or ids:
             self._set("stopped", reason="", healthy=None, ports={})
+
+    async def _remove_stopped(self, cid: str) -> None:
+        """Remove a container being torn down. Docker may refuse for a while (`device or
+        resource busy`: its rootfs still held after the daemon restarted mid-start);
+        once it no longer runs the task is stopped all the same, and the node removes
+        the container later as one no task owns (instead of the job actor failing and
+        being restarted, its task `stopping`, until Docker lets go)."""
+        rt = self.ctx.runtime
+        try:
+            await self._engine(rt.remove, cid)
+        except ContainerNotFound:
+            return
+        except RuntimeFailure as e:
+            try:
+                state = await self._engine(rt.inspect, cid)
+            except ContainerNotFound:
+                return
+            if state.running:
+                raise
+            log.warning("task %s: container %s stopped, not removed yet (%s); it is removed "
+                        "later", self.task, cid[:12], e)
 
     async def _remove_container(self) -> None:
         if self.cid is not None:

@@ -41,7 +41,8 @@ import actors
 from helios.cli import Client, CLIError
 from helios.coordination import paths
 from helios.coordination.zookeeper import open_zookeeper
-from helios.node.runtime.base import ContainerStartFailed
+from helios.node.runtime import LABEL_TASK
+from helios.node.runtime.base import ContainerStartFailed, RuntimeFailure
 from helios.spec import validate
 from tests.chaos.cluster import SoakCluster
 from tests.chaos.soak import service_spec
@@ -230,5 +231,58 @@ async def test_a_container_whose_start_the_engine_refused_is_made_again(
             st = await node.wait_state(a["id"], "exited", "failed", timeout=60)
             assert st["state"] == "exited" and st["exit_code"] == 0, st
             assert refused and st["container"] != refused[0]
+    finally:
+        remove_containers(f"io.helios.node={name}")
+
+
+@pytest.mark.docker
+async def test_a_stopped_container_docker_cannot_remove_yet_leaves_its_task_stopped(
+        tmp_path: Path, docker_labels: dict[str, str], docker_test_image: str) -> None:
+    """**A container Docker could not remove kept its task `stopping`.** After a restart
+    of the daemon mid-start, Docker refused for minutes to remove such a container
+    (`driver "overlay2" failed to remove root filesystem: ... device or resource busy`).
+    The job actor's teardown raised, its supervisor restarted it, and again, every few
+    seconds (468 times on one node in a 20-minute soak): the task stayed `stopping`, and
+    a drain waiting for it took 134 s. Fix (helios/node/job.py `_remove_stopped`): a
+    container that no longer runs leaves its task `stopped`; the node removes it later,
+    as a container no task owns. Here the refusal is injected into a real node on the
+    real daemon, then lifted: the container goes."""
+    name = f"rmv-{os.getpid()}-{int(time.time() * 1000) % 100000}"
+    busy = True
+    refusals: list[str] = []
+    try:
+        async with node_running(tmp_path / "state", name=name,
+                                container_labels=docker_labels) as node:
+            rt = node.core.runtime
+            real_remove = rt.remove
+
+            async def remove(cid: str) -> None:
+                if busy:
+                    await rt.stop(cid, 0)  # what a forced removal does first
+                    refusals.append(cid)
+                    raise RuntimeFailure(
+                        f"Docker refused removing for {cid}: driver \"overlay2\" failed "
+                        "to remove root filesystem: device or resource busy")
+                await real_remove(cid)
+
+            rt.remove = remove  # type: ignore[method-assign]
+            job = {"name": "svc", "kind": "service", "image": docker_test_image,
+                   "command": ["sleep", "600"], "grace": "1s",
+                   "resources": {"cpus": 0.1, "memory": "16M"}}
+            a = assignment(node.name, job)
+            assert (await node.assign([a]))["accepted"]
+            await node.wait_state(a["id"], "running", timeout=60)
+            assert (await node.assign([dict(a, desired="stop")]))["accepted"]
+            st = await node.wait_state(a["id"], "stopped", timeout=30)
+            assert refusals, "the removal was never refused: the test tested nothing"
+            assert st["state"] == "stopped"
+            assert not [c for c in await rt.list({LABEL_TASK: a["id"]}) if c.running]
+            # Docker lets go; the task is forgotten: its container is removed
+            busy = False
+            assert (await node.assign([]))["accepted"]
+            with trio.move_on_after(60):
+                while await rt.list({LABEL_TASK: a["id"]}):
+                    await trio.sleep(0.5)
+            assert not await rt.list({LABEL_TASK: a["id"]}), "the stopped container stayed"
     finally:
         remove_containers(f"io.helios.node={name}")
