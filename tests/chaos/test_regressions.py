@@ -286,3 +286,44 @@ async def test_a_stopped_container_docker_cannot_remove_yet_leaves_its_task_stop
             assert not await rt.list({LABEL_TASK: a["id"]}), "the stopped container stayed"
     finally:
         remove_containers(f"io.helios.node={name}")
+
+
+def test_a_slot_refilled_after_a_drain_move_never_draws_a_forgotten_id_again() -> None:
+    """**One task id for two placements on two nodes.** Task ids are drawn
+    deterministically per (job, version, slot, n), the first not in use. A drain moved
+    slot 0 off node A: its replacement drew the next id (the first was still in use),
+    then the first task stopped and was forgotten. When the replacement's node was lost,
+    the refill drew the first id again: the same task id now named a new placement on
+    node C while A had reported it (the soak's `single-node` checker caught it, seed
+    1796149870, t=332 s; statuses are keyed by task id, so a stale report of the old copy
+    could stand for the new one). Fix (helios/conductor/reconcile.py `_fill_salt`): a
+    slot refilled after a lost or ended task also hashes that task's id."""
+    from helios.conductor.drain import set_drain
+    from helios.conductor.plan import ClusterState
+    from tests.helios.scheduler.sim import job, node, step
+
+    def converge(state: ClusterState, now: float) -> tuple[ClusterState, float]:
+        for _ in range(30):
+            state, p = step(state, now)
+            now += 1.0
+            if not p.has_changes():
+                return state, now
+        raise AssertionError("did not converge")
+
+    def slot0(state: ClusterState) -> Any:
+        return [a for a in state.assignments.values() if a.desired == "run"]
+
+    st = ClusterState.of([job("web", count=1)], [node("a"), node("b"), node("c")])
+    st, now = converge(st, 100.0)
+    [first] = slot0(st)
+    set_drain(st, first.node, now)
+    st, now = converge(st, now)
+    [moved] = slot0(st)
+    assert moved.id != first.id and moved.node != first.node
+    assert first.id not in st.assignments and first.id not in st.statuses  # forgotten
+    st.nodes[moved.node] = node(moved.node, status="down", down_since=now)
+    st, now = converge(st, now + 10.0)
+    [refill] = slot0(st)
+    assert refill.node not in (first.node, moved.node)
+    assert refill.id not in (first.id, moved.id), \
+        f"slot 0 drew {refill.id} again (first {first.id} on {first.node})"
