@@ -1,12 +1,12 @@
 """Chaos soak: kill anything, at any time, and lose nothing (issue 18).
 
     python bench/chaos_soak.py --seed N --minutes M [--faults kill-node,stop-leader,...]
-                               [--docker-restart] [--no-netns] [--keep DIR]
+                               [--no-netns] [--keep DIR]
     python bench/chaos_soak.py --check HISTORY.jsonl     # judge a saved history again
 
 Starts its own cluster (tests/chaos/cluster.py: a 3-server ZooKeeper ensemble on loopback
-ports, 2 `helios conductor`, 3 `helios node` on the real Docker daemon, each node in a
-network namespace of its own), runs services with clients counting failed requests,
+ports, 2 `helios conductor`, 3 `helios node` on a Docker daemon of the soak's own, each
+node in a network namespace of its own), runs services with clients counting failed requests,
 batch jobs, a per-second cron job and keyed dispatches, and injects seeded faults for M
 minutes (tests/chaos/soak.py). At the end it prints faults by kind, recovery time p50/p99
 per kind, failed requests per service, and the four figures whose target is 0: lost
@@ -14,9 +14,10 @@ tasks, duplicates after convergence, double cron fires, lost acknowledged writes
 failing run prints its seed, every violated invariant and the fault history, and exits 1.
 The history is saved as JSON lines (the path is printed) for `--check`.
 
-`--docker-restart` adds restarts of the Docker daemon to the faults. It is off by default:
-the daemon is shared by everyone on the machine. Needs root (network namespaces,
-iptables inside them); `--no-netns` runs without partitions where that is not possible.
+Every fault kind is on by default, restarts of the Docker daemon and drains included: the
+daemon restarted is the soak's own (a second `dockerd`, started and stopped by the soak),
+never the machine's shared one. Needs root (network namespaces, iptables inside them, a
+second dockerd); `--no-netns` runs without partitions.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--faults", default=",".join(DEFAULT_FAULTS),
                    help=f"comma-separated, of: {', '.join(FAULT_KINDS)}")
-    p.add_argument("--docker-restart", action="store_true",
-                   help="also restart the (shared) Docker daemon; off by default")
     p.add_argument("--no-netns", action="store_true",
                    help="no network namespaces (and so no partitions)")
     p.add_argument("--keep", type=Path, default=None,
@@ -70,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [f for f in faults if f not in FAULT_KINDS]
     if unknown:
         p.error(f"unknown faults: {unknown}")
-    if args.docker_restart and "docker-restart" not in faults:
-        faults += ("docker-restart",)
     if args.no_netns:
         faults = tuple(f for f in faults if f not in NETNS_FAULTS)
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="helios-soak-"))

@@ -277,7 +277,7 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                 else:
                     wants.append(_Want(job, i, "replacing a lost task" if i in dead
                                        else _fill_reason(job, i, "missing"),
-                                       salt=_fill_salt(job, i)))
+                                       salt=_fill_salt(job, i, dead.get(i))))
         else:
             decision = plan_service(job, live, dead, healthy, now,
                                     "healthy" if reg is None else "healthy and registered",
@@ -303,7 +303,7 @@ def reconcile(jobs: Mapping[str, JobRecord] | Iterable[JobRecord],
                     continue
                 wants.append(_Want(job, i, "replacing a lost or ended task" if i in dead
                                    else _fill_reason(job, i, why), deadline_at=deadline_at,
-                                   salt=_fill_salt(job, i)))
+                                   salt=_fill_salt(job, i, dead.get(i))))
             for i, old in decision.surges:
                 move = old.fingerprint == fp and draining(old)
                 wants.append(_Want(job, i, f"moving {old.id} off draining node {old.node}"
@@ -340,14 +340,21 @@ def _fill_reason(job: JobRecord, index: int, why: str) -> str:
     return "new slot" if why == "missing" else why
 
 
-def _fill_salt(job: JobRecord, index: int) -> str:
+def _fill_salt(job: JobRecord, index: int,
+               dead: list[tuple[Assignment, TaskStatus | None]] | None = None) -> str:
     """A rescheduled slot's failure count: its failed task is forgotten by then, so
     without it the replacement would draw the same id, which its node still remembers
-    as failed."""
+    as failed. A slot refilled after its task was lost or ended also names that task:
+    the slot's first id may have been freed meanwhile (its task moved off a drained
+    node, or replaced by a rollout, under the next id, then forgotten), and drawing it
+    again would give one id to two placements on two nodes."""
     tracker = job.reschedule.get(str(index))
-    if tracker is None or tracker.get("version") != job.version:
-        return ""
-    return str(len(tracker.get("events") or ()))
+    salt = ""
+    if tracker is not None and tracker.get("version") == job.version:
+        salt = str(len(tracker.get("events") or ()))
+    if dead:
+        salt += "~" + min(a.id for a, _ in dead)
+    return salt
 
 
 #: rollout steps that move a rollout forward (``wait`` only reports)

@@ -205,6 +205,8 @@ class JobActor(actors.Actor):
         self._run_scope: trio.CancelScope | None = None
         self._last: Assignment | None = a if a is not None and a.spec is not None else None
         self._started_at = 0.0
+        #: the engine refused to start the current container (see `_after_exit`)
+        self._start_refused = False
 
     # -- messages ---------------------------------------------------------------------
 
@@ -386,6 +388,7 @@ class JobActor(actors.Actor):
         for `_launch` to try other host ports, else it fails the task."""
         assert self.cid is not None
         self._started_at = time.monotonic()
+        self._start_refused = False
         try:
             await self._engine(self.ctx.runtime.start, self.cid)
         except ContainerNotFound:
@@ -397,6 +400,7 @@ class JobActor(actors.Actor):
         except RuntimeFailure as e:
             # The engine refused to start it (bad command...): an exit like any other;
             # _watch sees it dead at once and the restart policy decides.
+            self._start_refused = True
             self._set("starting", reason=e.reason)
 
     async def _inspect_running(self) -> ContainerState:
@@ -492,6 +496,16 @@ class JobActor(actors.Actor):
                   exit_code=code, finished=finished, healthy=None)
         await trio.sleep(decision.delay)
         self._set("starting", reason="")
+        if self.cid is not None and self._start_refused:
+            # Starting this very container again would be refused again when the refusal
+            # is the engine's own leftover (Docker restarted in the middle of a start
+            # keeps the containerd task: "task ...: already exists"): make a new one.
+            try:
+                await self._remove_container()
+            except RuntimeFailure as e:
+                log.warning("task %s: removing container %s refused to start failed: %s",
+                            self.task, (self.cid or "")[:12], e)
+            self.cid = None
         if self.cid is not None:
             try:
                 await self._start()
@@ -518,7 +532,7 @@ class JobActor(actors.Actor):
             # A finished run being cleaned up (its job stopped, removed or collected):
             # its exit is the last word; `stopping`/`stopped` would only overwrite it.
             for cid in ids:
-                await self._engine(rt.remove, cid)
+                await self._remove_stopped(cid)
             self.cid = None
             return
         if ids and self.status.state != "stopped":
@@ -531,10 +545,31 @@ class JobActor(actors.Actor):
                 pass
             except RuntimeFailure as e:
                 log.warning("task %s: stop of %s failed: %s", self.task, cid[:12], e)
-            await self._engine(rt.remove, cid)
+            await self._remove_stopped(cid)
         self.cid = None
         if self.status.state not in ("stopped", "exited", "failed") or ids:
             self._set("stopped", reason="", healthy=None, ports={})
+
+    async def _remove_stopped(self, cid: str) -> None:
+        """Remove a container being torn down. Docker may refuse for a while (`device or
+        resource busy`: its rootfs still held after the daemon restarted mid-start);
+        once it no longer runs the task is stopped all the same, and the node removes
+        the container later as one no task owns (instead of the job actor failing and
+        being restarted, its task `stopping`, until Docker lets go)."""
+        rt = self.ctx.runtime
+        try:
+            await self._engine(rt.remove, cid)
+        except ContainerNotFound:
+            return
+        except RuntimeFailure as e:
+            try:
+                state = await self._engine(rt.inspect, cid)
+            except ContainerNotFound:
+                return
+            if state.running:
+                raise
+            log.warning("task %s: container %s stopped, not removed yet (%s); it is removed "
+                        "later", self.task, cid[:12], e)
 
     async def _remove_container(self) -> None:
         if self.cid is not None:

@@ -10,7 +10,11 @@ A soak (tests/chaos/soak.py) records one history: a list of plain dicts, each wi
   `ok` the `version` answered), `dispatch` (`job`, `key`, and on `ok` `run`, `created`)
   or `job_stop`.
 - `fault`: the nemesis; `phase` `start` or `heal`, `kind` (see soak.FAULT_KINDS),
-  `target`, and `fault` (its number, shared by its start and heal).
+  `target`, and `fault` (its number, shared by its start and heal). A `drain` fault
+  also records `drain-ok`/`drain-info` (the `node_drain` call), `leader-kill` (the
+  leader killed while it drains), `drained` (the drain reported complete) or `stuck`
+  (not complete within the soak's bound), and `enable-ok`/`enable-info`; its `heal` is
+  the node enabled again.
 - `obs`: what an observer saw while faults ran. `what` is `status` (`job`, `version`,
   `tasks`: `[{id, node, state, healthy}]`), `containers` (`running`:
   `[{id, task, job, node}]`, from the Docker daemon itself), `epoch` (`epoch`: the
@@ -244,7 +248,7 @@ def check_cron(history: History) -> list[Violation]:
             continue
         consumed = cron_events(history, job)
         ticks = [_tick(e) for e in consumed]
-        periods = [e.get("period") for e in _ops(history, "job_run", "invoke")
+        periods = [e["period"] for e in _ops(history, "job_run", "invoke")
                    if e["job"] == job and e.get("period")]
         step = float(periods[-1]) if periods else _step(ticks)
         for tick, n in Counter(ticks).items():
@@ -257,7 +261,8 @@ def check_cron(history: History) -> list[Violation]:
                 out.append(Violation("cron", f"{job}: {gap - 1} ticks between "
                                      f"{prev:%H:%M:%S} and {cur:%H:%M:%S} but the later "
                                      f"one says {ev.get('missed', 0)} missed"))
-        runs = [e.get("run") for e in consumed if e.get("state") == "cron fired"]
+        runs: list[str] = [e.get("run") or "" for e in consumed
+                           if e.get("state") == "cron fired"]
         for run, n in Counter(runs).items():
             if n > 1:
                 out.append(Violation("cron", f"{job}: run {run} fired {n} times"))
@@ -377,6 +382,77 @@ def check_acked_writes(history: History) -> list[Violation]:
     return out
 
 
+#: a status or container observation returned this long after a drain completed was
+#: surely asked after it (the observer's calls time out in 3 s)
+DRAIN_OBS_MARGIN = 3.5
+
+
+def drain_windows(history: History) -> list[tuple[int, str, float, float | None, bool]]:
+    """Per drain fault: (fault, node, start, drained at or None, stuck)."""
+    faults = [e for e in _of(history, "fault") if e.get("kind") == "drain"]
+    drained: dict[int, float] = {}
+    stuck: set[int] = set()
+    for e in faults:
+        if e.get("phase") == "drained":
+            drained.setdefault(e["fault"], e["t"])
+        elif e.get("phase") == "stuck":
+            stuck.add(e["fault"])
+    return [(e["fault"], e["target"], e["t"], drained.get(e["fault"]), e["fault"] in stuck)
+            for e in faults if e.get("phase") == "start"]
+
+
+def fault_intervals(history: History) -> dict[int, tuple[str, float, float]]:
+    """Per fault number: (kind, start, heal), the heal being the end of the history when
+    the fault was never healed."""
+    end = history[-1]["t"] if history else 0.0
+    out: dict[int, tuple[str, float, float]] = {}
+    faults = _of(history, "fault")
+    heals: dict[int, float] = {e["fault"]: e["t"] for e in faults
+                               if e.get("phase") == "heal"}
+    for e in faults:
+        if e.get("phase") == "start":
+            out[e["fault"]] = (e["kind"], e["t"], heals.get(e["fault"], end))
+    return out
+
+
+def check_drains(history: History) -> list[Violation]:
+    """A drain completes (within the soak's bound, under the other faults), and from its
+    completion until the node is enabled again no service task is active there and no
+    container of a service runs there."""
+    out = []
+    svc = set(services(history))
+    spans = fault_intervals(history)
+    for fault, node, _, drained, stuck in drain_windows(history):
+        if stuck:
+            out.append(Violation("drain", f"fault {fault}: the drain of {node} did not "
+                                          "complete"))
+        if drained is None:
+            continue
+        lo, hi = drained + DRAIN_OBS_MARGIN, spans[fault][2]
+        for e in _of(history, "obs", "status"):
+            if e.get("job") not in svc or not lo < e["t"] < hi:
+                continue
+            there = [t for t in e.get("tasks") or [] if t.get("node") == node
+                     and t.get("state") in ACTIVE]
+            if there:
+                out.append(Violation("drain", f"t={e['t']:.1f}: {e['job']} has "
+                                              f"{_brief(there)} on drained {node}"))
+        for e in _of(history, "obs", "containers"):
+            if not lo < e["t"] < hi:
+                continue
+            there = [c for c in e.get("running") or [] if c.get("node") == node
+                     and c.get("job") in svc]
+            if there:
+                out.append(Violation("drain", f"t={e['t']:.1f}: containers of "
+                                              f"{sorted({c['job'] for c in there})} run on "
+                                              f"drained {node}"))
+    return out
+
+
+def _within(spans: Iterable[tuple[float, float]], t: float) -> bool:
+    return any(lo <= t <= hi for lo, hi in spans)
+
+
 # ------------------------------------------------------------------------- figures
 
 CHECKERS: dict[str, Callable[[History], list[Violation]]] = {
@@ -387,10 +463,11 @@ CHECKERS: dict[str, Callable[[History], list[Violation]]] = {
     "cron": check_cron,
     "dispatch": check_dispatch,
     "acked-writes": check_acked_writes,
+    "drain": check_drains,
 }
 
 #: the checkers that need no `final` entries, run while the soak goes on
-CONTINUOUS = ("single-node", "epochs")
+CONTINUOUS = ("single-node", "epochs", "drain")
 
 
 def check_all(history: History, only: Iterable[str] | None = None) -> list[Violation]:
@@ -435,6 +512,9 @@ def figures(history: History) -> dict[str, Any]:
     violations = check_all(history)
     by = Counter(v.checker for v in violations)
     cron = cron_counts(history)
+    svc = set(services(history))
+    windows = drain_windows(history)
+    spans = fault_intervals(history)
     return {
         "faults": dict(faults),
         "recovery": rec,
@@ -447,5 +527,19 @@ def figures(history: History) -> dict[str, Any]:
         "cron": cron,
         "dispatches": len(_ops(history, "dispatch", "ok")),
         "job_changes_acknowledged": len(_ops(history, "job_run", "ok")),
+        "rolls_during_faults": sum(
+            1 for e in _ops(history, "job_run", "invoke") if e.get("job") in svc
+            and not str(e.get("value")).endswith("-v1")
+            and _within([(a, b) for _, a, b in spans.values()], e["t"])),
+        "drains": {"started": len(windows),
+                   "drained": sum(1 for w in windows if w[3] is not None),
+                   "seconds": sorted(round(w[3] - w[2], 1) for w in windows
+                                     if w[3] is not None),
+                   "leader_kills": sum(1 for e in _of(history, "fault")
+                                       if e.get("kind") == "drain"
+                                       and e.get("phase") == "leader-kill"),
+                   "failed_requests_during": sum(
+                       len(e.get("failed") or []) for e in _of(history, "obs", "requests")
+                       if _within([spans[w[0]][1:] for w in windows], e["t"]))},
         "violations": [str(v) for v in violations],
     }

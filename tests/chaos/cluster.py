@@ -13,8 +13,16 @@ firewall is never touched; healing flushes them. Namespaces and veth pairs carry
 soak's PID in their names; `sweep_leftovers()` removes those of soaks that died, and
 `SoakCluster.stop()` removes its own.
 
-Everything is stopped by PID. The Docker daemon is restarted only when the soak is asked
-to (`restart_docker`, off by default: other people share it).
+The nodes' containers run under a **Docker daemon of the soak's own** (`PrivateDockerd`):
+a second `dockerd` with its own `--data-root`, `--exec-root` (and so its own managed
+containerd), `--pidfile` and socket `/run/hsoak<PID>.sock`, on a bridge made here
+(`hsb<PID>`, a link-local /25) with `--iptables=false`, so it never touches the host's
+firewall or the shared daemon. Published ports go through its userland proxy on the
+host's 127.0.0.1, as before. The nodes find it through `DOCKER_HOST`; the test image is
+imported into it. The `docker-restart` fault stops that daemon (SIGTERM by its PID) and
+starts it again: the shared daemon is never restarted or stopped.
+
+Everything is stopped by PID.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -31,11 +40,15 @@ from pathlib import Path
 
 from helios.coordination.embedded import _process_alive
 from tests.fixtures.common import free_port
-from tests.fixtures.docker import SESSION_LABEL, TEST_LABEL, _session_owner, remove_containers
+from tests.fixtures.docker import SESSION_LABEL, TEST_LABEL, _rootfs_tar, _session_owner
 from tests.fixtures.zookeeper import ZooKeeperEnsemble, start_ensemble
 from tests.integration.procs import Proc
 
 NS_PREFIX = "hsoak"
+#: the soak's own Docker daemon: socket, pidfile and exec root are /run/<this><PID>...
+DOCKERD_PREFIX = "hsoak"
+#: bridge of the soak's Docker daemon (interface names: at most 15 characters)
+BRIDGE_PREFIX = "hsb"
 #: the ZooKeeper servers' tick: sessions of 0.8 - 8 s (and 4 s to sync a follower), so
 #: expiries happen within a soak yet a loaded 2-core machine does not expire them all
 TICK_MS = 400
@@ -50,6 +63,13 @@ def _pid_alive(pid: int) -> bool:
     return _process_alive(pid, "")
 
 
+def _is_dockerd(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
+    except OSError:
+        return False
+
+
 def sweep_leftovers() -> list[str]:
     """Remove the namespaces and veth pairs of soaks whose process is gone."""
     gone: list[str] = []
@@ -59,9 +79,15 @@ def sweep_leftovers() -> list[str]:
         if m and not _pid_alive(int(m.group(2))):
             _ip("ip", "netns", "del", m.group(1), check=False)
             gone.append(m.group(1))
+    for pidfile in Path("/run").glob(f"{DOCKERD_PREFIX}[0-9]*.pid"):
+        owner = int(pidfile.stem[len(DOCKERD_PREFIX):])
+        if not _pid_alive(owner):  # its soak died: stop the daemon that soak started
+            PrivateDockerd(Path("/nonexistent"), owner).stop()
+            gone.append(pidfile.stem)
     links = _ip("ip", "-o", "link", "show", check=False).stdout
-    for m in re.finditer(r"^\d+: (hs(\d+)v\d+)[@:]", links, re.M):
-        if not _pid_alive(int(m.group(2))):
+    for m in re.finditer(rf"^\d+: ((?:hs(\d+)v\d+)|(?:{BRIDGE_PREFIX}(\d+)))[@:]", links,
+                         re.M):
+        if not _pid_alive(int(m.group(2) or m.group(3))):
             _ip("ip", "link", "del", m.group(1), check=False)
             gone.append(m.group(1))
     return gone
@@ -100,7 +126,12 @@ class NetNS:
 
     @property
     def prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.name]
+        """Run a daemon in the namespace: `nsenter --net` (which execs: the PID is still
+        ours) enters only the network namespace. Not `ip netns exec`: it also makes a
+        mount namespace of its own, and as `/` is private here that copy pins every
+        container rootfs mounted at that moment, so dockerd later cannot remove those
+        containers ("device or resource busy")."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
 
     def block(self, rules: list[list[str]]) -> None:
         """Add iptables rules (each `[CHAIN, match...]`, target DROP) in the namespace."""
@@ -116,6 +147,121 @@ class NetNS:
     def destroy(self) -> None:
         _ip("ip", "link", "del", self.host_if, check=False)
         _ip("ip", "netns", "del", self.name, check=False)
+
+
+class PrivateDockerd:
+    """The soak's own Docker daemon, started and stopped by PID (see the module
+    docstring): restarting it is a fault that hurts nobody else on the machine."""
+
+    def __init__(self, workdir: Path, owner: int, subnet: int = 0) -> None:
+        self.owner = owner
+        self.tag = f"{DOCKERD_PREFIX}{owner}"
+        self.sock = Path(f"/run/{self.tag}.sock")
+        self.pidfile = Path(f"/run/{self.tag}.pid")
+        self.exec_root = Path(f"/run/{self.tag}-exec")
+        self.data_root = workdir / "dockerd"
+        self.bridge = f"{BRIDGE_PREFIX}{owner}"
+        self.bridge_ip = f"169.254.{subnet}.129/25"  # the nodes' veths use .1-.127
+        self.log = workdir / "dockerd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of a process that must use this daemon."""
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60,
+            input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["docker", "-H", self.host, *args], check=check,
+                              timeout=timeout, capture_output=True, input=input)
+
+    def start(self, image: str | None = None, timeout: float = 90.0) -> None:
+        """Start the daemon (making its bridge the first time); import `image` (the
+        busybox test image) unless it has it."""
+        if _ip("ip", "link", "show", self.bridge, check=False).returncode != 0:
+            _ip("ip", "link", "add", "name", self.bridge, "type", "bridge")
+            _ip("ip", "addr", "add", self.bridge_ip, "dev", self.bridge)
+            _ip("ip", "link", "set", self.bridge, "up")
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                ["dockerd", "--data-root", str(self.data_root), "--exec-root",
+                 str(self.exec_root), "--pidfile", str(self.pidfile), "-H", self.host,
+                 "--bridge", self.bridge, "--iptables=false", "--ip-masq=false",
+                 "--ip-forward=false", "--userland-proxy=true"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace").splitlines()[-20:]
+                raise RuntimeError("the soak's dockerd did not come up:\n" + "\n".join(tail))
+            time.sleep(0.3)
+        if image and self.cli("image", "inspect", image, check=False).returncode != 0:
+            self.cli("import", "-", image, input=_rootfs_tar(), timeout=120)
+
+    def _answers(self) -> bool:
+        try:
+            return self.cli("info", check=False, timeout=10).returncode == 0
+        except subprocess.TimeoutExpired:  # starting up under load: ask again
+            return False
+
+    def restart(self, timeout: float = 90.0) -> None:
+        """The `docker-restart` fault: SIGTERM by PID, wait for it to end, start again
+        (its containers stop with it: no live-restore)."""
+        self._terminate(timeout)
+        self.restarts += 1
+        self.start(timeout=timeout)
+
+    def _terminate(self, timeout: float) -> None:
+        pid = self.proc.pid if self.proc is not None else None
+        if pid is None and self.pidfile.exists():  # a dead soak's daemon (sweep)
+            with contextlib.suppress(ValueError):
+                pid = int(self.pidfile.read_text().strip())
+            if pid is not None and not _is_dockerd(pid):
+                pid = None
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        if _pid_alive(pid) and (self.proc is None or self.proc.poll() is None):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+
+    def remove_containers(self, label_filter: str) -> None:
+        ids = self.cli("ps", "-aq", "--filter", f"label={label_filter}", check=False,
+                       timeout=30).stdout.split()
+        if ids:
+            self.cli("rm", "-f", "-v", *(i.decode() for i in ids), check=False, timeout=120)
+
+    def stop(self) -> None:
+        """Stop the daemon by PID, remove its bridge and its data."""
+        self._terminate(60.0)
+        _ip("ip", "link", "del", self.bridge, check=False)
+        for p in (self.sock, self.pidfile):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        for root in (self.exec_root, self.data_root):
+            # what the daemon left mounted under its roots (a container's rootfs, the
+            # netns files), deepest first, then the directories
+            mounts = [line.split()[1] for line in
+                      Path("/proc/self/mounts").read_text().splitlines()]
+            for m in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
+                subprocess.run(["umount", "-l", m], capture_output=True, check=False,
+                               timeout=30)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
@@ -146,6 +292,7 @@ class SoakCluster:
         self.conductor_ports: dict[str, int] = {}
         self.nodes: dict[str, Node] = {}
         self._subnet = int(uuid.uuid4().int % 200) + 20  # 169.254.<subnet>.0/24
+        self.dockerd = PrivateDockerd(workdir, os.getpid(), self._subnet)
 
     @property
     def zk(self) -> str:
@@ -167,8 +314,8 @@ class SoakCluster:
         if (self.workdir / "zk").exists():
             raise RuntimeError(f"{self.workdir} holds another soak's cluster: use a new "
                                "directory")
-        if self.use_netns:
-            sweep_leftovers()
+        sweep_leftovers()
+        self.dockerd.start(self.image)
         self.ensemble = start_ensemble(self.workdir / "zk", size=3, tick_ms=TICK_MS,
                                        timeout=180.0)
         for i in range(self.n_conductors):
@@ -204,7 +351,8 @@ class SoakCluster:
                 "--port-range", f"{lo}-{lo + 19}", *extra]
         for k, v in self.labels.items():
             args += ["--container-label", f"{k}={v}"]
-        proc = Proc(name, args, self.workdir, prefix=ns.prefix if ns else None).start()
+        proc = Proc(name, args, self.workdir, prefix=ns.prefix if ns else None,
+                    env=self.dockerd.env).start()
         self.nodes[name] = Node(name, proc, ns, int(listen.rsplit(":", 1)[1]))
 
     # ------------------------------------------------------------------ fault primitives
@@ -222,13 +370,13 @@ class SoakCluster:
         """This soak's running containers, straight from the Docker daemon."""
         fmt = "\t".join(["{{.ID}}", '{{.Label "io.helios.task"}}',
                          '{{.Label "io.helios.job"}}', '{{.Label "io.helios.node"}}'])
-        r = subprocess.run(["docker", "ps", "--no-trunc", "--filter",
-                            f"label={TEST_LABEL}={self.labels[TEST_LABEL]}",
-                            "--format", fmt], capture_output=True, text=True, timeout=30)
+        r = self.dockerd.cli("ps", "--no-trunc", "--filter",
+                             f"label={TEST_LABEL}={self.labels[TEST_LABEL]}",
+                             "--format", fmt, check=False, timeout=30)
         if r.returncode != 0:
-            raise RuntimeError(f"docker ps: {r.stderr.strip()}")
+            raise RuntimeError(f"docker ps: {r.stderr.decode(errors='replace').strip()}")
         out = []
-        for line in r.stdout.splitlines():
+        for line in r.stdout.decode(errors="replace").splitlines():
             cid, task, job, node = ([*line.split("\t"), "", "", ""])[:4]
             out.append({"id": cid, "task": task, "job": job, "node": node})
         return out
@@ -257,7 +405,8 @@ class SoakCluster:
             with contextlib.suppress(Exception):
                 p.stop(timeout=10)
         with contextlib.suppress(Exception):
-            remove_containers(f"{TEST_LABEL}={self.labels[TEST_LABEL]}")
+            self.dockerd.remove_containers(f"{TEST_LABEL}={self.labels[TEST_LABEL]}")
+        self.dockerd.stop()
         for n in self.nodes.values():
             if n.ns:
                 n.ns.destroy()
@@ -266,16 +415,3 @@ class SoakCluster:
 
     def diagnostics(self, lines: int = 30) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.tail(lines)}" for p in self.procs())
-
-
-def restart_docker(timeout: float = 90.0) -> None:
-    """Stop the Docker daemon by its PID (SIGTERM) and start it again the way CI does
-    (`.ci/start-dockerd`). Only with `--docker-restart`: everyone on the host shares it."""
-    repo = Path(__file__).resolve().parents[2]
-    pid = int(Path("/var/run/docker.pid").read_text().strip())
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    subprocess.run(["bash", str(repo / ".ci" / "start-dockerd")], check=True,
-                   timeout=timeout, capture_output=True)

@@ -10,8 +10,8 @@ ensemble, 2 conductors, 3 node daemons on Docker, each node in a network namespa
 - a **nemesis** of faults, seeded, one at a time: SIGKILL of a node daemon, of the
   leading or the standby conductor, of a container, of one ZooKeeper server; SIGSTOP
   then SIGCONT of the leader or of a node; a node partitioned from ZooKeeper or from the
-  conductors; optionally (`docker_restart=True`, off by default: the daemon is shared) a
-  restart of the Docker daemon. After each heal the nemesis waits for the cluster to
+  conductors; a restart of the Docker daemon (the soak's own, never the shared one); a
+  drain of a node (below). After each heal the nemesis waits for the cluster to
   converge (bounded) before the next fault;
 - **observers** that record what the cluster says and does: every job's status, the
   containers the Docker daemon runs, the fencing epoch in ZooKeeper and which conductor
@@ -26,8 +26,12 @@ prints its seed and its fault history; the same seed gives the same sequence of 
 and operations (the targets named by role: the leader, a node picked by the seeded
 draw among those alive).
 
-Drains (issue 16) are not among the faults yet: `FAULT_KINDS` has a `drain` entry that
-`Soak.inject` refuses until `helios node drain` exists; add it there.
+A `drain` fault runs `helios node drain` (the same `node_drain` call) on a node, sometimes
+kills the leader a moment later (the new leader must carry the drain on from
+`/drain/<node>`), and then lets the nemesis go on with other faults while the drain
+proceeds: a background follower waits for it to complete, records `drained`, keeps the
+node drained for the fault's hold and re-enables its eligibility (`helios node
+eligibility --enable`) so the cluster keeps its capacity. One drain at a time.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from helios.endpoints import Resolver
 from helios.protocol import conductor_url
 from helios.spec import validate
 from tests.chaos import checkers
-from tests.chaos.cluster import Node, SoakCluster, restart_docker
+from tests.chaos.cluster import Node, SoakCluster
 from tests.integration.traffic import _get
 
 #: every fault the nemesis knows, with the range of seconds it is held
@@ -67,17 +71,23 @@ FAULT_KINDS: dict[str, tuple[float, float]] = {
     "partition-zk": (2.0, 15.0),
     "partition-conductor": (2.0, 15.0),
     "docker-restart": (0.0, 0.0),
-    "drain": (0.0, 0.0),
+    "drain": (3.0, 30.0),
 }
-#: faults the soak injects unless told otherwise (docker-restart hurts everyone on the
-#: host; drain waits for issue 16)
-DEFAULT_FAULTS = tuple(k for k in FAULT_KINDS if k not in ("docker-restart", "drain"))
+#: faults the soak injects unless told otherwise: all of them (the Docker daemon it
+#: restarts is its own, cluster.PrivateDockerd)
+DEFAULT_FAULTS = tuple(FAULT_KINDS)
 NETNS_FAULTS = ("partition-zk", "partition-conductor")
 
 #: how long the nemesis waits for convergence after a heal before it moves on
 RECOVERY_WAIT = 90.0
 #: bound of the final convergence
 SETTLE_WAIT = 240.0
+#: bound of a drain under other faults (a drain not complete by then is a violation)
+DRAIN_WAIT = 150.0
+#: batch deadline given to a drain: batch tasks are moved after it
+DRAIN_DEADLINE = 10.0
+#: a drain fault kills the leader this soon after starting it when its draw says so
+DRAIN_KILL_AFTER = (0.2, 3.0)
 #: the per-second cron job's schedule (every 2 s: a container start per tick)
 CRON_SCHEDULE = "*/2 * * * * *"
 CRON_PERIOD = 2
@@ -184,6 +194,9 @@ class Soak:
         self.serving: dict[str, Counter[str]] | None = None
         self.batches = 0
         self.system: actors.ActorSystem | None = None
+        self.draining: tuple[str, int] | None = None  # (node, fault) a drain holds
+        self.open_faults: dict[int, tuple[str, str]] = {}  # started, not healed yet
+        self.chaos: trio.Nursery | None = None
 
     # ------------------------------------------------------------------------ history
 
@@ -239,10 +252,16 @@ class Soak:
                 self.say("converged; faults and operations start")
                 with trio.move_on_after(self.cfg.minutes * 60):
                     async with trio.open_nursery() as chaos:
+                        self.chaos = chaos
                         chaos.start_soon(self._nemesis)
                         chaos.start_soon(self._generator, client)
                 self.say("faults stop; healing and settling")
                 await trio.to_thread.run_sync(self.cluster.heal_all)
+                await self._undrain()
+                for fid, (kind, target) in sorted(self.open_faults.items()):
+                    # cut short by the end of the soak: healed by heal_all just now
+                    self.rec("fault", fault=fid, kind=kind, target=target, phase="heal")
+                self.open_faults.clear()
                 await self._finish(client)
                 self.done = True
                 nursery.cancel_scope.cancel()
@@ -391,9 +410,11 @@ class Soak:
             self.say(f"fault {fid}: {kind} {target} for {f.hold:g}s")
             self.rec("fault", fault=fid, kind=kind, target=target, phase="start",
                      hold=f.hold, **kw)
+            self.open_faults[fid] = (kind, target)
 
         def heal(target: str) -> None:
             self.rec("fault", fault=fid, kind=kind, target=target, phase="heal")
+            self.open_faults.pop(fid, None)
 
         if kind in ("kill-node", "stop-node", "partition-zk", "partition-conductor"):
             node: Node = pick(sorted(cl.nodes.values(), key=lambda n: n.name))
@@ -443,8 +464,8 @@ class Soak:
             if victim is None:
                 return
             start(f"{victim['job']}/{victim['task']}@{victim['node']}")
-            await trio.run_process(["docker", "kill", victim["id"]], capture_stdout=True,
-                                   capture_stderr=True, check=False)
+            await trio.run_process(["docker", "-H", cl.dockerd.host, "kill", victim["id"]],
+                                   capture_stdout=True, capture_stderr=True, check=False)
             heal(victim["task"])
         elif kind == "kill-zookeeper":
             assert cl.ensemble is not None
@@ -456,10 +477,104 @@ class Soak:
             heal(f"zk{server.server_id}")
         elif kind == "docker-restart":
             start("dockerd")
-            await trio.to_thread.run_sync(restart_docker)
+            await trio.to_thread.run_sync(cl.dockerd.restart)
             heal("dockerd")
+        elif kind == "drain":
+            if self.draining is not None or self.chaos is None:
+                return  # one drain at a time
+            # a node that runs service containers (the scheduler packs: draining an
+            # empty node would test nothing), else any
+            try:
+                busy = {c["node"] for c in await trio.to_thread.run_sync(
+                    cl.running_containers) if c["job"] in self.cfg.services}
+            except (RuntimeError, OSError):
+                busy = set()
+            nodes = sorted(cl.nodes.values(), key=lambda n: n.name)
+            node = pick([n for n in nodes if n.name in busy] or nodes)
+            # the fault's own draw, reused: about a third of drains lose their leader
+            frac = (f.pick * 1000) % 1.0
+            kill = frac < 0.35
+            start(node.name, leader_kill=kill)
+            self.draining = (node.name, fid)
+            if await self._drain_call(fid, "drain", node.name, DRAIN_DEADLINE) is None:
+                self.say(f"fault {fid}: the drain of {node.name} was not acknowledged")
+            if kill:
+                await self._kill_leader_during_drain(fid, frac)
+            self.chaos.start_soon(self._follow_drain, fid, node.name, f.hold)
         else:
             raise NotImplementedError(f"fault {kind!r} is not implemented yet")
+
+    async def _drain_call(self, fid: int, what: str, node: str, *args: Any) -> Any:
+        """`node_drain` (drain, or eligibility with `what="enable"`) until one answer
+        comes (bounded; the call is idempotent); recorded under the fault."""
+        assert self.cluster is not None
+        args = args if what == "drain" else (None, False, True)
+        async with Client(self.cluster.zk, None, timeout=10.0) as client:
+            for _ in range(20):
+                try:
+                    with trio.fail_after(30):
+                        out = await client.call("node_drain", node, *args, timeout=10.0)
+                except (CLIError, actors.ActorError, trio.TooSlowError, OSError) as e:
+                    self.rec("fault", fault=fid, kind="drain", target=node,
+                             phase=f"{what}-info", error=f"{type(e).__name__}: {e}"[:300])
+                    await trio.sleep(2.0)
+                    continue
+                self.rec("fault", fault=fid, kind="drain", target=node, phase=f"{what}-ok",
+                         eligible=out.get("eligible"), draining=out.get("draining"))
+                return out
+        return None
+
+    async def _kill_leader_during_drain(self, fid: int, frac: float) -> None:
+        """SIGKILL the leader while the drain moves tasks; restart it after 0.5-4 s."""
+        assert self.cluster is not None
+        lo, hi = DRAIN_KILL_AFTER
+        await trio.sleep(lo + (hi - lo) * (frac / 0.35))
+        leader = await self._leader()
+        if leader is None:
+            return
+        proc = self.cluster.conductors[leader]
+        self.say(f"fault {fid}: drain interrupted: kill leader {leader}")
+        self.rec("fault", fault=fid, kind="drain", target=leader, phase="leader-kill")
+        proc.kill()
+        await trio.sleep(0.5 + 3.5 * frac / 0.35)
+        proc.start()
+
+    async def _follow_drain(self, fid: int, node: str, hold: float) -> None:
+        """While other faults go on: wait for the drain to complete (bounded), record
+        it, keep the node drained `hold` s, then enable it again. Cancelled at the end
+        of the soak, it leaves the enabling to `_undrain` (after every fault is healed)."""
+        assert self.cluster is not None
+        complete = False
+        async with Client(self.cluster.zk, None, timeout=5.0) as client:
+            with trio.move_on_after(DRAIN_WAIT):
+                for _ in range(100_000):
+                    try:
+                        report = await client.call("node_drain_status", node, timeout=5.0)
+                    except (CLIError, actors.ActorError):
+                        report = {}
+                    if report.get("complete"):
+                        complete = True
+                        break
+                    await trio.sleep(1.0)
+        if complete:
+            self.say(f"fault {fid}: {node} drained")
+            self.rec("fault", fault=fid, kind="drain", target=node, phase="drained")
+            await trio.sleep(hold)
+        else:
+            self.say(f"fault {fid}: {node} not drained after {DRAIN_WAIT:g}s")
+            self.rec("fault", fault=fid, kind="drain", target=node, phase="stuck")
+        await self._undrain()
+
+    async def _undrain(self) -> None:
+        """Enable the node a drain fault holds, so the cluster keeps its capacity; the
+        drain fault heals here."""
+        if self.draining is None:
+            return
+        node, fid = self.draining
+        await self._drain_call(fid, "enable", node)
+        self.rec("fault", fault=fid, kind="drain", target=node, phase="heal")
+        self.open_faults.pop(fid, None)
+        self.draining = None
 
     # ----------------------------------------------------------------------- observers
 
@@ -705,8 +820,14 @@ def report(history: list[dict[str, Any]]) -> tuple[bool, str]:
     lines.append("requests per service (ok / failed):")
     for job, r in f["requests"].items():
         lines.append(f"  {job:20s} {r['ok']:7d} / {r['failed']}")
-    lines += [f"job changes acknowledged: {f['job_changes_acknowledged']}, dispatches "
+    d = f["drains"]
+    lines += [f"job changes acknowledged: {f['job_changes_acknowledged']} (service rolls "
+              f"started during a fault: {f['rolls_during_faults']}), dispatches "
               f"acknowledged: {f['dispatches']}, cron: {f['cron']}",
+              f"drains: {d['started']} started, {d['drained']} completed (in "
+              f"{', '.join(f'{x:g}' for x in d['seconds']) or '-'} s), "
+              f"{d['leader_kills']} interrupted by a leader kill, "
+              f"{d['failed_requests_during']} failed requests while one went on",
               f"lost tasks: {f['lost_tasks']}",
               f"duplicates after convergence: {f['duplicates_after_convergence']}",
               f"double cron fires: {f['double_cron_fires']}",

@@ -226,7 +226,12 @@ def test_an_indeterminate_write_after_the_last_ack_may_be_what_is_served() -> No
 
 
 def test_figures_count_what_broke() -> None:
-    f = ck.figures(edit(lambda h: (_cron_twice(h), _write_lost(h), _dup_container(h))))
+    def broken(h: list[Ev]) -> None:
+        _cron_twice(h)
+        _write_lost(h)
+        _dup_container(h)
+
+    f = ck.figures(edit(broken))
     assert f["double_cron_fires"] == 1
     assert f["lost_acknowledged_writes"] == 1
     assert f["duplicates_after_convergence"] >= 1
@@ -275,3 +280,52 @@ def test_recovery_of_a_fault_that_never_healed_counts_to_the_end() -> None:
     assert ck.recovery_times(h) == {"stop-node": [8.0]}
     assert ck.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
     assert ck.percentile([1.0, 2.0, 3.0, 100.0], 99) == 100.0
+
+
+def drained(h: list[Ev], *, stuck: bool = False) -> None:
+    """A drain of n1 (its leader killed on the way) that completed at t=2.6 and ended
+    (n1 enabled again) at t=7.4: between them n1 runs nothing of web."""
+    h += [{"t": 2.2, "type": "fault", "fault": 2, "kind": "drain", "target": "n1",
+           "phase": "start", "hold": 2.0},
+          {"t": 2.3, "type": "fault", "fault": 2, "kind": "drain", "target": "c2",
+           "phase": "leader-kill"},
+          {"t": 2.6, "type": "fault", "fault": 2, "kind": "drain", "target": "n1",
+           "phase": "stuck" if stuck else "drained"},
+          {"t": 6.5, "type": "obs", "what": "status", "job": "web", "version": 2,
+           "tasks": [task("w4", "n3"), task("w5", "n2"), task("w3", "n1", "stopped")]},
+          {"t": 6.6, "type": "obs", "what": "containers",
+           "running": [cont("c-4", "w4", "web", "n3"), cont("c-5", "w5", "web", "n2")]},
+          {"t": 7.4, "type": "fault", "fault": 2, "kind": "drain", "target": "n1",
+           "phase": "heal"}]
+    h.sort(key=lambda e: e["t"])
+
+
+def test_a_drain_that_emptied_its_node_passes_and_is_counted() -> None:
+    h = edit(drained)
+    assert ck.check_all(h, only=["drain"]) == []
+    f = ck.figures(h)
+    assert f["drains"] == {"started": 1, "drained": 1, "seconds": [0.4],
+                           "leader_kills": 1,
+                           "failed_requests_during": 1}  # the request at t=6.0
+    assert f["rolls_during_faults"] == 1  # web to "b" at t=5.0, during the drain
+
+
+def test_a_drained_node_still_running_a_service_task_is_caught() -> None:
+    def task_left(h: list[Ev]) -> None:
+        drained(h)
+        st = next(e for e in h if e["type"] == "obs" and e["what"] == "status"
+                  and e["t"] == 6.5)
+        st["tasks"][2]["state"] = "running"
+
+    def container_left(h: list[Ev]) -> None:
+        drained(h)
+        c = next(e for e in h if e["type"] == "obs" and e["what"] == "containers"
+                 and e["t"] == 6.6)
+        c["running"].append(cont("c-3", "w3", "web", "n1"))
+
+    for breaks, needle in [(task_left, "w3@n1:running on drained n1"),
+                           (container_left, "containers of ['web'] run on drained n1")]:
+        found = ck.check_all(edit(breaks), only=["drain"])
+        assert any(needle in v.message for v in found), found
+    found = ck.check_all(edit(lambda h: drained(h, stuck=True)), only=["drain"])
+    assert [v.message for v in found] == ["fault 2: the drain of n1 did not complete"]
