@@ -246,9 +246,29 @@ class PrivateDockerd:
         if ids:
             self.cli("rm", "-f", "-v", *(i.decode() for i in ids), check=False, timeout=120)
 
+    def _leftover_shims(self) -> list[int]:
+        """containerd shims of this daemon still alive: a shim outlives its containerd by
+        design, and a start cut by a daemon restart leaves one behind."""
+        marker = f"{self.exec_root}/containerd/".encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"containerd-shim" in cmd.split(b"\0", 1)[0] and marker in cmd:
+                pids.append(int(proc.name))
+        return pids
+
     def stop(self) -> None:
-        """Stop the daemon by PID, remove its bridge and its data."""
+        """Stop the daemon by PID, and the shims it left (by PID), remove its bridge and
+        its data."""
         self._terminate(60.0)
+        for pid in self._leftover_shims():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         _ip("ip", "link", "del", self.bridge, check=False)
         for p in (self.sock, self.pidfile):
             with contextlib.suppress(OSError):
