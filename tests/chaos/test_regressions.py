@@ -195,9 +195,10 @@ async def test_a_node_partitioned_while_its_task_moves_comes_back_without_reforg
         orphan = [line for line in log.splitlines()
                   if f"forget {old['id']}" in line and "orphan status" in line]
         assert len(orphan) <= 1, "\n".join(orphan)
-        # the node did report its stopped copy after the leader had forgotten it (the
-        # case of the bug), and those reports were refused
-        assert f"not assigned to it, ignored: {old['id']}" in log
+        # Whether the node's report of its stopped copy reaches the leader before or
+        # after the leader forgot that copy depends on timing (both were seen here); in
+        # the second case it is refused ("not assigned to it, ignored"). The fake-node
+        # test above makes the second case every time; this one checks real parts.
     finally:
         await trio.to_thread.run_sync(cl.stop)
 
