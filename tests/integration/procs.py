@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -95,7 +96,9 @@ class Proc:
 
 @contextmanager
 def processes() -> Iterator[list[Proc]]:
-    """A list to append started processes to; all are stopped (by PID) at the end."""
+    """A list to append started processes to; all are stopped (by PID) at the end, and
+    so are the process-runtime tasks of the daemons among them: those outlive their
+    daemon by design (a node restarts and adopts them)."""
     procs: list[Proc] = []
     try:
         yield procs
@@ -105,6 +108,35 @@ def processes() -> Iterator[list[Proc]]:
                 p.stop(timeout=10)
             except Exception:
                 p.kill()
+        for p in procs:
+            if "--state-dir" in p.args[:-1]:
+                kill_process_tasks(Path(p.args[p.args.index("--state-dir") + 1]))
+
+
+def live_process_tasks(state_dir: Path) -> list[int]:
+    """Process groups of the process-runtime tasks recorded under a node's (or a solo's)
+    state directory that still run: the recorded pid with its recorded start time, so
+    a reused pid is never taken for a task."""
+    from helios.node.runtime.process import _proc_start_ticks
+
+    out = []
+    for record in [*state_dir.glob("process/*/record.json"),
+                   *state_dir.glob("node/process/*/record.json")]:
+        try:
+            rec = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        pid, ticks = rec.get("pid"), rec.get("start_ticks")
+        if pid and ticks is not None and _proc_start_ticks(pid) == ticks:
+            out.append(int(pid))
+    return out
+
+
+def kill_process_tasks(state_dir: Path) -> None:
+    """SIGKILL the process groups `live_process_tasks` finds."""
+    for pid in live_process_tasks(state_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def helios(*args: str, timeout: float = 60.0, env: dict[str, str] | None = None

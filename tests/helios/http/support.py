@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures.common import free_port, unique_name
-from tests.integration.procs import Proc, eventually, processes
+from tests.integration.procs import Proc, eventually, live_process_tasks, processes
 
 
 @dataclass
@@ -65,9 +65,10 @@ class Solo:
 
 
 @contextmanager
-def solo_with_http(tmp: Path) -> Iterator[Solo]:
+def solo_with_http(tmp: Path, keep_jobs: bool = False) -> Iterator[Solo]:
     """`helios solo --runtime process` serving HTTP on a free port, up and with its node
-    registered."""
+    registered. At the end its jobs are removed (unless `keep_jobs`: the store is read
+    afterwards) and any task process still running is killed."""
     addr = f"127.0.0.1:{free_port()}"
     http = f"127.0.0.1:{free_port()}"
     with processes() as procs:
@@ -82,7 +83,22 @@ def solo_with_http(tmp: Path) -> Iterator[Solo]:
             return bool(nodes) and nodes[0]["status"] == "up"
 
         eventually(up, 30, "solo serving HTTP with its node up", diagnostics=p.tail)
-        yield Solo(addr, url, p)
+        try:
+            yield Solo(addr, url, p)
+        finally:
+            if not keep_jobs:
+                _remove_jobs(url, tmp / "state")
+    # (`processes()` stops what the removal left, by the process groups recorded)
+
+
+def _remove_jobs(url: str, state: Path) -> None:
+    """`DELETE` every job, then wait (bounded) until the node stopped their tasks."""
+    try:
+        for job in get_json(f"{url}/v1/jobs"):
+            request("DELETE", f"{url}/v1/jobs/{job['name']}")
+        eventually(lambda: not live_process_tasks(state), 30, "the jobs' tasks stopped")
+    except (AssertionError, OSError):
+        pass  # the solo is gone or stuck: the process groups are killed below
 
 
 class EventFollower:

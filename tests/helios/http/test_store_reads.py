@@ -25,7 +25,7 @@ from tests.integration.procs import eventually
 
 def record_cluster(tmp: Path, name: str) -> dict[str, Any]:
     """Run a job in a solo, stop it, and return what the leader answered."""
-    with solo_with_http(tmp) as solo:
+    with solo_with_http(tmp, keep_jobs=True) as solo:
         job = {"name": name, "kind": "service", "command": ["sleep", "600"], "count": 1,
                "grace": "0s", "resources": {"cpus": 0.05, "memory": "8M"}}
         assert request("POST", f"{solo.http}/v1/jobs", job).status == 200
