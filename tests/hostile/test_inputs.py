@@ -122,6 +122,27 @@ async def test_process_output_is_rotated_and_reads_are_bounded(
     assert lines and int(lines[-1].split()[0]) == 5000
 
 
+async def test_a_tail_just_after_a_rotation_reaches_into_the_rotated_log(
+        small_log_rt: ProcessRuntime) -> None:
+    """Where the log rotates depends on how the output arrived: a tail asked for right
+    after a rotation finds only a few lines in output.log and takes the rest from
+    output.log.1 (a line split across the two files is one line)."""
+    rt = small_log_rt
+    cid = await rt.create(ContainerSpec(image="-", command=["true"], name=unique_name("rt"),
+                                        job="rt", task="rt-1"))
+    await rt.start(cid)
+    assert await rt.wait(cid) == 0
+    d = rt.state_dir / cid
+    (d / "output.log.1").write_bytes(b"".join(b"line %d\n" % i for i in range(1, 20))
+                                     + b"line 2")
+    (d / "output.log").write_bytes(b"0\nline 21\nline 22\n")
+    lines, cursor = await rt.read_logs(cid, tail=5)
+    assert lines == ["line 17", "line 18", "line 19", "line 20", "line 21", "line 22"][-5:]
+    assert cursor == f"b{(d / 'output.log').stat().st_size}"
+    lines, _ = await rt.read_logs(cid, tail=2)  # enough in output.log alone
+    assert lines == ["line 21", "line 22"]
+
+
 @pytest.mark.docker
 async def test_json_file_logs_are_capped_by_default(docker_test_image: str,
                                                     docker_labels: dict[str, str]) -> None:

@@ -526,9 +526,16 @@ class ProcessRuntime(Runtime):
                 start = max(0, size - max_bytes)
             await f.seek(start)
             data = await f.read(max_bytes)
+        cut = len(data) >= max_bytes  # the read stopped at max_bytes, not at the end
+        mid_line = cursor is None and tail is not None and start > 0
+        if cursor is None and tail is not None and start == 0 and data.count(b"\n") < tail:
+            # the log rotated a few lines ago: the rest of the tail is in output.log.1
+            older, mid_line = await self._rotated_tail(cid, max_bytes - len(data))
+            data = older + data
+            start = -len(older)  # offsets before the current file's beginning
         parts = data.split(b"\n")
         rest = parts.pop()
-        if cursor is None and tail is not None and start > 0 and parts:
+        if mid_line and parts:
             start += len(parts[0]) + 1  # the first piece began mid-line
             parts = parts[1:]
         ends: list[int] = []  # offset after each complete line
@@ -536,7 +543,6 @@ class ProcessRuntime(Runtime):
         for part in parts:
             pos += len(part) + 1
             ends.append(pos)
-        cut = len(data) >= max_bytes  # the read stopped at max_bytes, not at the end
         if rest and ((final and not cut) or (cut and not parts)):
             parts.append(rest)  # the task's last words, or one line longer than a read
             ends.append(pos + len(rest))
@@ -545,7 +551,19 @@ class ProcessRuntime(Runtime):
             first = max(0, len(parts) - tail)
         chosen = parts[first:first + limit]
         end = ends[first + len(chosen) - 1] if chosen else (ends[first - 1] if first else start)
-        return [p.decode("utf-8", "replace") for p in chosen], f"b{end}"
+        return [p.decode("utf-8", "replace") for p in chosen], f"b{max(end, 0)}"
+
+    async def _rotated_tail(self, cid: str, budget: int) -> tuple[bytes, bool]:
+        """The last `budget` bytes of the rotated log (output.log.1), and whether they
+        begin mid-line."""
+        path = self._dir(cid) / "output.log.1"
+        if budget <= 0 or not path.exists():
+            return b"", False
+        async with await trio.open_file(path, "rb") as f:
+            size = await f.seek(0, os.SEEK_END)
+            begin = max(0, size - budget)
+            await f.seek(begin)
+            return await f.read(budget), begin > 0
 
     async def exec(self, cid: str, argv: Sequence[str], timeout: float) -> ExecResult:
         """Run argv on the host with the task's environment and working directory."""
