@@ -172,13 +172,13 @@ async def list_endpoints(store: Store, job: str) -> list[dict[str, Any]]:
             found[(node, task)] = _clean(entry, job, node, task)
 
     async def read_node(node: str) -> None:
-        if not _valid(node):
+        if not paths.is_name(node):
             return
         async with limit:
             tasks = await store.children(paths.service_node(job, node))
         async with trio.open_nursery() as inner:
             for task in tasks:
-                if _valid(task):
+                if paths.is_name(task):
                     inner.start_soon(read, node, task)
 
     async with trio.open_nursery() as nursery:
@@ -204,14 +204,6 @@ class _Fired(WakeFlag):
 
 
 _DIR = "\x00dir"  # key of the job directory's own watch (no node is named that)
-
-
-def _valid(name: str) -> bool:
-    try:
-        paths.check_name(name)
-    except ValueError:
-        return False
-    return True
 
 
 async def follow_endpoints(store: Store, job: str) -> AsyncGenerator[list[dict[str, Any]]]:
@@ -255,7 +247,7 @@ async def follow_endpoints(store: Store, job: str) -> AsyncGenerator[list[dict[s
             try:
                 if _DIR in todo:
                     nodes = [n for n in await store._arm_children(directory, flag(_DIR))
-                             if _valid(n)]
+                             if paths.is_name(n)]
                     for gone in set(tasks) - set(nodes):
                         forget(gone)
                         for t in tasks.pop(gone):
@@ -268,7 +260,7 @@ async def follow_endpoints(store: Store, job: str) -> AsyncGenerator[list[dict[s
                 for node in list(tasks):
                     if node in todo:
                         names = [t for t in await store._arm_children(
-                            paths.service_node(job, node), flag(node)) if _valid(t)]
+                            paths.service_node(job, node), flag(node)) if paths.is_name(t)]
                         for gone in set(tasks[node]) - set(names):
                             values.pop((node, gone), None)
                             forget((node, gone))

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Collector"]
 
+SERVICE_DIRS = paths.SERVICES + "/"  # endpoint directories: only they need the pairs
+
 
 class Collector:
     """Garbage collection of one term; `flush` is the term's fenced write of its cache."""
@@ -96,9 +98,11 @@ class Collector:
         and the endpoint directories no assignment needs any more."""
         L = self.lead
         persisted = L.writer.persisted
-        pairs = {(a.job, a.node) for a in persisted.state.assignments.values()}
-        pairs |= {(a.job, a.node) for a in L.state.assignments.values()}
-        unused = stale_service_dirs(persisted.dirs, pairs, L.state.jobs)
+        unused: list[str] = []
+        if any(d.startswith(SERVICE_DIRS) for d in persisted.dirs):
+            pairs = {(a.job, a.node) for a in persisted.state.assignments.values()}
+            pairs |= {(a.job, a.node) for a in L.state.assignments.values()}
+            unused = stale_service_dirs(persisted.dirs, pairs, L.state.jobs)
         if unused:
             persisted.dirs.difference_update(unused)  # tried once per term
             await L.writer.write([Delete(d) for d in unused])

@@ -186,16 +186,9 @@ async def _service_dirs(store: Store) -> set[str]:
     if not await store.exists(paths.SERVICES):
         return set()
     jobs = [paths.services(j) for j in await store.children(paths.SERVICES)
-            if _is_name(j)]
+            if paths.is_name(j)]
     nodes = await _gather([functools.partial(store.children, d) for d in jobs])
     out = {paths.SERVICES, *jobs}
     out.update(f"{d}/{n}" for d, names in zip(jobs, nodes, strict=True) for n in names)
     return out
 
-
-def _is_name(name: str) -> bool:
-    try:
-        paths.check_name(name)
-    except ValueError:
-        return False
-    return True

@@ -195,19 +195,24 @@ class Writer:
         """Write what changed since the last flush (plus `extra` ops, e.g. history),
         then remember `state` as persisted. Raises `StaleEpoch` once deposed."""
         target = state.copy()  # the cache may change while the writes are in flight
-        # Directories count as made only once the write succeeds: after a failed flush
-        # the next one must create them again (nodes cannot make an endpoint directory).
-        dirs = set(self.persisted.dirs)
-        await self._make_service_dirs(service_dir_ops(self.persisted.state, target, dirs))
-        ops, status_paths = diff_ops(self.persisted.state, target, dirs, stamp)
-        if status_paths:
-            store = self.term.store
-            exists = [await store.exists(p) for p in status_paths]
-            ops.extend(Delete(p) for p, e in zip(status_paths, exists, strict=True) if e)
-        ops.extend(extra)
-        if ops:
-            await self.write(ops)
-        self.persisted.dirs |= dirs
+        dirs = self.persisted.dirs
+        made: list[Op] = service_dir_ops(self.persisted.state, target, dirs)
+        ops: list[Op] = []
+        try:
+            await self._make_service_dirs(made)
+            ops, status_paths = diff_ops(self.persisted.state, target, dirs, stamp)
+            if status_paths:
+                store = self.term.store
+                exists = [await store.exists(p) for p in status_paths]
+                ops.extend(Delete(p) for p, e in zip(status_paths, exists, strict=True) if e)
+            ops.extend(extra)
+            if ops:
+                await self.write(ops)
+        except BaseException:
+            # Directories count as made only once written: after a failed flush the next
+            # one must create them again (nodes cannot make an endpoint directory).
+            dirs.difference_update(op.path for op in [*made, *ops] if isinstance(op, Create))
+            raise
         self.persisted.state = target
         return len(ops)
 

@@ -35,6 +35,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def is_name(name: str) -> bool:
+    """Whether `check_name` takes `name` (for names read from the store: a child a
+    reader cannot use is skipped, not fatal)."""
+    return _NAME.fullmatch(name) is not None
+
+
 def node(name: str) -> str:
     """A node's record: address, resources, labels."""
     return f"{NODES}/{check_name(name)}"
